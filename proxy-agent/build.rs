@@ -1,0 +1,30 @@
+//! Builds the XDP program (crate `proxy-ebpf`) for bpfel-unknown-none with
+//! nightly, so the agent can embed the object. `AYA_BUILD_SKIP=1` skips it
+//! (aya-build then writes nothing and the agent will not compile: use it only
+//! for tools that never build the agent).
+use anyhow::{Context as _, anyhow};
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "proxy-ebpf")
+        .ok_or_else(|| anyhow!("package proxy-ebpf not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("proxy-ebpf manifest has no parent directory"))?
+        .as_str();
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: ebpf.name.as_str(),
+            root_dir,
+            ..Default::default()
+        }],
+        aya_build::Toolchain::default(),
+    )
+}

@@ -1,0 +1,234 @@
+//! The bodies of the CLI commands (kept out of main.rs so it reads as the
+//! list of commands).
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use aya::programs::XdpMode;
+use proxy_agent::{
+    config::{
+        self,
+        model::{App, Config, Origin},
+    },
+    datapath::{loader::Datapath, maps::MapContents, stats::StatsRow},
+};
+use serde_json::json;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{info, warn};
+
+/// `check`: every file validated; all errors printed; exit 1 if any fails.
+pub fn check(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let prefix = if files.len() > 1 {
+            format!("{}: ", file.display())
+        } else {
+            String::new()
+        };
+        match config::load(file) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("{prefix}warning: {warning}");
+                }
+                let missing = loaded.config.check_files();
+                if missing.is_empty() {
+                    println!(
+                        "{prefix}ok: {} apps, {} rules",
+                        loaded.config.apps.len(),
+                        loaded.config.access_rules.len()
+                    );
+                } else {
+                    failed = true;
+                    for err in missing {
+                        println!("{prefix}error: {err}");
+                    }
+                }
+            }
+            Err(err) => {
+                failed = true;
+                for line in err.to_string().lines() {
+                    println!("{prefix}error: {line}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn data_path(app: &App) -> &'static str {
+    if app.fast_path() { "xdp" } else { "agent" }
+}
+
+fn origins(app: &App) -> Vec<String> {
+    match &app.origin {
+        Origin::Direct(origins) => origins
+            .iter()
+            .map(|o| match o.ip {
+                std::net::IpAddr::V4(ip) => format!("{}://{ip}:{}", app.protocol, o.ports),
+                std::net::IpAddr::V6(ip) => format!("{}://[{ip}]:{}", app.protocol, o.ports),
+            })
+            .collect(),
+        Origin::Dns(dns) => vec![format!("{}://{}:{}", app.protocol, dns.name, dns.ports)],
+    }
+}
+
+/// `apps`: one line (or JSON object) per app.
+pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
+    if json {
+        let apps: Vec<_> = config
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(index, app)| {
+                json!({
+                    "index": index,
+                    "id": app.id.to_string(),
+                    "protocol": format!("{}/{}", app.protocol, app.edge_ports),
+                    "dns_name": app.dns.name,
+                    "edge_ips": app.edge_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "edge_port_start": app.edge_ports.start,
+                    "edge_port_end": app.edge_ports.end,
+                    "origins": origins(app),
+                    "tls": format!("{:?}", app.tls).to_lowercase(),
+                    "proxy_protocol": format!("{:?}", app.proxy_protocol).to_lowercase(),
+                    "ip_firewall": app.ip_firewall,
+                    "data_path": data_path(app),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&apps)?);
+        return Ok(());
+    }
+    for (index, app) in config.apps.iter().enumerate() {
+        let edge: Vec<String> = app.edge_addrs.iter().map(|a| a.to_string()).collect();
+        println!(
+            "[{index}] {} {}/{} {} edge {} -> {} (path {}, tls {:?}, proxy_protocol {:?}, ip_firewall {})",
+            app.id,
+            app.protocol,
+            app.edge_ports,
+            app.dns.name,
+            edge.join(" "),
+            origins(app).join(" "),
+            data_path(app),
+            app.tls,
+            app.proxy_protocol,
+            app.ip_firewall,
+        );
+    }
+    Ok(())
+}
+
+/// `stats`: counters by app and verdict.
+pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
+    let name = |app: Option<u32>| -> String {
+        match app {
+            None => "-".to_owned(),
+            Some(i) => config
+                .and_then(|c| c.apps.get(i as usize))
+                .map_or_else(|| i.to_string(), |a| a.dns.name.clone()),
+        }
+    };
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "app": r.app,
+                    "app_name": r.app.map(|_| name(r.app)),
+                    "verdict": r.verdict.name(),
+                    "packets": r.packets,
+                    "bytes": r.bytes,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    println!("{:<32} {:<16} {:>12} {:>14}", "app", "verdict", "packets", "bytes");
+    for r in rows {
+        println!(
+            "{:<32} {:<16} {:>12} {:>14}",
+            name(r.app),
+            r.verdict.name(),
+            r.packets,
+            r.bytes
+        );
+    }
+}
+
+/// `run` once checks passed: load, attach, fill maps, publish counters, then
+/// wait for SIGINT/SIGTERM. Dropping the data path detaches XDP.
+pub async fn serve(
+    config: Config,
+    contents: MapContents,
+    mode: XdpMode,
+    stats_pin: PathBuf,
+) -> anyhow::Result<()> {
+    let mut datapath = Datapath::load()?;
+    spawn_kernel_log_reader(&mut datapath);
+    datapath.attach(&config.edge.interfaces, mode)?;
+    datapath.sync(&contents)?;
+    datapath.pin_stats(&stats_pin)?;
+    info!(
+        apps = config.apps.len(),
+        listeners = contents.listeners.len(),
+        rules = config.access_rules.len(),
+        counters = %stats_pin.display(),
+        "ready"
+    );
+    shutdown_signal().await?;
+    info!("shutting down: detaching XDP and removing pinned counters");
+    drop(datapath);
+    info!("stopped");
+    Ok(())
+}
+
+/// Forwards the XDP program's aya-log records to our log.
+fn spawn_kernel_log_reader(datapath: &mut Datapath) {
+    let logger = match aya_log::EbpfLogger::init(datapath.ebpf_mut()) {
+        Ok(logger) => logger,
+        Err(err) => {
+            warn!(%err, "kernel log records will not be shown");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer's fd and keeps it open, and
+    // unchanged, for as long as it lives inside the AsyncFd.
+    let registered = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(err) => {
+            warn!(%err, "kernel log records will not be shown");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let mut guard = match fd.readable_mut().await {
+                Ok(guard) => guard,
+                Err(err) => {
+                    warn!(%err, "kernel log reader stopped");
+                    return;
+                }
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

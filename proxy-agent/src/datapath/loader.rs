@@ -1,0 +1,166 @@
+//! Loads the XDP program, attaches it, writes the maps and publishes the
+//! counters. Dropping the [`Datapath`] detaches the program.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+};
+use proxy_common::{
+    AppValue, Counter, ListenerKey, ListenerValue, MAX_APPS, OriginValue, XDP_PROGRAM, map_names,
+};
+use tracing::{info, warn};
+
+use super::maps::MapContents;
+use crate::EBPF_OBJECT;
+
+/// Where an agent instance publishes its counters inside bpffs.
+pub fn stats_pin_path(bpffs: &Path, instance: &str) -> PathBuf {
+    bpffs.join("proxy-agent").join(instance).join(map_names::STATS)
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    pinned: Option<PathBuf>,
+}
+
+impl Datapath {
+    /// Loads the embedded XDP object into the kernel (verifier included).
+    pub fn load() -> anyhow::Result<Self> {
+        let ebpf = EbpfLoader::new()
+            .load(EBPF_OBJECT)
+            .context("loading the XDP program into the kernel")?;
+        Ok(Self { ebpf, pinned: None })
+    }
+
+    /// The underlying object, for the log reader and tests.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// The XDP program, verified and loaded (not attached): what
+    /// BPF_PROG_TEST_RUN needs.
+    pub fn program(&mut self) -> anyhow::Result<&mut Xdp> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?
+            .try_into()?;
+        if program.fd().is_err() {
+            program.load().context("verifying the XDP program")?;
+        }
+        Ok(program)
+    }
+
+    /// Attaches the program to each interface.
+    pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> anyhow::Result<()> {
+        let program = self.program()?;
+        for interface in interfaces {
+            program.attach(interface, mode).with_context(|| {
+                let hint = if mode == XdpMode::Driver {
+                    " (if its driver has no native XDP, use --xdp-mode skb)"
+                } else {
+                    ""
+                };
+                format!("attaching XDP ({mode:?} mode) to {interface}{hint}")
+            })?;
+            info!(interface, ?mode, "XDP attached");
+        }
+        Ok(())
+    }
+
+    /// Makes the maps hold `contents`, in an order that never shows the
+    /// program a listener whose app is not in place yet: apps and origins
+    /// first, then new listeners, then stale listeners removed, then stale
+    /// app slots cleared.
+    pub fn sync(&mut self, contents: &MapContents) -> anyhow::Result<()> {
+        {
+            let mut origins: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
+            for (index, origin) in &contents.origins {
+                origins.set(*index, origin, 0)?;
+            }
+        }
+        {
+            let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
+            for (index, app) in contents.apps.iter().enumerate() {
+                apps.set(index as u32, app, 0)?;
+            }
+        }
+        {
+            let mut listeners: HashMap<_, ListenerKey, ListenerValue> =
+                self.map(map_names::LISTENERS)?;
+            for (key, value) in &contents.listeners {
+                listeners.insert(key, value, 0)?;
+            }
+            let stale: Vec<ListenerKey> = listeners
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|key| !contents.listeners.contains_key(key))
+                .collect();
+            for key in &stale {
+                listeners.remove(key)?;
+            }
+        }
+        let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
+        for index in contents.apps.len() as u32..MAX_APPS {
+            if apps.get(&index, 0)? != AppValue::default() {
+                apps.set(index, AppValue::default(), 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins the counters at `path` so `proxy-agent stats` can read them.
+    pub fn pin_stats(&mut self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if path.exists() {
+            warn!(path = %path.display(), "replacing counters left pinned by an earlier run");
+            fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        let map = self
+            .ebpf
+            .map(map_names::STATS)
+            .ok_or_else(|| anyhow!("map {} missing from the object", map_names::STATS))?;
+        map.pin(path)
+            .with_context(|| format!("pinning counters at {}", path.display()))?;
+        self.pinned = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// The live counters.
+    pub fn stats(&mut self) -> anyhow::Result<PerCpuArray<&mut MapData, Counter>> {
+        self.map(map_names::STATS)
+    }
+
+    fn map<'a, T>(&'a mut self, name: &str) -> anyhow::Result<T>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
+        T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        if let Some(path) = self.pinned.take() {
+            if let Err(err) = fs::remove_file(&path) {
+                warn!(path = %path.display(), %err, "could not remove pinned counters");
+            }
+            // The instance directory is removed when empty; others stay.
+            if let Some(dir) = path.parent() {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+}

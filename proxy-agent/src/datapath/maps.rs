@@ -1,0 +1,256 @@
+//! Config model -> BPF map contents. Pure: no kernel, no I/O, unit-tested.
+//!
+//! An application's index in `APPS` (and its row of counters) is its
+//! position in the config's `apps` list.
+use std::{collections::BTreeMap, fmt, net::IpAddr};
+
+use proxy_common::{
+    APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, AppValue, ListenerKey, ListenerValue, MAX_APPS,
+    MAX_LISTENERS, MAX_ORIGINS_PER_APP, OriginValue, origin_index,
+};
+
+use crate::config::model::{App, Config, Origin};
+
+/// Everything the XDP program's maps should hold for one config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MapContents {
+    pub listeners: BTreeMap<ListenerKey, ListenerValue>,
+    /// `APPS`, by index; slots past the end are empty.
+    pub apps: Vec<AppValue>,
+    /// `ORIGINS`, by `origin_index(app, slot)`.
+    pub origins: BTreeMap<u32, OriginValue>,
+}
+
+/// The config does not fit in the kernel maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapacityError {
+    TooManyApps { apps: usize },
+    TooManyListeners { listeners: usize },
+    TooManyOrigins { app: usize, origins: usize },
+}
+
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyApps { apps } => {
+                write!(f, "{apps} apps configured; the data path holds at most {MAX_APPS}")
+            }
+            Self::TooManyListeners { listeners } => write!(
+                f,
+                "the apps need {listeners} (protocol, edge address, port) listeners; \
+                 the data path holds at most {MAX_LISTENERS}"
+            ),
+            Self::TooManyOrigins { app, origins } => write!(
+                f,
+                "apps[{app}] has {origins} origins; at most {MAX_ORIGINS_PER_APP} per app"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CapacityError {}
+
+/// The 16-byte address form the maps use (IPv4 mapped into IPv6).
+pub fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The map contents for `config`.
+pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
+    if config.apps.len() > MAX_APPS as usize {
+        return Err(CapacityError::TooManyApps {
+            apps: config.apps.len(),
+        });
+    }
+    let listener_count: usize = config
+        .apps
+        .iter()
+        .map(|app| app.edge_addrs.len() * app.edge_ports.len() as usize)
+        .sum();
+    if listener_count > MAX_LISTENERS as usize {
+        return Err(CapacityError::TooManyListeners {
+            listeners: listener_count,
+        });
+    }
+
+    let mut contents = MapContents::default();
+    for (index, app) in config.apps.iter().enumerate() {
+        let index = index as u32;
+        let origins = origin_values(app);
+        if origins.len() > MAX_ORIGINS_PER_APP as usize {
+            return Err(CapacityError::TooManyOrigins {
+                app: index as usize,
+                origins: origins.len(),
+            });
+        }
+        contents.apps.push(app_value(app, origins.len() as u16));
+        for (slot, origin) in origins.into_iter().enumerate() {
+            contents
+                .origins
+                .insert(origin_index(index, slot as u32), origin);
+        }
+        let proto = app.protocol.ip_proto();
+        for addr in &app.edge_addrs {
+            for port in app.edge_ports.ports() {
+                contents.listeners.insert(
+                    ListenerKey::new(proto, addr16(*addr), port),
+                    ListenerValue { app: index },
+                );
+            }
+        }
+    }
+    Ok(contents)
+}
+
+fn app_value(app: &App, origin_count: u16) -> AppValue {
+    let mut flags = 0;
+    if app.ip_firewall {
+        flags |= APP_FLAG_IP_FIREWALL;
+    }
+    if app.fast_path() {
+        flags |= APP_FLAG_FAST_PATH;
+    }
+    AppValue {
+        flags,
+        edge_port_start: app.edge_ports.start,
+        origin_count,
+        proto: app.protocol.ip_proto(),
+        _pad: [0; 3],
+    }
+}
+
+/// Direct origins as configured; DNS origins have none until resolved.
+fn origin_values(app: &App) -> Vec<OriginValue> {
+    match &app.origin {
+        Origin::Direct(origins) => origins
+            .iter()
+            .map(|origin| OriginValue {
+                addr: addr16(origin.ip),
+                port_start: origin.ports.start,
+                _pad: [0; 2],
+            })
+            .collect(),
+        Origin::Dns(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use proxy_common::ip_proto;
+
+    fn config(apps: &str) -> Config {
+        let text = format!(
+            r#"{{"edge": {{"interfaces": ["eth0"],
+                "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+               "apps": [{apps}]}}"#
+        );
+        match load_str(&text, false) {
+            Ok(loaded) => loaded.config,
+            Err(err) => panic!("test config invalid: {err}"),
+        }
+    }
+
+    fn key(proto: u8, ip: &str, port: u16) -> ListenerKey {
+        ListenerKey::new(proto, addr16(ip.parse().expect("test address")), port)
+    }
+
+    #[test]
+    fn a_range_app_gets_one_listener_per_port_and_address() {
+        let config = config(
+            r#"{"protocol": "tcp/1000-2000", "dns": {"type": "ADDRESS", "name": "r.example.com"},
+                "edge_ips": {"type": "static", "ips": ["198.51.100.10", "2001:db8:e::10"]},
+                "origin_direct": ["tcp://192.0.2.1:3000-4000"]}"#,
+        );
+        let maps = map_contents(&config).expect("fits");
+        assert_eq!(maps.listeners.len(), 2 * 1001);
+        for (ip, port) in [
+            ("198.51.100.10", 1000),
+            ("198.51.100.10", 2000),
+            ("2001:db8:e::10", 1005),
+        ] {
+            assert_eq!(
+                maps.listeners.get(&key(ip_proto::TCP, ip, port)),
+                Some(&ListenerValue { app: 0 }),
+                "{ip} {port}"
+            );
+        }
+        assert!(!maps.listeners.contains_key(&key(ip_proto::TCP, "198.51.100.10", 999)));
+        assert!(!maps.listeners.contains_key(&key(ip_proto::TCP, "198.51.100.10", 2001)));
+        assert!(!maps.listeners.contains_key(&key(ip_proto::UDP, "198.51.100.10", 1000)));
+        assert_eq!(
+            maps.apps,
+            vec![AppValue {
+                flags: APP_FLAG_FAST_PATH,
+                edge_port_start: 1000,
+                origin_count: 1,
+                proto: ip_proto::TCP,
+                _pad: [0; 3],
+            }]
+        );
+        let origin = maps.origins.get(&origin_index(0, 0)).expect("origin 0");
+        assert_eq!(origin.addr, addr16("192.0.2.1".parse().expect("ip")));
+        assert_eq!(origin.port_start, 3000);
+    }
+
+    #[test]
+    fn apps_are_indexed_in_config_order_with_their_flags() {
+        let config = config(
+            r#"{"protocol": "udp/53", "dns": {"type": "CNAME", "name": "dns.example.com"},
+                "origin_direct": ["udp://192.0.2.53:53", "udp://[2001:db8::53]:5353"]},
+               {"protocol": "tcp/443", "dns": {"type": "CNAME", "name": "tls.example.com"},
+                "tls": "flexible", "tls_cert": "c.pem", "tls_key": "k.pem", "ip_firewall": true,
+                "origin_dns": {"name": "origin.example.com", "ttl": 600}, "origin_port": 8443}"#,
+        );
+        let maps = map_contents(&config).expect("fits");
+        assert_eq!(maps.apps.len(), 2);
+        assert_eq!(maps.apps[0].flags, APP_FLAG_FAST_PATH);
+        assert_eq!(maps.apps[0].origin_count, 2);
+        assert_eq!(maps.apps[0].proto, ip_proto::UDP);
+        assert_eq!(maps.apps[1].flags, APP_FLAG_IP_FIREWALL, "TLS apps are not fast path");
+        assert_eq!(maps.apps[1].origin_count, 0, "DNS origins wait for resolution");
+        assert_eq!(
+            maps.origins.get(&origin_index(0, 1)).map(|o| o.port_start),
+            Some(5353)
+        );
+        // Each dynamic app got one v4 and one v6 address: 2 listeners each.
+        let app1: Vec<_> = maps.listeners.values().filter(|v| v.app == 1).collect();
+        assert_eq!(app1.len(), 2);
+        let ports: Vec<_> = maps
+            .listeners
+            .iter()
+            .filter(|(_, v)| v.app == 0)
+            .map(|(k, _)| (k.proto, k.port))
+            .collect();
+        assert_eq!(ports, vec![(ip_proto::UDP, 53), (ip_proto::UDP, 53)]);
+    }
+
+    #[test]
+    fn listeners_beyond_capacity_are_refused() {
+        let apps: Vec<String> = (0..5)
+            .map(|i| {
+                format!(
+                    r#"{{"protocol": "tcp/1-65535", "dns": {{"type": "CNAME", "name": "a{i}.example.com"}},
+                        "origin_direct": ["tcp://192.0.2.1:1-65535"]}}"#
+                )
+            })
+            .collect();
+        let config = config(&apps.join(","));
+        assert_eq!(
+            map_contents(&config),
+            Err(CapacityError::TooManyListeners {
+                listeners: 5 * 2 * 65535
+            })
+        );
+    }
+
+    #[test]
+    fn addr16_maps_ipv4() {
+        let a = addr16("192.0.2.1".parse().expect("ip"));
+        assert_eq!(a, proxy_common::v4_mapped([192, 0, 2, 1]));
+    }
+}

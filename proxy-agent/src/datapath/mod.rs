@@ -1,0 +1,5 @@
+//! From the config model to the kernel: map contents (pure), loading and
+//! attaching (kernel), counters (reading).
+pub mod loader;
+pub mod maps;
+pub mod stats;

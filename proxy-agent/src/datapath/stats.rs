@@ -1,0 +1,93 @@
+//! Reading the per-CPU verdict counters and naming them.
+use std::{borrow::Borrow, path::Path};
+
+use anyhow::Context as _;
+use aya::maps::{Map, MapData, PerCpuArray};
+use proxy_common::{Counter, GLOBAL_SLOT, MAX_APPS, Verdict, stats_index};
+
+/// Total of one (slot, verdict) counter over all CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsRow {
+    /// App index, or `None` for packets of no app.
+    pub app: Option<u32>,
+    pub verdict: Verdict,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Sums one counter's per-CPU values.
+pub fn sum_per_cpu(values: &[Counter]) -> Counter {
+    values.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets.wrapping_add(c.packets),
+        bytes: acc.bytes.wrapping_add(c.bytes),
+    })
+}
+
+/// The non-zero counters of the first `app_count` apps and of the global row.
+pub fn read<T: Borrow<MapData>>(
+    stats: &PerCpuArray<T, Counter>,
+    app_count: u32,
+) -> anyhow::Result<Vec<StatsRow>> {
+    let slots = (0..app_count.min(MAX_APPS))
+        .map(Some)
+        .chain(std::iter::once(None));
+    let mut rows = Vec::new();
+    for app in slots {
+        for verdict in Verdict::ALL {
+            let index = stats_index(app.unwrap_or(GLOBAL_SLOT), verdict);
+            let values = stats
+                .get(&index, 0)
+                .with_context(|| format!("reading counter {index}"))?;
+            let total = sum_per_cpu(&values);
+            if total.packets > 0 {
+                rows.push(StatsRow {
+                    app,
+                    verdict,
+                    packets: total.packets,
+                    bytes: total.bytes,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Opens the counters a running agent pinned at `path`.
+pub fn open_pinned(path: &Path) -> anyhow::Result<PerCpuArray<MapData, Counter>> {
+    let data = MapData::from_pin(path).with_context(|| {
+        format!(
+            "no counters pinned at {}: is `proxy-agent run` running with this --instance?",
+            path.display()
+        )
+    })?;
+    let map = Map::from_map_data(data).context("pinned map")?;
+    PerCpuArray::try_from(map).context("pinned map is not the counter array")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_all_cpus() {
+        let cpus = [
+            Counter {
+                packets: 1,
+                bytes: 60,
+            },
+            Counter::default(),
+            Counter {
+                packets: 2,
+                bytes: 1500,
+            },
+        ];
+        assert_eq!(
+            sum_per_cpu(&cpus),
+            Counter {
+                packets: 3,
+                bytes: 1560
+            }
+        );
+        assert_eq!(sum_per_cpu(&[]), Counter::default());
+    }
+}

@@ -1,0 +1,14 @@
+//! The agent of a self-hosted Spectrum: turns a config into BPF map contents,
+//! loads and attaches the XDP fast path, and (in later stages) runs the slow
+//! path for TLS and PROXY headers.
+//!
+//! Dependencies point down: `config` knows nothing of maps or sockets;
+//! `datapath::maps` is a pure function of the config model; only
+//! `datapath::loader` talks to the kernel.
+
+pub mod config;
+pub mod datapath;
+pub mod preflight;
+
+/// The XDP program built from `proxy-ebpf` by this crate's build script.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy"));

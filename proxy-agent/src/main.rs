@@ -1,0 +1,164 @@
+//! `proxy-agent`: run the proxy, check a config, list apps, read counters.
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use proxy_agent::{
+    config::{self, model::Config},
+    datapath::{loader, maps, stats},
+};
+use proxy_common::MAX_APPS;
+
+mod commands;
+
+#[derive(Parser)]
+#[command(name = "proxy-agent", version, about = "Self-hosted Spectrum: an L4 proxy with an XDP fast path")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the XDP program, attach it to the configured interfaces and serve
+    /// until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// XDP attach mode; default: edge.xdp_mode from the config, else native.
+        #[arg(long, value_enum)]
+        xdp_mode: Option<XdpModeArg>,
+        /// Name under which counters are published (several agents may run).
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// Mount point of the bpf filesystem.
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+    },
+    /// Validate config files: prints `ok: N apps, M rules` or every error.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the apps of a config: edge addresses, ports, origins, data path.
+    Apps {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the counters of a running agent.
+    Stats {
+        #[arg(long, default_value = "default")]
+        instance: String,
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        /// Config of the running agent, to name its apps.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    Native,
+    Skb,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            xdp_mode,
+            instance,
+            bpffs,
+        } => run(&config, xdp_mode, &instance, &bpffs),
+        Command::Check { files } => return commands::check(&files),
+        Command::Apps { config, json } => load_config(&config).and_then(|c| commands::apps(&c, json)),
+        Command::Stats {
+            instance,
+            bpffs,
+            config,
+            json,
+        } => print_stats(&instance, &bpffs, config.as_deref(), json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads and validates a config, logging its warnings.
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let loaded = config::load(path).map_err(|err| anyhow::anyhow!("{}:\n{err}", path.display()))?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    Ok(loaded.config)
+}
+
+fn run(
+    config_path: &Path,
+    xdp_mode: Option<XdpModeArg>,
+    instance: &str,
+    bpffs: &Path,
+) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    proxy_agent::preflight::require_root()?;
+    for (i, name) in config.edge.interfaces.iter().enumerate() {
+        proxy_agent::preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
+    }
+    proxy_agent::preflight::require_bpffs(bpffs)?;
+    let contents = maps::map_contents(&config)?;
+    let mode = match xdp_mode {
+        Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
+        Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
+        None => match config.edge.xdp_mode {
+            Some(config::model::XdpMode::Skb) => aya::programs::XdpMode::Skb,
+            Some(config::model::XdpMode::Native) | None => aya::programs::XdpMode::Driver,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(commands::serve(
+        config,
+        contents,
+        mode,
+        loader::stats_pin_path(bpffs, instance),
+    ))
+}
+
+fn print_stats(
+    instance: &str,
+    bpffs: &Path,
+    config_path: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = config_path.map(load_config).transpose()?;
+    let map = stats::open_pinned(&loader::stats_pin_path(bpffs, instance))?;
+    let app_count = config.as_ref().map_or(MAX_APPS, |c| c.apps.len() as u32);
+    let rows = stats::read(&map, app_count)?;
+    commands::print_stats(&rows, config.as_ref(), json);
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The agent under test: started in the `edge` namespace with a config,
+//! ready once its counters are pinned, read through `proxy-agent stats`.
+use std::{
+    path::PathBuf,
+    process::{Command, ExitStatus},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{netns::Netns, netns::run_checked, process::Background};
+
+/// The `proxy-agent` binary: `PROXY_AGENT_BIN`, else next to the test binary
+/// (`target/<profile>/deps/..`).
+pub fn agent_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("PROXY_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    profile_dir.join("proxy-agent")
+}
+
+pub struct Agent {
+    process: Background,
+    instance: String,
+    config: PathBuf,
+}
+
+impl Agent {
+    /// Writes `config_json` to a file and runs the agent on it in `edge`.
+    pub fn start(edge: &Netns, config_json: &str, xdp_mode: &str) -> anyhow::Result<Self> {
+        let instance = edge.name().to_owned();
+        let config = crate::scratch_dir().join(format!("{instance}.json"));
+        std::fs::write(&config, config_json)
+            .with_context(|| format!("writing {}", config.display()))?;
+        let bin = agent_bin();
+        let config_arg = config.to_string_lossy().into_owned();
+        let mut process = edge.spawn(
+            "agent",
+            &bin.to_string_lossy(),
+            &[
+                "run",
+                "--config",
+                &config_arg,
+                "--instance",
+                &instance,
+                "--xdp-mode",
+                xdp_mode,
+            ],
+        )?;
+        let pin = PathBuf::from("/sys/fs/bpf/proxy-agent")
+            .join(&instance)
+            .join("STATS");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pin.exists() {
+            if let Some(status) = process.exited() {
+                bail!("agent exited ({status}) before ready:\n{}", process.log());
+            }
+            if Instant::now() > deadline {
+                bail!("agent not ready after 30 s:\n{}", process.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            process,
+            instance,
+            config,
+        })
+    }
+
+    /// The agent's counters, as `proxy-agent stats --json` prints them.
+    pub fn stats(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let out = run_checked(Command::new(agent_bin()).args([
+            "stats",
+            "--instance",
+            &self.instance,
+            "--config",
+            &self.config.to_string_lossy(),
+            "--json",
+        ]))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("stats output: {out}"))?;
+        Ok(value.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Packets counted for (app index or None for the global row, verdict).
+    pub fn packets(&self, app: Option<u64>, verdict: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .stats()?
+            .iter()
+            .filter(|row| row["app"].as_u64() == app && row["verdict"] == verdict)
+            .map(|row| row["packets"].as_u64().unwrap_or(0))
+            .sum())
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// SIGTERM; returns the exit status and the agent's log.
+    pub fn stop(self) -> anyhow::Result<(ExitStatus, String)> {
+        self.process.stop(Duration::from_secs(10))
+    }
+}

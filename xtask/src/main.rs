@@ -1,0 +1,76 @@
+//! Project tasks: `cargo xtask <setup|build-ebpf|build|test|demo>`.
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Set up, build, test and demo the proxy")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every prerequisite (Debian packages, rust-src, bpf-linker,
+    /// test servers and clients, bpffs); skips what is present.
+    Setup,
+    /// Build the XDP program alone (nightly, bpfel-unknown-none).
+    BuildEbpf,
+    /// Build the XDP program and the agent (release).
+    Build,
+    /// Set up, then: fmt check, clippy (host and eBPF), unit tests,
+    /// BPF_PROG_TEST_RUN fixtures and network-namespace tests.
+    Test {
+        /// Skip `setup` (when you know the machine is ready).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Set up, build, start the agent on a demo topology of namespaces, send
+    /// real client traffic to each demo app and print what happened.
+    Demo,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::setup(),
+        Task::BuildEbpf => build_ebpf(),
+        Task::Build => build_ebpf().and_then(|()| build_agent(true)),
+        Task::Test { no_setup } => test::test(!no_setup),
+        Task::Demo => demo::demo(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The same build the agent's build script does, run on its own.
+pub fn build_ebpf() -> anyhow::Result<()> {
+    cmd::run(&mut cmd::nightly_cargo(&[
+        "build",
+        "-p",
+        "proxy-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ]))
+}
+
+/// Builds the agent (which embeds the XDP program it builds).
+pub fn build_agent(release: bool) -> anyhow::Result<()> {
+    let mut args = vec!["build", "-p", "proxy-agent"];
+    if release {
+        args.push("--release");
+    }
+    cmd::run(&mut cmd::command("cargo", &args))
+}

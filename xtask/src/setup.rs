@@ -1,0 +1,137 @@
+//! `cargo xtask setup`: every prerequisite on a bare Debian 12 machine,
+//! skipping what is already there.
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd::{command, output, run, succeeds};
+
+/// LLVM major shared by nightly rustc and bpf-linker.
+const LLVM: &str = "22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages: the bpf-linker build, and the real clients and servers
+/// that the tests, the demo and the benchmark drive.
+fn packages() -> Vec<String> {
+    let mut packages: Vec<String> = [
+        "llvm-{LLVM}-dev",
+        "libpolly-{LLVM}-dev",
+        "clang-{LLVM}",
+    ]
+    .iter()
+    .map(|p| p.replace("{LLVM}", LLVM))
+    .collect();
+    packages.extend(
+        [
+            "libzstd-dev",
+            "zlib1g-dev",
+            "socat",
+            "iperf3",
+            "nginx",
+            "libnginx-mod-stream",
+            "haproxy",
+            "openssl",
+            "curl",
+            "iproute2",
+            "ethtool",
+            "util-linux",
+        ]
+        .map(String::from),
+    );
+    packages
+}
+
+fn is_installed(package: &str) -> bool {
+    output(&mut command("dpkg-query", &["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.contains("install ok installed"))
+}
+
+pub fn setup() -> anyhow::Result<()> {
+    apt_packages()?;
+    rust_src()?;
+    bpf_linker()?;
+    bpffs()?;
+    println!("setup: done");
+    Ok(())
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<String> = packages().into_iter().filter(|p| !is_installed(p)).collect();
+    if missing.is_empty() {
+        println!("setup: Debian packages present");
+        return Ok(());
+    }
+    println!("setup: installing {}", missing.join(" "));
+    require_root("installing Debian packages")?;
+    run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    let mut install = command("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
+    install
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut install)
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = output(&mut command(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    ))
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == "rust-src") {
+        println!("setup: nightly rust-src present");
+        return Ok(());
+    }
+    run(&mut command(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    ))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    if let Some(version) = output(&mut command("bpf-linker", &["--version"])) {
+        println!("setup: {} present", version.trim());
+        return Ok(());
+    }
+    let llvm_prefix = format!("/usr/lib/llvm-{LLVM}");
+    let path = format!(
+        "{llvm_prefix}/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // bpf-linker must link the same LLVM major as nightly rustc; Debian's
+    // default llvm-config is older, hence LLVM_PREFIX.
+    run(command(
+        "cargo",
+        &[
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{LLVM}"),
+        ],
+    )
+    .env("LLVM_PREFIX", &llvm_prefix)
+    .env("PATH", path)
+    .env_remove("RUSTUP_TOOLCHAIN"))
+    .context("building bpf-linker")
+}
+
+fn bpffs() -> anyhow::Result<()> {
+    let dir = Path::new("/sys/fs/bpf");
+    if succeeds(&mut command("findmnt", &["-t", "bpf", "/sys/fs/bpf"])) {
+        println!("setup: bpffs mounted at {}", dir.display());
+        return Ok(());
+    }
+    require_root("mounting bpffs")?;
+    run(&mut command("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root: run `cargo xtask setup` as root (or with sudo)");
+    }
+    Ok(())
+}
