@@ -150,7 +150,10 @@ pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
         println!("{}", serde_json::Value::Array(rows));
         return;
     }
-    println!("{:<32} {:<16} {:>12} {:>14}", "app", "verdict", "packets", "bytes");
+    println!(
+        "{:<32} {:<16} {:>12} {:>14}",
+        "app", "verdict", "packets", "bytes"
+    );
     for r in rows {
         println!(
             "{:<32} {:<16} {:>12} {:>14}",

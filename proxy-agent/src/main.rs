@@ -15,7 +15,11 @@ use proxy_common::MAX_APPS;
 mod commands;
 
 #[derive(Parser)]
-#[command(name = "proxy-agent", version, about = "Self-hosted Spectrum: an L4 proxy with an XDP fast path")]
+#[command(
+    name = "proxy-agent",
+    version,
+    about = "Self-hosted Spectrum: an L4 proxy with an XDP fast path"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,9 @@ fn main() -> ExitCode {
             bpffs,
         } => run(&config, xdp_mode, &instance, &bpffs),
         Command::Check { files } => return commands::check(&files),
-        Command::Apps { config, json } => load_config(&config).and_then(|c| commands::apps(&c, json)),
+        Command::Apps { config, json } => {
+            load_config(&config).and_then(|c| commands::apps(&c, json))
+        }
         Command::Stats {
             instance,
             bpffs,
@@ -104,6 +110,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

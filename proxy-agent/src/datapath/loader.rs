@@ -21,7 +21,10 @@ use crate::EBPF_OBJECT;
 
 /// Where an agent instance publishes its counters inside bpffs.
 pub fn stats_pin_path(bpffs: &Path, instance: &str) -> PathBuf {
-    bpffs.join("proxy-agent").join(instance).join(map_names::STATS)
+    bpffs
+        .join("proxy-agent")
+        .join(instance)
+        .join(map_names::STATS)
 }
 
 pub struct Datapath {

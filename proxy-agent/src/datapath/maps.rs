@@ -33,7 +33,10 @@ impl fmt::Display for CapacityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooManyApps { apps } => {
-                write!(f, "{apps} apps configured; the data path holds at most {MAX_APPS}")
+                write!(
+                    f,
+                    "{apps} apps configured; the data path holds at most {MAX_APPS}"
+                )
             }
             Self::TooManyListeners { listeners } => write!(
                 f,
@@ -179,9 +182,21 @@ mod tests {
                 "{ip} {port}"
             );
         }
-        assert!(!maps.listeners.contains_key(&key(ip_proto::TCP, "198.51.100.10", 999)));
-        assert!(!maps.listeners.contains_key(&key(ip_proto::TCP, "198.51.100.10", 2001)));
-        assert!(!maps.listeners.contains_key(&key(ip_proto::UDP, "198.51.100.10", 1000)));
+        assert!(
+            !maps
+                .listeners
+                .contains_key(&key(ip_proto::TCP, "198.51.100.10", 999))
+        );
+        assert!(
+            !maps
+                .listeners
+                .contains_key(&key(ip_proto::TCP, "198.51.100.10", 2001))
+        );
+        assert!(
+            !maps
+                .listeners
+                .contains_key(&key(ip_proto::UDP, "198.51.100.10", 1000))
+        );
         assert_eq!(
             maps.apps,
             vec![AppValue {
@@ -211,8 +226,14 @@ mod tests {
         assert_eq!(maps.apps[0].flags, APP_FLAG_FAST_PATH);
         assert_eq!(maps.apps[0].origin_count, 2);
         assert_eq!(maps.apps[0].proto, ip_proto::UDP);
-        assert_eq!(maps.apps[1].flags, APP_FLAG_IP_FIREWALL, "TLS apps are not fast path");
-        assert_eq!(maps.apps[1].origin_count, 0, "DNS origins wait for resolution");
+        assert_eq!(
+            maps.apps[1].flags, APP_FLAG_IP_FIREWALL,
+            "TLS apps are not fast path"
+        );
+        assert_eq!(
+            maps.apps[1].origin_count, 0,
+            "DNS origins wait for resolution"
+        );
         assert_eq!(
             maps.origins.get(&origin_index(0, 1)).map(|o| o.port_start),
             Some(5353)

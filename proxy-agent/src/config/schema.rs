@@ -1,0 +1,178 @@
+//! The configuration file as written: plain serde data, checked by nothing
+//! but its shape. String-valued choices stay `String` here so that
+//! `validate()` can name the field and the value when one is wrong.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub edge: EdgeFile,
+    #[serde(default)]
+    pub apps: Vec<AppFile>,
+    #[serde(default)]
+    pub access_rules: Vec<AccessRuleFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeFile {
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// `native` | `skb`
+    #[serde(default)]
+    pub xdp_mode: Option<String>,
+    #[serde(default)]
+    pub address_pool: AddressPoolFile,
+    #[serde(default)]
+    pub origin_source: OriginSourceFile,
+    #[serde(default)]
+    pub geoip: GeoIpFile,
+}
+
+/// CIDR strings, one per family.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPoolFile {
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    #[serde(default)]
+    pub ipv6: Option<String>,
+}
+
+/// Address strings, one per family.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSourceFile {
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    #[serde(default)]
+    pub ipv6: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpFile {
+    #[serde(default)]
+    pub country_db: Option<PathBuf>,
+    #[serde(default)]
+    pub asn_db: Option<PathBuf>,
+}
+
+/// One Spectrum application, in Cloudflare's API shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppFile {
+    /// 32 hex digits; generated from protocol and dns name when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `tcp/22`, `udp/53`, `tcp/1000-2000`
+    pub protocol: String,
+    pub dns: DnsFile,
+    /// `tcp://192.0.2.1:22`, `udp://[2001:db8::1]:53`, `tcp://192.0.2.1:3000-4000`
+    #[serde(default)]
+    pub origin_direct: Option<Vec<String>>,
+    #[serde(default)]
+    pub origin_dns: Option<OriginDnsFile>,
+    #[serde(default)]
+    pub origin_port: Option<OriginPortFile>,
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolFile>,
+    /// `off` | `flexible` | `full` | `strict`
+    #[serde(default)]
+    pub tls: Option<String>,
+    #[serde(default)]
+    pub ip_firewall: Option<bool>,
+    /// Only `direct`.
+    #[serde(default)]
+    pub traffic_type: Option<String>,
+    #[serde(default)]
+    pub edge_ips: Option<EdgeIpsFile>,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub origin_sni: Option<String>,
+    /// Accepted only when false.
+    #[serde(default)]
+    pub argo_smart_routing: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// `CNAME` | `ADDRESS`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginDnsFile {
+    pub name: String,
+    /// Seconds; 600 when absent, raised to 600 when lower.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// `""` | `A` | `AAAA`
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `origin_port`: a number, or a `"start-end"` string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a port number or a \"start-end\" string")]
+pub enum OriginPortFile {
+    /// Wider than u16 so that validate() names an out-of-range value.
+    Number(i64),
+    Range(String),
+}
+
+/// `proxy_protocol`: `off|v1|v2|simple`, or the legacy boolean (true = v1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "one of \"off\", \"v1\", \"v2\", \"simple\", or a boolean"
+)]
+pub enum ProxyProtocolFile {
+    Bool(bool),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeIpsFile {
+    /// `dynamic` | `static`
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// With dynamic: `all` (default) | `ipv4` | `ipv6`.
+    #[serde(default)]
+    pub connectivity: Option<String>,
+    /// With static: the addresses.
+    #[serde(default)]
+    pub ips: Option<Vec<String>>,
+}
+
+/// One IP Access Rule, in Cloudflare's API shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleFile {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `block` | `whitelist` | `allow` | `challenge` | `js_challenge` | `managed_challenge`
+    pub mode: String,
+    pub configuration: RuleConfigurationFile,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfigurationFile {
+    /// `ip` | `ip6` | `ip_range` | `asn` | `country`
+    pub target: String,
+    pub value: String,
+}
