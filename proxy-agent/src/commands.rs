@@ -30,7 +30,7 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
         match config::load(file) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
-                    eprintln!("{prefix}warning: {warning}");
+                    eprintln!("{prefix}{warning}");
                 }
                 let missing = loaded.config.check_files();
                 if missing.is_empty() {

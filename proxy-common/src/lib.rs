@@ -200,7 +200,10 @@ mod tests {
         let last_app = stats_index(MAX_APPS - 1, Verdict::ToAgent);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
-        assert_eq!(stats_index(GLOBAL_SLOT, Verdict::ToAgent) + 1, STATS_ENTRIES);
+        assert_eq!(
+            stats_index(GLOBAL_SLOT, Verdict::ToAgent) + 1,
+            STATS_ENTRIES
+        );
     }
 
     #[test]

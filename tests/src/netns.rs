@@ -119,7 +119,9 @@ impl Topology {
             edge: Netns::create(&format!("{prefix}-edge"))?,
             org: Netns::create(&format!("{prefix}-org"))?,
         };
-        topology.wire().with_context(|| format!("building topology {prefix}"))?;
+        topology
+            .wire()
+            .with_context(|| format!("building topology {prefix}"))?;
         Ok(topology)
     }
 
@@ -161,8 +163,18 @@ impl Topology {
 /// the namespaces, so names never collide between parallel tests.
 fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<()> {
     run_checked(Command::new("ip").args([
-        "link", "add", a_name, "netns", a.name(), "type", "veth", "peer", "name", b_name,
-        "netns", b.name(),
+        "link",
+        "add",
+        a_name,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        b.name(),
     ]))?;
     a.run("ip", &["link", "set", a_name, "up"])?;
     b.run("ip", &["link", "set", b_name, "up"])?;
@@ -170,12 +182,23 @@ fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> anyhow::Result<()> 
 }
 
 fn address(ns: &Netns, dev: &str, v4: &str, v4_len: u8, v6: &str) -> anyhow::Result<()> {
-    ns.run("ip", &["addr", "add", &format!("{v4}/{v4_len}"), "dev", dev])?;
+    ns.run(
+        "ip",
+        &["addr", "add", &format!("{v4}/{v4_len}"), "dev", dev],
+    )?;
     // nodad: the address is usable at once instead of after duplicate
     // address detection.
     ns.run(
         "ip",
-        &["-6", "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"],
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{v6}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ],
     )?;
     Ok(())
 }

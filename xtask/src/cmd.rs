@@ -55,7 +55,13 @@ pub fn output(cmd: &mut Command) -> Option<String> {
 pub fn nightly_cargo(args: &[&str]) -> Command {
     let mut cmd = command("cargo", &["+nightly"]);
     cmd.args(args);
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO"] {
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO",
+    ] {
         cmd.env_remove(var);
     }
     cmd

@@ -84,7 +84,14 @@ pub fn demo() -> anyhow::Result<()> {
 
     banner("stopping the agent (SIGTERM): XDP detached, namespaces removed");
     let (status, log) = agent.stop()?;
-    for line in log.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev() {
+    for line in log
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         println!("  agent: {line}");
     }
     println!("agent exited: {status}");
@@ -127,7 +134,12 @@ fn outcome(ok: bool, said: &str) -> String {
     match (ok, said.trim()) {
         (true, "") => "sent".to_owned(),
         (true, reply) => format!("reply {reply:?}"),
-        (false, err) => format!("failed: {}", err.lines().last().unwrap_or(err)),
+        (false, err) => {
+            // socat's last line ends with the system's reason after "): ".
+            let last = err.lines().last().unwrap_or(err);
+            let reason = last.rsplit("): ").next().unwrap_or(last);
+            format!("failed: {reason}")
+        }
     }
 }
 

@@ -13,14 +13,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: the bpf-linker build, and the real clients and servers
 /// that the tests, the demo and the benchmark drive.
 fn packages() -> Vec<String> {
-    let mut packages: Vec<String> = [
-        "llvm-{LLVM}-dev",
-        "libpolly-{LLVM}-dev",
-        "clang-{LLVM}",
-    ]
-    .iter()
-    .map(|p| p.replace("{LLVM}", LLVM))
-    .collect();
+    let mut packages: Vec<String> = ["llvm-{LLVM}-dev", "libpolly-{LLVM}-dev", "clang-{LLVM}"]
+        .iter()
+        .map(|p| p.replace("{LLVM}", LLVM))
+        .collect();
     packages.extend(
         [
             "libzstd-dev",
@@ -56,7 +52,10 @@ pub fn setup() -> anyhow::Result<()> {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<String> = packages().into_iter().filter(|p| !is_installed(p)).collect();
+    let missing: Vec<String> = packages()
+        .into_iter()
+        .filter(|p| !is_installed(p))
+        .collect();
     if missing.is_empty() {
         println!("setup: Debian packages present");
         return Ok(());
@@ -64,7 +63,10 @@ fn apt_packages() -> anyhow::Result<()> {
     println!("setup: installing {}", missing.join(" "));
     require_root("installing Debian packages")?;
     run(command("apt-get", &["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    let mut install = command("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
+    let mut install = command(
+        "apt-get",
+        &["install", "-y", "-q", "--no-install-recommends"],
+    );
     install
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");

@@ -1,0 +1,160 @@
+//! The agent attached in the `edge` namespace of a real topology: real
+//! clients in `cli` send to configured and unconfigured listeners, and the
+//! counters the agent publishes must show exactly that.
+use std::process::Command;
+
+use tests::{
+    agent::{Agent, agent_bin},
+    netns::{Netns, Topology, addr},
+    root_or_skip,
+};
+
+/// app 0: tcp/8080 (gets 10.0.100.1, fd00:100::1), app 1: udp/5300-5310
+/// (gets 10.0.100.2, fd00:100::2), from the topology's pool.
+fn config() -> String {
+    format!(
+        r#"{{
+  "edge": {{
+    "interfaces": ["{cli_if}", "{org_if}"],
+    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}}
+  }},
+  "apps": [
+    {{"protocol": "tcp/8080", "dns": {{"type": "CNAME", "name": "tcp.test"}},
+      "origin_direct": ["tcp://{org}:80"]}},
+    {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
+      "origin_direct": ["udp://{org}:6300-6310"]}}
+  ]
+}}"#,
+        cli_if = addr::EDGE_CLI_IF,
+        org_if = addr::EDGE_ORG_IF,
+        pool4 = addr::POOL_V4,
+        pool6 = addr::POOL_V6,
+        org = addr::ORG_V4,
+    )
+}
+
+/// One TCP connection attempt from `cli` (refused by the edge's stack: no
+/// proxy listens yet; one SYN reaches XDP).
+fn tcp_attempt(cli: &Netns, target: &str) {
+    let status = cli
+        .command(
+            "timeout",
+            &["5", "socat", "-T1", "-u", "OPEN:/dev/null", target],
+        )
+        .status()
+        .expect("socat runs");
+    assert_ne!(status.code(), Some(124), "socat timed out on {target}");
+}
+
+/// One UDP datagram from `cli`.
+fn udp_send(cli: &Netns, target: &str) {
+    let mut cmd = cli.command("sh", &["-c", &format!("echo ping | socat -u - {target}")]);
+    let status = cmd.status().expect("socat runs");
+    assert!(status.success(), "sending to {target}");
+}
+
+#[test]
+fn attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports() {
+    if !root_or_skip("attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports") {
+        return;
+    }
+    let topology = Topology::new("cnt").expect("topology");
+    let agent = Agent::start(&topology.edge, &config(), "native").expect("agent starts");
+    let cli = &topology.cli;
+
+    for _ in 0..3 {
+        tcp_attempt(cli, "TCP4:10.0.100.1:8080,connect-timeout=2");
+    }
+    for _ in 0..2 {
+        tcp_attempt(cli, "TCP6:[fd00:100::1]:8080,connect-timeout=2");
+    }
+    udp_send(cli, "UDP4:10.0.100.2:5300");
+    udp_send(cli, "UDP6:[fd00:100::2]:5310");
+    // Not configured: another port, the other protocol, one past the range.
+    tcp_attempt(cli, "TCP4:10.0.100.1:9090,connect-timeout=2");
+    udp_send(cli, "UDP4:10.0.100.1:8080");
+    udp_send(cli, "UDP4:10.0.100.2:5311");
+
+    let tcp_app = agent.packets(Some(0), "to_agent").expect("stats");
+    let udp_app = agent.packets(Some(1), "to_agent").expect("stats");
+    let unmatched = agent.packets(None, "no_listener").expect("stats");
+    assert_eq!(tcp_app, 5, "one SYN per TCP attempt\n{}", agent.log());
+    assert_eq!(udp_app, 2, "one per datagram\n{}", agent.log());
+    assert_eq!(unmatched, 3, "unconfigured port, protocol and range end");
+
+    let (status, log) = agent.stop().expect("agent stops");
+    assert!(status.success(), "agent exit {status}\n{log}");
+    assert!(log.contains("stopped"), "{log}");
+    let link = topology
+        .edge
+        .run("ip", &["link", "show", addr::EDGE_CLI_IF])
+        .expect("ip link");
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached after exit: {link}"
+    );
+    let pin = format!("/sys/fs/bpf/proxy-agent/{}/STATS", topology.edge.name());
+    assert!(
+        !std::path::Path::new(&pin).exists(),
+        "pinned counters left behind"
+    );
+}
+
+fn run_agent_expecting_failure(netns: &Netns, args: &[&str]) -> String {
+    let bin = agent_bin();
+    let out = netns
+        .command(&bin.to_string_lossy(), args)
+        .output()
+        .expect("agent runs");
+    assert!(!out.status.success(), "agent should fail: {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn run_explains_missing_interface_bpffs_and_root() {
+    if !root_or_skip("run_explains_missing_interface_bpffs_and_root") {
+        return;
+    }
+    let topology = Topology::new("pre").expect("topology");
+    let dir = tests::scratch_dir();
+    let missing_if = dir.join("missing-if.json");
+    std::fs::write(&missing_if, config().replace(addr::EDGE_ORG_IF, "nosuch0"))
+        .expect("write config");
+    let good = dir.join("good.json");
+    std::fs::write(&good, config()).expect("write config");
+
+    let err = run_agent_expecting_failure(
+        &topology.edge,
+        &["run", "--config", &missing_if.to_string_lossy()],
+    );
+    assert!(
+        err.contains(r#"interface "nosuch0" (edge.interfaces[1]) does not exist"#),
+        "{err}"
+    );
+
+    let err = run_agent_expecting_failure(
+        &topology.edge,
+        &[
+            "run",
+            "--config",
+            &good.to_string_lossy(),
+            "--bpffs",
+            "/tmp",
+        ],
+    );
+    assert!(
+        err.contains("no bpf filesystem is mounted at /tmp"),
+        "{err}"
+    );
+
+    // The same command as an unprivileged user.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(agent_bin())
+        .args(["run", "--config", &good.to_string_lossy()])
+        .output()
+        .expect("setpriv runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("proxy-agent run needs root"), "{err}");
+}
