@@ -52,10 +52,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The same build the agent's build script does, run on its own.
-pub fn build_ebpf() -> anyhow::Result<()> {
-    cmd::run(&mut cmd::nightly_cargo(&[
-        "build",
+/// `cargo +nightly <subcommand>` on the eBPF crate for its BPF target, as
+/// the agent's build script (aya-build) runs it; `extra` goes after.
+pub fn ebpf_cargo(subcommand: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = cmd::nightly_cargo(&[
+        subcommand,
         "-p",
         "proxy-ebpf",
         "--release",
@@ -63,7 +64,14 @@ pub fn build_ebpf() -> anyhow::Result<()> {
         "bpfel-unknown-none",
         "-Z",
         "build-std=core",
-    ]))
+    ]);
+    cmd.args(extra);
+    cmd
+}
+
+/// The same build the agent's build script does, run on its own.
+pub fn build_ebpf() -> anyhow::Result<()> {
+    cmd::run(&mut ebpf_cargo("build", &[]))
 }
 
 /// Builds the agent (which embeds the XDP program it builds).

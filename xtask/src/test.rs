@@ -2,8 +2,8 @@
 //! failing step.
 use crate::{
     build_agent,
-    cmd::{command, nightly_cargo, run, workspace_root},
-    setup,
+    cmd::{command, run, workspace_root},
+    ebpf_cargo, setup,
 };
 
 pub fn test(with_setup: bool) -> anyhow::Result<()> {
@@ -18,19 +18,7 @@ pub fn test(with_setup: bool) -> anyhow::Result<()> {
         &["clippy", "--all-targets", "--", "-D", "warnings"],
     ))?;
     step("clippy: eBPF crate (bpfel-unknown-none)");
-    run(&mut nightly_cargo(&[
-        "clippy",
-        "-p",
-        "proxy-ebpf",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-        "-Z",
-        "build-std=core",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    run(&mut ebpf_cargo("clippy", &["--", "-D", "warnings"]))?;
     step("build the agent the integration tests drive");
     build_agent(false)?;
     step("unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace tests");
