@@ -1,6 +1,6 @@
 //! The bodies of the CLI commands (kept out of main.rs so it reads as the
 //! list of commands).
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
@@ -9,14 +9,19 @@ use proxy_agent::{
         self,
         model::{App, Config, Origin},
     },
-    datapath::{loader::Datapath, maps::MapContents, stats::StatsRow},
+    datapath::{
+        conntrack_gc::{self, Timeouts},
+        loader::Datapath,
+        maps::MapContents,
+        stats::StatsRow,
+    },
 };
 use serde_json::json;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// `check`: every file validated; all errors printed; exit 1 if any fails.
 pub fn check(files: &[PathBuf]) -> ExitCode {
@@ -165,18 +170,22 @@ pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
     }
 }
 
-/// `run` once checks passed: load, attach, fill maps, publish counters, then
-/// wait for SIGINT/SIGTERM. Dropping the data path detaches XDP.
+/// `run` once checks passed: load, fill maps, attach, publish counters,
+/// then collect expired flows until SIGINT/SIGTERM. Dropping the data path
+/// detaches XDP.
 pub async fn serve(
     config: Config,
     contents: MapContents,
     mode: XdpMode,
     stats_pin: PathBuf,
 ) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM that arrives while starting still ends in a
+    // clean exit (XDP detached, pin removed).
+    let mut shutdown = Box::pin(shutdown_signal()?);
     let mut datapath = Datapath::load()?;
     spawn_kernel_log_reader(&mut datapath);
-    datapath.attach(&config.edge.interfaces, mode)?;
     datapath.sync(&contents)?;
+    datapath.attach(&config.edge.interfaces, mode)?;
     datapath.pin_stats(&stats_pin)?;
     info!(
         apps = config.apps.len(),
@@ -185,12 +194,28 @@ pub async fn serve(
         counters = %stats_pin.display(),
         "ready"
     );
-    shutdown_signal().await?;
+    let timeouts = Timeouts::default();
+    let mut collect = tokio::time::interval(FLOW_COLLECT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = collect.tick() => match conntrack_gc::collect(&mut datapath, &timeouts) {
+                Ok(expired) if !expired.is_empty() => {
+                    debug!(?expired, "expired flows removed (app index: count)");
+                }
+                Ok(_) => {}
+                Err(err) => warn!("collecting expired flows: {err:#}"),
+            },
+        }
+    }
     info!("shutting down: detaching XDP and removing pinned counters");
     drop(datapath);
     info!("stopped");
     Ok(())
 }
+
+/// How often idle flows are looked for.
+const FLOW_COLLECT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Forwards the XDP program's aya-log records to our log.
 fn spawn_kernel_log_reader(datapath: &mut Datapath) {
@@ -226,12 +251,15 @@ fn spawn_kernel_log_reader(datapath: &mut Datapath) {
     });
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Resolves on the first SIGTERM or SIGINT; the handlers are installed
+/// when this is called, not when it is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    })
 }

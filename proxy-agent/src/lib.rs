@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod datapath;
+pub mod origin;
 pub mod preflight;
 
 /// The XDP program built from `proxy-ebpf` by this crate's build script.

@@ -129,12 +129,13 @@ fn run(
     instance: &str,
     bpffs: &Path,
 ) -> anyhow::Result<()> {
-    let config = load_config(config_path)?;
+    let mut config = load_config(config_path)?;
     proxy_agent::preflight::require_root()?;
     for (i, name) in config.edge.interfaces.iter().enumerate() {
         proxy_agent::preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
     }
     proxy_agent::preflight::require_bpffs(bpffs)?;
+    proxy_agent::origin::fill_origin_sources(&mut config)?;
     let contents = maps::map_contents(&config)?;
     let mode = match xdp_mode {
         Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,

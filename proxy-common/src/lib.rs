@@ -6,10 +6,17 @@
 //! (`::ffff:a.b.c.d`), always in network byte order. Ports are in host order.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 /// Highest number of applications the maps can hold.
 pub const MAX_APPS: u32 = 4096;
-/// Origins one application can spread its flows over.
-pub const MAX_ORIGINS_PER_APP: u32 = 16;
+/// Origins of one address family one application can spread its flows over.
+pub const MAX_ORIGINS_PER_FAMILY: u32 = 8;
+/// Tracked flows; each flow takes two entries (one per direction).
+pub const MAX_FLOW_ENTRIES: u32 = 262_144;
+/// Interfaces the program can redirect to.
+pub const MAX_INTERFACES: u32 = 64;
 /// Listener entries: (protocol, edge address, port). Ranges are expanded per
 /// port, so one `tcp/1-65535` app with an IPv4 and an IPv6 address takes 131,070.
 pub const MAX_LISTENERS: u32 = 262_144;
@@ -20,7 +27,12 @@ pub mod map_names {
     pub const APPS: &str = "APPS";
     pub const ORIGINS: &str = "ORIGINS";
     pub const STATS: &str = "STATS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const TX_PORTS: &str = "TX_PORTS";
 }
+
+pub mod csum;
 
 /// The name of the XDP program in the object file.
 pub const XDP_PROGRAM: &str = "proxy";
@@ -85,14 +97,27 @@ pub struct AppValue {
     /// First port of the edge range; edge port `p` maps to origin port
     /// `origin.port_start + (p - edge_port_start)`.
     pub edge_port_start: u16,
-    /// Number of usable entries in `ORIGINS` for this app (0 while the
-    /// origin's DNS name is unresolved).
-    pub origin_count: u16,
+    /// Usable entries in `ORIGINS` per family (0 while the origin's DNS
+    /// name is unresolved). The fast path picks an origin of the client's
+    /// family; IPv4 <-> IPv6 translation is left to the agent.
+    pub origins_v4: u8,
+    pub origins_v6: u8,
     pub proto: u8,
     pub _pad: [u8; 3],
 }
 
-/// Value of `ORIGINS` (an array indexed by `origin_index(app, slot)`).
+impl AppValue {
+    #[inline(always)]
+    pub const fn origin_count(&self, ipv6: bool) -> u8 {
+        if ipv6 {
+            self.origins_v6
+        } else {
+            self.origins_v4
+        }
+    }
+}
+
+/// Value of `ORIGINS` (an array indexed by `origin_index(app, ipv6, slot)`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct OriginValue {
@@ -101,10 +126,91 @@ pub struct OriginValue {
     pub _pad: [u8; 2],
 }
 
-/// Index in `ORIGINS` of an application's origin slot.
+/// Index in `ORIGINS` of an application's origin slot of one family.
 #[inline(always)]
-pub const fn origin_index(app: u32, slot: u32) -> u32 {
-    app * MAX_ORIGINS_PER_APP + slot
+pub const fn origin_index(app: u32, ipv6: bool, slot: u32) -> u32 {
+    (app * 2 + ipv6 as u32) * MAX_ORIGINS_PER_FAMILY + slot
+}
+
+/// Entries of `ORIGINS`.
+pub const ORIGIN_ENTRIES: u32 = MAX_APPS * 2 * MAX_ORIGINS_PER_FAMILY;
+
+/// `Settings::flags`: `source_v4` is set (IPv4 origins can be NATed to).
+pub const SETTINGS_HAS_SOURCE_V4: u32 = 1 << 0;
+/// `Settings::flags`: `source_v6` is set.
+pub const SETTINGS_HAS_SOURCE_V6: u32 = 1 << 1;
+
+/// Value of `SETTINGS` (an array of one): edge-wide NAT parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// The edge's origin-facing source addresses (16-byte form).
+    pub source_v4: [u8; 16],
+    pub source_v6: [u8; 16],
+    /// Source ports the NAT may use toward origins (inclusive).
+    pub nat_port_min: u16,
+    pub nat_port_max: u16,
+    pub flags: u32,
+}
+
+/// Key of `FLOWS`: a packet's 5-tuple as it arrives, in either direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `FlowValue::direction`: client -> origin.
+pub const DIR_TO_ORIGIN: u8 = 0;
+/// `FlowValue::direction`: origin -> client.
+pub const DIR_TO_CLIENT: u8 = 1;
+
+/// `FlowValue::state`: TCP flow opened by a SYN, no reply seen yet; or a
+/// UDP flow.
+pub const FLOW_NEW: u8 = 0;
+/// A packet came back from the other side.
+pub const FLOW_ESTABLISHED: u8 = 1;
+/// A FIN or RST was seen.
+pub const FLOW_CLOSING: u8 = 2;
+
+/// Value of `FLOWS`: how to rewrite a packet of this direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    /// The packet's new source and destination.
+    pub new_src: [u8; 16],
+    pub new_dst: [u8; 16],
+    pub new_src_port: u16,
+    pub new_dst_port: u16,
+    /// App index (counter row).
+    pub app: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, updated at
+    /// most once a second.
+    pub last_seen_ns: u64,
+    pub state: u8,
+    pub direction: u8,
+    pub _pad: [u8; 6],
+}
+
+impl FlowValue {
+    /// The key of the other direction's entry: its packets come from where
+    /// this direction's go, to where they come from.
+    #[inline(always)]
+    pub const fn peer_key(&self, proto: u8) -> FlowKey {
+        FlowKey {
+            src: self.new_dst,
+            dst: self.new_src,
+            src_port: self.new_dst_port,
+            dst_port: self.new_src_port,
+            proto,
+            _pad: [0; 3],
+        }
+    }
 }
 
 /// Why the XDP program did what it did with a packet. Kernel and agent share
@@ -124,10 +230,34 @@ pub enum Verdict {
     OtherProtocol = 4,
     /// Matched an application and handed to the edge's stack (agent).
     ToAgent = 5,
+    /// Fast path: rewritten toward the origin and redirected.
+    ToOrigin = 6,
+    /// Fast path: an origin's reply rewritten toward the client and redirected.
+    ToClient = 7,
+    /// Fast path rewrite done, but the next hop's MAC is not known yet: the
+    /// packet goes through the kernel's forwarding path, which resolves it.
+    NeighborPending = 8,
+    /// Counted once per new flow (not per packet).
+    FlowOpened = 9,
+    /// Counted by the agent when it removes an idle or closed flow.
+    FlowExpired = 10,
+    /// No free NAT source port or flow entry: dropped.
+    NatFailed = 11,
+    /// Fast-path app, but no origin of the client's address family (or not
+    /// resolved yet): handed to the agent.
+    NoOrigin = 12,
+    /// Fast-path TCP app, not a SYN and no flow: handed to the stack (which
+    /// answers with a reset).
+    NoFlow = 13,
+    /// The route lookup failed (no route, blackhole, forwarding off): dropped.
+    NoRoute = 14,
+    /// An ICMP or ICMPv6 error: passed to the stack, not translated back to
+    /// the client.
+    IcmpError = 15,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 16;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -135,6 +265,16 @@ impl Verdict {
         Verdict::Fragment,
         Verdict::OtherProtocol,
         Verdict::ToAgent,
+        Verdict::ToOrigin,
+        Verdict::ToClient,
+        Verdict::NeighborPending,
+        Verdict::FlowOpened,
+        Verdict::FlowExpired,
+        Verdict::NatFailed,
+        Verdict::NoOrigin,
+        Verdict::NoFlow,
+        Verdict::NoRoute,
+        Verdict::IcmpError,
     ];
 
     /// Stable name for logs, metrics and the `stats` command.
@@ -146,6 +286,16 @@ impl Verdict {
             Verdict::Fragment => "fragment",
             Verdict::OtherProtocol => "other_protocol",
             Verdict::ToAgent => "to_agent",
+            Verdict::ToOrigin => "to_origin",
+            Verdict::ToClient => "to_client",
+            Verdict::NeighborPending => "neighbor_pending",
+            Verdict::FlowOpened => "flow_opened",
+            Verdict::FlowExpired => "flow_expired",
+            Verdict::NatFailed => "nat_failed",
+            Verdict::NoOrigin => "no_origin",
+            Verdict::NoFlow => "no_flow",
+            Verdict::NoRoute => "no_route",
+            Verdict::IcmpError => "icmp_error",
         }
     }
 }
@@ -179,6 +329,9 @@ mod pod {
     unsafe impl aya::Pod for AppValue {}
     unsafe impl aya::Pod for OriginValue {}
     unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
 }
 
 #[cfg(test)]
@@ -190,19 +343,52 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<ListenerKey>(), 16 + 2 + 1 + 1);
         assert_eq!(size_of::<ListenerValue>(), 4);
-        assert_eq!(size_of::<AppValue>(), 4 + 2 + 2 + 1 + 3);
+        assert_eq!(size_of::<AppValue>(), 4 + 2 + 1 + 1 + 1 + 3);
         assert_eq!(size_of::<OriginValue>(), 16 + 2 + 2);
+        assert_eq!(size_of::<Settings>(), 16 + 16 + 2 + 2 + 4);
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
+        assert_eq!(size_of::<FlowValue>(), 16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 6);
         assert_eq!(size_of::<Counter>(), 16);
     }
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::ToAgent);
+        let last_app = stats_index(MAX_APPS - 1, Verdict::IcmpError);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
         assert_eq!(
-            stats_index(GLOBAL_SLOT, Verdict::ToAgent) + 1,
+            stats_index(GLOBAL_SLOT, Verdict::IcmpError) + 1,
             STATS_ENTRIES
+        );
+    }
+
+    #[test]
+    fn origin_slots_do_not_overlap() {
+        assert_eq!(origin_index(0, true, 0), MAX_ORIGINS_PER_FAMILY);
+        assert_eq!(
+            origin_index(0, true, MAX_ORIGINS_PER_FAMILY - 1) + 1,
+            origin_index(1, false, 0)
+        );
+        assert_eq!(
+            origin_index(MAX_APPS - 1, true, MAX_ORIGINS_PER_FAMILY - 1) + 1,
+            ORIGIN_ENTRIES
+        );
+    }
+
+    #[test]
+    fn peer_key_is_the_reverse_direction() {
+        let value = FlowValue {
+            new_src: [1; 16],
+            new_dst: [2; 16],
+            new_src_port: 1000,
+            new_dst_port: 2000,
+            ..FlowValue::default()
+        };
+        let peer = value.peer_key(ip_proto::UDP);
+        assert_eq!((peer.src, peer.dst), ([2; 16], [1; 16]));
+        assert_eq!(
+            (peer.src_port, peer.dst_port, peer.proto),
+            (2000, 1000, ip_proto::UDP)
         );
     }
 

@@ -1,13 +1,17 @@
-//! The application table and each application's origins, filled by the agent.
+//! The application table, each application's origins and the edge-wide NAT
+//! settings, all filled by the agent.
 use aya_ebpf::{macros::map, maps::Array};
-use proxy_common::{AppValue, MAX_APPS, MAX_ORIGINS_PER_APP, OriginValue};
+use proxy_common::{AppValue, MAX_APPS, ORIGIN_ENTRIES, OriginValue, Settings, origin_index};
 
 #[map]
 static APPS: Array<AppValue> = Array::with_max_entries(MAX_APPS, 0);
 
-/// Indexed by `proxy_common::origin_index(app, slot)`; read by the NAT stage.
+/// Indexed by `proxy_common::origin_index(app, ipv6, slot)`.
 #[map]
-static ORIGINS: Array<OriginValue> = Array::with_max_entries(MAX_APPS * MAX_ORIGINS_PER_APP, 0);
+static ORIGINS: Array<OriginValue> = Array::with_max_entries(ORIGIN_ENTRIES, 0);
+
+#[map]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// The configured app at `index` when it serves `proto`. A listener that
 /// points at an empty or different slot is stale (the agent is mid-update)
@@ -16,4 +20,29 @@ static ORIGINS: Array<OriginValue> = Array::with_max_entries(MAX_APPS * MAX_ORIG
 pub fn app_for(index: u32, proto: u8) -> Option<&'static AppValue> {
     let app = APPS.get(index)?;
     if app.proto == proto { Some(app) } else { None }
+}
+
+/// One of the app's origins of the given family, chosen by `pick` (random
+/// per flow, so flows spread over the origins).
+#[inline(always)]
+pub fn origin_for(
+    index: u32,
+    app: &AppValue,
+    ipv6: bool,
+    pick: u32,
+) -> Option<&'static OriginValue> {
+    let count = app.origin_count(ipv6) as u32;
+    if count == 0 {
+        return None;
+    }
+    ORIGINS.get(origin_index(
+        index,
+        ipv6,
+        crate::conntrack::scale(pick, count),
+    ))
+}
+
+#[inline(always)]
+pub fn settings() -> Option<&'static Settings> {
+    SETTINGS.get(0)
 }

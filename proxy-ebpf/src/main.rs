@@ -1,6 +1,9 @@
 //! The XDP program: one thin entry that reads as the packet path.
 //!
-//! parse -> listener lookup -> (access rules, NAT: later stages) -> count.
+//! parse -> tracked flow? rewrite + forward
+//!       -> listener -> app -> fast path? open flow, rewrite + forward
+//!                          -> otherwise hand to the agent (XDP_PASS)
+//!
 //! Every packet ends with a [`Verdict`] that is counted per app (or in the
 //! global row), so operators see why each packet went where it went.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -9,7 +12,13 @@
 #[cfg(target_arch = "bpf")]
 mod apps;
 #[cfg(target_arch = "bpf")]
+mod conntrack;
+#[cfg(target_arch = "bpf")]
+mod forward;
+#[cfg(target_arch = "bpf")]
 mod listener;
+#[cfg(target_arch = "bpf")]
+mod nat;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
@@ -19,36 +28,81 @@ mod stats;
 mod program {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
     use aya_log_ebpf::warn;
-    use proxy_common::{GLOBAL_SLOT, Verdict};
+    use proxy_common::{APP_FLAG_FAST_PATH, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, Verdict};
 
-    use crate::{apps, listener, parse, stats};
+    use crate::{
+        apps, conntrack, forward, listener, nat,
+        parse::{self, Packet},
+        stats,
+    };
+
+    /// Frames with VLAN tags are left to the stack (the fast path rewrites
+    /// untagged Ethernet only).
+    const UNTAGGED_L3_OFFSET: usize = 14;
 
     #[xdp]
     pub fn proxy(ctx: XdpContext) -> u32 {
         let frame_len = (ctx.data_end() - ctx.data()) as u64;
-        let (slot, verdict) = classify(&ctx);
+        let (slot, verdict, action) = handle(&ctx);
         stats::count(slot, verdict, frame_len);
-        // Every verdict so far hands the packet to the edge's own stack: the
-        // agent's sockets (slow path) or the kernel's normal handling.
-        xdp_action::XDP_PASS
+        action
     }
 
-    /// Decides what a packet is: which app (counter slot) and why.
+    /// Decides what to do with a packet: (counter slot, verdict, XDP action).
     #[inline(always)]
-    fn classify(ctx: &XdpContext) -> (u32, Verdict) {
+    fn handle(ctx: &XdpContext) -> (u32, Verdict, u32) {
+        let pass = xdp_action::XDP_PASS;
         let packet = match parse::parse(ctx) {
             Ok(packet) => packet,
-            Err(verdict) => return (GLOBAL_SLOT, verdict),
+            Err(verdict) => return (GLOBAL_SLOT, verdict, pass),
         };
-        let Some(app) = listener::lookup(&packet) else {
-            return (GLOBAL_SLOT, Verdict::NoListener);
-        };
-        if apps::app_for(app, packet.proto).is_none() {
-            // Rare: only while the agent rewrites the maps, or on an agent bug.
-            warn!(ctx, "listener points at app slot {} with no such app", app);
-            return (GLOBAL_SLOT, Verdict::NoListener);
+        if let Some(flow) = conntrack::lookup(packet) {
+            conntrack::touch(flow, packet);
+            return rewrite_and_send(ctx, packet, unsafe { &*flow });
         }
-        (app, Verdict::ToAgent)
+        let Some(index) = listener::lookup(packet) else {
+            return (GLOBAL_SLOT, Verdict::NoListener, pass);
+        };
+        let Some(app) = apps::app_for(index, packet.proto) else {
+            // Rare: only while the agent rewrites the maps, or on an agent bug.
+            warn!(
+                ctx,
+                "listener points at app slot {} with no such app", index
+            );
+            return (GLOBAL_SLOT, Verdict::NoListener, pass);
+        };
+        if app.flags & APP_FLAG_FAST_PATH == 0 || packet.l3_offset != UNTAGGED_L3_OFFSET {
+            return (index, Verdict::ToAgent, pass);
+        }
+        if packet.proto == proxy_common::ip_proto::TCP && !packet.is_tcp_open() {
+            return (index, Verdict::NoFlow, pass);
+        }
+        match conntrack::open(packet, index, app) {
+            Ok(flow) => {
+                stats::count(index, Verdict::FlowOpened, 0);
+                rewrite_and_send(ctx, packet, unsafe { &*flow })
+            }
+            Err(Verdict::NatFailed) => (index, Verdict::NatFailed, xdp_action::XDP_DROP),
+            Err(verdict) => (index, verdict, pass),
+        }
+    }
+
+    #[inline(always)]
+    fn rewrite_and_send(
+        ctx: &XdpContext,
+        packet: &Packet,
+        flow: &FlowValue,
+    ) -> (u32, Verdict, u32) {
+        if let Err(verdict) = nat::rewrite(ctx, packet, flow) {
+            return (flow.app, verdict, xdp_action::XDP_DROP);
+        }
+        let delivered = if flow.direction == DIR_TO_ORIGIN {
+            Verdict::ToOrigin
+        } else {
+            Verdict::ToClient
+        };
+        let (action, verdict) = forward::send(ctx, packet, flow);
+        (flow.app, verdict.unwrap_or(delivered), action)
     }
 }
 

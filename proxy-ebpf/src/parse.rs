@@ -1,7 +1,7 @@
 //! Bounds-checked parsing of Ethernet (up to two VLAN tags), IPv4, IPv6, TCP
 //! and UDP. Returns the fields later stages need, or the verdict that says
 //! why the packet is not ours to handle.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -18,37 +18,85 @@ const VLAN_HDR_LEN: usize = 4;
 /// IPv4 flags+offset: "more fragments" bit and the 13-bit offset.
 const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
 const IPV6_NEXT_FRAGMENT: u8 = 44;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+/// Deepest header start the parser accepts: Ethernet, two VLAN tags, IPv4
+/// with the longest options.
+const MAX_HEADER_OFFSET: usize = 14 + 8 + 60;
 
-/// What the data path needs to know about a TCP or UDP packet. (Source
-/// fields and header offsets join when the NAT and access-rule stages read
-/// them.)
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What the data path needs to know about a TCP or UDP packet. It lives in
+/// a per-CPU map slot rather than on the 512-byte BPF stack: its addresses,
+/// assembled byte by byte, would otherwise fill the stack with spills.
+#[repr(C)]
 pub struct Packet {
+    /// Offset of the IP header in the frame (14 when untagged).
+    pub l3_offset: usize,
+    /// Offset of the TCP/UDP header in the frame.
+    pub l4_offset: usize,
+    pub ipv6: bool,
     pub proto: u8,
-    /// Destination in the 16-byte form of `proxy_common` (IPv4 mapped).
+    /// Addresses in the 16-byte form of `proxy_common` (IPv4 mapped).
+    pub src: [u8; 16],
     pub dst: [u8; 16],
-    /// Destination port in host order.
+    /// Ports in host order.
+    pub src_port: u16,
     pub dst_port: u16,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+    /// IP total length (IPv4) or payload length + 40 (IPv6), for the MTU check.
+    pub ip_len: u16,
 }
+
+impl Packet {
+    /// A TCP SYN without ACK: the only packet that may open a TCP flow.
+    #[inline(always)]
+    pub fn is_tcp_open(&self) -> bool {
+        self.proto == ip_proto::TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    #[inline(always)]
+    pub fn is_tcp_close(&self) -> bool {
+        self.proto == ip_proto::TCP && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
+    }
+}
+
+#[map]
+static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 
 /// Returns a pointer to a `T` at `offset` when the whole `T` is inside the frame.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Verdict> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Verdict> {
     let start = ctx.data();
     let end = ctx.data_end();
+    // Offsets read back from the per-CPU slot are unknown to the verifier:
+    // bound them before they touch a packet pointer.
+    if offset > MAX_HEADER_OFFSET {
+        return Err(Verdict::Malformed);
+    }
     if start + offset + core::mem::size_of::<T>() > end {
         return Err(Verdict::Malformed);
     }
-    Ok((start + offset) as *const T)
+    Ok((start + offset) as *mut T)
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
+pub fn parse(ctx: &XdpContext) -> Result<&'static Packet, Verdict> {
+    let packet = PACKET.get_ptr_mut(0).ok_or(Verdict::Malformed)?;
+    // SAFETY: this CPU's slot, used by this program run alone.
+    let packet = unsafe { &mut *packet };
     let (ether_type, l3_offset) = parse_ethernet(ctx)?;
+    packet.l3_offset = l3_offset;
     match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, l3_offset),
-        ETH_P_IPV6 => parse_ipv6(ctx, l3_offset),
-        _ => Err(Verdict::NotIp),
+        ETH_P_IPV4 => parse_ipv4(ctx, packet)?,
+        ETH_P_IPV6 => parse_ipv6(ctx, packet)?,
+        _ => return Err(Verdict::NotIp),
     }
+    Ok(packet)
 }
 
 /// Returns the inner ether type and the offset of the L3 header, after at
@@ -71,14 +119,14 @@ fn parse_ethernet(ctx: &XdpContext) -> Result<(u16, usize), Verdict> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3_offset: usize) -> Result<Packet, Verdict> {
-    let ip: *const Ipv4Hdr = ptr_at(ctx, l3_offset)?;
-    let (vihl, frags, proto, dst) = unsafe {
+fn parse_ipv4(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, packet.l3_offset)?;
+    let (vihl, frags, proto, tot_len) = unsafe {
         (
             (*ip).vihl,
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
-            (*ip).dst_addr,
+            u16::from_be_bytes((*ip).tot_len),
         )
     };
     let header_len = ((vihl & 0x0F) as usize) * 4;
@@ -88,50 +136,111 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize) -> Result<Packet, Verdict> {
     if frags & IPV4_MF_OR_OFFSET != 0 {
         return Err(Verdict::Fragment);
     }
-    let l4_offset = l3_offset + header_len;
-    let dst_port = parse_dst_port(ctx, proto, l4_offset)?;
-    Ok(Packet {
-        proto,
-        dst: v4_mapped(dst),
-        dst_port,
-    })
+    let l4_offset = packet.l3_offset + header_len;
+    if proto == IPPROTO_ICMP {
+        return Err(icmp_verdict(ctx, l4_offset, false));
+    }
+    unsafe {
+        packet.src = v4_mapped((*ip).src_addr);
+        packet.dst = v4_mapped((*ip).dst_addr);
+    }
+    packet.l4_offset = l4_offset;
+    packet.ipv6 = false;
+    packet.proto = proto;
+    packet.ip_len = tot_len;
+    parse_l4(ctx, packet)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3_offset: usize) -> Result<Packet, Verdict> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, l3_offset)?;
-    let (version, proto) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr) };
+fn parse_ipv6(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, packet.l3_offset)?;
+    let (version, proto, payload_len) = unsafe {
+        (
+            (*ip).vcf[0] >> 4,
+            (*ip).next_hdr,
+            u16::from_be_bytes((*ip).payload_len),
+        )
+    };
     if version != 6 {
         return Err(Verdict::Malformed);
     }
     if proto == IPV6_NEXT_FRAGMENT {
         return Err(Verdict::Fragment);
     }
-    let l4_offset = l3_offset + Ipv6Hdr::LEN;
+    let l4_offset = packet.l3_offset + Ipv6Hdr::LEN;
+    if proto == IPPROTO_ICMPV6 {
+        return Err(icmp_verdict(ctx, l4_offset, true));
+    }
+    unsafe {
+        packet.src = (*ip).src_addr;
+        packet.dst = (*ip).dst_addr;
+    }
+    packet.l4_offset = l4_offset;
+    packet.ipv6 = true;
+    packet.proto = proto;
+    packet.ip_len = payload_len.saturating_add(Ipv6Hdr::LEN as u16);
     // Extension headers other than fragments end up in OtherProtocol here.
-    let dst_port = parse_dst_port(ctx, proto, l4_offset)?;
-    Ok(Packet {
-        proto,
-        dst: unsafe { (*ip).dst_addr },
-        dst_port,
-    })
+    parse_l4(ctx, packet)
 }
 
-/// Destination port (host order) of a complete TCP or UDP header.
+/// ICMP errors (destination unreachable, time exceeded, ...) are told apart
+/// from other ICMP (echo, neighbour discovery), which is just another protocol.
 #[inline(always)]
-fn parse_dst_port(ctx: &XdpContext, proto: u8, l4_offset: usize) -> Result<u16, Verdict> {
-    match proto {
+fn icmp_verdict(ctx: &XdpContext, l4_offset: usize, ipv6: bool) -> Verdict {
+    // Type and code together: a 1-byte bounds check compiles to a form the
+    // verifier cannot follow.
+    let Ok(header) = ptr_at::<[u8; 2]>(ctx, l4_offset) else {
+        return Verdict::Malformed;
+    };
+    let kind = unsafe { (*header)[0] };
+    let error = if ipv6 {
+        // 1 unreachable, 2 packet too big, 3 time exceeded, 4 parameter problem.
+        (1..=4).contains(&kind)
+    } else {
+        // 3 unreachable, 4 source quench, 5 redirect, 11 time exceeded, 12 parameter problem.
+        matches!(kind, 3 | 4 | 5 | 11 | 12)
+    };
+    if error {
+        Verdict::IcmpError
+    } else {
+        Verdict::OtherProtocol
+    }
+}
+
+/// Source and destination port (host order) and TCP flags of a complete
+/// TCP or UDP header.
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+    match packet.proto {
         ip_proto::TCP => {
-            let tcp: *const TcpHdr = ptr_at(ctx, l4_offset)?;
-            let (doff, dst) = unsafe { ((*tcp).doff(), (*tcp).dest) };
-            if doff < 5 {
+            let tcp: *const TcpHdr = ptr_at(ctx, packet.l4_offset)?;
+            // Everything read in one go from the checked pointer: a second
+            // pointer to byte 13 would get a 1-byte bounds check, which
+            // compiles to a form the verifier cannot follow.
+            let (src, dst, data_offset, flags) = unsafe {
+                let bytes = &*(tcp as *const [u8; 20]);
+                (
+                    [bytes[0], bytes[1]],
+                    [bytes[2], bytes[3]],
+                    bytes[12] >> 4,
+                    bytes[13],
+                )
+            };
+            if data_offset < 5 {
                 return Err(Verdict::Malformed);
             }
-            Ok(u16::from_be_bytes(dst))
+            packet.src_port = u16::from_be_bytes(src);
+            packet.dst_port = u16::from_be_bytes(dst);
+            packet.tcp_flags = flags;
+            Ok(())
         }
         ip_proto::UDP => {
-            let udp: *const UdpHdr = ptr_at(ctx, l4_offset)?;
-            Ok(u16::from_be_bytes(unsafe { (*udp).dst }))
+            let udp: *const UdpHdr = ptr_at(ctx, packet.l4_offset)?;
+            let (src, dst) = unsafe { ((*udp).src, (*udp).dst) };
+            packet.src_port = u16::from_be_bytes(src);
+            packet.dst_port = u16::from_be_bytes(dst);
+            packet.tcp_flags = 0;
+            Ok(())
         }
         _ => Err(Verdict::OtherProtocol),
     }

@@ -129,6 +129,13 @@ impl Topology {
         use addr::*;
         veth(&self.edge, EDGE_CLI_IF, &self.cli, CLI_IF)?;
         veth(&self.edge, EDGE_ORG_IF, &self.org, ORG_IF)?;
+        // Like physical NICs: the hosts send complete checksums (no
+        // CHECKSUM_PARTIAL that an XDP redirect would forward unfinished),
+        // and GRO gives their veth the NAPI context that receiving
+        // XDP-redirected frames needs.
+        for ns in [&self.cli, &self.org] {
+            ns.run("ethtool", &["-K", CLI_IF, "tx", "off", "gro", "on"])?;
+        }
         address(&self.cli, CLI_IF, CLI_V4, 24, CLI_V6)?;
         address(&self.edge, EDGE_CLI_IF, EDGE_CLI_V4, 24, EDGE_CLI_V6)?;
         address(&self.edge, EDGE_ORG_IF, EDGE_ORG_V4, 24, EDGE_ORG_V6)?;

@@ -10,7 +10,9 @@ use tests::{
 };
 
 /// app 0: tcp/8080 (gets 10.0.100.1, fd00:100::1), app 1: udp/5300-5310
-/// (gets 10.0.100.2, fd00:100::2), from the topology's pool.
+/// (gets 10.0.100.2, fd00:100::2), from the topology's pool. Both send PROXY
+/// headers, so XDP hands their packets to the edge's stack: what this test
+/// counts (the fast path has its own suite).
 fn config() -> String {
     format!(
         r#"{{
@@ -20,9 +22,9 @@ fn config() -> String {
   }},
   "apps": [
     {{"protocol": "tcp/8080", "dns": {{"type": "CNAME", "name": "tcp.test"}},
-      "origin_direct": ["tcp://{org}:80"]}},
+      "origin_direct": ["tcp://{org}:80"], "proxy_protocol": "v1"}},
     {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
-      "origin_direct": ["udp://{org}:6300-6310"]}}
+      "origin_direct": ["udp://{org}:6300-6310"], "proxy_protocol": "simple"}}
   ]
 }}"#,
         cli_if = addr::EDGE_CLI_IF,

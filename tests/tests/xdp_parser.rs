@@ -18,16 +18,18 @@ const XDP_PASS: u32 = 2;
 const APP_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 1);
 const APP_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 
-/// app 0: tcp/8080, app 1: udp/5300-5310, both on APP_V4 and APP_V6.
+/// app 0: tcp/8080, app 1: udp/5300-5310, both on APP_V4 and APP_V6. Both
+/// send PROXY headers, so the kernel hands their packets to the agent: these
+/// fixtures are about parsing and lookup (the NAT has its own, xdp_nat.rs).
 const CONFIG: &str = r#"{
   "edge": {"interfaces": ["lo"]},
   "apps": [
     {"protocol": "tcp/8080", "dns": {"type": "ADDRESS", "name": "tcp.test"},
      "edge_ips": {"type": "static", "ips": ["10.0.100.1", "fd00:100::1"]},
-     "origin_direct": ["tcp://10.0.2.2:80"]},
+     "origin_direct": ["tcp://10.0.2.2:80"], "proxy_protocol": "v1"},
     {"protocol": "udp/5300-5310", "dns": {"type": "ADDRESS", "name": "udp.test"},
      "edge_ips": {"type": "static", "ips": ["10.0.100.1", "fd00:100::1"]},
-     "origin_direct": ["udp://10.0.2.2:6300-6310"]}
+     "origin_direct": ["udp://10.0.2.2:6300-6310"], "proxy_protocol": "simple"}
   ]
 }"#;
 
@@ -96,6 +98,24 @@ fn cases() -> Vec<Case> {
         case(
             "icmp4",
             frame4(APP_V4, PROTO_ICMP, &[8, 0, 0, 0, 0, 0, 0, 0]),
+            None,
+            OtherProtocol,
+        ),
+        case(
+            "icmp4 destination unreachable",
+            frame4(APP_V4, PROTO_ICMP, &[3, 3, 0, 0, 0, 0, 0, 0]),
+            None,
+            IcmpError,
+        ),
+        case(
+            "icmp6 packet too big",
+            frame6(APP_V6, 58, &[2, 0, 0, 0, 0, 0, 5, 0]),
+            None,
+            IcmpError,
+        ),
+        case(
+            "icmp6 echo request",
+            frame6(APP_V6, 58, &[128, 0, 0, 0, 0, 0, 0, 0]),
             None,
             OtherProtocol,
         ),
@@ -360,7 +380,7 @@ fn sync_removes_listeners_of_a_removed_app() {
         r#",
     {"protocol": "udp/5300-5310", "dns": {"type": "ADDRESS", "name": "udp.test"},
      "edge_ips": {"type": "static", "ips": ["10.0.100.1", "fd00:100::1"]},
-     "origin_direct": ["udp://10.0.2.2:6300-6310"]}"#,
+     "origin_direct": ["udp://10.0.2.2:6300-6310"], "proxy_protocol": "simple"}"#,
         "",
     );
     let config = load_str(&only_tcp, false).expect("valid").config;

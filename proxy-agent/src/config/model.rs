@@ -119,7 +119,17 @@ pub struct Edge {
     pub address_pool: AddressPool,
     pub origin_source: OriginSource,
     pub geoip: GeoIp,
+    /// Source ports the XDP NAT uses toward origins. Keep it apart from the
+    /// kernel's ephemeral range (`net.ipv4.ip_local_port_range`), which the
+    /// agent's own origin connections use.
+    pub nat_ports: PortRange,
 }
+
+/// Default `edge.nat_ports`: below Linux's default ephemeral range (32768-60999).
+pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
+    start: 1024,
+    end: 32767,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum XdpMode {
@@ -671,6 +681,7 @@ mod tests {
                     country_db: Some(dir.clone()),
                     asn_db: None,
                 },
+                nat_ports: DEFAULT_NAT_PORTS,
             },
             apps: vec![a],
             access_rules: vec![],

@@ -30,6 +30,9 @@ pub struct EdgeFile {
     pub origin_source: OriginSourceFile,
     #[serde(default)]
     pub geoip: GeoIpFile,
+    /// `"1024-32767"`: source ports the XDP NAT uses toward origins.
+    #[serde(default)]
+    pub nat_ports: Option<String>,
 }
 
 /// CIDR strings, one per family.

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use super::model::{
-    AccessRule, AddressPool, App, AppId, Config, ConfigError, Dns, DnsKind, ERR_DNS_EDGE_IPS,
-    ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
-    OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
-    RuleAction, RuleTarget, TlsMode, Warning, XdpMode,
+    AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_NAT_PORTS, Dns, DnsKind,
+    ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, GeoIp,
+    MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,
+    Protocol, ProxyProtocol, RuleAction, RuleTarget, TlsMode, Warning, XdpMode,
 };
 use super::schema::{
     AccessRuleFile, AppFile, ConfigFile, EdgeFile, EdgeIpsFile, OriginDnsFile, OriginPortFile,
@@ -259,12 +259,26 @@ impl Validator {
             country_db: self.path("edge.geoip.country_db", e.geoip.country_db.as_ref()),
             asn_db: self.path("edge.geoip.asn_db", e.geoip.asn_db.as_ref()),
         };
+        let nat_ports = match e.nat_ports.as_deref().map(parse_port_range) {
+            None => DEFAULT_NAT_PORTS,
+            Some(Ok(range)) => range,
+            Some(Err(reason)) => {
+                self.error(
+                    None,
+                    "edge.nat_ports",
+                    e.nat_ports.as_deref().unwrap_or_default(),
+                    reason,
+                );
+                DEFAULT_NAT_PORTS
+            }
+        };
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
             address_pool,
             origin_source,
             geoip,
+            nat_ports,
         };
         (edge, pools)
     }

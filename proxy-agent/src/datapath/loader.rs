@@ -8,11 +8,12 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
     programs::{Xdp, XdpMode},
 };
 use proxy_common::{
-    AppValue, Counter, ListenerKey, ListenerValue, MAX_APPS, OriginValue, XDP_PROGRAM, map_names,
+    AppValue, Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS, OriginValue,
+    Settings, XDP_PROGRAM, map_names,
 };
 use tracing::{info, warn};
 
@@ -60,8 +61,19 @@ impl Datapath {
         Ok(program)
     }
 
-    /// Attaches the program to each interface.
+    /// Attaches the program to each interface and lets it redirect between
+    /// them.
     pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> anyhow::Result<()> {
+        {
+            let mut ports: DevMapHash<_> = self.map(map_names::TX_PORTS)?;
+            for interface in interfaces {
+                let index = crate::preflight::interface_index(interface, "edge.interfaces")?;
+                ports
+                    .insert(index, index, None, 0)
+                    .with_context(|| format!("adding {interface} to the redirect map"))?;
+                allow_local_source(interface);
+            }
+        }
         let program = self.program()?;
         for interface in interfaces {
             program.attach(interface, mode).with_context(|| {
@@ -82,6 +94,10 @@ impl Datapath {
     /// first, then new listeners, then stale listeners removed, then stale
     /// app slots cleared.
     pub fn sync(&mut self, contents: &MapContents) -> anyhow::Result<()> {
+        {
+            let mut settings: Array<_, Settings> = self.map(map_names::SETTINGS)?;
+            settings.set(0, contents.settings, 0)?;
+        }
         {
             let mut origins: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
             for (index, origin) in &contents.origins {
@@ -142,6 +158,11 @@ impl Datapath {
         self.map(map_names::STATS)
     }
 
+    /// The flow table (both directions of every flow).
+    pub fn flows(&mut self) -> anyhow::Result<HashMap<&mut MapData, FlowKey, FlowValue>> {
+        self.map(map_names::FLOWS)
+    }
+
     fn map<'a, T>(&'a mut self, name: &str) -> anyhow::Result<T>
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
@@ -151,6 +172,19 @@ impl Datapath {
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
         T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+    }
+}
+
+/// Rewritten packets whose next hop is not resolved yet go up the kernel's
+/// forwarding path with the edge's own address as source; IPv4 drops such
+/// packets as martians unless `accept_local` is set on the interface.
+fn allow_local_source(interface: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/accept_local");
+    match fs::write(&path, "1") {
+        Ok(()) => info!(interface, "accept_local=1 (fast-path packets awaiting ARP)"),
+        Err(err) => {
+            warn!(interface, %err, "could not set accept_local: the first packet of a flow to an unresolved neighbour may be lost")
+        }
     }
 }
 

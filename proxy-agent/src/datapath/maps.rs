@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use proxy_common::{
     APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, AppValue, ListenerKey, ListenerValue, MAX_APPS,
-    MAX_LISTENERS, MAX_ORIGINS_PER_APP, OriginValue, origin_index,
+    MAX_LISTENERS, MAX_ORIGINS_PER_FAMILY, OriginValue, SETTINGS_HAS_SOURCE_V4,
+    SETTINGS_HAS_SOURCE_V6, Settings, origin_index,
 };
 
 use crate::config::model::{App, Config, Origin};
@@ -17,16 +18,26 @@ pub struct MapContents {
     pub listeners: BTreeMap<ListenerKey, ListenerValue>,
     /// `APPS`, by index; slots past the end are empty.
     pub apps: Vec<AppValue>,
-    /// `ORIGINS`, by `origin_index(app, slot)`.
+    /// `ORIGINS`, by `origin_index(app, ipv6, slot)`.
     pub origins: BTreeMap<u32, OriginValue>,
+    /// `SETTINGS[0]`.
+    pub settings: Settings,
 }
 
 /// The config does not fit in the kernel maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapacityError {
-    TooManyApps { apps: usize },
-    TooManyListeners { listeners: usize },
-    TooManyOrigins { app: usize, origins: usize },
+    TooManyApps {
+        apps: usize,
+    },
+    TooManyListeners {
+        listeners: usize,
+    },
+    TooManyOrigins {
+        app: usize,
+        family: &'static str,
+        origins: usize,
+    },
 }
 
 impl fmt::Display for CapacityError {
@@ -43,9 +54,14 @@ impl fmt::Display for CapacityError {
                 "the apps need {listeners} (protocol, edge address, port) listeners; \
                  the data path holds at most {MAX_LISTENERS}"
             ),
-            Self::TooManyOrigins { app, origins } => write!(
+            Self::TooManyOrigins {
+                app,
+                family,
+                origins,
+            } => write!(
                 f,
-                "apps[{app}] has {origins} origins; at most {MAX_ORIGINS_PER_APP} per app"
+                "apps[{app}] has {origins} {family} origins; at most \
+                 {MAX_ORIGINS_PER_FAMILY} per family"
             ),
         }
     }
@@ -79,22 +95,30 @@ pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
         });
     }
 
-    let mut contents = MapContents::default();
+    let mut contents = MapContents {
+        settings: settings(config),
+        ..MapContents::default()
+    };
     for (index, app) in config.apps.iter().enumerate() {
         let index = index as u32;
-        let origins = origin_values(app);
-        if origins.len() > MAX_ORIGINS_PER_APP as usize {
-            return Err(CapacityError::TooManyOrigins {
-                app: index as usize,
-                origins: origins.len(),
-            });
+        let mut counts = [0u8; 2];
+        for (ipv6, family) in [(false, "IPv4"), (true, "IPv6")] {
+            let origins = origin_values(app, ipv6);
+            if origins.len() > MAX_ORIGINS_PER_FAMILY as usize {
+                return Err(CapacityError::TooManyOrigins {
+                    app: index as usize,
+                    family,
+                    origins: origins.len(),
+                });
+            }
+            counts[ipv6 as usize] = origins.len() as u8;
+            for (slot, origin) in origins.into_iter().enumerate() {
+                contents
+                    .origins
+                    .insert(origin_index(index, ipv6, slot as u32), origin);
+            }
         }
-        contents.apps.push(app_value(app, origins.len() as u16));
-        for (slot, origin) in origins.into_iter().enumerate() {
-            contents
-                .origins
-                .insert(origin_index(index, slot as u32), origin);
-        }
+        contents.apps.push(app_value(app, counts[0], counts[1]));
         let proto = app.protocol.ip_proto();
         for addr in &app.edge_addrs {
             for port in app.edge_ports.ports() {
@@ -108,7 +132,26 @@ pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
     Ok(contents)
 }
 
-fn app_value(app: &App, origin_count: u16) -> AppValue {
+/// Edge-wide NAT parameters: origin-facing source addresses, NAT ports.
+fn settings(config: &Config) -> Settings {
+    let source = &config.edge.origin_source;
+    let mut settings = Settings {
+        nat_port_min: config.edge.nat_ports.start,
+        nat_port_max: config.edge.nat_ports.end,
+        ..Settings::default()
+    };
+    if let Some(v4) = source.ipv4 {
+        settings.source_v4 = addr16(IpAddr::V4(v4));
+        settings.flags |= SETTINGS_HAS_SOURCE_V4;
+    }
+    if let Some(v6) = source.ipv6 {
+        settings.source_v6 = addr16(IpAddr::V6(v6));
+        settings.flags |= SETTINGS_HAS_SOURCE_V6;
+    }
+    settings
+}
+
+fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
     let mut flags = 0;
     if app.ip_firewall {
         flags |= APP_FLAG_IP_FIREWALL;
@@ -119,17 +162,20 @@ fn app_value(app: &App, origin_count: u16) -> AppValue {
     AppValue {
         flags,
         edge_port_start: app.edge_ports.start,
-        origin_count,
+        origins_v4,
+        origins_v6,
         proto: app.protocol.ip_proto(),
         _pad: [0; 3],
     }
 }
 
-/// Direct origins as configured; DNS origins have none until resolved.
-fn origin_values(app: &App) -> Vec<OriginValue> {
+/// Direct origins of one family as configured; DNS origins come from
+/// `resolved` (see `origin_dns`), none until resolved.
+fn origin_values(app: &App, ipv6: bool) -> Vec<OriginValue> {
     match &app.origin {
         Origin::Direct(origins) => origins
             .iter()
+            .filter(|origin| origin.ip.is_ipv6() == ipv6)
             .map(|origin| OriginValue {
                 addr: addr16(origin.ip),
                 port_start: origin.ports.start,
@@ -149,7 +195,9 @@ mod tests {
     fn config(apps: &str) -> Config {
         let text = format!(
             r#"{{"edge": {{"interfaces": ["eth0"],
-                "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+                "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}},
+                "origin_source": {{"ipv4": "192.0.2.254", "ipv6": "2001:db8::fe"}},
+                "nat_ports": "20000-29999"}},
                "apps": [{apps}]}}"#
         );
         match load_str(&text, false) {
@@ -202,14 +250,28 @@ mod tests {
             vec![AppValue {
                 flags: APP_FLAG_FAST_PATH,
                 edge_port_start: 1000,
-                origin_count: 1,
+                origins_v4: 1,
+                origins_v6: 0,
                 proto: ip_proto::TCP,
                 _pad: [0; 3],
             }]
         );
-        let origin = maps.origins.get(&origin_index(0, 0)).expect("origin 0");
+        let origin = maps
+            .origins
+            .get(&origin_index(0, false, 0))
+            .expect("origin 0");
         assert_eq!(origin.addr, addr16("192.0.2.1".parse().expect("ip")));
         assert_eq!(origin.port_start, 3000);
+        assert_eq!(
+            maps.settings,
+            Settings {
+                source_v4: addr16("192.0.2.254".parse().expect("ip")),
+                source_v6: addr16("2001:db8::fe".parse().expect("ip")),
+                nat_port_min: 20000,
+                nat_port_max: 29999,
+                flags: SETTINGS_HAS_SOURCE_V4 | SETTINGS_HAS_SOURCE_V6,
+            }
+        );
     }
 
     #[test]
@@ -224,18 +286,21 @@ mod tests {
         let maps = map_contents(&config).expect("fits");
         assert_eq!(maps.apps.len(), 2);
         assert_eq!(maps.apps[0].flags, APP_FLAG_FAST_PATH);
-        assert_eq!(maps.apps[0].origin_count, 2);
+        assert_eq!((maps.apps[0].origins_v4, maps.apps[0].origins_v6), (1, 1));
         assert_eq!(maps.apps[0].proto, ip_proto::UDP);
         assert_eq!(
             maps.apps[1].flags, APP_FLAG_IP_FIREWALL,
             "TLS apps are not fast path"
         );
         assert_eq!(
-            maps.apps[1].origin_count, 0,
+            (maps.apps[1].origins_v4, maps.apps[1].origins_v6),
+            (0, 0),
             "DNS origins wait for resolution"
         );
         assert_eq!(
-            maps.origins.get(&origin_index(0, 1)).map(|o| o.port_start),
+            maps.origins
+                .get(&origin_index(0, true, 0))
+                .map(|o| o.port_start),
             Some(5353)
         );
         // Each dynamic app got one v4 and one v6 address: 2 listeners each.

@@ -1,0 +1,171 @@
+//! Connection tracking: one LRU map holds both directions of every flow.
+//! Opening a flow inserts the reverse entry first, then the forward one with
+//! NOEXIST, and rolls the reverse back if the forward insert loses a race.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
+use proxy_common::{
+    AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_NEW, FlowKey,
+    FlowValue, MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict,
+};
+
+use crate::{apps, parse::Packet};
+
+#[map]
+static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(MAX_FLOW_ENTRIES, 0);
+
+/// Room to build the two entries of a new flow and their keys: the BPF
+/// stack (512 bytes for the whole call chain) cannot hold them beside the
+/// rest of the program's state.
+#[map]
+static SCRATCH: PerCpuArray<FlowValue> = PerCpuArray::with_max_entries(2, 0);
+#[map]
+static SCRATCH_KEYS: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(2, 0);
+
+/// NAT source ports tried before a new flow is refused.
+const NAT_PROBES: u32 = 8;
+/// `last_seen_ns` is refreshed at most this often (fewer shared writes).
+const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Maps a random u32 onto 0..n without a division (whose zero check the
+/// verifier cannot see past).
+#[inline(always)]
+pub fn scale(random: u32, n: u32) -> u32 {
+    ((random as u64 * n as u64) >> 32) as u32
+}
+
+#[inline(always)]
+fn key_of(packet: &Packet) -> FlowKey {
+    FlowKey {
+        src: packet.src,
+        dst: packet.dst,
+        src_port: packet.src_port,
+        dst_port: packet.dst_port,
+        proto: packet.proto,
+        _pad: [0; 3],
+    }
+}
+
+/// The tracked flow this packet belongs to, in either direction.
+#[inline(always)]
+pub fn lookup(packet: &Packet) -> Option<*mut FlowValue> {
+    FLOWS.get_ptr_mut(key_of(packet))
+}
+
+/// Records activity and TCP state on a flow entry.
+#[inline(always)]
+pub fn touch(flow: *mut FlowValue, packet: &Packet) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    unsafe {
+        if packet.is_tcp_close() {
+            (*flow).state = FLOW_CLOSING;
+        } else if (*flow).state == FLOW_NEW && (*flow).direction == DIR_TO_CLIENT {
+            (*flow).state = FLOW_ESTABLISHED;
+        }
+        if now.wrapping_sub((*flow).last_seen_ns) > TOUCH_INTERVAL_NS {
+            (*flow).last_seen_ns = now;
+        }
+    }
+}
+
+/// Opens a flow for the first packet of a client: picks an origin of the
+/// client's family and a free NAT source port, and inserts both directions.
+/// Returns the forward (client -> origin) entry, valid for this packet.
+// `&*scratch` hands the helpers pointers into the scratch map; the
+// by-value form clippy suggests would copy keys and values onto the stack.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(never)]
+pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*const FlowValue, Verdict> {
+    let settings = apps::settings().ok_or(Verdict::NatFailed)?;
+    let (source, has_source) = if packet.ipv6 {
+        (
+            &settings.source_v6,
+            settings.flags & SETTINGS_HAS_SOURCE_V6 != 0,
+        )
+    } else {
+        (
+            &settings.source_v4,
+            settings.flags & SETTINGS_HAS_SOURCE_V4 != 0,
+        )
+    };
+    if !has_source {
+        return Err(Verdict::NoOrigin);
+    }
+    let random = unsafe { bpf_get_prandom_u32() };
+    let origin = apps::origin_for(app_index, app, packet.ipv6, random).ok_or(Verdict::NoOrigin)?;
+    let origin_port = origin
+        .port_start
+        .wrapping_add(packet.dst_port.wrapping_sub(app.edge_port_start));
+    let to_client = SCRATCH.get_ptr_mut(0).ok_or(Verdict::NatFailed)?;
+    let to_origin = SCRATCH.get_ptr_mut(1).ok_or(Verdict::NatFailed)?;
+    let forward = SCRATCH_KEYS.get_ptr_mut(0).ok_or(Verdict::NatFailed)?;
+    let reverse = SCRATCH_KEYS.get_ptr_mut(1).ok_or(Verdict::NatFailed)?;
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: this CPU's scratch slots, used by this program run alone.
+    let (to_client, to_origin, forward, reverse) = unsafe {
+        (
+            &mut *to_client,
+            &mut *to_origin,
+            &mut *forward,
+            &mut *reverse,
+        )
+    };
+    *forward = key_of(packet);
+    to_client.new_src = packet.dst;
+    to_client.new_dst = packet.src;
+    to_client.new_src_port = packet.dst_port;
+    to_client.new_dst_port = packet.src_port;
+    to_client.app = app_index;
+    to_client.last_seen_ns = now;
+    to_client.state = FLOW_NEW;
+    to_client.direction = DIR_TO_CLIENT;
+    to_origin.new_src = *source;
+    to_origin.new_dst = origin.addr;
+    to_origin.new_dst_port = origin_port;
+    to_origin.app = app_index;
+    to_origin.last_seen_ns = now;
+    to_origin.state = FLOW_NEW;
+    to_origin.direction = DIR_TO_ORIGIN;
+    reverse.src = origin.addr;
+    reverse.dst = *source;
+    reverse.src_port = origin_port;
+    reverse.proto = packet.proto;
+    let (min, max) = (settings.nat_port_min, settings.nat_port_max);
+    let span = if max >= min {
+        (max - min) as u32 + 1
+    } else {
+        1
+    };
+    for probe in 0..NAT_PROBES {
+        // Keep the client's port when the range allows and it is free.
+        let nat_port = if probe == 0 && packet.src_port >= min && packet.src_port <= max {
+            packet.src_port
+        } else {
+            min.wrapping_add(scale(unsafe { bpf_get_prandom_u32() }, span) as u16)
+        };
+        reverse.dst_port = nat_port;
+        if FLOWS
+            .insert(&*reverse, &*to_client, BPF_NOEXIST as u64)
+            .is_err()
+        {
+            continue;
+        }
+        to_origin.new_src_port = nat_port;
+        if FLOWS
+            .insert(&*forward, &*to_origin, BPF_NOEXIST as u64)
+            .is_ok()
+        {
+            return Ok(to_origin);
+        }
+        // Another CPU opened this very flow first: undo ours, use theirs.
+        let _ = FLOWS.remove(&*reverse);
+        return match FLOWS.get_ptr_mut(&*forward) {
+            Some(existing) => Ok(existing),
+            None => Err(Verdict::NatFailed),
+        };
+    }
+    Err(Verdict::NatFailed)
+}
