@@ -4,9 +4,11 @@
 //! Everything created here is removed by guards on drop, also when a test
 //! panics. Names carry the process id and a counter, so tests run in parallel.
 pub mod agent;
+pub mod client;
 pub mod netns;
 pub mod packet;
 pub mod process;
+pub mod servers;
 
 /// Whether a test that needs root may run. Without root it is skipped with a
 /// message, unless `PROXY_TESTS_REQUIRE_ROOT` is set (as `cargo xtask test`

@@ -1,12 +1,14 @@
 //! `cargo xtask demo`: the agent on a three-namespace topology with
 //! `examples/demo.json`, real clients sending to each app, and what the
 //! data path did with their packets.
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
 use anyhow::Context as _;
 use tests::{
     agent::Agent,
+    client::{bracket, tcp_exchange, udp_exchange},
     netns::{Topology, addr, run_checked},
+    servers,
 };
 
 use crate::{build_agent, cmd::workspace_root, setup};
@@ -52,17 +54,31 @@ pub fn demo() -> anyhow::Result<()> {
     );
     println!("edge address pool {} and {}", addr::POOL_V4, addr::POOL_V6);
 
+    banner("origins in org: socat servers that answer with their own port");
+    let mut origins = Vec::new();
+    for port in [2222, 3000, 3010, 2525] {
+        origins.push(servers::tcp_echo(&topology.org, port)?);
+        println!("tcp {port}: greets with \"origin {port}\", then echoes");
+    }
+    origins.push(servers::udp_echo(&topology.org, 5353)?);
+    println!("udp 5353: answers \"origin 5353: <what it got>\"");
+
     banner("starting proxy-agent run --config examples/demo.json in edge");
     let agent = Agent::start(&topology.edge, &config, "native")?;
     println!("agent ready (XDP attached to to-cli and to-org)");
 
-    banner("real client traffic from cli");
+    banner("real client traffic from cli (socat for TCP, a UDP socket for UDP)");
     for app in &apps {
         send_to_app(&topology, app);
     }
     println!("\nand to a port no app listens on:");
-    let (ok, said) = tcp_connect(&topology, "10.0.100.1", 9);
-    println!("  tcp 10.0.100.1:9 -> {}", outcome(ok, &said));
+    match tcp_exchange(&topology.cli, "10.0.100.1", 9, "hello") {
+        Ok(reply) => println!("  10.0.100.1:9 -> {reply:?}"),
+        Err(err) => println!(
+            "  10.0.100.1:9 -> failed: {}",
+            last_reason(&format!("{err:#}"))
+        ),
+    }
 
     banner("what the XDP program counted (proxy-agent stats)");
     print!(
@@ -76,10 +92,12 @@ pub fn demo() -> anyhow::Result<()> {
         ]))?
     );
     println!(
-        "\nEvery packet to an app was recognised in XDP and counted for that app \
-         (to_agent); the rest counted as no_listener. Packets are handed to the \
-         edge's stack for now, which refuses them: forwarding to the origins (fast \
-         path NAT, TLS and PROXY slow path) are the next milestones."
+        "\nTLS-off apps without PROXY headers are proxied in XDP: the first packet \
+         of a flow opens it (flow_opened), then packets are rewritten and \
+         redirected (to_origin, to_client; neighbor_pending when the next hop's \
+         MAC was not yet known and the kernel forwarded it). The PROXY v1 app \
+         (smtp) needs the agent's TCP path, which is not built yet: its packets \
+         count as to_agent and the edge refuses them."
     );
 
     banner("stopping the agent (SIGTERM): XDP detached, namespaces removed");
@@ -95,6 +113,7 @@ pub fn demo() -> anyhow::Result<()> {
         println!("  agent: {line}");
     }
     println!("agent exited: {status}");
+    drop(origins);
     drop(topology);
     println!("demo done");
     Ok(())
@@ -104,82 +123,41 @@ fn banner(text: &str) {
     println!("\n=== {text}");
 }
 
-/// One TCP connection (or one UDP datagram) to each edge address and the
-/// first port of the app.
+/// One TCP exchange (or one UDP datagram) with each edge address of the
+/// app, at the first and last port of its range.
 fn send_to_app(topology: &Topology, app: &serde_json::Value) {
     let name = app["dns_name"].as_str().unwrap_or("?");
     let protocol = app["protocol"].as_str().unwrap_or("?");
-    let port = app["edge_port_start"].as_u64().unwrap_or(0) as u16;
+    let udp = protocol.starts_with("udp");
+    let first = app["edge_port_start"].as_u64().unwrap_or(0) as u16;
+    let last = app["edge_port_end"].as_u64().unwrap_or(0) as u16;
     println!(
         "\n{name} ({protocol}, data path: {}):",
         app["data_path"].as_str().unwrap_or("?")
     );
+    let mut ports = vec![first];
+    if last != first {
+        ports.push(last);
+    }
     for ip in app["edge_ips"].as_array().into_iter().flatten() {
         let ip = ip.as_str().unwrap_or("");
-        let (ok, said) = if protocol.starts_with("udp") {
-            udp_exchange(topology, ip, port)
-        } else {
-            tcp_connect(topology, ip, port)
-        };
-        let shown = if ip.contains(':') {
-            format!("[{ip}]:{port}")
-        } else {
-            format!("{ip}:{port}")
-        };
-        println!("  {} {shown} -> {}", &protocol[..3], outcome(ok, &said));
-    }
-}
-
-fn outcome(ok: bool, said: &str) -> String {
-    match (ok, said.trim()) {
-        (true, "") => "sent".to_owned(),
-        (true, reply) => format!("reply {reply:?}"),
-        (false, err) => {
-            // socat's last line ends with the system's reason after "): ".
-            let last = err.lines().last().unwrap_or(err);
-            let reason = last.rsplit("): ").next().unwrap_or(last);
-            format!("failed: {reason}")
+        for &port in &ports {
+            let result = if udp {
+                udp_exchange(&topology.cli, ip, port, "hello from cli")
+            } else {
+                tcp_exchange(&topology.cli, ip, port, "hello from cli")
+            };
+            let shown = format!("{}:{port}", bracket(ip));
+            match result {
+                Ok(reply) => println!("  {shown} -> {:?}", reply.trim_end()),
+                Err(err) => println!("  {shown} -> failed: {}", last_reason(&format!("{err:#}"))),
+            }
         }
     }
 }
 
-/// socat from cli: connect, send a line, close.
-fn tcp_connect(topology: &Topology, ip: &str, port: u16) -> (bool, String) {
-    let target = format!("TCP:{}:{port},connect-timeout=2", bracket(ip));
-    socat(topology, &["-T2", "-", &target])
-}
-
-/// socat from cli: one datagram, wait a second for a reply.
-fn udp_exchange(topology: &Topology, ip: &str, port: u16) -> (bool, String) {
-    let target = format!("UDP:{}:{port}", bracket(ip));
-    socat(topology, &["-T1", "-", &target])
-}
-
-fn socat(topology: &Topology, args: &[&str]) -> (bool, String) {
-    use std::io::Write as _;
-    let mut cmd = topology.cli.command("timeout", &["5", "socat"]);
-    cmd.args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let Ok(mut child) = cmd.spawn() else {
-        return (false, "could not start socat".to_owned());
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"hello from cli\n");
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    match child.wait_with_output() {
-        Ok(out) if out.status.success() => (true, String::from_utf8_lossy(&out.stdout).into()),
-        Ok(out) => (false, String::from_utf8_lossy(&out.stderr).into()),
-        Err(err) => (false, err.to_string()),
-    }
-}
-
-fn bracket(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_owned()
-    }
+/// socat's last line ends with the system's reason after "): ".
+fn last_reason(err: &str) -> &str {
+    let last = err.lines().last().unwrap_or(err);
+    last.rsplit("): ").next().unwrap_or(last)
 }

@@ -1,0 +1,70 @@
+//! Real clients (socat) run in a namespace, bounded in time.
+use std::{
+    io::Write as _,
+    process::{Output, Stdio},
+};
+
+use anyhow::Context as _;
+
+use crate::netns::Netns;
+
+/// `[v6]` or `v4`, as socat and URLs want addresses.
+pub fn bracket(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    }
+}
+
+/// Runs socat in `ns` with `input` on its stdin, for at most 10 s.
+pub fn socat(ns: &Netns, args: &[&str], input: &[u8]) -> anyhow::Result<Output> {
+    let mut cmd = ns.command("timeout", &["10", "socat"]);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("starting socat")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).context("writing to socat")?;
+    }
+    child.wait_with_output().context("waiting for socat")
+}
+
+/// One TCP exchange: connect, send `line`, half-close, read until the
+/// server closes. Returns what the server sent.
+pub fn tcp_exchange(ns: &Netns, ip: &str, port: u16, line: &str) -> anyhow::Result<String> {
+    let target = format!("TCP:{}:{port},connect-timeout=3", bracket(ip));
+    let out = socat(
+        ns,
+        &["-t3", "-T5", "-", &target],
+        format!("{line}\n").as_bytes(),
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tcp {ip}:{port}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One UDP exchange: send `line` from a connected UDP socket (bash's
+/// /dev/udp), return the first line of the reply (2 s at most).
+pub fn udp_exchange(ns: &Netns, ip: &str, port: u16, line: &str) -> anyhow::Result<String> {
+    let script = format!(
+        // head, not `read`: bash's read takes one byte per recv, which
+        // would drop the rest of the datagram.
+        "exec 3<>/dev/udp/{ip}/{port} && echo '{line}' >&3 && timeout 2 head -n 1 <&3"
+    );
+    let out = ns
+        .command("timeout", &["5", "bash", "-c", &script])
+        .output()
+        .context("starting bash")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "udp {ip}:{port}: no reply ({}) {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

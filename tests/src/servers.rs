@@ -1,0 +1,61 @@
+//! Real servers (socat) started in a namespace, ready when this returns.
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::{netns::Netns, process::Background};
+
+/// A TCP server on `port` (IPv4 and IPv6) that greets each connection with
+/// `origin <port>` and then echoes what it reads: clients learn which origin
+/// port their connection reached.
+pub fn tcp_echo(ns: &Netns, port: u16) -> anyhow::Result<Background> {
+    let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=0");
+    let script = format!("SYSTEM:echo origin {port}; exec cat");
+    let server = ns.spawn(&format!("tcp-echo-{port}"), "socat", &[&listen, &script])?;
+    wait_listening(ns, "t", port)?;
+    Ok(server)
+}
+
+/// A UDP server on `port` (IPv4 and IPv6) that answers each datagram with
+/// `origin <port>: <first line of the datagram>`.
+pub fn udp_echo(ns: &Netns, port: u16) -> anyhow::Result<Background> {
+    let listen = format!("UDP6-RECVFROM:{port},fork,ipv6only=0");
+    let script = format!("SYSTEM:read line; echo \"origin {port}: $line\"");
+    let server = ns.spawn(&format!("udp-echo-{port}"), "socat", &[&listen, &script])?;
+    wait_listening(ns, "u", port)?;
+    Ok(server)
+}
+
+/// A TCP server on `port` that writes everything it receives from one
+/// connection to `path`, then exits.
+pub fn tcp_sink(ns: &Netns, port: u16, path: &str) -> anyhow::Result<Background> {
+    let listen = format!("TCP6-LISTEN:{port},reuseaddr,ipv6only=0");
+    let file = format!("CREATE:{path}");
+    let server = ns.spawn(
+        &format!("tcp-sink-{port}"),
+        "socat",
+        &["-u", &listen, &file],
+    )?;
+    wait_listening(ns, "t", port)?;
+    Ok(server)
+}
+
+/// Waits (5 s at most) until a socket listens on `port`; `kind` is `t`
+/// (TCP) or `u` (UDP), as `ss` spells it.
+pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let needle = format!(":{port} ");
+    loop {
+        let out = ns.run("ss", &[&format!("-Hln{kind}")])?;
+        if out.lines().any(|line| line.contains(&needle)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nothing listens on {kind} port {port} in {} after 5 s",
+                ns.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

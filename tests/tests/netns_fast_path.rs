@@ -1,0 +1,175 @@
+//! The XDP fast path end to end: the agent in `edge`, real clients in `cli`,
+//! real servers in `org`. Every exchange checks which origin port answered.
+use tests::{
+    agent::Agent,
+    client::{tcp_exchange, udp_exchange},
+    netns::{Topology, addr},
+    root_or_skip, scratch_dir, servers,
+};
+
+/// app 0 `tcp/1000-2000 -> 3000-4000` (edge 10.0.100.1, fd00:100::1),
+/// app 1 `tcp/22 -> 2222` (.2), app 2 `udp/5300-5310 -> 6300-6310` (.3);
+/// each with an IPv4 and an IPv6 origin on `org`.
+fn config() -> String {
+    let org4 = addr::ORG_V4;
+    let org6 = addr::ORG_V6;
+    format!(
+        r#"{{
+  "edge": {{
+    "interfaces": ["{cli_if}", "{org_if}"],
+    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
+    "nat_ports": "20000-29999"
+  }},
+  "apps": [
+    {{"protocol": "tcp/1000-2000", "dns": {{"type": "CNAME", "name": "range.test"}},
+      "origin_direct": ["tcp://{org4}:3000-4000", "tcp://[{org6}]:3000-4000"]}},
+    {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.test"}},
+      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}},
+    {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
+      "origin_direct": ["udp://{org4}:6300-6310", "udp://[{org6}]:6300-6310"]}}
+  ]
+}}"#,
+        cli_if = addr::EDGE_CLI_IF,
+        org_if = addr::EDGE_ORG_IF,
+        pool4 = addr::POOL_V4,
+        pool6 = addr::POOL_V6,
+    )
+}
+
+/// Segments the edge's own TCP stack received (`Tcp: InSegs`).
+fn edge_tcp_in_segments(topology: &Topology) -> u64 {
+    let snmp = topology
+        .edge
+        .run("cat", &["/proc/net/snmp"])
+        .expect("read snmp");
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        panic!("no Tcp lines in /proc/net/snmp");
+    };
+    let index = names
+        .split_whitespace()
+        .position(|n| n == "InSegs")
+        .expect("InSegs column");
+    values
+        .split_whitespace()
+        .nth(index)
+        .and_then(|v| v.parse().ok())
+        .expect("InSegs value")
+}
+
+#[test]
+fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
+    if !root_or_skip("tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset") {
+        return;
+    }
+    let topology = Topology::new("fp").expect("topology");
+    let org = &topology.org;
+    let mut servers = Vec::new();
+    // First, last and an arbitrary port of the range; the single port; UDP.
+    for port in [3000, 4000, 3517, 2222] {
+        servers.push(servers::tcp_echo(org, port).expect("tcp origin"));
+    }
+    for port in [6300, 6310, 6304] {
+        servers.push(servers::udp_echo(org, port).expect("udp origin"));
+    }
+    let agent = Agent::start(&topology.edge, &config(), "native").expect("agent");
+    let cli = &topology.cli;
+
+    for (edge_ip, family) in [("10.0.100.1", "v4"), ("fd00:100::1", "v6")] {
+        for (edge_port, origin_port) in [(1000, 3000), (2000, 4000), (1517, 3517)] {
+            let reply = tcp_exchange(cli, edge_ip, edge_port, "hello")
+                .unwrap_or_else(|e| panic!("{family} {edge_port}: {e:#}\n{}", agent.log()));
+            assert_eq!(
+                reply,
+                format!("origin {origin_port}\nhello\n"),
+                "{family} edge port {edge_port}"
+            );
+        }
+    }
+    for edge_ip in ["10.0.100.2", "fd00:100::2"] {
+        let reply = tcp_exchange(cli, edge_ip, 22, "ssh").expect("tcp/22");
+        assert_eq!(reply, "origin 2222\nssh\n", "{edge_ip}");
+    }
+    for edge_ip in ["10.0.100.3", "fd00:100::3"] {
+        for (edge_port, origin_port) in [(5300, 6300), (5310, 6310), (5304, 6304)] {
+            let reply = udp_exchange(cli, edge_ip, edge_port, "query").expect("udp");
+            assert_eq!(
+                reply,
+                format!("origin {origin_port}: query\n"),
+                "{edge_ip} {edge_port}"
+            );
+        }
+    }
+
+    let opened = agent.packets(Some(0), "flow_opened").expect("stats");
+    assert_eq!(opened, 6, "one flow per range connection");
+    assert!(agent.packets(Some(0), "to_origin").expect("stats") > 0);
+    assert!(agent.packets(Some(0), "to_client").expect("stats") > 0);
+    assert_eq!(agent.packets(Some(2), "flow_opened").expect("stats"), 6);
+    assert_eq!(agent.packets(Some(0), "to_agent").expect("stats"), 0);
+}
+
+#[test]
+fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
+    if !root_or_skip("a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack") {
+        return;
+    }
+    let topology = Topology::new("big").expect("topology");
+    let dir = scratch_dir();
+    let sent = dir.join(format!("{}-sent.bin", topology.edge.name()));
+    let received = dir.join(format!("{}-received.bin", topology.edge.name()));
+    let sent_arg = sent.to_string_lossy().into_owned();
+    topology
+        .cli
+        .run(
+            "sh",
+            &[
+                "-c",
+                &format!("head -c 100000000 /dev/urandom > {sent_arg}"),
+            ],
+        )
+        .expect("make 100 MB");
+    let sink =
+        servers::tcp_sink(&topology.org, 3007, &received.to_string_lossy()).expect("sink origin");
+    let agent = Agent::start(&topology.edge, &config(), "native").expect("agent");
+    let before = edge_tcp_in_segments(&topology);
+
+    let out = topology
+        .cli
+        .command(
+            "timeout",
+            &[
+                "60",
+                "socat",
+                "-u",
+                &format!("OPEN:{sent_arg}"),
+                "TCP:10.0.100.1:1007,connect-timeout=3",
+            ],
+        )
+        .output()
+        .expect("socat runs");
+    assert!(
+        out.status.success(),
+        "upload failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    let (status, log) = sink.stop(std::time::Duration::from_secs(10)).expect("sink");
+    assert!(status.success(), "sink: {status} {log}");
+    let after = edge_tcp_in_segments(&topology);
+
+    let a = std::fs::read(&sent).expect("sent file");
+    let b = std::fs::read(&received).expect("received file");
+    let _ = std::fs::remove_file(&sent);
+    let _ = std::fs::remove_file(&received);
+    assert_eq!(a.len(), 100_000_000);
+    assert!(a == b, "received {} bytes, not the same as sent", b.len());
+    // Only a flow's first packets may go through the kernel (while the
+    // neighbour is resolved): the edge's own TCP sockets see none of it.
+    assert!(
+        after - before < 10,
+        "edge TCP stack received {} segments",
+        after - before
+    );
+    assert_eq!(agent.packets(Some(0), "flow_opened").expect("stats"), 1);
+}
