@@ -39,6 +39,20 @@ impl Netns {
         cmd
     }
 
+    /// Moves the calling thread into this namespace (for in-process work
+    /// such as BPF_PROG_TEST_RUN with an ingress interface). The thread
+    /// stays there; use it for one test only.
+    pub fn enter_this_thread(&self) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let path = format!("/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: a valid namespace fd; setns only changes this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Runs to completion; fails with its stderr when it exits non-zero.
     pub fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
         run_checked(&mut self.command(program, args))

@@ -112,6 +112,87 @@ pub fn frame6(dst: Ipv6Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Ethernet header with the given MAC addresses (no VLAN).
+pub fn eth_macs(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ether_type.to_be_bytes());
+    f
+}
+
+/// A TCP header with the given flags (0x02 SYN, 0x10 ACK, ...) and payload.
+pub fn tcp_flags(src_port: u16, dst_port: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = tcp(src_port, dst_port);
+    h[13] = flags;
+    h.extend_from_slice(payload);
+    h
+}
+
+/// Where the IP header and the L4 header start in an untagged frame, and
+/// the L4 protocol.
+fn layout(frame: &[u8]) -> (bool, usize, u8) {
+    if frame[14] >> 4 == 4 {
+        (false, 14 + ((frame[14] & 0x0f) as usize) * 4, frame[23])
+    } else {
+        (true, 14 + 40, frame[20])
+    }
+}
+
+/// The sum of the TCP/UDP pseudo-header, unfolded.
+fn pseudo_header_sum(frame: &[u8]) -> u32 {
+    let (ipv6, l4, proto) = layout(frame);
+    let len = (frame.len() - l4) as u32;
+    let addrs = if ipv6 { &frame[22..54] } else { &frame[26..34] };
+    let mut sum: u32 = addrs
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    sum += u32::from(proto) + (len >> 16) + (len & 0xffff);
+    sum
+}
+
+fn ones_complement(sum: u32, bytes: &[u8]) -> u16 {
+    let mut sum = sum
+        + bytes
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum::<u32>();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Fills in the TCP or UDP checksum of an untagged frame (full
+/// computation, pseudo-header included).
+pub fn with_l4_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (_, l4, proto) = layout(&frame);
+    let at = l4 + if proto == PROTO_TCP { 16 } else { 6 };
+    frame[at] = 0;
+    frame[at + 1] = 0;
+    let mut check = ones_complement(pseudo_header_sum(&frame), &frame[l4..]);
+    if proto == PROTO_UDP && check == 0 {
+        check = 0xffff;
+    }
+    frame[at..at + 2].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+/// Whether an untagged frame's IPv4 header checksum and TCP/UDP checksum
+/// verify (a UDP-over-IPv4 checksum of 0 means "none" and passes).
+pub fn checksums_verify(frame: &[u8]) -> bool {
+    let (ipv6, l4, proto) = layout(frame);
+    if !ipv6 && checksum(&frame[14..l4]) != 0 {
+        return false;
+    }
+    let at = l4 + if proto == PROTO_TCP { 16 } else { 6 };
+    if proto == PROTO_UDP && !ipv6 && frame[at..at + 2] == [0, 0] {
+        return true;
+    }
+    ones_complement(pseudo_header_sum(frame), &frame[l4..]) == 0
+}
+
 /// The Internet checksum (RFC 1071) of `bytes`.
 pub fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
@@ -147,6 +228,26 @@ mod tests {
         // RFC 1071 section 3 example: the sum is 0xddf2, so the checksum is !0xddf2.
         let bytes = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(checksum(&bytes), !0xddf2);
+    }
+
+    #[test]
+    fn filled_l4_checksums_verify_and_a_flipped_bit_does_not() {
+        for frame in [
+            frame4(
+                Ipv4Addr::new(10, 0, 0, 1),
+                PROTO_TCP,
+                &tcp_flags(1, 2, 0x10, b"abc"),
+            ),
+            frame4(Ipv4Addr::new(10, 0, 0, 1), PROTO_UDP, &udp(1, 2, b"hello")),
+            frame6("fd00::1".parse().unwrap(), PROTO_TCP, &tcp(1, 2)),
+            frame6("fd00::1".parse().unwrap(), PROTO_UDP, &udp(1, 2, b"x")),
+        ] {
+            let mut frame = with_l4_checksum(frame);
+            assert!(checksums_verify(&frame));
+            let last = frame.len() - 1;
+            frame[last] ^= 0x40;
+            assert!(!checksums_verify(&frame));
+        }
     }
 
     #[test]

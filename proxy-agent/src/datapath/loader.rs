@@ -64,15 +64,9 @@ impl Datapath {
     /// Attaches the program to each interface and lets it redirect between
     /// them.
     pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> anyhow::Result<()> {
-        {
-            let mut ports: DevMapHash<_> = self.map(map_names::TX_PORTS)?;
-            for interface in interfaces {
-                let index = crate::preflight::interface_index(interface, "edge.interfaces")?;
-                ports
-                    .insert(index, index, None, 0)
-                    .with_context(|| format!("adding {interface} to the redirect map"))?;
-                allow_local_source(interface);
-            }
+        self.add_redirect_targets(interfaces)?;
+        for interface in interfaces {
+            allow_local_source(interface);
         }
         let program = self.program()?;
         for interface in interfaces {
@@ -85,6 +79,18 @@ impl Datapath {
                 format!("attaching XDP ({mode:?} mode) to {interface}{hint}")
             })?;
             info!(interface, ?mode, "XDP attached");
+        }
+        Ok(())
+    }
+
+    /// Lets the program redirect packets to these interfaces.
+    pub fn add_redirect_targets(&mut self, interfaces: &[String]) -> anyhow::Result<()> {
+        let mut ports: DevMapHash<_> = self.map(map_names::TX_PORTS)?;
+        for interface in interfaces {
+            let index = crate::preflight::interface_index(interface, "edge.interfaces")?;
+            ports
+                .insert(index, index, None, 0)
+                .with_context(|| format!("adding {interface} to the redirect map"))?;
         }
         Ok(())
     }

@@ -1,0 +1,465 @@
+//! BPF_PROG_TEST_RUN fixtures of the fast path (Katran style): each row is
+//! an input frame and its ingress interface, the expected XDP action, the
+//! counters it must move and the exact output frame, whose checksums are
+//! computed independently (full computation, not the program's incremental
+//! one). Rows run in order on one program: replies find the flows that
+//! earlier rows opened.
+//!
+//! The program runs in a namespace of its own with two veth pairs and
+//! permanent neighbour entries, so the route lookup gives known MACs.
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use aya::{TestRun as _, TestRunOptions};
+use proxy_agent::{
+    config::load_str,
+    datapath::{loader::Datapath, maps::map_contents, stats},
+};
+use tests::{netns::Netns, packet::*, root_or_skip};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const CLI_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
+const EDGE_CLI_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
+const ORG_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
+const EDGE_ORG_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
+
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+const ORIGIN4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+const ORIGIN6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2);
+const SOURCE4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+const SOURCE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
+const RANGE4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 1);
+const RANGE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
+const DNS4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 2);
+const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 2);
+const V6ONLY4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 3);
+
+fn config(nat_ports: &str) -> String {
+    format!(
+        r#"{{
+  "edge": {{"interfaces": ["cli0", "org0"],
+    "origin_source": {{"ipv4": "{SOURCE4}", "ipv6": "{SOURCE6}"}},
+    "nat_ports": "{nat_ports}"}},
+  "apps": [
+    {{"protocol": "tcp/1000-2000", "dns": {{"type": "ADDRESS", "name": "range.test"}},
+      "edge_ips": {{"type": "static", "ips": ["{RANGE4}", "{RANGE6}"]}},
+      "origin_direct": ["tcp://{ORIGIN4}:3000-4000", "tcp://[{ORIGIN6}]:3000-4000"]}},
+    {{"protocol": "udp/53", "dns": {{"type": "ADDRESS", "name": "dns.test"}},
+      "edge_ips": {{"type": "static", "ips": ["{DNS4}", "{DNS6}"]}},
+      "origin_direct": ["udp://{ORIGIN4}:5353", "udp://[{ORIGIN6}]:5353"]}},
+    {{"protocol": "tcp/22", "dns": {{"type": "ADDRESS", "name": "v6only.test"}},
+      "edge_ips": {{"type": "static", "ips": ["{V6ONLY4}"]}},
+      "origin_direct": ["tcp://[{ORIGIN6}]:22"]}}
+  ]
+}}"#
+    )
+}
+
+const SYN: u8 = 0x02;
+const SYN_ACK: u8 = 0x12;
+const ACK: u8 = 0x10;
+
+fn tcp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: u8,
+) -> Vec<u8> {
+    let l4 = tcp_flags(src.1, dst.1, flags, b"payload");
+    let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV4);
+    f.extend(ipv4(src.0, dst.0, PROTO_TCP, l4.len(), &[], 0));
+    f.extend(l4);
+    with_l4_checksum(f)
+}
+
+fn tcp6(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    flags: u8,
+) -> Vec<u8> {
+    let l4 = tcp_flags(src.1, dst.1, flags, b"payload");
+    let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV6);
+    f.extend(ipv6(src.0, dst.0, PROTO_TCP, l4.len()));
+    f.extend(l4);
+    with_l4_checksum(f)
+}
+
+/// UDP over IPv4; `checksum: false` leaves it 0 ("no checksum").
+fn udp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    checksum: bool,
+) -> Vec<u8> {
+    let l4 = udp(src.1, dst.1, b"query");
+    let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV4);
+    f.extend(ipv4(src.0, dst.0, PROTO_UDP, l4.len(), &[], 0));
+    f.extend(l4);
+    if checksum { with_l4_checksum(f) } else { f }
+}
+
+fn udp6(macs: ([u8; 6], [u8; 6]), src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16)) -> Vec<u8> {
+    let l4 = udp(src.1, dst.1, b"query");
+    let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV6);
+    f.extend(ipv6(src.0, dst.0, PROTO_UDP, l4.len()));
+    f.extend(l4);
+    with_l4_checksum(f)
+}
+
+/// Frames from the client arrive with the edge's MAC as destination.
+const FROM_CLI: ([u8; 6], [u8; 6]) = (EDGE_CLI_MAC, CLI_MAC);
+const FROM_ORG: ([u8; 6], [u8; 6]) = (EDGE_ORG_MAC, ORG_MAC);
+const TO_ORG: ([u8; 6], [u8; 6]) = (ORG_MAC, EDGE_ORG_MAC);
+const TO_CLI: ([u8; 6], [u8; 6]) = (CLI_MAC, EDGE_CLI_MAC);
+
+struct Row {
+    name: &'static str,
+    ingress: &'static str,
+    input: Vec<u8>,
+    action: u32,
+    /// Counters that must move, by (app, verdict), each by one.
+    moves: Vec<(Option<u32>, &'static str)>,
+    /// The exact output frame; `None`: unchanged input.
+    output: Option<Vec<u8>>,
+}
+
+fn rows() -> Vec<Row> {
+    let opened = |app, verdict| vec![(Some(app), verdict), (Some(app), "flow_opened")];
+    vec![
+        Row {
+            name: "tcp4 SYN to the range start opens a flow, keeps the client port",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN),
+            action: XDP_REDIRECT,
+            moves: opened(0, "to_origin"),
+            output: Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN)),
+        },
+        Row {
+            name: "tcp4 SYN-ACK from the origin goes back to the client",
+            ingress: "org0",
+            input: tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "to_client")],
+            output: Some(tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK)),
+        },
+        Row {
+            name: "tcp4 ACK of the open flow: no new flow",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), ACK),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "to_origin")],
+            output: Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), ACK)),
+        },
+        Row {
+            name: "tcp4 SYN to the range end lands on the origin range end",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25001), (RANGE4, 2000), SYN),
+            action: XDP_REDIRECT,
+            moves: opened(0, "to_origin"),
+            output: Some(tcp4(TO_ORG, (SOURCE4, 25001), (ORIGIN4, 4000), SYN)),
+        },
+        Row {
+            name: "tcp6 SYN mid-range, IPv6 origin and source",
+            ingress: "cli0",
+            input: tcp6(FROM_CLI, (CLIENT6, 25002), (RANGE6, 1500), SYN),
+            action: XDP_REDIRECT,
+            moves: opened(0, "to_origin"),
+            output: Some(tcp6(TO_ORG, (SOURCE6, 25002), (ORIGIN6, 3500), SYN)),
+        },
+        Row {
+            name: "tcp6 reply",
+            ingress: "org0",
+            input: tcp6(FROM_ORG, (ORIGIN6, 3500), (SOURCE6, 25002), SYN_ACK),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "to_client")],
+            output: Some(tcp6(TO_CLI, (RANGE6, 1500), (CLIENT6, 25002), SYN_ACK)),
+        },
+        Row {
+            name: "udp4 with a checksum",
+            ingress: "cli0",
+            input: udp4(FROM_CLI, (CLIENT4, 25003), (DNS4, 53), true),
+            action: XDP_REDIRECT,
+            moves: opened(1, "to_origin"),
+            output: Some(udp4(TO_ORG, (SOURCE4, 25003), (ORIGIN4, 5353), true)),
+        },
+        Row {
+            name: "udp4 reply",
+            ingress: "org0",
+            input: udp4(FROM_ORG, (ORIGIN4, 5353), (SOURCE4, 25003), true),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(1), "to_client")],
+            output: Some(udp4(TO_CLI, (DNS4, 53), (CLIENT4, 25003), true)),
+        },
+        Row {
+            name: "udp4 without a checksum stays without one",
+            ingress: "cli0",
+            input: udp4(FROM_CLI, (CLIENT4, 25004), (DNS4, 53), false),
+            action: XDP_REDIRECT,
+            moves: opened(1, "to_origin"),
+            output: Some(udp4(TO_ORG, (SOURCE4, 25004), (ORIGIN4, 5353), false)),
+        },
+        Row {
+            name: "udp6",
+            ingress: "cli0",
+            input: udp6(FROM_CLI, (CLIENT6, 25005), (DNS6, 53)),
+            action: XDP_REDIRECT,
+            moves: opened(1, "to_origin"),
+            output: Some(udp6(TO_ORG, (SOURCE6, 25005), (ORIGIN6, 5353))),
+        },
+        Row {
+            name: "tcp4 ACK with no flow is left to the stack",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25006), (RANGE4, 1000), ACK),
+            action: XDP_PASS,
+            moves: vec![(Some(0), "no_flow")],
+            output: None,
+        },
+        Row {
+            name: "IPv4 client, app with only an IPv6 origin",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25007), (V6ONLY4, 22), SYN),
+            action: XDP_PASS,
+            moves: vec![(Some(2), "no_origin")],
+            output: None,
+        },
+        Row {
+            name: "a packet from the origin to no flow is not ours",
+            ingress: "org0",
+            input: tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 29999), ACK),
+            action: XDP_PASS,
+            moves: vec![(None, "no_listener")],
+            output: None,
+        },
+    ]
+}
+
+type Counts = BTreeMap<(Option<u32>, &'static str), u64>;
+
+fn counts(datapath: &mut Datapath) -> Counts {
+    let map = datapath.stats().expect("stats map");
+    stats::read(&map, 3)
+        .expect("read stats")
+        .into_iter()
+        .map(|row| ((row.app, row.verdict.name()), row.packets))
+        .collect()
+}
+
+fn moved(before: &Counts, after: &Counts) -> Vec<(Option<u32>, &'static str)> {
+    let mut moves = Vec::new();
+    for (key, n) in after {
+        for _ in 0..n - before.get(key).copied().unwrap_or(0) {
+            moves.push(*key);
+        }
+    }
+    moves
+}
+
+/// One namespace: cli0 (10.0.1.1) and org0 (10.0.2.1), each a veth with a
+/// permanent neighbour of known MAC behind it, forwarding on.
+fn namespace(tag: &str) -> Netns {
+    let ns = Netns::create(&format!("spx-{tag}-{}", std::process::id())).expect("netns");
+    let run = |args: &[&str]| {
+        ns.run(args[0], &args[1..])
+            .unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
+    };
+    for (dev, peer, mac, v4, v6, neigh4, neigh6, neigh_mac) in [
+        (
+            "cli0",
+            "cli1",
+            "02:00:00:00:01:01",
+            "10.0.1.1/24",
+            "fd00:1::1/64",
+            "10.0.1.2",
+            "fd00:1::2",
+            "02:00:00:00:01:02",
+        ),
+        (
+            "org0",
+            "org1",
+            "02:00:00:00:02:01",
+            "10.0.2.1/24",
+            "fd00:2::1/64",
+            "10.0.2.2",
+            "fd00:2::2",
+            "02:00:00:00:02:02",
+        ),
+    ] {
+        run(&[
+            "ip", "link", "add", dev, "address", mac, "type", "veth", "peer", "name", peer,
+        ]);
+        run(&["ip", "link", "set", dev, "up"]);
+        run(&["ip", "link", "set", peer, "up"]);
+        run(&["ip", "addr", "add", v4, "dev", dev]);
+        run(&["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
+        run(&[
+            "ip",
+            "neigh",
+            "replace",
+            neigh4,
+            "lladdr",
+            neigh_mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+        run(&[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            neigh6,
+            "lladdr",
+            neigh_mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+    run(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
+    ns
+}
+
+fn ifindex(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).expect("name");
+    // SAFETY: c is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(index, 0, "interface {name} in this thread's namespace");
+    index
+}
+
+fn datapath(nat_ports: &str) -> Datapath {
+    let config = load_str(&config(nat_ports), false)
+        .expect("valid config")
+        .config;
+    let mut datapath = Datapath::load().expect("load");
+    datapath.program().expect("verifier accepts the program");
+    datapath
+        .sync(&map_contents(&config).expect("fits"))
+        .expect("sync");
+    datapath
+        .add_redirect_targets(&["cli0".into(), "org0".into()])
+        .expect("redirect map");
+    datapath
+}
+
+/// Runs one frame as if received on `ingress`: (action, output frame).
+fn run(datapath: &mut Datapath, ingress: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex(ingress), 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = datapath
+        .program()
+        .expect("program")
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+fn hex(frame: &[u8]) -> String {
+    frame.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn fast_path_fixtures() {
+    if !root_or_skip("fast_path_fixtures") {
+        return;
+    }
+    let ns = namespace("nat");
+    ns.enter_this_thread().expect("enter netns");
+    let mut datapath = datapath("20000-29999");
+    let mut failures = Vec::new();
+    for row in rows() {
+        assert!(
+            checksums_verify(&row.input),
+            "{}: bad input fixture",
+            row.name
+        );
+        let before = counts(&mut datapath);
+        let (action, out) = run(&mut datapath, row.ingress, &row.input);
+        let after = counts(&mut datapath);
+        let mut expected_moves = row.moves.clone();
+        expected_moves.sort();
+        let expected_out = row.output.clone().unwrap_or_else(|| row.input.clone());
+        let moves = moved(&before, &after);
+        if action != row.action || moves != expected_moves || out != expected_out {
+            failures.push(format!(
+                "{}:\n  action {action} (want {}), moved {moves:?} (want {expected_moves:?})\n  out  {}\n  want {}",
+                row.name,
+                row.action,
+                hex(&out),
+                hex(&expected_out)
+            ));
+        }
+        if !checksums_verify(&out) {
+            failures.push(format!("{}: output checksums do not verify", row.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_client_port_outside_the_nat_range_gets_one_inside() {
+    if !root_or_skip("a_client_port_outside_the_nat_range_gets_one_inside") {
+        return;
+    }
+    let ns = namespace("natport");
+    ns.enter_this_thread().expect("enter netns");
+    let mut datapath = datapath("20000-29999");
+    let input = tcp4(FROM_CLI, (CLIENT4, 40000), (RANGE4, 1000), SYN);
+    let (action, out) = run(&mut datapath, "cli0", &input);
+    assert_eq!(action, XDP_REDIRECT);
+    assert!(checksums_verify(&out));
+    let nat_port = u16::from_be_bytes([out[34], out[35]]);
+    assert!((20000..=29999).contains(&nat_port), "NAT port {nat_port}");
+    // The reply to that port finds the client again.
+    let reply = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, nat_port), SYN_ACK);
+    let (action, out) = run(&mut datapath, "org0", &reply);
+    assert_eq!(action, XDP_REDIRECT);
+    assert_eq!(out, tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 40000), SYN_ACK));
+}
+
+#[test]
+fn no_free_nat_port_drops_and_counts() {
+    if !root_or_skip("no_free_nat_port_drops_and_counts") {
+        return;
+    }
+    let ns = namespace("natfull");
+    ns.enter_this_thread().expect("enter netns");
+    // One NAT port: the second client toward the same origin port has none.
+    let mut datapath = datapath("20000-20000");
+    let first = tcp4(FROM_CLI, (CLIENT4, 20000), (RANGE4, 1000), SYN);
+    assert_eq!(run(&mut datapath, "cli0", &first).0, XDP_REDIRECT);
+    let other_client = Ipv4Addr::new(10, 0, 1, 3);
+    let second = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1000), SYN);
+    let before = counts(&mut datapath);
+    let (action, _) = run(&mut datapath, "cli0", &second);
+    let after = counts(&mut datapath);
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(moved(&before, &after), vec![(Some(0), "nat_failed")]);
+    // Another origin port is another NAT tuple: that one still fits.
+    let third = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1001), SYN);
+    assert_eq!(run(&mut datapath, "cli0", &third).0, XDP_REDIRECT);
+}
