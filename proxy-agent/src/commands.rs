@@ -12,7 +12,7 @@ use proxy_agent::{
     datapath::{
         conntrack_gc::{self, Timeouts},
         loader::Datapath,
-        maps::MapContents,
+        maps::{self, MapContents},
         stats::StatsRow,
     },
 };
@@ -37,7 +37,16 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 for warning in &loaded.warnings {
                     eprintln!("{prefix}{warning}");
                 }
-                let missing = loaded.config.check_files();
+                let mut missing: Vec<String> = loaded
+                    .config
+                    .check_files()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                // Limits of the kernel maps: what `run` would refuse.
+                if let Err(err) = maps::map_contents(&loaded.config) {
+                    missing.push(err.to_string());
+                }
                 if missing.is_empty() {
                     println!(
                         "{prefix}ok: {} apps, {} rules",
@@ -100,8 +109,8 @@ pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
                     "edge_port_start": app.edge_ports.start,
                     "edge_port_end": app.edge_ports.end,
                     "origins": origins(app),
-                    "tls": format!("{:?}", app.tls).to_lowercase(),
-                    "proxy_protocol": format!("{:?}", app.proxy_protocol).to_lowercase(),
+                    "tls": app.tls.to_string(),
+                    "proxy_protocol": app.proxy_protocol.to_string(),
                     "ip_firewall": app.ip_firewall,
                     "data_path": data_path(app),
                 })
@@ -113,7 +122,7 @@ pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
     for (index, app) in config.apps.iter().enumerate() {
         let edge: Vec<String> = app.edge_addrs.iter().map(|a| a.to_string()).collect();
         println!(
-            "[{index}] {} {}/{} {} edge {} -> {} (path {}, tls {:?}, proxy_protocol {:?}, ip_firewall {})",
+            "[{index}] {} {}/{} {} edge {} -> {} (path {}, tls {}, proxy_protocol {}, ip_firewall {})",
             app.id,
             app.protocol,
             app.edge_ports,

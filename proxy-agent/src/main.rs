@@ -129,12 +129,14 @@ fn run(
     instance: &str,
     bpffs: &Path,
 ) -> anyhow::Result<()> {
+    proxy_agent::preflight::check_instance_name(instance)?;
     let mut config = load_config(config_path)?;
     proxy_agent::preflight::require_root()?;
     for (i, name) in config.edge.interfaces.iter().enumerate() {
         proxy_agent::preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
     }
     proxy_agent::preflight::require_bpffs(bpffs)?;
+    let _lock = proxy_agent::preflight::lock_instance(instance)?;
     proxy_agent::origin::fill_origin_sources(&mut config)?;
     let contents = maps::map_contents(&config)?;
     let mode = match xdp_mode {
@@ -163,6 +165,7 @@ fn print_stats(
     config_path: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
+    proxy_agent::preflight::check_instance_name(instance)?;
     let config = config_path.map(load_config).transpose()?;
     let map = stats::open_pinned(&loader::stats_pin_path(bpffs, instance))?;
     let app_count = config.as_ref().map_or(MAX_APPS, |c| c.apps.len() as u32);

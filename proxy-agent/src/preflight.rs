@@ -47,3 +47,55 @@ pub fn require_bpffs(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An instance name is one path component under bpffs and /run.
+pub fn check_instance_name(instance: &str) -> anyhow::Result<()> {
+    let valid = !instance.is_empty()
+        && instance.len() <= 64
+        && instance != "."
+        && instance != ".."
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        bail!(
+            "--instance {instance:?}: use 1-64 letters, digits, '-', '_' or '.' \
+             (it names a directory)"
+        );
+    }
+    Ok(())
+}
+
+/// Holds `/run/proxy-agent/<instance>.lock` for the life of the returned
+/// file: a second agent with the same instance stops here instead of
+/// taking over the first one's pinned counters.
+pub fn lock_instance(instance: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let dir = Path::new("/run/proxy-agent");
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{instance}.lock"));
+    let file = std::fs::File::create(&path)?;
+    // SAFETY: a valid fd owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "another proxy-agent runs with --instance {instance} (lock {} is held)",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_single_components() {
+        for good in ["default", "edge-1", "a.b_c"] {
+            assert!(check_instance_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "../etc", "a/b", "a b"] {
+            assert!(check_instance_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

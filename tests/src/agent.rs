@@ -11,18 +11,27 @@ use anyhow::{Context as _, bail};
 use crate::{netns::Netns, netns::run_checked, process::Background};
 
 /// The `proxy-agent` binary: `PROXY_AGENT_BIN`, else next to the test binary
-/// (`target/<profile>/deps/..`).
+/// (`target/<profile>/deps/..`). `cargo test` does not build another
+/// package's binary: `cargo xtask test` does, then sets `PROXY_AGENT_BIN`.
 pub fn agent_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("PROXY_AGENT_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    profile_dir.join("proxy-agent")
+    let path = match std::env::var_os("PROXY_AGENT_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().unwrap_or_default();
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            profile_dir.join("proxy-agent")
+        }
+    };
+    assert!(
+        path.exists(),
+        "no proxy-agent binary at {}: run `cargo xtask test`, or `cargo build -p proxy-agent` first",
+        path.display()
+    );
+    path
 }
 
 pub struct Agent {
@@ -86,6 +95,25 @@ impl Agent {
         let value: serde_json::Value =
             serde_json::from_str(&out).with_context(|| format!("stats output: {out}"))?;
         Ok(value.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits (3 s at most) until the counter reaches `expected`, and
+    /// returns its last value: packets are counted in softirq context, a
+    /// moment after the client that sent them has returned.
+    pub fn packets_settled(
+        &self,
+        app: Option<u64>,
+        verdict: &str,
+        expected: u64,
+    ) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let value = self.packets(app, verdict)?;
+            if value >= expected || Instant::now() > deadline {
+                return Ok(value);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Packets counted for (app index or None for the global row, verdict).

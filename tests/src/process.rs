@@ -43,6 +43,24 @@ impl Background {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 
+    /// Waits up to `limit` for the process to end by itself (then stops
+    /// it); returns the exit status and the log.
+    pub fn wait(mut self, limit: Duration) -> anyhow::Result<(ExitStatus, String)> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return Ok((status, self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        anyhow::bail!(
+            "{} still running after {limit:?}:\n{}",
+            self.label,
+            self.log()
+        )
+    }
+
     /// SIGTERM, then up to `grace` for it to exit, then SIGKILL.
     pub fn stop(mut self, grace: Duration) -> anyhow::Result<(ExitStatus, String)> {
         let status = self.terminate(grace)?;

@@ -77,9 +77,15 @@ fn attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports() {
     udp_send(cli, "UDP4:10.0.100.1:8080");
     udp_send(cli, "UDP4:10.0.100.2:5311");
 
-    let tcp_app = agent.packets(Some(0), "to_agent").expect("stats");
-    let udp_app = agent.packets(Some(1), "to_agent").expect("stats");
-    let unmatched = agent.packets(None, "no_listener").expect("stats");
+    let tcp_app = agent
+        .packets_settled(Some(0), "to_agent", 5)
+        .expect("stats");
+    let udp_app = agent
+        .packets_settled(Some(1), "to_agent", 2)
+        .expect("stats");
+    let unmatched = agent
+        .packets_settled(None, "no_listener", 3)
+        .expect("stats");
     assert_eq!(tcp_app, 5, "one SYN per TCP attempt\n{}", agent.log());
     assert_eq!(udp_app, 2, "one per datagram\n{}", agent.log());
     assert_eq!(unmatched, 3, "unconfigured port, protocol and range end");
@@ -149,10 +155,13 @@ fn run_explains_missing_interface_bpffs_and_root() {
         "{err}"
     );
 
-    // The same command as an unprivileged user.
+    // The same command as an unprivileged user, with a copy of the binary
+    // that user may execute (a clone under /root is out of its reach).
+    let copy = dir.join("proxy-agent-unprivileged");
+    std::fs::copy(agent_bin(), &copy).expect("copy the agent");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(agent_bin())
+        .arg(&copy)
         .args(["run", "--config", &good.to_string_lossy()])
         .output()
         .expect("setpriv runs");

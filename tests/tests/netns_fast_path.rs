@@ -101,11 +101,18 @@ fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
         }
     }
 
-    let opened = agent.packets(Some(0), "flow_opened").expect("stats");
+    let opened = agent
+        .packets_settled(Some(0), "flow_opened", 6)
+        .expect("stats");
     assert_eq!(opened, 6, "one flow per range connection");
     assert!(agent.packets(Some(0), "to_origin").expect("stats") > 0);
     assert!(agent.packets(Some(0), "to_client").expect("stats") > 0);
-    assert_eq!(agent.packets(Some(2), "flow_opened").expect("stats"), 6);
+    assert_eq!(
+        agent
+            .packets_settled(Some(2), "flow_opened", 6)
+            .expect("stats"),
+        6
+    );
     assert_eq!(agent.packets(Some(0), "to_agent").expect("stats"), 0);
 }
 
@@ -154,7 +161,9 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
         String::from_utf8_lossy(&out.stderr),
         agent.log()
     );
-    let (status, log) = sink.stop(std::time::Duration::from_secs(10)).expect("sink");
+    let (status, log) = sink
+        .wait(std::time::Duration::from_secs(10))
+        .expect("the sink ends when the upload does");
     assert!(status.success(), "sink: {status} {log}");
     let after = edge_tcp_in_segments(&topology);
 

@@ -15,6 +15,14 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
+/// Where cargo puts build output: `CARGO_TARGET_DIR`, else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
 /// A command in the workspace root, echoed before it runs.
 pub fn command(program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);

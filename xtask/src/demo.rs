@@ -11,13 +11,17 @@ use tests::{
     servers,
 };
 
-use crate::{build_agent, cmd::workspace_root, setup};
+use crate::{
+    build_agent,
+    cmd::{target_dir, workspace_root},
+    setup,
+};
 
 pub fn demo() -> anyhow::Result<()> {
     setup::setup()?;
     build_agent(true)?;
     let root = workspace_root();
-    let agent_bin = root.join("target/release/proxy-agent");
+    let agent_bin = target_dir().join("release/proxy-agent");
     // SAFETY: single-threaded here; the harness reads this variable.
     unsafe { std::env::set_var("PROXY_AGENT_BIN", &agent_bin) };
     let config_path = root.join("examples/demo.json");

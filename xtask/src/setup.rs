@@ -6,16 +6,17 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd::{command, output, run, succeeds};
 
-/// LLVM major shared by nightly rustc and bpf-linker.
-const LLVM: &str = "22";
+/// bpf-linker must link the LLVM major that nightly rustc uses; this is the
+/// one verified here, used when nightly cannot be asked.
+const DEFAULT_LLVM: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: the bpf-linker build, and the real clients and servers
 /// that the tests, the demo and the benchmark drive.
-fn packages() -> Vec<String> {
+fn packages(llvm: &str) -> Vec<String> {
     let mut packages: Vec<String> = ["llvm-{LLVM}-dev", "libpolly-{LLVM}-dev", "clang-{LLVM}"]
         .iter()
-        .map(|p| p.replace("{LLVM}", LLVM))
+        .map(|p| p.replace("{LLVM}", llvm))
         .collect();
     packages.extend(
         [
@@ -43,16 +44,30 @@ fn is_installed(package: &str) -> bool {
 }
 
 pub fn setup() -> anyhow::Result<()> {
-    apt_packages()?;
-    rust_src()?;
-    bpf_linker()?;
+    rust_toolchains()?;
+    let llvm = nightly_llvm_major();
+    println!("setup: nightly rustc uses LLVM {llvm}");
+    apt_packages(&llvm)?;
+    bpf_linker(&llvm)?;
     bpffs()?;
     println!("setup: done");
     Ok(())
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<String> = packages()
+/// The LLVM major of the nightly toolchain (`LLVM version: 22.1.0`).
+fn nightly_llvm_major() -> String {
+    output(command("rustc", &["+nightly", "-vV"]).env_remove("RUSTUP_TOOLCHAIN"))
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("LLVM version: "))
+                .and_then(|v| v.split('.').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| DEFAULT_LLVM.to_owned())
+}
+
+fn apt_packages(llvm: &str) -> anyhow::Result<()> {
+    let missing: Vec<String> = packages(llvm)
         .into_iter()
         .filter(|p| !is_installed(p))
         .collect();
@@ -73,28 +88,47 @@ fn apt_packages() -> anyhow::Result<()> {
     run(&mut install)
 }
 
-fn rust_src() -> anyhow::Result<()> {
-    let installed = output(&mut command(
-        "rustup",
-        &["component", "list", "--toolchain", "nightly", "--installed"],
-    ))
-    .unwrap_or_default();
-    if installed.lines().any(|l| l.trim() == "rust-src") {
-        println!("setup: nightly rust-src present");
-        return Ok(());
+/// Nightly with rust-src (the eBPF crate builds core itself) and clippy;
+/// clippy and rustfmt on the default toolchain.
+fn rust_toolchains() -> anyhow::Result<()> {
+    let toolchains = output(&mut command("rustup", &["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(&mut command(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        ))?;
     }
-    run(&mut command(
-        "rustup",
-        &["component", "add", "rust-src", "--toolchain", "nightly"],
-    ))
+    for (toolchain, wanted) in [
+        ("nightly", &["rust-src", "clippy"][..]),
+        ("stable", &["clippy", "rustfmt"][..]),
+    ] {
+        let installed = output(&mut command(
+            "rustup",
+            &["component", "list", "--toolchain", toolchain, "--installed"],
+        ))
+        .unwrap_or_default();
+        for component in wanted {
+            let present = installed
+                .lines()
+                .any(|l| l.trim() == *component || l.starts_with(&format!("{component}-")));
+            if !present {
+                run(&mut command(
+                    "rustup",
+                    &["component", "add", component, "--toolchain", toolchain],
+                ))?;
+            }
+        }
+    }
+    println!("setup: rust toolchains ready (stable, nightly with rust-src)");
+    Ok(())
 }
 
-fn bpf_linker() -> anyhow::Result<()> {
+fn bpf_linker(llvm: &str) -> anyhow::Result<()> {
     if let Some(version) = output(&mut command("bpf-linker", &["--version"])) {
         println!("setup: {} present", version.trim());
         return Ok(());
     }
-    let llvm_prefix = format!("/usr/lib/llvm-{LLVM}");
+    let llvm_prefix = format!("/usr/lib/llvm-{llvm}");
     let path = format!(
         "{llvm_prefix}/bin:{}",
         std::env::var("PATH").unwrap_or_default()
@@ -111,7 +145,7 @@ fn bpf_linker() -> anyhow::Result<()> {
             BPF_LINKER_VERSION,
             "--no-default-features",
             "--features",
-            &format!("llvm-{LLVM}"),
+            &format!("llvm-{llvm}"),
         ],
     )
     .env("LLVM_PREFIX", &llvm_prefix)

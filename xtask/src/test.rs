@@ -2,7 +2,7 @@
 //! failing step.
 use crate::{
     build_agent,
-    cmd::{command, run, workspace_root},
+    cmd::{command, run, target_dir},
     ebpf_cargo, setup,
 };
 
@@ -22,7 +22,7 @@ pub fn test(with_setup: bool) -> anyhow::Result<()> {
     step("build the agent the integration tests drive");
     build_agent(false)?;
     step("unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace tests");
-    let agent = workspace_root().join("target/debug/proxy-agent");
+    let agent = target_dir().join("debug/proxy-agent");
     run(command("cargo", &["test", "--no-fail-fast"])
         // Tests that need root fail instead of skipping when this is set.
         .env("PROXY_TESTS_REQUIRE_ROOT", "1")

@@ -476,7 +476,6 @@ pub enum RuleTarget {
 }
 
 impl Config {
-    /// Files the config names (TLS cert/key, GeoIP databases) that cannot be read: one ConfigError each (field = the path field, value = the path, reason = the io error).
     /// Makes the relative paths the config names (TLS cert/key, GeoIP
     /// databases) relative to `base`, the directory of the config file, so
     /// a config means the same whatever the agent's working directory.
@@ -496,6 +495,9 @@ impl Config {
         }
     }
 
+    /// Files the config names (TLS cert/key, GeoIP databases) that cannot
+    /// be read: one ConfigError each (field = the path field, value = the
+    /// path, reason = the io error).
     pub fn check_files(&self) -> Vec<ConfigError> {
         let geoip = [
             (

@@ -102,6 +102,15 @@ pub struct AppFile {
     /// Accepted only when false.
     #[serde(default)]
     pub argo_smart_routing: Option<bool>,
+    /// Legacy form of `proxy_protocol: simple` (Cloudflare's older API).
+    #[serde(default)]
+    pub spp: Option<bool>,
+    /// Read-only fields of an app exported from Cloudflare's API: accepted
+    /// and ignored, so an export can be used as it is.
+    #[serde(default)]
+    pub created_on: Option<serde_json::Value>,
+    #[serde(default)]
+    pub modified_on: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

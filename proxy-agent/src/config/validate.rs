@@ -389,7 +389,21 @@ impl Validator {
         }
         let origin = self.origin(i, a, protocol);
         let proto = protocol.map(|(p, _)| p);
-        let proxy_protocol = self.proxy_protocol(i, a.proxy_protocol.as_ref(), proto);
+        let proxy_protocol = match (a.spp, a.proxy_protocol.as_ref()) {
+            (Some(true), None) => {
+                self.proxy_protocol(i, Some(&ProxyProtocolFile::Name("simple".into())), proto)
+            }
+            (Some(true), Some(_)) => {
+                self.error(
+                    None,
+                    format!("apps[{i}].spp"),
+                    "true",
+                    "spp is the legacy form of proxy_protocol: simple; set only one of them",
+                );
+                None
+            }
+            _ => self.proxy_protocol(i, a.proxy_protocol.as_ref(), proto),
+        };
         let tls = self.tls(i, a, proto);
 
         match a.traffic_type.as_deref() {
@@ -554,6 +568,13 @@ impl Validator {
         let ip: IpAddr = text.parse().map_err(|_| "not an IP address".to_string())?;
         if ip.is_unspecified() || ip.is_multicast() {
             return Err("an edge address must be a unicast address".to_string());
+        }
+        if let IpAddr::V6(v6) = ip
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Err(format!(
+                "an IPv4-mapped IPv6 address is the IPv4 address {v4} to the data path: write {v4}"
+            ));
         }
         let family = Family::of(ip);
         match pools.get(family) {
@@ -1262,6 +1283,11 @@ fn parse_origin_direct(text: &str) -> Result<(Protocol, OriginAddr), String> {
     };
     if ip.is_unspecified() || ip.is_multicast() {
         return Err(format!("{ip} is not a unicast address"));
+    }
+    if let IpAddr::V6(v6) = ip
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Err(format!("{ip} is an IPv4-mapped address: write {v4}"));
     }
     let ports = parse_port_range(ports)?;
     Ok((scheme, OriginAddr { ip, ports }))
@@ -2375,6 +2401,45 @@ mod tests {
         let (_, warnings) = accepted(config(vec![with_files(tcp_app())]));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].message.contains("tls is off"));
+    }
+
+    #[test]
+    fn cloudflare_exports_load_with_spp_and_read_only_fields() {
+        let mut a = json!({"protocol": "udp/53", "dns": {"type": "CNAME", "name": "d.example.com"},
+            "origin_direct": ["udp://192.0.2.1:53"], "spp": true,
+            "created_on": "2014-01-01T05:20:00.12345Z", "modified_on": "2014-01-01T05:20:00.12345Z"});
+        let (model, _) = accepted(config(vec![a.clone()]));
+        assert_eq!(model.apps[0].proxy_protocol, ProxyProtocol::Simple);
+        a["proxy_protocol"] = json!("v2");
+        let errors = refused(config(vec![a]));
+        assert!(
+            errors.iter().any(|e| e.field == "apps[0].spp"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_refused() {
+        let app = static_ips(
+            json!({"protocol": "tcp/22", "dns": {"type": "ADDRESS", "name": "m.example.com"},
+                "origin_direct": ["tcp://[::ffff:192.0.2.1]:22"]}),
+            &["::ffff:198.51.100.5"],
+        );
+        let errors = refused(config(vec![app]));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "apps[0].edge_ips.ips[0]"
+                    && e.reason.contains("write 198.51.100.5")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "apps[0].origin_direct[0]"
+                    && e.reason.contains("write 192.0.2.1")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -200,8 +200,8 @@ impl Drop for Datapath {
             if let Err(err) = fs::remove_file(&path) {
                 warn!(path = %path.display(), %err, "could not remove pinned counters");
             }
-            // The instance directory is removed when empty; others stay.
-            if let Some(dir) = path.parent() {
+            // The instance directory, then proxy-agent/, go when empty.
+            for dir in path.ancestors().skip(1).take(2) {
                 let _ = fs::remove_dir(dir);
             }
         }
