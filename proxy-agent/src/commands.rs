@@ -17,9 +17,13 @@ use proxy_agent::{
     },
 };
 use serde_json::json;
+use std::sync::Arc;
+
+use proxy_agent::{config::model::OriginDns, origin::OriginResolver};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
+    sync::mpsc,
 };
 use tracing::{debug, info, warn};
 
@@ -203,11 +207,22 @@ pub async fn serve(
         counters = %stats_pin.display(),
         "ready"
     );
+    let mut resolved = spawn_origin_resolvers(&config).await?;
     let timeouts = Timeouts::default();
     let mut collect = tokio::time::interval(FLOW_COLLECT_INTERVAL);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            Some((index, ips)) = resolved.recv() => {
+                let app = &config.apps[index];
+                let applied = maps::app_origins(index as u32, app, &ips)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|origins| datapath.set_app_origins(index as u32, &origins));
+                match applied {
+                    Ok(()) => info!(app = %app.dns.name, origins = ?ips, "origin addresses in place"),
+                    Err(err) => warn!(app = %app.dns.name, "origin update failed: {err:#}"),
+                }
+            }
             _ = collect.tick() => match conntrack_gc::collect(&mut datapath, &timeouts) {
                 Ok(expired) if !expired.is_empty() => {
                     debug!(?expired, "expired flows removed (app index: count)");
@@ -221,6 +236,69 @@ pub async fn serve(
     drop(datapath);
     info!("stopped");
     Ok(())
+}
+
+/// Starts one task per `origin_dns` app that resolves its name now and
+/// again every TTL (every 30 s after a failure, keeping the addresses it
+/// had), and sends each new answer. The first answers are awaited (a few
+/// seconds at most) so the app works as soon as the agent says ready.
+async fn spawn_origin_resolvers(
+    config: &Config,
+) -> anyhow::Result<mpsc::Receiver<(usize, Vec<std::net::IpAddr>)>> {
+    let (tx, rx) = mpsc::channel(64);
+    let dns_apps: Vec<(usize, OriginDns, String)> = config
+        .apps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, app)| match &app.origin {
+            Origin::Dns(dns) => Some((i, dns.clone(), app.dns.name.clone())),
+            Origin::Direct(_) => None,
+        })
+        .collect();
+    if dns_apps.is_empty() {
+        return Ok(rx);
+    }
+    let resolver = Arc::new(OriginResolver::new(config.edge.resolver)?);
+    let mut first = Vec::new();
+    for (index, origin, app_name) in dns_apps {
+        let resolver = Arc::clone(&resolver);
+        let tx = tx.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        first.push(ready_rx);
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut current: Vec<std::net::IpAddr> = Vec::new();
+            loop {
+                let wait = match resolver.resolve(&origin).await {
+                    Ok(ips) => {
+                        if ips != current {
+                            current = ips.clone();
+                            if tx.send((index, ips)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Duration::from_secs(u64::from(origin.ttl))
+                    }
+                    Err(err) => {
+                        warn!(app = %app_name, origin = %origin.name, "{err:#}; keeping {} addresses, retrying in 30 s", current.len());
+                        Duration::from_secs(30)
+                    }
+                };
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), futures_join(first)).await;
+    Ok(rx)
+}
+
+async fn futures_join(waits: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    for wait in waits {
+        let _ = wait.await;
+    }
 }
 
 /// How often idle flows are looked for.

@@ -1,11 +1,22 @@
 //! Origins seen from the edge: which local address the kernel would send
 //! from to reach them (the fast path's NAT source when
-//! `edge.origin_source` is not set).
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+//! `edge.origin_source` is not set), and the addresses `origin_dns` names
+//! resolve to.
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::Duration,
+};
 
+use anyhow::Context as _;
+use hickory_resolver::{
+    TokioResolver,
+    config::{ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts},
+    net::runtime::TokioRuntimeProvider,
+};
+use proxy_common::MAX_ORIGINS_PER_FAMILY;
 use tracing::info;
 
-use crate::config::model::{Config, Origin};
+use crate::config::model::{Config, Origin, OriginDns, OriginFamily};
 
 /// The local address the routing table picks to reach `origin`. Connecting a
 /// UDP socket sends nothing; it only asks the kernel for a route.
@@ -54,9 +65,116 @@ pub fn fill_origin_sources(config: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves `origin_dns` names: through `edge.resolver` when set, else
+/// the system's configuration (/etc/resolv.conf and /etc/hosts).
+pub struct OriginResolver {
+    resolver: TokioResolver,
+}
+
+/// How long one lookup may take before it counts as failed.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl OriginResolver {
+    pub fn new(server: Option<SocketAddr>) -> anyhow::Result<Self> {
+        let mut builder = match server {
+            Some(server) => {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(
+                    server.ip(),
+                    true,
+                    vec![udp, tcp],
+                )]);
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            }
+            None => {
+                TokioResolver::builder_tokio().context("reading the system's DNS configuration")?
+            }
+        };
+        let options: &mut ResolverOpts = builder.options_mut();
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        options.timeout = LOOKUP_TIMEOUT;
+        options.attempts = 1;
+        // Each refresh must ask again, not answer from our own cache.
+        options.cache_size = 0;
+        let resolver = builder.build().context("building the DNS resolver")?;
+        Ok(Self { resolver })
+    }
+
+    /// The addresses an origin uses now.
+    pub async fn resolve(&self, origin: &OriginDns) -> anyhow::Result<Vec<IpAddr>> {
+        let lookup = tokio::time::timeout(
+            LOOKUP_TIMEOUT * 2,
+            self.resolver.lookup_ip(origin.name.as_str()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in {:?}", LOOKUP_TIMEOUT * 2))?
+        .with_context(|| format!("resolving {}", origin.name))?;
+        Ok(usable_addresses(lookup.iter(), origin.family))
+    }
+}
+
+/// The addresses of a lookup an origin uses: those of its family, without
+/// duplicates, sorted (a stable order keeps flows' origin choice stable),
+/// at most what the data path holds per family.
+pub fn usable_addresses(
+    ips: impl IntoIterator<Item = IpAddr>,
+    family: OriginFamily,
+) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = ips
+        .into_iter()
+        .filter(|ip| match family {
+            OriginFamily::Any => true,
+            OriginFamily::V4 => ip.is_ipv4(),
+            OriginFamily::V6 => ip.is_ipv6(),
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    let v4: Vec<IpAddr> = ips
+        .iter()
+        .filter(|ip| ip.is_ipv4())
+        .take(MAX_ORIGINS_PER_FAMILY as usize)
+        .copied()
+        .collect();
+    let v6 = ips
+        .iter()
+        .filter(|ip| ip.is_ipv6())
+        .take(MAX_ORIGINS_PER_FAMILY as usize)
+        .copied();
+    v4.into_iter().chain(v6).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usable_addresses_filter_dedupe_sort_and_cap() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let answer = vec![
+            ip("192.0.2.2"),
+            ip("2001:db8::1"),
+            ip("192.0.2.1"),
+            ip("192.0.2.2"),
+        ];
+        assert_eq!(
+            usable_addresses(answer.clone(), OriginFamily::Any),
+            vec![ip("192.0.2.1"), ip("192.0.2.2"), ip("2001:db8::1")]
+        );
+        assert_eq!(
+            usable_addresses(answer.clone(), OriginFamily::V6),
+            vec![ip("2001:db8::1")]
+        );
+        assert_eq!(usable_addresses(answer, OriginFamily::V4).len(), 2);
+        let many = (1..=20).map(|i| ip(&format!("192.0.2.{i}")));
+        assert_eq!(
+            usable_addresses(many, OriginFamily::Any).len(),
+            MAX_ORIGINS_PER_FAMILY as usize
+        );
+    }
 
     #[test]
     fn loopback_is_reached_from_loopback() {

@@ -40,6 +40,30 @@ pub fn tcp_sink(ns: &Netns, port: u16, path: &str) -> anyhow::Result<Background>
     Ok(server)
 }
 
+/// An authoritative-only DNS server (dnsmasq) on `listen`:53 that answers
+/// A and AAAA for `name` with `addresses` and nothing else.
+pub fn dns(ns: &Netns, listen: &str, name: &str, addresses: &[&str]) -> anyhow::Result<Background> {
+    let record = format!("--host-record={name},{}", addresses.join(","));
+    let listen = format!("--listen-address={listen}");
+    let server = ns.spawn(
+        "dnsmasq",
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--port=53",
+            &listen,
+            &record,
+        ],
+    )?;
+    wait_listening(ns, "u", 53)?;
+    Ok(server)
+}
+
 /// Waits (5 s at most) until a socket listens on `port`; `kind` is `t`
 /// (TCP) or `u` (UDP), as `ss` spells it.
 pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {

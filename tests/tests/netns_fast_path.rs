@@ -182,3 +182,49 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
     );
     assert_eq!(agent.packets(Some(0), "flow_opened").expect("stats"), 1);
 }
+
+#[test]
+fn origin_dns_names_resolve_through_the_configured_resolver() {
+    if !root_or_skip("origin_dns_names_resolve_through_the_configured_resolver") {
+        return;
+    }
+    let topology = Topology::new("dns").expect("topology");
+    let _origin = servers::tcp_echo(&topology.org, 3005).expect("origin");
+    let _dns = servers::dns(
+        &topology.org,
+        addr::ORG_V4,
+        "origin.test",
+        &[addr::ORG_V4, addr::ORG_V6],
+    )
+    .expect("dnsmasq");
+    let config = format!(
+        r#"{{
+  "edge": {{"interfaces": ["{cli_if}", "{org_if}"],
+    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
+    "origin_source": {{"ipv4": "{src4}", "ipv6": "{src6}"}},
+    "resolver": "{org4}"}},
+  "apps": [
+    {{"protocol": "tcp/1000-1010", "dns": {{"type": "CNAME", "name": "named.test"}},
+      "origin_dns": {{"name": "origin.test", "ttl": 600}}, "origin_port": "3000-3010"}}
+  ]
+}}"#,
+        cli_if = addr::EDGE_CLI_IF,
+        org_if = addr::EDGE_ORG_IF,
+        pool4 = addr::POOL_V4,
+        pool6 = addr::POOL_V6,
+        src4 = addr::EDGE_ORG_V4,
+        src6 = addr::EDGE_ORG_V6,
+        org4 = addr::ORG_V4,
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    for edge_ip in ["10.0.100.1", "fd00:100::1"] {
+        let reply = tcp_exchange(&topology.cli, edge_ip, 1005, "named")
+            .unwrap_or_else(|e| panic!("{edge_ip}: {e:#}\n{}", agent.log()));
+        assert_eq!(reply, "origin 3005\nnamed\n", "{edge_ip}");
+    }
+    assert!(
+        agent.log().contains("origin addresses in place"),
+        "{}",
+        agent.log()
+    );
+}

@@ -32,6 +32,7 @@ fn packages(llvm: &str) -> Vec<String> {
             "iproute2",
             "ethtool",
             "util-linux",
+            "dnsmasq-base",
         ]
         .map(String::from),
     );

@@ -123,6 +123,8 @@ pub struct Edge {
     /// kernel's ephemeral range (`net.ipv4.ip_local_port_range`), which the
     /// agent's own origin connections use.
     pub nat_ports: PortRange,
+    /// DNS server for `origin_dns` names; `None`: the system's resolver.
+    pub resolver: Option<std::net::SocketAddr>,
 }
 
 /// Default `edge.nat_ports`: below Linux's default ephemeral range (32768-60999).
@@ -684,6 +686,7 @@ mod tests {
                     asn_db: None,
                 },
                 nat_ports: DEFAULT_NAT_PORTS,
+                resolver: None,
             },
             apps: vec![a],
             access_rules: vec![],

@@ -33,6 +33,10 @@ pub struct EdgeFile {
     /// `"1024-32767"`: source ports the XDP NAT uses toward origins.
     #[serde(default)]
     pub nat_ports: Option<String>,
+    /// `"192.0.2.53"` or `"[2001:db8::53]:5353"`: the DNS server origin_dns
+    /// names are resolved with; default: the system's (/etc/resolv.conf).
+    #[serde(default)]
+    pub resolver: Option<String>,
 }
 
 /// CIDR strings, one per family.

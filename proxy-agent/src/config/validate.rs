@@ -272,6 +272,16 @@ impl Validator {
                 DEFAULT_NAT_PORTS
             }
         };
+        let resolver = e
+            .resolver
+            .as_deref()
+            .and_then(|text| match parse_resolver(text) {
+                Ok(addr) => Some(addr),
+                Err(reason) => {
+                    self.error(None, "edge.resolver", text, reason);
+                    None
+                }
+            });
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -279,6 +289,7 @@ impl Validator {
             origin_source,
             geoip,
             nat_ports,
+            resolver,
         };
         (edge, pools)
     }
@@ -1202,6 +1213,17 @@ impl Validator {
 }
 
 // ---- parsers: each returns the value or the reason it is refused ----
+
+/// `ip`, `ip:port` or `[ipv6]:port`; port 53 when absent.
+fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    match text.parse::<IpAddr>() {
+        Ok(ip) => Ok(std::net::SocketAddr::new(ip, 53)),
+        Err(_) => Err("expected IP, IP:PORT or [IPv6]:PORT of a DNS server".to_string()),
+    }
+}
 
 fn parse_port(text: &str) -> Result<u16, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -2416,6 +2438,19 @@ mod tests {
             errors.iter().any(|e| e.field == "apps[0].spp"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn resolver_addresses() {
+        assert_eq!(
+            parse_resolver("192.0.2.53"),
+            Ok("192.0.2.53:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_resolver("[2001:db8::53]:5353"),
+            Ok("[2001:db8::53]:5353".parse().unwrap())
+        );
+        assert!(parse_resolver("dns.example.com").is_err());
     }
 
     #[test]

@@ -12,12 +12,12 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use proxy_common::{
-    AppValue, Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS, OriginValue,
-    Settings, XDP_PROGRAM, map_names,
+    AppValue, Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS,
+    MAX_ORIGINS_PER_FAMILY, OriginValue, Settings, XDP_PROGRAM, map_names, origin_index,
 };
 use tracing::{info, warn};
 
-use super::maps::MapContents;
+use super::maps::{AppOrigins, MapContents};
 use crate::EBPF_OBJECT;
 
 /// Where an agent instance publishes its counters inside bpffs.
@@ -135,6 +135,29 @@ impl Datapath {
         for index in contents.apps.len() as u32..MAX_APPS {
             if apps.get(&index, 0)? != AppValue::default() {
                 apps.set(index, AppValue::default(), 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces one app's origins (after its origin_dns name resolved
+    /// again): new slots first, then the counts that make them visible,
+    /// then slots past the new counts cleared.
+    pub fn set_app_origins(&mut self, index: u32, origins: &AppOrigins) -> anyhow::Result<()> {
+        {
+            let mut slots: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
+            for (slot, origin) in &origins.slots {
+                slots.set(*slot, origin, 0)?;
+            }
+        }
+        {
+            let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
+            apps.set(index, origins.app, 0)?;
+        }
+        let mut slots: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
+        for ipv6 in [false, true] {
+            for slot in origins.app.origin_count(ipv6) as u32..MAX_ORIGINS_PER_FAMILY {
+                slots.set(origin_index(index, ipv6, slot), OriginValue::default(), 0)?;
             }
         }
         Ok(())

@@ -101,24 +101,9 @@ pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
     };
     for (index, app) in config.apps.iter().enumerate() {
         let index = index as u32;
-        let mut counts = [0u8; 2];
-        for (ipv6, family) in [(false, "IPv4"), (true, "IPv6")] {
-            let origins = origin_values(app, ipv6);
-            if origins.len() > MAX_ORIGINS_PER_FAMILY as usize {
-                return Err(CapacityError::TooManyOrigins {
-                    app: index as usize,
-                    family,
-                    origins: origins.len(),
-                });
-            }
-            counts[ipv6 as usize] = origins.len() as u8;
-            for (slot, origin) in origins.into_iter().enumerate() {
-                contents
-                    .origins
-                    .insert(origin_index(index, ipv6, slot as u32), origin);
-            }
-        }
-        contents.apps.push(app_value(app, counts[0], counts[1]));
+        let origins = app_origins(index, app, &[])?;
+        contents.apps.push(origins.app);
+        contents.origins.extend(origins.slots);
         let proto = app.protocol.ip_proto();
         for addr in &app.edge_addrs {
             for port in app.edge_ports.ports() {
@@ -169,21 +154,54 @@ fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
     }
 }
 
-/// Direct origins of one family as configured; DNS origins come from
-/// `resolved` (see `origin_dns`), none until resolved.
-fn origin_values(app: &App, ipv6: bool) -> Vec<OriginValue> {
-    match &app.origin {
-        Origin::Direct(origins) => origins
-            .iter()
-            .filter(|origin| origin.ip.is_ipv6() == ipv6)
-            .map(|origin| OriginValue {
-                addr: addr16(origin.ip),
-                port_start: origin.ports.start,
-                _pad: [0; 2],
-            })
-            .collect(),
-        Origin::Dns(_) => Vec::new(),
+/// An app's entry in `APPS` and its `ORIGINS` slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppOrigins {
+    pub app: AppValue,
+    /// (origin_index, value), IPv4 slots then IPv6 slots.
+    pub slots: Vec<(u32, OriginValue)>,
+}
+
+/// The `APPS` value and `ORIGINS` slots of app `index`: its direct origins,
+/// or for an `origin_dns` app the addresses the name resolved to
+/// (`resolved`; empty until resolved).
+pub fn app_origins(
+    index: u32,
+    app: &App,
+    resolved: &[IpAddr],
+) -> Result<AppOrigins, CapacityError> {
+    let all: Vec<(IpAddr, u16)> = match &app.origin {
+        Origin::Direct(origins) => origins.iter().map(|o| (o.ip, o.ports.start)).collect(),
+        Origin::Dns(dns) => resolved.iter().map(|ip| (*ip, dns.ports.start)).collect(),
+    };
+    let mut counts = [0u8; 2];
+    let mut slots = Vec::new();
+    for (ipv6, family) in [(false, "IPv4"), (true, "IPv6")] {
+        let of_family: Vec<&(IpAddr, u16)> =
+            all.iter().filter(|(ip, _)| ip.is_ipv6() == ipv6).collect();
+        if of_family.len() > MAX_ORIGINS_PER_FAMILY as usize {
+            return Err(CapacityError::TooManyOrigins {
+                app: index as usize,
+                family,
+                origins: of_family.len(),
+            });
+        }
+        counts[ipv6 as usize] = of_family.len() as u8;
+        for (slot, (ip, port_start)) in of_family.into_iter().enumerate() {
+            slots.push((
+                origin_index(index, ipv6, slot as u32),
+                OriginValue {
+                    addr: addr16(*ip),
+                    port_start: *port_start,
+                    _pad: [0; 2],
+                },
+            ));
+        }
     }
+    Ok(AppOrigins {
+        app: app_value(app, counts[0], counts[1]),
+        slots,
+    })
 }
 
 #[cfg(test)]
@@ -332,6 +350,38 @@ mod tests {
                 listeners: 5 * 2 * 65535
             })
         );
+    }
+
+    #[test]
+    fn resolved_dns_origins_fill_slots_per_family() {
+        let config = config(
+            r#"{"protocol": "tcp/1000-1010", "dns": {"type": "CNAME", "name": "r.example.com"},
+                "origin_dns": {"name": "origin.example.com", "ttl": 600}, "origin_port": "3000-3010"}"#,
+        );
+        let app = &config.apps[0];
+        let ips: Vec<IpAddr> = ["192.0.2.1", "2001:db8::1", "192.0.2.2"]
+            .iter()
+            .map(|s| s.parse().expect("ip"))
+            .collect();
+        let origins = app_origins(0, app, &ips).expect("fits");
+        assert_eq!((origins.app.origins_v4, origins.app.origins_v6), (2, 1));
+        let slots: Vec<(u32, u16)> = origins
+            .slots
+            .iter()
+            .map(|(index, o)| (*index, o.port_start))
+            .collect();
+        assert_eq!(
+            slots,
+            vec![
+                (origin_index(0, false, 0), 3000),
+                (origin_index(0, false, 1), 3000),
+                (origin_index(0, true, 0), 3000)
+            ]
+        );
+        assert_eq!(origins.slots[2].1.addr, addr16(ips[1]));
+        let unresolved = app_origins(0, app, &[]).expect("fits");
+        assert!(unresolved.slots.is_empty());
+        assert_eq!(unresolved.app.origin_count(false), 0);
     }
 
     #[test]
