@@ -10,7 +10,7 @@ use proxy_agent::{
         model::{App, Config, Origin},
     },
     datapath::{
-        conntrack_gc::{self, Timeouts},
+        conntrack_gc,
         loader::Datapath,
         maps::{self, MapContents},
         stats::StatsRow,
@@ -208,8 +208,10 @@ pub async fn serve(
         "ready"
     );
     let mut resolved = spawn_origin_resolvers(&config).await?;
-    let timeouts = Timeouts::default();
-    let mut collect = tokio::time::interval(FLOW_COLLECT_INTERVAL);
+    let timeouts = config.edge.flow_timeouts;
+    // Often enough that a flow goes at most half its timeout late.
+    let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
+    let mut collect = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -301,7 +303,7 @@ async fn futures_join(waits: Vec<tokio::sync::oneshot::Receiver<()>>) {
     }
 }
 
-/// How often idle flows are looked for.
+/// How often idle flows are looked for, at most.
 const FLOW_COLLECT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Forwards the XDP program's aya-log records to our log.

@@ -36,6 +36,8 @@ pub mod csum;
 
 /// The name of the XDP program in the object file.
 pub const XDP_PROGRAM: &str = "proxy";
+/// The benchmark's minimal router (fib lookup + redirect, no NAT).
+pub const ROUTER_PROGRAM: &str = "router";
 
 /// IP protocol numbers the data path knows.
 pub mod ip_proto {

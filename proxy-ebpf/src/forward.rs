@@ -27,54 +27,40 @@ const AF_INET6: u8 = 10;
 #[map]
 static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 
-/// Returns the XDP action and, when the packet did not leave directly, the
-/// verdict that says why.
-#[inline(never)]
-pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option<Verdict>) {
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+/// Route lookup input for a packet that will leave with these addresses
+/// and ports.
+#[inline(always)]
+pub fn fill_fib_params(
+    params: &mut FibParams,
+    ctx: &XdpContext,
+    packet: &Packet,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    src_port: u16,
+    dst_port: u16,
+) {
     params.family = if packet.ipv6 { AF_INET6 } else { AF_INET };
     params.l4_protocol = packet.proto;
-    params.sport = flow.new_src_port.to_be();
-    params.dport = flow.new_dst_port.to_be();
+    params.sport = src_port.to_be();
+    params.dport = dst_port.to_be();
     params.__bindgen_anon_1.tot_len = packet.ip_len;
     params.ifindex = ctx.ingress_ifindex() as u32;
     // Both forms are the address bytes in network order.
-    unsafe {
-        if packet.ipv6 {
-            params.__bindgen_anon_3.ipv6_src =
-                core::mem::transmute::<[u8; 16], [u32; 4]>(flow.new_src);
-            params.__bindgen_anon_4.ipv6_dst =
-                core::mem::transmute::<[u8; 16], [u32; 4]>(flow.new_dst);
-        } else {
-            params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([
-                flow.new_src[12],
-                flow.new_src[13],
-                flow.new_src[14],
-                flow.new_src[15],
-            ]);
-            params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([
-                flow.new_dst[12],
-                flow.new_dst[13],
-                flow.new_dst[14],
-                flow.new_dst[15],
-            ]);
-        }
+    if packet.ipv6 {
+        params.__bindgen_anon_3.ipv6_src =
+            unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(*src) };
+        params.__bindgen_anon_4.ipv6_dst =
+            unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(*dst) };
+    } else {
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[12], src[13], src[14], src[15]]);
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[12], dst[13], dst[14], dst[15]]);
     }
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
-    if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
-        return (xdp_action::XDP_PASS, Some(Verdict::NeighborPending));
-    }
-    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        // No route, a local destination, MTU: the kernel decides.
-        return (xdp_action::XDP_PASS, Some(Verdict::NoRoute));
-    }
+}
+
+/// After a successful route lookup: the new MACs, then out of the same
+/// interface or redirected to another of ours.
+#[inline(always)]
+pub fn redirect(ctx: &XdpContext, params: &FibParams) -> (u32, Option<Verdict>) {
     let Ok(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return (xdp_action::XDP_PASS, Some(Verdict::Malformed));
     };
@@ -90,4 +76,36 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option
         // The egress interface is not one of ours: let the kernel send it.
         Err(_) => (xdp_action::XDP_PASS, Some(Verdict::NoRoute)),
     }
+}
+
+/// Returns the XDP action and, when the packet did not leave directly, the
+/// verdict that says why.
+#[inline(never)]
+pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option<Verdict>) {
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    fill_fib_params(
+        &mut params,
+        ctx,
+        packet,
+        &flow.new_src,
+        &flow.new_dst,
+        flow.new_src_port,
+        flow.new_dst_port,
+    );
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        return (xdp_action::XDP_PASS, Some(Verdict::NeighborPending));
+    }
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        // No route, a local destination, MTU: the kernel decides.
+        return (xdp_action::XDP_PASS, Some(Verdict::NoRoute));
+    }
+    redirect(ctx, &params)
 }

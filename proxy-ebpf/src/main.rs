@@ -22,6 +22,8 @@ mod nat;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
+mod router;
+#[cfg(target_arch = "bpf")]
 mod stats;
 
 #[cfg(target_arch = "bpf")]

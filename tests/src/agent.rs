@@ -97,7 +97,7 @@ impl Agent {
         Ok(value.as_array().cloned().unwrap_or_default())
     }
 
-    /// Waits (3 s at most) until the counter reaches `expected`, and
+    /// Waits (5 s at most) until the counter reaches `expected`, and
     /// returns its last value: packets are counted in softirq context, a
     /// moment after the client that sent them has returned.
     pub fn packets_settled(
@@ -106,7 +106,7 @@ impl Agent {
         verdict: &str,
         expected: u64,
     ) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let value = self.packets(app, verdict)?;
             if value >= expected || Instant::now() > deadline {

@@ -32,7 +32,7 @@ impl Netns {
     /// /sys and would hide /sys/fs/bpf).
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.name))
+        cmd.arg(format!("--net={}", self.path()))
             .arg("--")
             .arg(program)
             .args(args);
@@ -43,14 +43,17 @@ impl Netns {
     /// such as BPF_PROG_TEST_RUN with an ingress interface). The thread
     /// stays there; use it for one test only.
     pub fn enter_this_thread(&self) -> anyhow::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: a valid namespace fd; setns only changes this thread.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        enter(&self.path())
+    }
+
+    /// The same, for a thread that is yet to start (a client thread).
+    pub fn enter_handle(&self) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+        let path = self.path();
+        move || enter(&path)
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
     }
 
     /// Runs to completion; fails with its stderr when it exits non-zero.
@@ -73,6 +76,17 @@ impl Drop for Netns {
             eprintln!("warning: could not delete netns {}", self.name);
         }
     }
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+fn enter(path: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: a valid namespace fd; setns only changes this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Runs `cmd`, returning stdout, or an error with the command and its stderr.

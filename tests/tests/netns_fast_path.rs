@@ -36,6 +36,15 @@ fn config() -> String {
     )
 }
 
+/// The same apps with short flow timeouts.
+fn config_with_short_timeouts() -> String {
+    config().replace(
+        r#""nat_ports": "20000-29999""#,
+        r#""nat_ports": "20000-29999",
+    "flow_timeouts": {"udp": 1, "tcp_closing": 1}"#,
+    )
+}
+
 /// Segments the edge's own TCP stack received (`Tcp: InSegs`).
 fn edge_tcp_in_segments(topology: &Topology) -> u64 {
     let snmp = topology
@@ -226,5 +235,39 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
         agent.log().contains("origin addresses in place"),
         "{}",
         agent.log()
+    );
+}
+
+#[test]
+fn idle_and_closed_flows_expire_and_are_counted() {
+    if !root_or_skip("idle_and_closed_flows_expire_and_are_counted") {
+        return;
+    }
+    let topology = Topology::new("exp").expect("topology");
+    let _tcp = servers::tcp_echo(&topology.org, 3000).expect("tcp origin");
+    let _udp = servers::udp_echo(&topology.org, 6300).expect("udp origin");
+    let config = config_with_short_timeouts();
+    assert!(config.contains("flow_timeouts"), "the timeouts must be set");
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let reply = tcp_exchange(&topology.cli, "10.0.100.1", 1000, "bye").expect("tcp");
+    assert_eq!(reply, "origin 3000\nbye\n");
+    let reply = udp_exchange(&topology.cli, "10.0.100.3", 5300, "ping").expect("udp");
+    assert_eq!(reply, "origin 6300: ping\n");
+    // A closed TCP flow and an idle UDP flow: both go within a few seconds.
+    let tcp = agent
+        .packets_settled(Some(0), "flow_expired", 1)
+        .expect("stats");
+    let udp = agent
+        .packets_settled(Some(2), "flow_expired", 1)
+        .expect("stats");
+    assert_eq!((tcp, udp), (1, 1), "{}", agent.log());
+    // A new exchange after expiry opens a new flow and works.
+    let reply = udp_exchange(&topology.cli, "10.0.100.3", 5300, "again").expect("udp");
+    assert_eq!(reply, "origin 6300: again\n");
+    assert_eq!(
+        agent
+            .packets_settled(Some(2), "flow_opened", 2)
+            .expect("stats"),
+        2
     );
 }

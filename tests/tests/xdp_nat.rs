@@ -230,6 +230,14 @@ fn rows() -> Vec<Row> {
             output: None,
         },
         Row {
+            name: "tcp4 to the range cut inside the TCP header",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25008), (RANGE4, 1000), SYN)[..14 + 20 + 10].to_vec(),
+            action: XDP_PASS,
+            moves: vec![(None, "malformed")],
+            output: None,
+        },
+        Row {
             name: "a packet from the origin to no flow is not ours",
             ingress: "org0",
             input: tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 29999), ACK),
@@ -392,8 +400,10 @@ fn fast_path_fixtures() {
     let mut datapath = datapath("20000-29999");
     let mut failures = Vec::new();
     for row in rows() {
+        // Rows the program must leave alone may be malformed on purpose.
+        let rewritten = row.output.is_some();
         assert!(
-            checksums_verify(&row.input),
+            !rewritten || checksums_verify(&row.input),
             "{}: bad input fixture",
             row.name
         );
@@ -413,7 +423,7 @@ fn fast_path_fixtures() {
                 hex(&expected_out)
             ));
         }
-        if !checksums_verify(&out) {
+        if rewritten && !checksums_verify(&out) {
             failures.push(format!("{}: output checksums do not verify", row.name));
         }
     }

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <setup|build-ebpf|build|test|demo>`.
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -32,6 +33,18 @@ enum Task {
     /// Set up, build, start the agent on a demo topology of namespaces, send
     /// real client traffic to each demo app and print what happened.
     Demo,
+    /// The proxy against direct routing, a minimal XDP router, HAProxy and
+    /// nginx stream, side by side; writes BENCHMARKS.md and bench/results.json.
+    Bench {
+        /// One short run per figure (2 s) instead of 3 runs of 5 s.
+        #[arg(long)]
+        quick: bool,
+        /// Only this system: direct, xdp-router, haproxy, nginx, spectrum-xdp.
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +55,15 @@ fn main() -> std::process::ExitCode {
         Task::Build => build_ebpf().and_then(|()| build_agent(true)),
         Task::Test { no_setup } => test::test(!no_setup),
         Task::Demo => demo::demo(),
+        Task::Bench {
+            quick,
+            only,
+            repeats,
+        } => bench::bench(bench::Options {
+            quick,
+            only,
+            repeats,
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

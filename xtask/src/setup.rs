@@ -33,6 +33,7 @@ fn packages(llvm: &str) -> Vec<String> {
             "ethtool",
             "util-linux",
             "dnsmasq-base",
+            "iputils-ping",
         ]
         .map(String::from),
     );

@@ -125,6 +125,39 @@ pub struct Edge {
     pub nat_ports: PortRange,
     /// DNS server for `origin_dns` names; `None`: the system's resolver.
     pub resolver: Option<std::net::SocketAddr>,
+    pub flow_timeouts: FlowTimeouts,
+}
+
+/// Idle time after which a fast-path flow is removed, by protocol and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTimeouts {
+    /// TCP: SYN seen, no reply yet.
+    pub tcp_new: std::time::Duration,
+    pub tcp_established: std::time::Duration,
+    /// TCP: FIN or RST seen.
+    pub tcp_closing: std::time::Duration,
+    pub udp: std::time::Duration,
+}
+
+impl Default for FlowTimeouts {
+    fn default() -> Self {
+        let s = std::time::Duration::from_secs;
+        Self {
+            tcp_new: s(30),
+            tcp_established: s(3600),
+            tcp_closing: s(10),
+            udp: s(60),
+        }
+    }
+}
+
+impl FlowTimeouts {
+    pub fn shortest(&self) -> std::time::Duration {
+        self.tcp_new
+            .min(self.tcp_established)
+            .min(self.tcp_closing)
+            .min(self.udp)
+    }
 }
 
 /// Default `edge.nat_ports`: below Linux's default ephemeral range (32768-60999).
@@ -687,6 +720,7 @@ mod tests {
                 },
                 nat_ports: DEFAULT_NAT_PORTS,
                 resolver: None,
+                flow_timeouts: FlowTimeouts::default(),
             },
             apps: vec![a],
             access_rules: vec![],

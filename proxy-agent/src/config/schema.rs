@@ -37,6 +37,23 @@ pub struct EdgeFile {
     /// names are resolved with; default: the system's (/etc/resolv.conf).
     #[serde(default)]
     pub resolver: Option<String>,
+    /// Idle time (seconds) after which the agent removes a fast-path flow.
+    #[serde(default)]
+    pub flow_timeouts: FlowTimeoutsFile,
+}
+
+/// Seconds; each absent value keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTimeoutsFile {
+    #[serde(default)]
+    pub tcp_new: Option<u64>,
+    #[serde(default)]
+    pub tcp_established: Option<u64>,
+    #[serde(default)]
+    pub tcp_closing: Option<u64>,
+    #[serde(default)]
+    pub udp: Option<u64>,
 }
 
 /// CIDR strings, one per family.

@@ -11,9 +11,9 @@ use ipnet::IpNet;
 
 use super::model::{
     AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_NAT_PORTS, Dns, DnsKind,
-    ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, GeoIp,
-    MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,
-    Protocol, ProxyProtocol, RuleAction, RuleTarget, TlsMode, Warning, XdpMode,
+    ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts,
+    GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource,
+    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TlsMode, Warning, XdpMode,
 };
 use super::schema::{
     AccessRuleFile, AppFile, ConfigFile, EdgeFile, EdgeIpsFile, OriginDnsFile, OriginPortFile,
@@ -282,6 +282,38 @@ impl Validator {
                     None
                 }
             });
+        let mut flow_timeouts = FlowTimeouts::default();
+        for (name, value, slot) in [
+            (
+                "tcp_new",
+                e.flow_timeouts.tcp_new,
+                &mut flow_timeouts.tcp_new,
+            ),
+            (
+                "tcp_established",
+                e.flow_timeouts.tcp_established,
+                &mut flow_timeouts.tcp_established,
+            ),
+            (
+                "tcp_closing",
+                e.flow_timeouts.tcp_closing,
+                &mut flow_timeouts.tcp_closing,
+            ),
+            ("udp", e.flow_timeouts.udp, &mut flow_timeouts.udp),
+        ] {
+            match value {
+                None => {}
+                Some(secs @ 1..=MAX_FLOW_TIMEOUT_SECS) => {
+                    *slot = std::time::Duration::from_secs(secs)
+                }
+                Some(secs) => self.error(
+                    None,
+                    format!("edge.flow_timeouts.{name}"),
+                    secs.to_string(),
+                    format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
+                ),
+            }
+        }
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -290,6 +322,7 @@ impl Validator {
             geoip,
             nat_ports,
             resolver,
+            flow_timeouts,
         };
         (edge, pools)
     }
@@ -1213,6 +1246,9 @@ impl Validator {
 }
 
 // ---- parsers: each returns the value or the reason it is refused ----
+
+/// A week: longer idle flows are surely dead.
+const MAX_FLOW_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// `ip`, `ip:port` or `[ipv6]:port`; port 53 when absent.
 fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
@@ -2438,6 +2474,24 @@ mod tests {
             errors.iter().any(|e| e.field == "apps[0].spp"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn flow_timeouts_default_override_and_bounds() {
+        let mut file = config(vec![tcp_app()]);
+        file["edge"]["flow_timeouts"] = json!({"udp": 5});
+        let (model, _) = accepted(file.clone());
+        assert_eq!(
+            model.edge.flow_timeouts.udp,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            model.edge.flow_timeouts.tcp_established,
+            FlowTimeouts::default().tcp_established
+        );
+        file["edge"]["flow_timeouts"] = json!({"tcp_new": 0});
+        let errors = refused(file);
+        assert_eq!(errors[0].field, "edge.flow_timeouts.tcp_new");
     }
 
     #[test]

@@ -10,28 +10,10 @@ use proxy_common::{
 };
 
 use super::loader::Datapath;
+use crate::config::model::FlowTimeouts;
 
-/// Idle time after which a flow is removed, by protocol and state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP: SYN seen, no reply yet.
-    pub tcp_new: Duration,
-    pub tcp_established: Duration,
-    /// TCP: FIN or RST seen.
-    pub tcp_closing: Duration,
-    pub udp: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            tcp_new: Duration::from_secs(30),
-            tcp_established: Duration::from_secs(3600),
-            tcp_closing: Duration::from_secs(10),
-            udp: Duration::from_secs(60),
-        }
-    }
-}
+/// The idle limits, from `edge.flow_timeouts`.
+pub type Timeouts = FlowTimeouts;
 
 /// Whether a flow entry (with its other direction, if still there) has been
 /// idle longer than its state allows. An entry whose other half is gone

@@ -1,0 +1,169 @@
+//! Benchmark helper (driven by `cargo xtask bench`, not for production):
+//!
+//! - `router IFACE...`: attach the minimal XDP router (FIB lookup +
+//!   redirect, no NAT) until SIGTERM: the ceiling of any XDP design here.
+//! - `xdp-cost --ingress IFACE --config FILE`: the proxy program's cost per
+//!   packet via BPF_PROG_TEST_RUN, for a fast-path hit, a packet to no
+//!   listener and a non-IP frame; prints JSON.
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    TestRun as _, TestRunOptions,
+    programs::{Xdp, XdpMode},
+};
+use clap::{Parser, Subcommand};
+use proxy_agent::{
+    EBPF_OBJECT, config,
+    datapath::{loader::Datapath, maps::map_contents},
+    origin::fill_origin_sources,
+};
+use proxy_common::ROUTER_PROGRAM;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Router {
+        interfaces: Vec<String>,
+    },
+    XdpCost {
+        #[arg(long)]
+        ingress: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Client -> edge app address and port of a fast-path app.
+        #[arg(long)]
+        client: Ipv4Addr,
+        #[arg(long)]
+        edge: Ipv4Addr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Router { interfaces } => router(&interfaces),
+        Command::XdpCost {
+            ingress,
+            config,
+            client,
+            edge,
+            port,
+            repeat,
+        } => xdp_cost(&ingress, &config, client, edge, port, repeat),
+    }
+}
+
+fn router(interfaces: &[String]) -> anyhow::Result<()> {
+    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    {
+        let mut ports: aya::maps::DevMapHash<_> = ebpf
+            .map_mut(proxy_common::map_names::TX_PORTS)
+            .ok_or_else(|| anyhow!("no TX_PORTS map"))?
+            .try_into()?;
+        for interface in interfaces {
+            let index = proxy_agent::preflight::interface_index(interface, "router")?;
+            ports.insert(index, index, None, 0)?;
+        }
+    }
+    let program: &mut Xdp = ebpf
+        .program_mut(ROUTER_PROGRAM)
+        .ok_or_else(|| anyhow!("no router program"))?
+        .try_into()?;
+    program.load()?;
+    for interface in interfaces {
+        program
+            .attach(interface, XdpMode::Driver)
+            .with_context(|| format!("attaching the router to {interface}"))?;
+    }
+    println!("router ready");
+    wait_for_signal()
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}
+
+/// An Ethernet + IPv4 + TCP frame (checksums are not read by the program).
+fn tcp_frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+fn xdp_cost(
+    ingress: &str,
+    config_path: &Path,
+    client: Ipv4Addr,
+    edge: Ipv4Addr,
+    port: u16,
+    repeat: u32,
+) -> anyhow::Result<()> {
+    let mut config = config::load(config_path)
+        .map_err(|e| anyhow!("{e}"))?
+        .config;
+    fill_origin_sources(&mut config)?;
+    let mut datapath = Datapath::load()?;
+    datapath.sync(&map_contents(&config)?)?;
+    datapath.add_redirect_targets(&config.edge.interfaces)?;
+    let ifindex = proxy_agent::preflight::interface_index(ingress, "--ingress")?;
+    let mut run = |frame: &[u8], repeat: u32| -> anyhow::Result<(u32, Duration)> {
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = datapath.program()?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..Default::default()
+        })?;
+        Ok((result.return_value, result.duration))
+    };
+    // Open the flow once, then time its packets.
+    let (opened, _) = run(&tcp_frame(client, edge, 31000, port, 0x02), 1)?;
+    let (hit, hit_cost) = run(&tcp_frame(client, edge, 31000, port, 0x10), repeat)?;
+    let (_, miss_cost) = run(&tcp_frame(client, edge, 31000, 9, 0x10), repeat)?;
+    let arp = [0xffu8; 42];
+    let (_, not_ip_cost) = run(&arp, repeat)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "open_action": opened,
+            "fast_path_hit_action": hit,
+            "fast_path_hit_ns": hit_cost.as_nanos() as u64,
+            "no_listener_ns": miss_cost.as_nanos() as u64,
+            "not_ip_ns": not_ip_cost.as_nanos() as u64,
+            "repeat": repeat,
+        })
+    );
+    Ok(())
+}

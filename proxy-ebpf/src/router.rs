@@ -1,0 +1,45 @@
+//! A minimal XDP router for the benchmark's baseline: route lookup in the
+//! kernel's FIB, new MACs, redirect. No listener, no NAT, no counters: the
+//! ceiling any XDP design reaches on a given machine. Not used by the agent.
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
+    helpers::bpf_fib_lookup,
+    macros::xdp,
+    programs::XdpContext,
+};
+use network_types::eth::EthHdr;
+
+use crate::{forward, parse};
+
+#[xdp]
+pub fn router(ctx: XdpContext) -> u32 {
+    let Ok(packet) = parse::parse(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    if packet.l3_offset != EthHdr::LEN {
+        return xdp_action::XDP_PASS;
+    }
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    forward::fill_fib_params(
+        &mut params,
+        &ctx,
+        packet,
+        &packet.src,
+        &packet.dst,
+        packet.src_port,
+        packet.dst_port,
+    );
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return xdp_action::XDP_PASS;
+    }
+    forward::redirect(&ctx, &params).0
+}
