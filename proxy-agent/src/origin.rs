@@ -42,24 +42,21 @@ pub fn fill_origin_sources(config: &mut Config) -> anyhow::Result<()> {
             Origin::Dns(_) => None,
         })
     };
-    if config.edge.origin_source.ipv4.is_none()
-        && let Some(origin) = first_origin(false)
-    {
+    for ipv6 in [false, true] {
+        let configured = if ipv6 {
+            config.edge.origin_source.ipv6.is_some()
+        } else {
+            config.edge.origin_source.ipv4.is_some()
+        };
+        let Some(origin) = first_origin(ipv6).filter(|_| !configured) else {
+            continue;
+        };
         let source = source_address_for(origin)
             .map_err(|err| anyhow::anyhow!("no route to origin {origin}: {err}"))?;
-        if let IpAddr::V4(v4) = source {
-            info!(%origin, source = %v4, "edge.origin_source.ipv4 not set: using the route's source");
-            config.edge.origin_source.ipv4 = Some(v4);
-        }
-    }
-    if config.edge.origin_source.ipv6.is_none()
-        && let Some(origin) = first_origin(true)
-    {
-        let source = source_address_for(origin)
-            .map_err(|err| anyhow::anyhow!("no route to origin {origin}: {err}"))?;
-        if let IpAddr::V6(v6) = source {
-            info!(%origin, source = %v6, "edge.origin_source.ipv6 not set: using the route's source");
-            config.edge.origin_source.ipv6 = Some(v6);
+        info!(%origin, %source, "edge.origin_source not set for this family: using the route's source");
+        match source {
+            IpAddr::V4(v4) => config.edge.origin_source.ipv4 = Some(v4),
+            IpAddr::V6(v6) => config.edge.origin_source.ipv6 = Some(v6),
         }
     }
     Ok(())

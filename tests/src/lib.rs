@@ -5,6 +5,7 @@
 //! panics. Names carry the process id and a counter, so tests run in parallel.
 pub mod agent;
 pub mod client;
+pub mod counters;
 pub mod netns;
 pub mod packet;
 pub mod process;

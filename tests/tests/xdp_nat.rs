@@ -7,16 +7,16 @@
 //!
 //! The program runs in a namespace of its own with two veth pairs and
 //! permanent neighbour entries, so the route lookup gives known MACs.
-use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{TestRun as _, TestRunOptions};
 use proxy_agent::{
     config::load_str,
-    datapath::{loader::Datapath, maps::map_contents, stats},
+    datapath::{loader::Datapath, maps::map_contents},
 };
+mod common;
+
+use common::{counts, moved};
 use tests::{netns::Netns, packet::*, root_or_skip};
 
 const XDP_DROP: u32 = 1;
@@ -248,27 +248,6 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-type Counts = BTreeMap<(Option<u32>, &'static str), u64>;
-
-fn counts(datapath: &mut Datapath) -> Counts {
-    let map = datapath.stats().expect("stats map");
-    stats::read(&map, 3)
-        .expect("read stats")
-        .into_iter()
-        .map(|row| ((row.app, row.verdict.name()), row.packets))
-        .collect()
-}
-
-fn moved(before: &Counts, after: &Counts) -> Vec<(Option<u32>, &'static str)> {
-    let mut moves = Vec::new();
-    for (key, n) in after {
-        for _ in 0..n - before.get(key).copied().unwrap_or(0) {
-            moves.push(*key);
-        }
-    }
-    moves
-}
-
 /// One namespace: cli0 (10.0.1.1) and org0 (10.0.2.1), each a veth with a
 /// permanent neighbour of known MAC behind it, forwarding on.
 fn namespace(tag: &str) -> Netns {
@@ -407,9 +386,9 @@ fn fast_path_fixtures() {
             "{}: bad input fixture",
             row.name
         );
-        let before = counts(&mut datapath);
+        let before = counts(&mut datapath, 3);
         let (action, out) = run(&mut datapath, row.ingress, &row.input);
-        let after = counts(&mut datapath);
+        let after = counts(&mut datapath, 3);
         let mut expected_moves = row.moves.clone();
         expected_moves.sort();
         let expected_out = row.output.clone().unwrap_or_else(|| row.input.clone());
@@ -464,9 +443,9 @@ fn no_free_nat_port_drops_and_counts() {
     assert_eq!(run(&mut datapath, "cli0", &first).0, XDP_REDIRECT);
     let other_client = Ipv4Addr::new(10, 0, 1, 3);
     let second = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1000), SYN);
-    let before = counts(&mut datapath);
+    let before = counts(&mut datapath, 3);
     let (action, _) = run(&mut datapath, "cli0", &second);
-    let after = counts(&mut datapath);
+    let after = counts(&mut datapath, 3);
     assert_eq!(action, XDP_DROP);
     assert_eq!(moved(&before, &after), vec![(Some(0), "nat_failed")]);
     // Another origin port is another NAT tuple: that one still fits.

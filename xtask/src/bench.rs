@@ -220,8 +220,15 @@ fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
             org = addr::ORG_V4,
         ),
     )?;
-    let server = org.spawn(
-        "nginx-origin",
+    let server = spawn_nginx(org, "nginx-origin", &prefix, &conf)?;
+    servers::wait_listening(org, "t", HTTP_PORT)?;
+    Ok(server)
+}
+
+/// nginx in the foreground with its own prefix and config.
+fn spawn_nginx(ns: &Netns, label: &str, prefix: &Path, conf: &Path) -> anyhow::Result<Background> {
+    ns.spawn(
+        label,
         "nginx",
         &[
             "-p",
@@ -233,9 +240,7 @@ fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
             "-g",
             "daemon off;",
         ],
-    )?;
-    servers::wait_listening(org, "t", HTTP_PORT)?;
-    Ok(server)
+    )
 }
 
 /// What keeps a system running while it is measured.
@@ -327,20 +332,7 @@ fn start(
                     pid = prefix.join("nginx.pid").display(),
                 ),
             )?;
-            let process = edge.spawn(
-                "nginx-proxy",
-                "nginx",
-                &[
-                    "-p",
-                    &prefix.to_string_lossy(),
-                    "-e",
-                    "stderr",
-                    "-c",
-                    &conf.to_string_lossy(),
-                    "-g",
-                    "daemon off;",
-                ],
-            )?;
+            let process = spawn_nginx(edge, "nginx-proxy", &prefix, &conf)?;
             servers::wait_listening(edge, "t", HTTP_PORT)?;
             Running::Process(process)
         }

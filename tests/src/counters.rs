@@ -1,0 +1,36 @@
+//! Counter snapshots for BPF_PROG_TEST_RUN fixtures: which (app, verdict)
+//! counters a frame moved, and by how much.
+use std::collections::BTreeMap;
+
+/// (app index or None for the global row, verdict name) -> packets.
+pub type Counts = BTreeMap<(Option<u32>, &'static str), u64>;
+
+/// Each counter that moved between two snapshots, once per packet.
+pub fn moved(before: &Counts, after: &Counts) -> Vec<(Option<u32>, &'static str)> {
+    let mut moves = Vec::new();
+    for (key, n) in after {
+        for _ in 0..n - before.get(key).copied().unwrap_or(0) {
+            moves.push(*key);
+        }
+    }
+    moves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_lists_each_increment() {
+        let before: Counts = [((Some(0), "to_origin"), 1)].into();
+        let after: Counts = [((Some(0), "to_origin"), 3), ((None, "not_ip"), 1)].into();
+        assert_eq!(
+            moved(&before, &after),
+            vec![
+                (None, "not_ip"),
+                (Some(0), "to_origin"),
+                (Some(0), "to_origin")
+            ]
+        );
+    }
+}
