@@ -1,25 +1,20 @@
 //! The bodies of the CLI commands (kept out of main.rs so it reads as the
 //! list of commands).
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::BTreeMap, net::IpAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration,
+};
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
 use proxy_agent::{
     config::{
         self,
-        model::{App, Config, Origin},
+        model::{App, Config, Origin, OriginDns},
     },
-    datapath::{
-        conntrack_gc,
-        loader::Datapath,
-        maps::{self, MapContents},
-        stats::StatsRow,
-    },
+    datapath::{conntrack_gc, loader::Datapath, maps, stats::StatsRow},
+    origin::{OriginResolver, fill_origin_sources},
 };
 use serde_json::json;
-use std::sync::Arc;
-
-use proxy_agent::{config::model::OriginDns, origin::OriginResolver};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -183,22 +178,25 @@ pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
     }
 }
 
-/// `run` once checks passed: load, fill maps, attach, publish counters,
-/// then collect expired flows until SIGINT/SIGTERM. Dropping the data path
-/// detaches XDP.
-pub async fn serve(
-    config: Config,
-    contents: MapContents,
-    mode: XdpMode,
-    stats_pin: PathBuf,
-) -> anyhow::Result<()> {
+/// `run` once checks passed: resolve origin names, load, fill maps,
+/// attach, publish counters, then keep origins and flows up to date until
+/// SIGINT/SIGTERM. Dropping the data path detaches XDP.
+pub async fn serve(mut config: Config, mode: XdpMode, stats_pin: PathBuf) -> anyhow::Result<()> {
     // Signals first: a SIGTERM that arrives while starting still ends in a
     // clean exit (XDP detached, pin removed).
     let mut shutdown = Box::pin(shutdown_signal()?);
+    let (mut resolved, initial) = spawn_origin_resolvers(&config).await?;
+    fill_origin_sources(&mut config, &initial)?;
+    let contents = maps::map_contents(&config)?;
     let mut datapath = Datapath::load()?;
     spawn_kernel_log_reader(&mut datapath);
     datapath.sync(&contents)?;
+    for (index, ips) in &initial {
+        apply_origins(&mut datapath, &config, *index, ips);
+    }
+    warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
+    // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
     info!(
         apps = config.apps.len(),
@@ -207,7 +205,6 @@ pub async fn serve(
         counters = %stats_pin.display(),
         "ready"
     );
-    let mut resolved = spawn_origin_resolvers(&config).await?;
     let timeouts = config.edge.flow_timeouts;
     // Often enough that a flow goes at most half its timeout late.
     let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
@@ -215,16 +212,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((index, ips)) = resolved.recv() => {
-                let app = &config.apps[index];
-                let applied = maps::app_origins(index as u32, app, &ips)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|origins| datapath.set_app_origins(index as u32, &origins));
-                match applied {
-                    Ok(()) => info!(app = %app.dns.name, origins = ?ips, "origin addresses in place"),
-                    Err(err) => warn!(app = %app.dns.name, "origin update failed: {err:#}"),
-                }
-            }
+            Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, index, &ips),
             _ = collect.tick() => match conntrack_gc::collect(&mut datapath, &timeouts) {
                 Ok(expired) if !expired.is_empty() => {
                     debug!(?expired, "expired flows removed (app index: count)");
@@ -240,14 +228,52 @@ pub async fn serve(
     Ok(())
 }
 
+/// Puts an `origin_dns` app's current addresses in the maps.
+fn apply_origins(datapath: &mut Datapath, config: &Config, index: usize, ips: &[IpAddr]) {
+    let app = &config.apps[index];
+    let applied = maps::app_origins(index as u32, app, ips)
+        .map_err(anyhow::Error::from)
+        .and_then(|origins| datapath.set_app_origins(index as u32, &origins));
+    match applied {
+        Ok(()) => info!(app = %app.dns.name, origins = ?ips, "origin addresses in place"),
+        Err(err) => warn!(app = %app.dns.name, "origin update failed: {err:#}"),
+    }
+}
+
+/// Strict reverse-path filtering drops the packets the fast path hands to
+/// the kernel while a neighbour is resolved (their source is an edge
+/// address): say so, since the first packet of such flows is then lost.
+fn warn_on_strict_rp_filter(interfaces: &[String]) {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or(0)
+    };
+    let all = read("all");
+    for interface in interfaces {
+        if all.max(read(interface)) == 1 {
+            warn!(
+                interface,
+                "rp_filter is strict (1): first packets toward unresolved neighbours will be \
+                 dropped; use loose (2) or off (0) on this interface and in conf/all"
+            );
+        }
+    }
+}
+
+/// Answers from the origin name resolvers: (app index, addresses).
+type Resolved = mpsc::Receiver<(usize, Vec<IpAddr>)>;
+
 /// Starts one task per `origin_dns` app that resolves its name now and
 /// again every TTL (every 30 s after a failure, keeping the addresses it
-/// had), and sends each new answer. The first answers are awaited (a few
-/// seconds at most) so the app works as soon as the agent says ready.
+/// had), and sends each new answer. The first answers (10 s at most) are
+/// returned, so the maps hold them before the agent says ready.
 async fn spawn_origin_resolvers(
     config: &Config,
-) -> anyhow::Result<mpsc::Receiver<(usize, Vec<std::net::IpAddr>)>> {
-    let (tx, rx) = mpsc::channel(64);
+) -> anyhow::Result<(Resolved, BTreeMap<usize, Vec<IpAddr>>)> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut initial = BTreeMap::new();
     let dns_apps: Vec<(usize, OriginDns, String)> = config
         .apps
         .iter()
@@ -258,7 +284,7 @@ async fn spawn_origin_resolvers(
         })
         .collect();
     if dns_apps.is_empty() {
-        return Ok(rx);
+        return Ok((rx, initial));
     }
     let resolver = Arc::new(OriginResolver::new(config.edge.resolver)?);
     let mut first = Vec::new();
@@ -269,7 +295,7 @@ async fn spawn_origin_resolvers(
         first.push(ready_rx);
         tokio::spawn(async move {
             let mut ready = Some(ready_tx);
-            let mut current: Vec<std::net::IpAddr> = Vec::new();
+            let mut current: Vec<IpAddr> = Vec::new();
             loop {
                 let wait = match resolver.resolve(&origin).await {
                     Ok(ips) => {
@@ -293,14 +319,16 @@ async fn spawn_origin_resolvers(
             }
         });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), futures_join(first)).await;
-    Ok(rx)
-}
-
-async fn futures_join(waits: Vec<tokio::sync::oneshot::Receiver<()>>) {
-    for wait in waits {
-        let _ = wait.await;
+    let all_first = async {
+        for wait in first {
+            let _ = wait.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), all_first).await;
+    while let Ok((index, ips)) = rx.try_recv() {
+        initial.insert(index, ips);
     }
+    Ok((rx, initial))
 }
 
 /// How often idle flows are looked for, at most.

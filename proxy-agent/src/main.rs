@@ -130,15 +130,15 @@ fn run(
     bpffs: &Path,
 ) -> anyhow::Result<()> {
     proxy_agent::preflight::check_instance_name(instance)?;
-    let mut config = load_config(config_path)?;
+    let config = load_config(config_path)?;
     proxy_agent::preflight::require_root()?;
     for (i, name) in config.edge.interfaces.iter().enumerate() {
         proxy_agent::preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
     }
     proxy_agent::preflight::require_bpffs(bpffs)?;
     let _lock = proxy_agent::preflight::lock_instance(instance)?;
-    proxy_agent::origin::fill_origin_sources(&mut config)?;
-    let contents = maps::map_contents(&config)?;
+    // The kernel maps' limits, checked before anything is loaded.
+    maps::map_contents(&config)?;
     let mode = match xdp_mode {
         Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
         Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
@@ -153,7 +153,6 @@ fn run(
         .context("starting the tokio runtime")?;
     runtime.block_on(commands::serve(
         config,
-        contents,
         mode,
         loader::stats_pin_path(bpffs, instance),
     ))

@@ -3,6 +3,7 @@
 //! `edge.origin_source` is not set), and the addresses `origin_dns` names
 //! resolve to.
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr, UdpSocket},
     time::Duration,
 };
@@ -31,16 +32,22 @@ pub fn source_address_for(origin: IpAddr) -> std::io::Result<IpAddr> {
 }
 
 /// Fills `edge.origin_source` for each family that is not configured, from
-/// the route to the first direct origin of that family.
-pub fn fill_origin_sources(config: &mut Config) -> anyhow::Result<()> {
+/// the route to the first origin of that family: a direct one, or one an
+/// `origin_dns` name resolved to (`resolved`, by app index).
+pub fn fill_origin_sources(
+    config: &mut Config,
+    resolved: &BTreeMap<usize, Vec<IpAddr>>,
+) -> anyhow::Result<()> {
     let first_origin = |ipv6: bool| {
-        config.apps.iter().find_map(|app| match &app.origin {
-            Origin::Direct(origins) => origins
-                .iter()
-                .find(|o| o.ip.is_ipv6() == ipv6)
-                .map(|o| o.ip),
-            Origin::Dns(_) => None,
-        })
+        config
+            .apps
+            .iter()
+            .enumerate()
+            .flat_map(|(index, app)| match &app.origin {
+                Origin::Direct(origins) => origins.iter().map(|o| o.ip).collect::<Vec<_>>(),
+                Origin::Dns(_) => resolved.get(&index).cloned().unwrap_or_default(),
+            })
+            .find(|ip| ip.is_ipv6() == ipv6)
     };
     for ipv6 in [false, true] {
         let configured = if ipv6 {

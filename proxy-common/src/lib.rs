@@ -172,13 +172,13 @@ pub const DIR_TO_ORIGIN: u8 = 0;
 /// `FlowValue::direction`: origin -> client.
 pub const DIR_TO_CLIENT: u8 = 1;
 
-/// `FlowValue::state`: TCP flow opened by a SYN, no reply seen yet; or a
-/// UDP flow.
-pub const FLOW_NEW: u8 = 0;
-/// A packet came back from the other side.
-pub const FLOW_ESTABLISHED: u8 = 1;
-/// A FIN or RST was seen.
-pub const FLOW_CLOSING: u8 = 2;
+/// `FlowValue::state` bit: a packet of this direction went from origin to
+/// client (set on the reply direction's entry: the origin answered).
+pub const FLOW_REPLIED: u8 = 1 << 0;
+/// `FlowValue::state` bit: a FIN went this direction.
+pub const FLOW_FIN: u8 = 1 << 1;
+/// `FlowValue::state` bit: a RST went this direction.
+pub const FLOW_RST: u8 = 1 << 2;
 
 /// Value of `FLOWS`: how to rewrite a packet of this direction.
 #[repr(C)]
@@ -194,6 +194,8 @@ pub struct FlowValue {
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, updated at
     /// most once a second.
     pub last_seen_ns: u64,
+    /// `FLOW_*` bits of this direction (0 for UDP and for a TCP flow that
+    /// only saw its SYN).
     pub state: u8,
     pub direction: u8,
     pub _pad: [u8; 6],
@@ -256,10 +258,14 @@ pub enum Verdict {
     /// An ICMP or ICMPv6 error: passed to the stack, not translated back to
     /// the client.
     IcmpError = 15,
+    /// Rewritten, but larger than the egress MTU: passed to the kernel,
+    /// which fragments what it may; a DF packet is lost (the kernel cannot
+    /// tell the client, whose address is gone).
+    TooBig = 16,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -277,6 +283,7 @@ impl Verdict {
         Verdict::NoFlow,
         Verdict::NoRoute,
         Verdict::IcmpError,
+        Verdict::TooBig,
     ];
 
     /// Stable name for logs, metrics and the `stats` command.
@@ -298,6 +305,7 @@ impl Verdict {
             Verdict::NoFlow => "no_flow",
             Verdict::NoRoute => "no_route",
             Verdict::IcmpError => "icmp_error",
+            Verdict::TooBig => "too_big",
         }
     }
 }
@@ -355,13 +363,10 @@ mod tests {
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::IcmpError);
+        let last_app = stats_index(MAX_APPS - 1, Verdict::TooBig);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
-        assert_eq!(
-            stats_index(GLOBAL_SLOT, Verdict::IcmpError) + 1,
-            STATS_ENTRIES
-        );
+        assert_eq!(stats_index(GLOBAL_SLOT, Verdict::TooBig) + 1, STATS_ENTRIES);
     }
 
     #[test]

@@ -35,11 +35,14 @@ pub fn origin_for(
     if count == 0 {
         return None;
     }
-    ORIGINS.get(origin_index(
-        index,
-        ipv6,
-        crate::conntrack::scale(pick, count),
-    ))
+    let slot = crate::conntrack::scale(pick, count);
+    let origin = ORIGINS.get(origin_index(index, ipv6, slot))?;
+    // A slot cleared while the agent shrinks the list: no origin this time.
+    if origin.addr == [0; 16] {
+        None
+    } else {
+        Some(origin)
+    }
 }
 
 #[inline(always)]

@@ -8,11 +8,14 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
 };
 use proxy_common::{
-    AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_NEW, FlowKey,
-    FlowValue, MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict,
+    AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue,
+    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict,
 };
 
-use crate::{apps, parse::Packet};
+use crate::{
+    apps,
+    parse::{Packet, TCP_FIN, TCP_RST},
+};
 
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(MAX_FLOW_ENTRIES, 0);
@@ -55,20 +58,74 @@ pub fn lookup(packet: &Packet) -> Option<*mut FlowValue> {
     FLOWS.get_ptr_mut(key_of(packet))
 }
 
-/// Records activity and TCP state on a flow entry.
+/// Records activity and TCP state on a flow entry. Once a second it also
+/// looks after the other direction's entry (see [`refresh_peer`]); false
+/// when that found this half broken and removed it.
 #[inline(always)]
-pub fn touch(flow: *mut FlowValue, packet: &Packet) {
+pub fn touch(flow: *mut FlowValue, packet: &Packet) -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
-    unsafe {
-        if packet.is_tcp_close() {
-            (*flow).state = FLOW_CLOSING;
-        } else if (*flow).state == FLOW_NEW && (*flow).direction == DIR_TO_CLIENT {
-            (*flow).state = FLOW_ESTABLISHED;
+    // SAFETY: `flow` points into the flow map, valid for this program run.
+    let flow = unsafe { &mut *flow };
+    if packet.is_tcp_open() {
+        // A new connection on a tuple whose last one closed: start over.
+        flow.state = 0;
+    } else {
+        if packet.tcp_flags & TCP_FIN != 0 {
+            flow.state |= FLOW_FIN;
         }
-        if now.wrapping_sub((*flow).last_seen_ns) > TOUCH_INTERVAL_NS {
-            (*flow).last_seen_ns = now;
+        if packet.tcp_flags & TCP_RST != 0 {
+            flow.state |= FLOW_RST;
+        }
+        if flow.direction == DIR_TO_CLIENT {
+            flow.state |= FLOW_REPLIED;
         }
     }
+    if now.wrapping_sub(flow.last_seen_ns) > TOUCH_INTERVAL_NS {
+        flow.last_seen_ns = now;
+        return refresh_peer(flow, packet, now);
+    }
+    true
+}
+
+/// The other direction of a flow: refreshed, so a one-way flow (syslog,
+/// statsd) keeps both halves alive in the LRU and for the collector; put
+/// back when the LRU evicted it; and when another flow has taken its key in
+/// the meantime, this half is removed (its packets would be answered to the
+/// other flow's client): the client's next packet opens a fresh flow.
+// See `open` for the borrows.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(never)]
+fn refresh_peer(flow: &FlowValue, packet: &Packet, now: u64) -> bool {
+    let (Some(key), Some(value)) = (SCRATCH_KEYS.get_ptr_mut(1), SCRATCH.get_ptr_mut(0)) else {
+        return true;
+    };
+    // SAFETY: this CPU's scratch slots, used by this program run alone.
+    let (key, value) = unsafe { (&mut *key, &mut *value) };
+    *key = flow.peer_key(packet.proto);
+    if let Some(peer) = FLOWS.get_ptr_mut(&*key) {
+        // SAFETY: points into the flow map.
+        let peer = unsafe { &mut *peer };
+        if peer.new_dst == packet.src && peer.new_dst_port == packet.src_port {
+            peer.last_seen_ns = now;
+            return true;
+        }
+        let _ = FLOWS.remove(&key_of(packet));
+        return false;
+    }
+    value.new_src = packet.dst;
+    value.new_dst = packet.src;
+    value.new_src_port = packet.dst_port;
+    value.new_dst_port = packet.src_port;
+    value.app = flow.app;
+    value.last_seen_ns = now;
+    value.state = 0;
+    value.direction = if flow.direction == DIR_TO_ORIGIN {
+        DIR_TO_CLIENT
+    } else {
+        DIR_TO_ORIGIN
+    };
+    let _ = FLOWS.insert(&*key, &*value, BPF_NOEXIST as u64);
+    true
 }
 
 /// Opens a flow for the first packet of a client: picks an origin of the
@@ -120,14 +177,14 @@ pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*const Fl
     to_client.new_dst_port = packet.src_port;
     to_client.app = app_index;
     to_client.last_seen_ns = now;
-    to_client.state = FLOW_NEW;
+    to_client.state = 0;
     to_client.direction = DIR_TO_CLIENT;
     to_origin.new_src = *source;
     to_origin.new_dst = origin.addr;
     to_origin.new_dst_port = origin_port;
     to_origin.app = app_index;
     to_origin.last_seen_ns = now;
-    to_origin.state = FLOW_NEW;
+    to_origin.state = 0;
     to_origin.direction = DIR_TO_ORIGIN;
     reverse.src = origin.addr;
     reverse.dst = *source;

@@ -6,8 +6,8 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
-        xdp_action,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action,
     },
     helpers::bpf_fib_lookup,
     macros::map,
@@ -61,6 +61,13 @@ pub fn fill_fib_params(
 /// interface or redirected to another of ours.
 #[inline(always)]
 pub fn redirect(ctx: &XdpContext, params: &FibParams) -> (u32, Option<Verdict>) {
+    let same_interface = params.ifindex == ctx.ingress_ifindex() as u32;
+    if !same_interface && TX_PORTS.get_ifindex(params.ifindex).is_none() {
+        // Not one of ours (a VLAN device, a tunnel): the kernel sends it,
+        // with the MACs as they came (it would drop a frame addressed to
+        // another host).
+        return (xdp_action::XDP_PASS, Some(Verdict::NoRoute));
+    }
     let Ok(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return (xdp_action::XDP_PASS, Some(Verdict::Malformed));
     };
@@ -68,7 +75,7 @@ pub fn redirect(ctx: &XdpContext, params: &FibParams) -> (u32, Option<Verdict>) 
         (*eth).dst_addr = params.dmac;
         (*eth).src_addr = params.smac;
     }
-    if params.ifindex == ctx.ingress_ifindex() as u32 {
+    if same_interface {
         return (xdp_action::XDP_TX, None);
     }
     match TX_PORTS.redirect(params.ifindex, 0) {
@@ -102,6 +109,9 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option
     };
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return (xdp_action::XDP_PASS, Some(Verdict::NeighborPending));
+    }
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        return (xdp_action::XDP_PASS, Some(Verdict::TooBig));
     }
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         // No route, a local destination, MTU: the kernel decides.

@@ -58,9 +58,15 @@ mod program {
             Ok(packet) => packet,
             Err(verdict) => return (GLOBAL_SLOT, verdict, pass),
         };
-        if let Some(flow) = conntrack::lookup(packet) {
-            conntrack::touch(flow, packet);
-            return rewrite_and_send(ctx, packet, unsafe { &*flow });
+        // Flows exist for untagged frames only: a tagged frame with the same
+        // tuple is not one of them.
+        let tagged = packet.l3_offset != UNTAGGED_L3_OFFSET;
+        if !tagged && let Some(flow) = conntrack::lookup(packet) {
+            if conntrack::touch(flow, packet) {
+                return rewrite_and_send(ctx, packet, unsafe { &*flow });
+            }
+            // Its other half belongs to another flow now: this one is gone.
+            return (GLOBAL_SLOT, Verdict::NoFlow, pass);
         }
         let Some(index) = listener::lookup(packet) else {
             return (GLOBAL_SLOT, Verdict::NoListener, pass);
@@ -73,7 +79,7 @@ mod program {
             );
             return (GLOBAL_SLOT, Verdict::NoListener, pass);
         };
-        if app.flags & APP_FLAG_FAST_PATH == 0 || packet.l3_offset != UNTAGGED_L3_OFFSET {
+        if app.flags & APP_FLAG_FAST_PATH == 0 || tagged {
             return (index, Verdict::ToAgent, pass);
         }
         if packet.proto == proxy_common::ip_proto::TCP && !packet.is_tcp_open() {
@@ -95,8 +101,9 @@ mod program {
         packet: &Packet,
         flow: &FlowValue,
     ) -> (u32, Verdict, u32) {
+        // A failed rewrite has changed nothing: the stack may have it.
         if let Err(verdict) = nat::rewrite(ctx, packet, flow) {
-            return (flow.app, verdict, xdp_action::XDP_DROP);
+            return (flow.app, verdict, xdp_action::XDP_PASS);
         }
         let delivered = if flow.direction == DIR_TO_ORIGIN {
             Verdict::ToOrigin

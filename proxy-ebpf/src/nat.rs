@@ -25,8 +25,17 @@ fn replace_addr(check: u16, old: &[u8; 16], new: &[u8; 16], ipv6: bool) -> u16 {
     }
 }
 
+/// Rewrites the packet to the flow's tuple, or changes nothing: every
+/// header it writes is bounds-checked before the first write.
 #[inline(always)]
 pub fn rewrite(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> Result<(), Verdict> {
+    let ports: *mut [u8; 4] = ptr_at(ctx, packet.l4_offset)?;
+    let check_offset = if packet.proto == ip_proto::TCP {
+        TCP_CHECK_OFFSET
+    } else {
+        UDP_CHECK_OFFSET
+    };
+    let check_ptr: *mut [u8; 2] = ptr_at(ctx, packet.l4_offset + check_offset)?;
     if packet.ipv6 {
         let ip: *mut Ipv6Hdr = ptr_at(ctx, packet.l3_offset)?;
         unsafe {
@@ -44,21 +53,8 @@ pub fn rewrite(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> Result<()
             (*ip).dst_addr = low4(&flow.new_dst);
         }
     }
-    rewrite_l4(ctx, packet, flow)
-}
-
-/// Ports, and the TCP/UDP checksum (which covers addresses and ports).
-#[inline(always)]
-fn rewrite_l4(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> Result<(), Verdict> {
-    let ports: *mut [u8; 4] = ptr_at(ctx, packet.l4_offset)?;
-    let check_offset = if packet.proto == ip_proto::TCP {
-        TCP_CHECK_OFFSET
-    } else {
-        UDP_CHECK_OFFSET
-    };
-    let check_ptr: *mut [u8; 2] = ptr_at(ctx, packet.l4_offset + check_offset)?;
-    let old = unsafe { *check_ptr };
-    let old_check = u16::from_be_bytes(old);
+    // Ports, and the TCP/UDP checksum (it covers addresses and ports).
+    let old_check = u16::from_be_bytes(unsafe { *check_ptr });
     // UDP over IPv4 may carry no checksum (0): it stays without one.
     let skip = packet.proto == ip_proto::UDP && !packet.ipv6 && old_check == 0;
     if !skip {

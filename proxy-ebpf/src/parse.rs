@@ -8,7 +8,7 @@ use network_types::{
     tcp::TcpHdr,
     udp::UdpHdr,
 };
-use proxy_common::{Verdict, ip_proto, v4_mapped};
+use proxy_common::{V4_MAPPED_PREFIX, Verdict, ip_proto, v4_mapped};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -20,9 +20,9 @@ const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
 const IPV6_NEXT_FRAGMENT: u8 = 44;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
-/// Deepest header start the parser accepts: Ethernet, two VLAN tags, IPv4
-/// with the longest options.
-const MAX_HEADER_OFFSET: usize = 14 + 8 + 60;
+/// Deepest offset the parser and the NAT read at: Ethernet, two VLAN tags,
+/// IPv4 with the longest options, and the TCP header.
+const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -57,11 +57,6 @@ impl Packet {
     #[inline(always)]
     pub fn is_tcp_open(&self) -> bool {
         self.proto == ip_proto::TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-    }
-
-    #[inline(always)]
-    pub fn is_tcp_close(&self) -> bool {
-        self.proto == ip_proto::TCP && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
     }
 }
 
@@ -174,6 +169,11 @@ fn parse_ipv6(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
     unsafe {
         packet.src = (*ip).src_addr;
         packet.dst = (*ip).dst_addr;
+    }
+    // IPv4-mapped addresses never appear on an IPv6 wire; here they would
+    // share the IPv4 key space of listeners and flows.
+    if packet.src[..12] == V4_MAPPED_PREFIX || packet.dst[..12] == V4_MAPPED_PREFIX {
+        return Err(Verdict::Malformed);
     }
     packet.l4_offset = l4_offset;
     packet.ipv6 = true;

@@ -190,10 +190,22 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
         after - before
     );
     assert_eq!(agent.packets(Some(0), "flow_opened").expect("stats"), 1);
+    // 100 MB is some 69,000 full frames: nearly all of them redirected in
+    // XDP, at most a flow's first packets through the kernel.
+    let redirected = agent.packets(Some(0), "to_origin").expect("stats");
+    let via_kernel = agent.packets(Some(0), "neighbor_pending").expect("stats")
+        + agent.packets(Some(0), "no_route").expect("stats");
+    assert!(redirected > 60_000, "to_origin {redirected}");
+    assert!(
+        via_kernel <= 2,
+        "{via_kernel} packets went through the kernel"
+    );
 }
 
 #[test]
 fn origin_dns_names_resolve_through_the_configured_resolver() {
+    // No origin_source either: the agent derives it from the resolved
+    // addresses' routes.
     if !root_or_skip("origin_dns_names_resolve_through_the_configured_resolver") {
         return;
     }
@@ -210,7 +222,6 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
         r#"{{
   "edge": {{"interfaces": ["{cli_if}", "{org_if}"],
     "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
-    "origin_source": {{"ipv4": "{src4}", "ipv6": "{src6}"}},
     "resolver": "{org4}"}},
   "apps": [
     {{"protocol": "tcp/1000-1010", "dns": {{"type": "CNAME", "name": "named.test"}},
@@ -221,8 +232,6 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
         org_if = addr::EDGE_ORG_IF,
         pool4 = addr::POOL_V4,
         pool6 = addr::POOL_V6,
-        src4 = addr::EDGE_ORG_V4,
-        src6 = addr::EDGE_ORG_V6,
         org4 = addr::ORG_V4,
     );
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
@@ -246,6 +255,7 @@ fn idle_and_closed_flows_expire_and_are_counted() {
     let topology = Topology::new("exp").expect("topology");
     let _tcp = servers::tcp_echo(&topology.org, 3000).expect("tcp origin");
     let _udp = servers::udp_echo(&topology.org, 6300).expect("udp origin");
+    let _busy = servers::udp_echo(&topology.org, 6301).expect("udp origin");
     let config = config_with_short_timeouts();
     assert!(config.contains("flow_timeouts"), "the timeouts must be set");
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
@@ -269,5 +279,25 @@ fn idle_and_closed_flows_expire_and_are_counted() {
             .packets_settled(Some(2), "flow_opened", 2)
             .expect("stats"),
         2
+    );
+
+    // A flow that stays busy outlives its 1 s timeout: 12 datagrams 300 ms
+    // apart from one socket, every one answered, one flow opened for all.
+    let script = "exec 3<>/dev/udp/10.0.100.3/5301 && for i in $(seq 12); do \
+                  echo \"live $i\" >&3; timeout 2 head -n 1 <&3 || exit 1; sleep 0.3; done";
+    let out = topology
+        .cli
+        .command("timeout", &["20", "bash", "-c", script])
+        .output()
+        .expect("bash");
+    let replies = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(replies.lines().count(), 12, "{replies}");
+    assert!(replies.contains("origin 6301: live 12"), "{replies}");
+    assert_eq!(
+        agent
+            .packets_settled(Some(2), "flow_opened", 3)
+            .expect("stats"),
+        3,
+        "the busy flow was opened once"
     );
 }

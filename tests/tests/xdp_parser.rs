@@ -120,6 +120,16 @@ fn cases() -> Vec<Case> {
             OtherProtocol,
         ),
         case(
+            "ipv6 carrying an IPv4-mapped destination",
+            frame6(
+                "::ffff:10.0.100.1".parse().expect("ip"),
+                PROTO_TCP,
+                &tcp(40000, 8080),
+            ),
+            None,
+            Malformed,
+        ),
+        case(
             "ipv6 with a fragment header",
             frame6(APP_V6, IPV6_FRAGMENT, &[PROTO_TCP, 0, 0, 1, 0, 0, 0, 1]),
             None,

@@ -130,7 +130,7 @@ fn xdp_cost(
     let mut config = config::load(config_path)
         .map_err(|e| anyhow!("{e}"))?
         .config;
-    fill_origin_sources(&mut config)?;
+    fill_origin_sources(&mut config, &Default::default())?;
     let mut datapath = Datapath::load()?;
     datapath.sync(&map_contents(&config)?)?;
     datapath.add_redirect_targets(&config.edge.interfaces)?;

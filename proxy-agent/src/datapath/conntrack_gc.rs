@@ -1,12 +1,14 @@
 //! Removes idle and closed flows from the kernel's flow table and counts
 //! them per app (`flow_expired`). The kernel's LRU also evicts under
 //! pressure; this keeps NAT ports free and the counters honest.
-use std::{collections::BTreeMap, time::Duration};
-
 use anyhow::Context as _;
 use proxy_common::{
-    Counter, DIR_TO_ORIGIN, FLOW_CLOSING, FLOW_ESTABLISHED, FlowKey, FlowValue, Verdict, ip_proto,
-    stats_index,
+    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict,
+    ip_proto, stats_index,
+};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
 };
 
 use super::loader::Datapath;
@@ -15,9 +17,15 @@ use crate::config::model::FlowTimeouts;
 /// The idle limits, from `edge.flow_timeouts`.
 pub type Timeouts = FlowTimeouts;
 
+/// The kernel refreshes `last_seen_ns` at most once a second: an entry
+/// may look this much idler than it is.
+const TOUCH_SLACK: Duration = Duration::from_secs(1);
+
 /// Whether a flow entry (with its other direction, if still there) has been
-/// idle longer than its state allows. An entry whose other half is gone
-/// (evicted by the LRU) can carry no traffic: it goes after `tcp_closing`.
+/// idle longer than its state allows. TCP state comes from both halves: a
+/// RST either way, or a FIN each way, means closing; a reply means
+/// established. An entry whose other half is gone (evicted by the LRU, and
+/// not yet put back by the kernel) goes after `tcp_closing`.
 pub fn is_expired(
     entry: &FlowValue,
     peer: Option<&FlowValue>,
@@ -32,13 +40,19 @@ pub fn is_expired(
     let limit = match peer {
         None => timeouts.tcp_closing,
         Some(_) if proto == ip_proto::UDP => timeouts.udp,
-        Some(peer) => match peer.state.max(entry.state) {
-            FLOW_CLOSING => timeouts.tcp_closing,
-            FLOW_ESTABLISHED => timeouts.tcp_established,
-            _ => timeouts.tcp_new,
-        },
+        Some(peer) => {
+            let either = entry.state | peer.state;
+            let both = entry.state & peer.state;
+            if either & FLOW_RST != 0 || both & FLOW_FIN != 0 {
+                timeouts.tcp_closing
+            } else if either & FLOW_REPLIED != 0 {
+                timeouts.tcp_established
+            } else {
+                timeouts.tcp_new
+            }
+        }
     };
-    idle > limit
+    idle > limit + TOUCH_SLACK
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
@@ -57,27 +71,28 @@ pub fn monotonic_now_ns() -> u64 {
 /// of flows removed per app.
 pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
     let now = monotonic_now_ns();
-    let mut expired: Vec<(FlowKey, FlowValue)> = Vec::new();
-    {
-        let flows = datapath.flows()?;
-        let entries: Vec<(FlowKey, FlowValue)> = flows.iter().filter_map(Result::ok).collect();
-        for (key, value) in entries {
-            let peer = flows.get(&value.peer_key(key.proto), 0).ok();
-            if is_expired(&value, peer.as_ref(), key.proto, now, timeouts) {
-                expired.push((key, value));
-            }
-        }
-    }
     let mut per_app: BTreeMap<u32, u64> = BTreeMap::new();
-    {
-        let mut flows = datapath.flows()?;
-        for (key, value) in &expired {
-            // Either half may already be gone (the LRU, or its pair in this list).
-            let _ = flows.remove(key);
-            let _ = flows.remove(&value.peer_key(key.proto));
-            if value.direction == DIR_TO_ORIGIN {
-                *per_app.entry(value.app).or_default() += 1;
-            }
+    let mut flows = datapath.flows()?;
+    // Keys first: deleting while iterating restarts the kernel's walk. A
+    // walk that restarts anyway (the XDP program deletes too) may list a
+    // key twice: the set keeps one.
+    let keys: BTreeSet<FlowKey> = flows.keys().filter_map(Result::ok).collect();
+    for key in keys {
+        // Read again just before deciding: a packet may have come meanwhile.
+        let Ok(value) = flows.get(&key, 0) else {
+            continue;
+        };
+        let peer_key = value.peer_key(key.proto);
+        let peer = flows.get(&peer_key, 0).ok();
+        if !is_expired(&value, peer.as_ref(), key.proto, now, timeouts) {
+            continue;
+        }
+        let removed = flows.remove(&key).is_ok();
+        let _ = flows.remove(&peer_key);
+        // Count each flow once: by its client-to-origin half (or by an
+        // orphan of either kind).
+        if removed && (value.direction == DIR_TO_ORIGIN || peer.is_none()) {
+            *per_app.entry(value.app).or_default() += 1;
         }
     }
     record_expired(datapath, &per_app)?;
@@ -110,9 +125,10 @@ fn record_expired(datapath: &mut Datapath, per_app: &BTreeMap<u32, u64>) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proxy_common::FLOW_NEW;
 
     const S: u64 = 1_000_000_000;
+    /// A timeout boundary: idle past `limit` plus the touch slack.
+    const SLACK: u64 = 1;
 
     fn entry(state: u8, last_seen_s: u64) -> FlowValue {
         FlowValue {
@@ -123,44 +139,91 @@ mod tests {
     }
 
     #[test]
-    fn tcp_timeouts_follow_the_most_advanced_state_of_both_halves() {
+    fn tcp_timeouts_follow_the_state_of_both_halves() {
         let t = Timeouts::default();
         let tcp = ip_proto::TCP;
-        let new = entry(FLOW_NEW, 100);
-        let est = entry(FLOW_ESTABLISHED, 100);
-        let closing = entry(FLOW_CLOSING, 100);
-        assert!(!is_expired(&new, Some(&new), tcp, 129 * S, &t));
-        assert!(is_expired(&new, Some(&new), tcp, 131 * S, &t));
+        let syn = entry(0, 100);
+        let replied = entry(FLOW_REPLIED, 100);
+        let fin = entry(FLOW_FIN, 100);
+        let rst = entry(FLOW_RST, 100);
+        assert!(!is_expired(&syn, Some(&syn), tcp, (129 + SLACK) * S, &t));
+        assert!(is_expired(&syn, Some(&syn), tcp, (131 + SLACK) * S, &t));
         assert!(
-            !is_expired(&new, Some(&est), tcp, 131 * S, &t),
+            !is_expired(&syn, Some(&replied), tcp, 131 * S, &t),
             "reply seen"
         );
-        assert!(is_expired(&est, Some(&est), tcp, 3701 * S, &t));
-        assert!(is_expired(&est, Some(&closing), tcp, 111 * S, &t));
-        assert!(!is_expired(&est, Some(&closing), tcp, 109 * S, &t));
+        assert!(is_expired(
+            &syn,
+            Some(&replied),
+            tcp,
+            (3701 + SLACK) * S,
+            &t
+        ));
+        // One FIN is a half-close: the other side may still send for long.
+        assert!(!is_expired(&fin, Some(&replied), tcp, 200 * S, &t));
+        let fin_replied = entry(FLOW_FIN | FLOW_REPLIED, 100);
+        assert!(is_expired(
+            &fin,
+            Some(&fin_replied),
+            tcp,
+            (111 + SLACK) * S,
+            &t
+        ));
+        assert!(!is_expired(&fin, Some(&fin_replied), tcp, 109 * S, &t));
+        assert!(is_expired(&replied, Some(&rst), tcp, (111 + SLACK) * S, &t));
     }
 
     #[test]
     fn the_most_recent_half_counts() {
         let t = Timeouts::default();
-        let old = entry(FLOW_NEW, 0);
-        let fresh = entry(FLOW_NEW, 1000);
+        let old = entry(0, 0);
+        let fresh = entry(0, 1000);
         assert!(!is_expired(&old, Some(&fresh), ip_proto::UDP, 1050 * S, &t));
-        assert!(is_expired(&old, Some(&fresh), ip_proto::UDP, 1061 * S, &t));
+        assert!(is_expired(
+            &old,
+            Some(&fresh),
+            ip_proto::UDP,
+            (1061 + SLACK) * S,
+            &t
+        ));
     }
 
     #[test]
     fn an_orphaned_half_goes_soon() {
         let t = Timeouts::default();
-        let orphan = entry(FLOW_ESTABLISHED, 100);
+        let orphan = entry(FLOW_REPLIED, 100);
         assert!(!is_expired(&orphan, None, ip_proto::TCP, 105 * S, &t));
-        assert!(is_expired(&orphan, None, ip_proto::TCP, 111 * S, &t));
+        assert!(is_expired(
+            &orphan,
+            None,
+            ip_proto::TCP,
+            (111 + SLACK) * S,
+            &t
+        ));
+    }
+
+    #[test]
+    fn the_touch_slack_protects_a_flow_refreshed_less_than_a_second_ago() {
+        let t = Timeouts {
+            udp: Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        // last_seen can lag the last packet by up to a second.
+        let e = entry(0, 100);
+        assert!(!is_expired(
+            &e,
+            Some(&e),
+            ip_proto::UDP,
+            101 * S + S / 2,
+            &t
+        ));
+        assert!(is_expired(&e, Some(&e), ip_proto::UDP, 102 * S + 1, &t));
     }
 
     #[test]
     fn a_clock_behind_the_entry_is_not_expiry() {
         let t = Timeouts::default();
-        let e = entry(FLOW_NEW, 100);
+        let e = entry(0, 100);
         assert!(!is_expired(&e, Some(&e), ip_proto::UDP, 50 * S, &t));
     }
 }
