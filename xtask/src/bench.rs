@@ -158,38 +158,53 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
     topology.edge.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
     topology.edge.run("ping", &["-c1", "-W2", addr::CLI_V4])?;
 
+    // Repetitions go round all systems in turn, so the machine's drift
+    // spreads over every system instead of landing on one.
     let mut results = Results::new();
-    for system in System::ALL {
-        if options
-            .only
-            .as_deref()
-            .is_some_and(|only| only != system.name())
-        {
-            continue;
-        }
-        let running = start(system, &topology, &work, &release)
-            .with_context(|| format!("starting {}", system.name()))?;
-        for scenario in Scenario::ALL {
-            if !scenario.applies_to(system) {
+    let mut failed_connections: BTreeMap<System, u64> = BTreeMap::new();
+    for run in 1..=repeats {
+        for system in System::ALL {
+            if options
+                .only
+                .as_deref()
+                .is_some_and(|only| only != system.name())
+            {
                 continue;
             }
-            for run in 1..=repeats {
-                let value = measure(scenario, system, &topology, seconds)
+            let running = start(system, &topology, &work, &release)
+                .with_context(|| format!("starting {}", system.name()))?;
+            for scenario in Scenario::ALL {
+                if !scenario.applies_to(system) {
+                    continue;
+                }
+                let (value, failed) = measure(scenario, system, &topology, seconds)
                     .with_context(|| format!("{} through {}", scenario.name(), system.name()))?;
+                *failed_connections.entry(system).or_default() += failed;
                 println!(
-                    "[bench {:>4}s] {:<14} {:<13} run {run}/{repeats}: {value:.2} {}",
+                    "[bench {:>4}s] run {run}/{repeats} {:<14} {:<13} {value:.2} {}{}",
                     started.elapsed().as_secs(),
                     scenario.name(),
                     system.name(),
-                    scenario.unit()
+                    scenario.unit(),
+                    if failed > 0 {
+                        format!(" ({failed} connections failed)")
+                    } else {
+                        String::new()
+                    }
                 );
                 results.entry((scenario, system)).or_default().push(value);
             }
+            running.stop();
         }
-        running.stop();
     }
     let cost = xdp_cost(&topology, &work, &release);
-    let report = report(&results, cost.as_ref().ok(), seconds, repeats)?;
+    let report = report(
+        &results,
+        &failed_connections,
+        cost.as_ref().ok(),
+        seconds,
+        repeats,
+    )?;
     if let Err(err) = &cost {
         println!("xdp cost per packet not measured: {err:#}");
     }
@@ -375,12 +390,13 @@ fn wait_for_line(process: &mut Background, line: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One figure, and the connections that failed while taking it.
 fn measure(
     scenario: Scenario,
     system: System,
     topology: &Topology,
     seconds: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     let target = system.target();
     let secs = seconds.to_string();
     let port = IPERF_PORT.to_string();
@@ -391,13 +407,19 @@ fn measure(
         serde_json::from_str(&out).context("iperf3 JSON")
     };
     Ok(match scenario {
+        Scenario::ConnRate => conn_rate(
+            &topology.cli,
+            format!("{target}:{HTTP_PORT}").parse()?,
+            4,
+            Duration::from_secs(seconds),
+        )?,
         Scenario::Tcp1 | Scenario::Tcp8 => {
             let streams = if scenario == Scenario::Tcp1 { "1" } else { "8" };
             let json = iperf(&["-P", streams])?;
-            json["end"]["sum_received"]["bits_per_second"]
+            let bits = json["end"]["sum_received"]["bits_per_second"]
                 .as_f64()
-                .context("no sum_received in iperf3 output")?
-                / 1e9
+                .context("no sum_received in iperf3 output")?;
+            (bits / 1e9, 0)
         }
         Scenario::Udp64 => {
             let json = iperf(&["-u", "-b", "0", "-l", "64"])?;
@@ -405,25 +427,20 @@ fn measure(
             let packets = sum["packets"].as_f64().context("no packets")?;
             let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
             let secs = sum["seconds"].as_f64().unwrap_or(seconds as f64).max(0.001);
-            (packets - lost) / secs / 1e3
+            ((packets - lost) / secs / 1e3, 0)
         }
-        Scenario::ConnRate => conn_rate(
-            &topology.cli,
-            format!("{target}:{HTTP_PORT}").parse()?,
-            4,
-            Duration::from_secs(seconds),
-        )?,
     })
 }
 
 /// New TCP connections per second, each a tiny HTTP/1.0 request and its
-/// answer, from `threads` threads in the client namespace.
+/// answer, from `threads` threads in the client namespace; and how many
+/// failed.
 fn conn_rate(
     cli: &Netns,
     target: SocketAddr,
     threads: usize,
     duration: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
@@ -456,11 +473,10 @@ fn conn_rate(
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
     }
-    let failed = failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        println!("  ({failed} connections failed)");
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64())
+    Ok((
+        done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64(),
+        failed.load(Ordering::Relaxed),
+    ))
 }
 
 /// ns/packet of the proxy program (BPF_PROG_TEST_RUN) in the edge namespace.
@@ -533,6 +549,7 @@ fn shell(cmd: &str, args: &[&str]) -> String {
 
 fn report(
     results: &Results,
+    failed_connections: &BTreeMap<System, u64>,
     cost: Option<&serde_json::Value>,
     seconds: u64,
     repeats: usize,
@@ -621,11 +638,29 @@ fn report(
            sender is likely the limit for the XDP paths). tcp_conn_rate: 4 client threads, \
            each connection one HTTP/1.0 request to an nginx origin that closes it.\n"
     )?;
+    let failures: Vec<String> = failed_connections
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(system, n)| format!("{} {n}", system.name()))
+        .collect();
+    if failures.is_empty() {
+        writeln!(
+            markdown,
+            "No connection failed in the connection-rate runs.\n"
+        )?;
+    } else {
+        writeln!(
+            markdown,
+            "Connections that failed (all runs): {}.\n",
+            failures.join(", ")
+        )?;
+    }
     if let Some(cost) = cost {
         writeln!(
             markdown,
             "XDP program cost per packet (BPF_PROG_TEST_RUN, {} repetitions): fast-path hit \
-             (conntrack + NAT + checksums + FIB lookup) {} ns; packet to no listener {} ns; \
+             (flow lookup + NAT + checksums + FIB lookup; two flows that rewrite into each \
+             other, so every repetition is a hit) {} ns; packet to no listener {} ns; \
              non-IP frame {} ns.",
             cost["repeat"], cost["fast_path_hit_ns"], cost["no_listener_ns"], cost["not_ip_ns"]
         )?;
@@ -633,6 +668,10 @@ fn report(
     let json = serde_json::to_string_pretty(&serde_json::json!({
         "date": date, "commit": commit, "machine": machine(), "seconds": seconds,
         "repeats": repeats, "results": json_rows, "xdp_cost": cost,
+        "failed_connections": failed_connections
+            .iter()
+            .map(|(system, n)| (system.name(), *n))
+            .collect::<BTreeMap<_, _>>(),
     }))?;
     Ok(Report {
         markdown,
