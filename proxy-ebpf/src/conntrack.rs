@@ -66,19 +66,26 @@ pub fn touch(flow: *mut FlowValue, packet: &Packet) -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `flow` points into the flow map, valid for this program run.
     let flow = unsafe { &mut *flow };
-    if packet.is_tcp_open() {
+    let state = if packet.is_tcp_open() {
         // A new connection on a tuple whose last one closed: start over.
-        flow.state = 0;
+        0
     } else {
+        let mut state = flow.state;
         if packet.tcp_flags & TCP_FIN != 0 {
-            flow.state |= FLOW_FIN;
+            state |= FLOW_FIN;
         }
         if packet.tcp_flags & TCP_RST != 0 {
-            flow.state |= FLOW_RST;
+            state |= FLOW_RST;
         }
         if flow.direction == DIR_TO_CLIENT {
-            flow.state |= FLOW_REPLIED;
+            state |= FLOW_REPLIED;
         }
+        state
+    };
+    // Entries are shared by all CPUs: write only what changed, so a busy
+    // flow does not bounce its cache line on every packet.
+    if state != flow.state {
+        flow.state = state;
     }
     if now.wrapping_sub(flow.last_seen_ns) > TOUCH_INTERVAL_NS {
         flow.last_seen_ns = now;
