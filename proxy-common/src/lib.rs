@@ -199,6 +199,12 @@ pub struct FlowValue {
     pub state: u8,
     pub direction: u8,
     pub _pad: [u8; 6],
+    /// Next hop of this direction from the last route lookup (0: look it
+    /// up): the interface and the MACs to write. Cleared once a second, so
+    /// route and neighbour changes apply within a second.
+    pub hop_ifindex: u32,
+    pub hop_dmac: [u8; 6],
+    pub hop_smac: [u8; 6],
 }
 
 impl FlowValue {
@@ -357,7 +363,10 @@ mod tests {
         assert_eq!(size_of::<OriginValue>(), 16 + 2 + 2);
         assert_eq!(size_of::<Settings>(), 16 + 16 + 2 + 2 + 4);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
-        assert_eq!(size_of::<FlowValue>(), 16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 6);
+        assert_eq!(
+            size_of::<FlowValue>(),
+            16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 6 + 4 + 6 + 6
+        );
         assert_eq!(size_of::<Counter>(), 16);
     }
 

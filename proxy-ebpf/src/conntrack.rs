@@ -89,6 +89,8 @@ pub fn touch(flow: *mut FlowValue, packet: &Packet) -> bool {
     }
     if now.wrapping_sub(flow.last_seen_ns) > TOUCH_INTERVAL_NS {
         flow.last_seen_ns = now;
+        // Look the next hop up again: routes and neighbours change.
+        flow.hop_ifindex = 0;
         return refresh_peer(flow, packet, now);
     }
     true
@@ -131,6 +133,7 @@ fn refresh_peer(flow: &FlowValue, packet: &Packet, now: u64) -> bool {
     } else {
         DIR_TO_ORIGIN
     };
+    value.hop_ifindex = 0;
     let _ = FLOWS.insert(&*key, &*value, BPF_NOEXIST as u64);
     true
 }
@@ -186,6 +189,8 @@ pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*const Fl
     to_client.last_seen_ns = now;
     to_client.state = 0;
     to_client.direction = DIR_TO_CLIENT;
+    // Scratch slots keep what the last flow left: no next hop yet.
+    to_client.hop_ifindex = 0;
     to_origin.new_src = *source;
     to_origin.new_dst = origin.addr;
     to_origin.new_dst_port = origin_port;
@@ -193,6 +198,7 @@ pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*const Fl
     to_origin.last_seen_ns = now;
     to_origin.state = 0;
     to_origin.direction = DIR_TO_ORIGIN;
+    to_origin.hop_ifindex = 0;
     reverse.src = origin.addr;
     reverse.dst = *source;
     reverse.src_port = origin_port;

@@ -60,9 +60,14 @@ pub fn fill_fib_params(
 /// After a successful route lookup: the new MACs, then out of the same
 /// interface or redirected to another of ours.
 #[inline(always)]
-pub fn redirect(ctx: &XdpContext, params: &FibParams) -> (u32, Option<Verdict>) {
-    let same_interface = params.ifindex == ctx.ingress_ifindex() as u32;
-    if !same_interface && TX_PORTS.get_ifindex(params.ifindex).is_none() {
+pub fn redirect(
+    ctx: &XdpContext,
+    ifindex: u32,
+    dmac: &[u8; 6],
+    smac: &[u8; 6],
+) -> (u32, Option<Verdict>) {
+    let same_interface = ifindex == ctx.ingress_ifindex() as u32;
+    if !same_interface && TX_PORTS.get_ifindex(ifindex).is_none() {
         // Not one of ours (a VLAN device, a tunnel): the kernel sends it,
         // with the MACs as they came (it would drop a frame addressed to
         // another host).
@@ -72,23 +77,29 @@ pub fn redirect(ctx: &XdpContext, params: &FibParams) -> (u32, Option<Verdict>) 
         return (xdp_action::XDP_PASS, Some(Verdict::Malformed));
     };
     unsafe {
-        (*eth).dst_addr = params.dmac;
-        (*eth).src_addr = params.smac;
+        (*eth).dst_addr = *dmac;
+        (*eth).src_addr = *smac;
     }
     if same_interface {
         return (xdp_action::XDP_TX, None);
     }
-    match TX_PORTS.redirect(params.ifindex, 0) {
+    match TX_PORTS.redirect(ifindex, 0) {
         Ok(action) => (action, None),
-        // The egress interface is not one of ours: let the kernel send it.
+        // Removed from the map meanwhile: let the kernel send it.
         Err(_) => (xdp_action::XDP_PASS, Some(Verdict::NoRoute)),
     }
 }
 
 /// Returns the XDP action and, when the packet did not leave directly, the
-/// verdict that says why.
+/// verdict that says why. The next hop comes from the flow entry when it
+/// has one, else from a route lookup, whose answer the entry then keeps.
 #[inline(never)]
-pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option<Verdict>) {
+pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Option<Verdict>) {
+    // SAFETY: a flow map entry or this CPU's scratch slot.
+    let flow = unsafe { &mut *flow };
+    if flow.hop_ifindex != 0 {
+        return redirect(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
+    }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
     fill_fib_params(
         &mut params,
@@ -117,5 +128,11 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> (u32, Option
         // No route, a local destination, MTU: the kernel decides.
         return (xdp_action::XDP_PASS, Some(Verdict::NoRoute));
     }
-    redirect(ctx, &params)
+    let sent = redirect(ctx, params.ifindex, &params.dmac, &params.smac);
+    if sent.1.is_none() {
+        flow.hop_dmac = params.dmac;
+        flow.hop_smac = params.smac;
+        flow.hop_ifindex = params.ifindex;
+    }
+    sent
 }

@@ -63,7 +63,7 @@ mod program {
         let tagged = packet.l3_offset != UNTAGGED_L3_OFFSET;
         if !tagged && let Some(flow) = conntrack::lookup(packet) {
             if conntrack::touch(flow, packet) {
-                return rewrite_and_send(ctx, packet, unsafe { &*flow });
+                return rewrite_and_send(ctx, packet, flow);
             }
             // Its other half belongs to another flow now: this one is gone.
             return (GLOBAL_SLOT, Verdict::NoFlow, pass);
@@ -88,7 +88,7 @@ mod program {
         match conntrack::open(packet, index, app) {
             Ok(flow) => {
                 stats::count(index, Verdict::FlowOpened, 0);
-                rewrite_and_send(ctx, packet, unsafe { &*flow })
+                rewrite_and_send(ctx, packet, flow.cast_mut())
             }
             Err(Verdict::NatFailed) => (index, Verdict::NatFailed, xdp_action::XDP_DROP),
             Err(verdict) => (index, verdict, pass),
@@ -99,19 +99,21 @@ mod program {
     fn rewrite_and_send(
         ctx: &XdpContext,
         packet: &Packet,
-        flow: &FlowValue,
+        flow: *mut FlowValue,
     ) -> (u32, Verdict, u32) {
+        // SAFETY: a flow map entry or this CPU's scratch slot.
+        let (app, direction) = unsafe { ((*flow).app, (*flow).direction) };
         // A failed rewrite has changed nothing: the stack may have it.
-        if let Err(verdict) = nat::rewrite(ctx, packet, flow) {
-            return (flow.app, verdict, xdp_action::XDP_PASS);
+        if let Err(verdict) = nat::rewrite(ctx, packet, unsafe { &*flow }) {
+            return (app, verdict, xdp_action::XDP_PASS);
         }
-        let delivered = if flow.direction == DIR_TO_ORIGIN {
+        let delivered = if direction == DIR_TO_ORIGIN {
             Verdict::ToOrigin
         } else {
             Verdict::ToClient
         };
         let (action, verdict) = forward::send(ctx, packet, flow);
-        (flow.app, verdict.unwrap_or(delivered), action)
+        (app, verdict.unwrap_or(delivered), action)
     }
 }
 

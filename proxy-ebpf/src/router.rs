@@ -41,5 +41,5 @@ pub fn router(ctx: XdpContext) -> u32 {
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return xdp_action::XDP_PASS;
     }
-    forward::redirect(&ctx, &params).0
+    forward::redirect(&ctx, params.ifindex, &params.dmac, &params.smac).0
 }

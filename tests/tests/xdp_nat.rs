@@ -158,6 +158,14 @@ fn rows() -> Vec<Row> {
             output: Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), ACK)),
         },
         Row {
+            name: "tcp4 ACK again: next hop from the flow entry, same frame out",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), ACK),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "to_origin")],
+            output: Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), ACK)),
+        },
+        Row {
             name: "tcp4 SYN to the range end lands on the origin range end",
             ingress: "cli0",
             input: tcp4(FROM_CLI, (CLIENT4, 25001), (RANGE4, 2000), SYN),
