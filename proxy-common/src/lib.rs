@@ -38,6 +38,9 @@ pub mod csum;
 pub const XDP_PROGRAM: &str = "proxy";
 /// The benchmark's minimal router (fib lookup + redirect, no NAT).
 pub const ROUTER_PROGRAM: &str = "router";
+/// The benchmark's sink (counts and drops IPv4 UDP) and its counter.
+pub const SINK_PROGRAM: &str = "sink";
+pub const SINK_COUNT_MAP: &str = "SINK_COUNT";
 
 /// IP protocol numbers the data path knows.
 pub mod ip_proto {

@@ -24,6 +24,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod router;
 #[cfg(target_arch = "bpf")]
+mod sink;
+#[cfg(target_arch = "bpf")]
 mod stats;
 
 #[cfg(target_arch = "bpf")]

@@ -177,7 +177,7 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
                 if !scenario.applies_to(system) {
                     continue;
                 }
-                let (value, failed) = measure(scenario, system, &topology, seconds)
+                let (value, failed) = measure(scenario, system, &topology, &release, seconds)
                     .with_context(|| format!("{} through {}", scenario.name(), system.name()))?;
                 *failed_connections.entry(system).or_default() += failed;
                 println!(
@@ -395,6 +395,7 @@ fn measure(
     scenario: Scenario,
     system: System,
     topology: &Topology,
+    release: &Path,
     seconds: u64,
 ) -> anyhow::Result<(f64, u64)> {
     let target = system.target();
@@ -421,15 +422,80 @@ fn measure(
                 .context("no sum_received in iperf3 output")?;
             (bits / 1e9, 0)
         }
-        Scenario::Udp64 => {
-            let json = iperf(&["-u", "-b", "0", "-l", "64"])?;
-            let sum = &json["end"]["sum"];
-            let packets = sum["packets"].as_f64().context("no packets")?;
-            let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
-            let secs = sum["seconds"].as_f64().unwrap_or(seconds as f64).max(0.001);
-            ((packets - lost) / secs / 1e3, 0)
-        }
+        Scenario::Udp64 => (udp_flood(topology, release, target, seconds)?, 0),
     })
+}
+
+/// 64-byte UDP datagrams from trafgen (packet mmap, one sender thread: far
+/// faster than a socket sender) toward `target`:5201 for `seconds`; returns
+/// the thousands per second that reached the origin, counted (and dropped)
+/// by an XDP sink on the origin's interface, so the origin's own stack does
+/// not cap the figure.
+fn udp_flood(
+    topology: &Topology,
+    release: &Path,
+    target: &str,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
+        let out = ns.run("ip", &["-br", "link", "show", dev])?;
+        out.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .context("no MAC in `ip -br link`")
+    };
+    let edge_mac = mac(&topology.edge, addr::EDGE_CLI_IF)?;
+    let cli_mac = mac(&topology.cli, addr::CLI_IF)?;
+    let conf = scratch_dir().join("bench").join("udp64.trafgen");
+    std::fs::write(
+        &conf,
+        format!(
+            "{{ eth(da={edge_mac}, sa={cli_mac}, type=0x0800), \
+             ipv4(saddr={cli}, daddr={target}, ttl=64, df), \
+             udp(sport=40000, dport={IPERF_PORT}), fill(0x41, 64) }}\n",
+            cli = addr::CLI_V4,
+        ),
+    )?;
+    let helper = release.join("bench-helper");
+    let mut sink = topology.org.spawn(
+        "udp-sink",
+        &helper.to_string_lossy(),
+        &["sink", addr::ORG_IF],
+    )?;
+    wait_for_line(&mut sink, "sink ready")?;
+    let trafgen = topology
+        .cli
+        .command(
+            "timeout",
+            &[
+                &seconds.to_string(),
+                "trafgen",
+                "--dev",
+                addr::CLI_IF,
+                "--conf",
+                &conf.to_string_lossy(),
+                "--cpus",
+                "1",
+            ],
+        )
+        .output()
+        .context("starting trafgen")?;
+    // timeout ends trafgen: 124 is the normal end.
+    if !trafgen.status.success() && trafgen.status.code() != Some(124) {
+        bail!(
+            "trafgen failed ({}): {}",
+            trafgen.status,
+            String::from_utf8_lossy(&trafgen.stderr).trim()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, log) = sink.stop(Duration::from_secs(5))?;
+    let count: u64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("sink count "))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no count from the sink:\n{log}"))?;
+    Ok(count as f64 / seconds as f64 / 1e3)
 }
 
 /// New TCP connections per second, each a tiny HTTP/1.0 request and its
@@ -633,9 +699,10 @@ fn report(
          - haproxy (tcp mode, 2 threads) and nginx stream (2 workers): L4 proxies in `edge`; \
            HAProxy has no UDP.\n\
          - spectrum-xdp: this proxy's XDP fast path (conntrack, NAT, checksums, redirect).\n\
-         - tcp_*: iperf3, bytes received by the origin. udp_64b: one iperf3 sender of \
-           64-byte datagrams at full speed, datagrams delivered per second (the single \
-           sender is likely the limit for the XDP paths). tcp_conn_rate: 4 client threads, \
+         - tcp_*: iperf3, bytes received by the origin. udp_64b: trafgen (packet \
+           mmap, one thread) sends 64-byte-payload datagrams of one flow as fast as it \
+           can; the figure is datagrams per second that reached the origin's interface, \
+           counted and dropped there by an XDP sink. tcp_conn_rate: 4 client threads, \
            each connection one HTTP/1.0 request to an nginx origin that closes it.\n"
     )?;
     let failures: Vec<String> = failed_connections

@@ -34,6 +34,7 @@ fn packages(llvm: &str) -> Vec<String> {
             "util-linux",
             "dnsmasq-base",
             "iputils-ping",
+            "netsniff-ng",
         ]
         .map(String::from),
     );

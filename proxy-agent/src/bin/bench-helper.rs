@@ -2,6 +2,8 @@
 //!
 //! - `router IFACE...`: attach the minimal XDP router (FIB lookup +
 //!   redirect, no NAT) until SIGTERM: the ceiling of any XDP design here.
+//! - `sink IFACE`: count and drop IPv4 UDP at the origin until SIGTERM, so
+//!   a flood's delivered rate is not capped by the origin's own stack.
 //! - `xdp-cost --ingress IFACE --config FILE ...`: the proxy program's cost
 //!   per packet via BPF_PROG_TEST_RUN, for a fast-path hit (conntrack hit,
 //!   NAT, checksums, FIB lookup), a packet to no listener and a non-IP
@@ -27,7 +29,9 @@ use proxy_agent::{
     },
     origin::fill_origin_sources,
 };
-use proxy_common::{FLOW_REPLIED, FlowKey, FlowValue, ROUTER_PROGRAM, ip_proto};
+use proxy_common::{
+    FLOW_REPLIED, FlowKey, FlowValue, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM, ip_proto,
+};
 
 #[derive(Parser)]
 struct Cli {
@@ -39,6 +43,11 @@ struct Cli {
 enum Command {
     Router {
         interfaces: Vec<String>,
+    },
+    /// Count and drop IPv4 UDP on an interface until SIGTERM, then print
+    /// the count.
+    Sink {
+        interface: String,
     },
     XdpCost {
         #[arg(long)]
@@ -60,6 +69,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Router { interfaces } => router(&interfaces),
+        Command::Sink { interface } => sink(&interface),
         Command::XdpCost {
             ingress,
             config,
@@ -95,6 +105,27 @@ fn router(interfaces: &[String]) -> anyhow::Result<()> {
     }
     println!("router ready");
     wait_for_signal()
+}
+
+fn sink(interface: &str) -> anyhow::Result<()> {
+    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(SINK_PROGRAM)
+        .ok_or_else(|| anyhow!("no sink program"))?
+        .try_into()?;
+    program.load()?;
+    program
+        .attach(interface, XdpMode::Driver)
+        .with_context(|| format!("attaching the sink to {interface}"))?;
+    println!("sink ready");
+    wait_for_signal()?;
+    let counts: aya::maps::PerCpuArray<_, u64> = ebpf
+        .map(SINK_COUNT_MAP)
+        .ok_or_else(|| anyhow!("no sink counter"))?
+        .try_into()?;
+    let total: u64 = counts.get(&0, 0)?.iter().sum();
+    println!("sink count {total}");
+    Ok(())
 }
 
 /// Blocks until SIGTERM or SIGINT.
