@@ -480,13 +480,14 @@ fn udp_flood(
         )
         .output()
         .context("starting trafgen")?;
-    // timeout ends trafgen: 124 is the normal end.
-    if !trafgen.status.success() && trafgen.status.code() != Some(124) {
-        bail!(
-            "trafgen failed ({}): {}",
-            trafgen.status,
-            String::from_utf8_lossy(&trafgen.stderr).trim()
-        );
+    // timeout ends trafgen: 124 is the normal end. Stopped with a full TX
+    // ring, trafgen may also fail to flush it on the way out: harmless
+    // here, the sink counts what arrived.
+    let stderr = String::from_utf8_lossy(&trafgen.stderr);
+    let ended_by_timeout = trafgen.status.code() == Some(124)
+        || (trafgen.status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"));
+    if !trafgen.status.success() && !ended_by_timeout {
+        bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
     }
     std::thread::sleep(Duration::from_millis(300));
     let (_, log) = sink.stop(Duration::from_secs(5))?;
