@@ -145,7 +145,7 @@ fn refresh_peer(flow: &FlowValue, packet: &Packet, now: u64) -> bool {
 // by-value form clippy suggests would copy keys and values onto the stack.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(never)]
-pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*const FlowValue, Verdict> {
+pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*mut FlowValue, Verdict> {
     let settings = apps::settings().ok_or(Verdict::NatFailed)?;
     let (source, has_source) = if packet.ipv6 {
         (

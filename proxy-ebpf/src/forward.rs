@@ -27,10 +27,11 @@ const AF_INET6: u8 = 10;
 #[map]
 static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 
-/// Route lookup input for a packet that will leave with these addresses
-/// and ports.
+/// The kernel's route lookup for a packet that will leave with these
+/// addresses and ports: fills `params` (the answer comes back in it) and
+/// returns the `BPF_FIB_LKUP_RET_*` code.
 #[inline(always)]
-pub fn fill_fib_params(
+pub fn route(
     params: &mut FibParams,
     ctx: &XdpContext,
     packet: &Packet,
@@ -38,7 +39,7 @@ pub fn fill_fib_params(
     dst: &[u8; 16],
     src_port: u16,
     dst_port: u16,
-) {
+) -> i64 {
     params.family = if packet.ipv6 { AF_INET6 } else { AF_INET };
     params.l4_protocol = packet.proto;
     params.sport = src_port.to_be();
@@ -54,6 +55,14 @@ pub fn fill_fib_params(
     } else {
         params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[12], src[13], src[14], src[15]]);
         params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[12], dst[13], dst[14], dst[15]]);
+    }
+    unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            params,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
     }
 }
 
@@ -101,7 +110,7 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
         return redirect(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
-    fill_fib_params(
+    let rc = route(
         &mut params,
         ctx,
         packet,
@@ -110,14 +119,6 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
         flow.new_src_port,
         flow.new_dst_port,
     );
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return (xdp_action::XDP_PASS, Some(Verdict::NeighborPending));
     }

@@ -40,10 +40,6 @@ mod program {
         stats,
     };
 
-    /// Frames with VLAN tags are left to the stack (the fast path rewrites
-    /// untagged Ethernet only).
-    const UNTAGGED_L3_OFFSET: usize = 14;
-
     #[xdp]
     pub fn proxy(ctx: XdpContext) -> u32 {
         let frame_len = (ctx.data_end() - ctx.data()) as u64;
@@ -62,7 +58,7 @@ mod program {
         };
         // Flows exist for untagged frames only: a tagged frame with the same
         // tuple is not one of them.
-        let tagged = packet.l3_offset != UNTAGGED_L3_OFFSET;
+        let tagged = !packet.untagged();
         if !tagged && let Some(flow) = conntrack::lookup(packet) {
             if conntrack::touch(flow, packet) {
                 return rewrite_and_send(ctx, packet, flow);
@@ -90,7 +86,7 @@ mod program {
         match conntrack::open(packet, index, app) {
             Ok(flow) => {
                 stats::count(index, Verdict::FlowOpened, 0);
-                rewrite_and_send(ctx, packet, flow.cast_mut())
+                rewrite_and_send(ctx, packet, flow)
             }
             Err(Verdict::NatFailed) => (index, Verdict::NatFailed, xdp_action::XDP_DROP),
             Err(verdict) => (index, verdict, pass),

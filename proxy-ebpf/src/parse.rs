@@ -53,6 +53,12 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// No VLAN tag: the only frames the fast path rewrites.
+    #[inline(always)]
+    pub fn untagged(&self) -> bool {
+        self.l3_offset == EthHdr::LEN
+    }
+
     /// A TCP SYN without ACK: the only packet that may open a TCP flow.
     #[inline(always)]
     pub fn is_tcp_open(&self) -> bool {

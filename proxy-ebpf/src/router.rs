@@ -2,13 +2,10 @@
 //! kernel's FIB, new MACs, redirect. No listener, no NAT, no counters: the
 //! ceiling any XDP design reaches on a given machine. Not used by the agent.
 use aya_ebpf::{
-    EbpfContext as _,
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
-    helpers::bpf_fib_lookup,
     macros::xdp,
     programs::XdpContext,
 };
-use network_types::eth::EthHdr;
 
 use crate::{forward, parse};
 
@@ -17,11 +14,11 @@ pub fn router(ctx: XdpContext) -> u32 {
     let Ok(packet) = parse::parse(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    if packet.l3_offset != EthHdr::LEN {
+    if !packet.untagged() {
         return xdp_action::XDP_PASS;
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
-    forward::fill_fib_params(
+    let rc = forward::route(
         &mut params,
         &ctx,
         packet,
@@ -30,14 +27,6 @@ pub fn router(ctx: XdpContext) -> u32 {
         packet.src_port,
         packet.dst_port,
     );
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return xdp_action::XDP_PASS;
     }
