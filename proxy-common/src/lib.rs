@@ -21,6 +21,15 @@ pub const MAX_INTERFACES: u32 = 64;
 /// port, so one `tcp/1-65535` app with an IPv4 and an IPv6 address takes 131,070.
 pub const MAX_LISTENERS: u32 = 262_144;
 
+/// Prefixes `RULES` can hold, over both generations (the one in force and
+/// the one being loaded beside it).
+pub const MAX_RULE_PREFIXES: u32 = 4 * 1024 * 1024;
+/// Bytes of the ring buffer that carries sampled block events to the agent.
+pub const BLOCK_EVENTS_BYTES: u32 = 256 * 1024;
+/// Shortest gap between two block events from one CPU (at most 1,000 a
+/// second per CPU reach the agent, however hard the edge is hit).
+pub const BLOCK_EVENT_GAP_NS: u64 = 1_000_000;
+
 /// Map names as the XDP program declares them.
 pub mod map_names {
     pub const LISTENERS: &str = "LISTENERS";
@@ -30,6 +39,9 @@ pub mod map_names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const FLOWS: &str = "FLOWS";
     pub const TX_PORTS: &str = "TX_PORTS";
+    pub const RULES: &str = "RULES";
+    pub const RULE_STATE: &str = "RULE_STATE";
+    pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
 }
 
 pub mod csum;
@@ -226,6 +238,100 @@ impl FlowValue {
     }
 }
 
+/// `RuleKey::action`.
+pub const RULE_ALLOW: u8 = 1;
+pub const RULE_BLOCK: u8 = 2;
+/// `RuleKey::family`.
+pub const RULE_FAMILY_V4: u8 = 4;
+pub const RULE_FAMILY_V6: u8 = 6;
+/// Bits of `RuleKey` before the address: generation, action, family, pad.
+pub const RULE_KEY_TAG_BITS: u32 = 32;
+
+/// Data of a `RULES` (LPM trie) key. One trie holds every access-rule prefix,
+/// tagged: a lookup only matches prefixes of its own generation, action and
+/// address family, because the tag is part of every stored prefix. The
+/// address is in the 16-byte form (IPv4 mapped), so an IPv4 prefix /p is
+/// stored with length `RULE_KEY_TAG_BITS + 96 + p`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RuleKey {
+    pub generation: u8,
+    pub action: u8,
+    pub family: u8,
+    pub _pad: u8,
+    pub addr: [u8; 16],
+}
+
+impl RuleKey {
+    #[inline(always)]
+    pub const fn new(generation: u8, action: u8, ipv6: bool, addr: [u8; 16]) -> Self {
+        Self {
+            generation,
+            action,
+            family: if ipv6 { RULE_FAMILY_V6 } else { RULE_FAMILY_V4 },
+            _pad: 0,
+            addr,
+        }
+    }
+
+    /// The LPM prefix length of an address prefix of `bits` (counted in its
+    /// own family: 0-32 for IPv4, 0-128 for IPv6).
+    #[inline(always)]
+    pub const fn prefix_len(ipv6: bool, bits: u8) -> u32 {
+        RULE_KEY_TAG_BITS + if ipv6 { 0 } else { 96 } + bits as u32
+    }
+
+    /// The prefix length that looks up one full address.
+    pub const FULL_LEN: u32 = RULE_KEY_TAG_BITS + 128;
+}
+
+/// `RuleValue::kind`: what the matching rule targeted.
+pub const RULE_KIND_IP: u8 = 0;
+pub const RULE_KIND_RANGE: u8 = 1;
+pub const RULE_KIND_ASN: u8 = 2;
+pub const RULE_KIND_COUNTRY: u8 = 3;
+
+/// Value of `RULES`: which rule a prefix came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RuleValue {
+    /// Position of the rule in the config's `access_rules`.
+    pub rule: u32,
+    pub kind: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `RULE_STATE` (an array of one): the rule generation in force.
+/// Switching generations is one update of this entry, so a half-loaded rule
+/// set is never in force.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RuleState {
+    pub generation: u8,
+    /// Whether the generation has allow / block prefixes at all (a packet
+    /// skips the lookups it cannot match).
+    pub has_allow: u8,
+    pub has_block: u8,
+    pub _pad: u8,
+}
+
+/// One record of `BLOCK_EVENTS`: a packet dropped by an access rule
+/// (sampled: see `BLOCK_EVENT_GAP_NS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BlockEvent {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub app: u32,
+    pub rule: u32,
+    /// The `Verdict` (one of the `Blocked*`).
+    pub verdict: u8,
+    pub proto: u8,
+    pub _pad: [u8; 2],
+}
+
 /// Why the XDP program did what it did with a packet. Kernel and agent share
 /// these codes, so counters and logs name the reason.
 #[repr(u32)]
@@ -271,10 +377,19 @@ pub enum Verdict {
     /// which fragments what it may; a DF packet is lost (the kernel cannot
     /// tell the client, whose address is gone).
     TooBig = 16,
+    /// Dropped: the source matched a block rule on a single IP, and no
+    /// allow rule.
+    BlockedIp = 17,
+    /// Dropped: the source matched a block rule on an IP range.
+    BlockedRange = 18,
+    /// Dropped: the source is in an ASN a block rule names.
+    BlockedAsn = 19,
+    /// Dropped: the source is in a country a block rule names.
+    BlockedCountry = 20,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 21;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -293,7 +408,22 @@ impl Verdict {
         Verdict::NoRoute,
         Verdict::IcmpError,
         Verdict::TooBig,
+        Verdict::BlockedIp,
+        Verdict::BlockedRange,
+        Verdict::BlockedAsn,
+        Verdict::BlockedCountry,
     ];
+
+    /// The verdict of a packet dropped by a block rule of `kind`.
+    #[inline(always)]
+    pub const fn blocked(kind: u8) -> Verdict {
+        match kind {
+            RULE_KIND_IP => Verdict::BlockedIp,
+            RULE_KIND_RANGE => Verdict::BlockedRange,
+            RULE_KIND_ASN => Verdict::BlockedAsn,
+            _ => Verdict::BlockedCountry,
+        }
+    }
 
     /// Stable name for logs, metrics and the `stats` command.
     pub const fn name(self) -> &'static str {
@@ -315,6 +445,10 @@ impl Verdict {
             Verdict::NoRoute => "no_route",
             Verdict::IcmpError => "icmp_error",
             Verdict::TooBig => "too_big",
+            Verdict::BlockedIp => "blocked_ip",
+            Verdict::BlockedRange => "blocked_range",
+            Verdict::BlockedAsn => "blocked_asn",
+            Verdict::BlockedCountry => "blocked_country",
         }
     }
 }
@@ -351,6 +485,10 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for RuleKey {}
+    unsafe impl aya::Pod for RuleValue {}
+    unsafe impl aya::Pod for RuleState {}
+    unsafe impl aya::Pod for BlockEvent {}
 }
 
 #[cfg(test)]
@@ -371,14 +509,21 @@ mod tests {
             16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 6 + 4 + 6 + 6
         );
         assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<RuleKey>(), 4 + 16);
+        assert_eq!(size_of::<RuleValue>(), 4 + 1 + 3);
+        assert_eq!(size_of::<RuleState>(), 4);
+        assert_eq!(size_of::<BlockEvent>(), 16 + 16 + 2 + 2 + 4 + 4 + 1 + 1 + 2);
     }
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::TooBig);
+        let last_app = stats_index(MAX_APPS - 1, Verdict::BlockedCountry);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
-        assert_eq!(stats_index(GLOBAL_SLOT, Verdict::TooBig) + 1, STATS_ENTRIES);
+        assert_eq!(
+            stats_index(GLOBAL_SLOT, Verdict::BlockedCountry) + 1,
+            STATS_ENTRIES
+        );
     }
 
     #[test]
@@ -415,6 +560,22 @@ mod tests {
     fn verdict_table_is_complete_and_ordered() {
         for (i, v) in Verdict::ALL.iter().enumerate() {
             assert_eq!(*v as usize, i, "{}", v.name());
+        }
+    }
+
+    #[test]
+    fn rule_prefixes_cover_the_tag_and_the_family_bits() {
+        // An IPv4 /0 rule still pins the tag and the mapped prefix.
+        assert_eq!(RuleKey::prefix_len(false, 0), 32 + 96);
+        assert_eq!(RuleKey::prefix_len(false, 32), RuleKey::FULL_LEN);
+        assert_eq!(RuleKey::prefix_len(true, 128), RuleKey::FULL_LEN);
+        for kind in [
+            RULE_KIND_IP,
+            RULE_KIND_RANGE,
+            RULE_KIND_ASN,
+            RULE_KIND_COUNTRY,
+        ] {
+            assert!(Verdict::blocked(kind).name().starts_with("blocked_"));
         }
     }
 

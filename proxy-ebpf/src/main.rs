@@ -1,7 +1,8 @@
 //! The XDP program: one thin entry that reads as the packet path.
 //!
 //! parse -> tracked flow? rewrite + forward
-//!       -> listener -> app -> fast path? open flow, rewrite + forward
+//!       -> listener -> app -> access rules (if ip_firewall): blocked? drop
+//!                          -> fast path? open flow, rewrite + forward
 //!                          -> otherwise hand to the agent (XDP_PASS)
 //!
 //! Every packet ends with a [`Verdict`] that is counted per app (or in the
@@ -24,6 +25,8 @@ mod parse;
 #[cfg(target_arch = "bpf")]
 mod router;
 #[cfg(target_arch = "bpf")]
+mod rules;
+#[cfg(target_arch = "bpf")]
 mod sink;
 #[cfg(target_arch = "bpf")]
 mod stats;
@@ -32,12 +35,14 @@ mod stats;
 mod program {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
     use aya_log_ebpf::warn;
-    use proxy_common::{APP_FLAG_FAST_PATH, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, Verdict};
+    use proxy_common::{
+        APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, Verdict,
+    };
 
     use crate::{
         apps, conntrack, forward, listener, nat,
         parse::{self, Packet},
-        stats,
+        rules, stats,
     };
 
     #[xdp]
@@ -77,6 +82,13 @@ mod program {
             );
             return (GLOBAL_SLOT, Verdict::NoListener, pass);
         };
+        // Before any flow or socket exists. A flow opened earlier is cut by
+        // the agent when a new rule set blocks its client.
+        if app.flags & APP_FLAG_IP_FIREWALL != 0
+            && let Some(verdict) = rules::check(packet, index)
+        {
+            return (index, verdict, xdp_action::XDP_DROP);
+        }
         if app.flags & APP_FLAG_FAST_PATH == 0 || tagged {
             return (index, Verdict::ToAgent, pass);
         }
