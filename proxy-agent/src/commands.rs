@@ -1,12 +1,18 @@
 //! The bodies of the CLI commands (kept out of main.rs so it reads as the
 //! list of commands).
 use std::{
-    collections::BTreeMap, net::IpAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration,
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
 use proxy_agent::{
+    access::{self, EventLog},
     config::{
         self,
         model::{App, Config, Origin, OriginDns},
@@ -46,9 +52,18 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 if let Err(err) = maps::map_contents(&loaded.config) {
                     missing.push(err.to_string());
                 }
+                // GeoIP databases read and rules expanded, as `run` does.
+                let prefixes = match missing.is_empty().then(|| access::build(&loaded.config)) {
+                    Some(Ok(set)) => set.len(),
+                    Some(Err(err)) => {
+                        missing.push(format!("access_rules: {err:#}"));
+                        0
+                    }
+                    None => 0,
+                };
                 if missing.is_empty() {
                     println!(
-                        "{prefix}ok: {} apps, {} rules",
+                        "{prefix}ok: {} apps, {} rules ({prefixes} prefixes)",
                         loaded.config.apps.len(),
                         loaded.config.access_rules.len()
                     );
@@ -178,18 +193,31 @@ pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
     }
 }
 
-/// `run` once checks passed: resolve origin names, load, fill maps,
-/// attach, publish counters, then keep origins and flows up to date until
-/// SIGINT/SIGTERM. Dropping the data path detaches XDP.
-pub async fn serve(mut config: Config, mode: XdpMode, stats_pin: PathBuf) -> anyhow::Result<()> {
+/// `run` once checks passed: resolve origin names, load, fill maps and
+/// rules, attach, publish counters, then keep origins and flows up to date
+/// (and reload access rules on SIGHUP) until SIGINT/SIGTERM. Dropping the
+/// data path detaches XDP.
+pub async fn serve(
+    mut config: Config,
+    config_path: &Path,
+    mode: XdpMode,
+    stats_pin: PathBuf,
+) -> anyhow::Result<()> {
     // Signals first: a SIGTERM that arrives while starting still ends in a
     // clean exit (XDP detached, pin removed).
     let mut shutdown = Box::pin(shutdown_signal()?);
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let rules = access::build(&config)?;
     let (mut resolved, initial) = spawn_origin_resolvers(&config).await?;
     fill_origin_sources(&mut config, &initial)?;
     let contents = maps::map_contents(&config)?;
     let mut datapath = Datapath::load()?;
     spawn_kernel_log_reader(&mut datapath);
+    let mut block_events = access::spawn_event_reader(datapath.take_block_events()?)?;
+    let mut event_log = EventLog::default();
+    // Rules before listeners: no packet reaches an app unchecked.
+    access::apply(&mut datapath, &config, &rules)?;
+    drop(rules);
     datapath.sync(&contents)?;
     for (index, ips) in &initial {
         apply_origins(&mut datapath, &config, *index, ips);
@@ -213,6 +241,10 @@ pub async fn serve(mut config: Config, mode: XdpMode, stats_pin: PathBuf) -> any
         tokio::select! {
             _ = &mut shutdown => break,
             Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, index, &ips),
+            Some(event) = block_events.recv() => {
+                event_log.log(&config, &event, Instant::now());
+            }
+            _ = hangup.recv() => reload_rules(&mut datapath, &mut config, config_path),
             _ = collect.tick() => match conntrack_gc::collect(&mut datapath, &timeouts) {
                 Ok(expired) if !expired.is_empty() => {
                     debug!(?expired, "expired flows removed (app index: count)");
@@ -226,6 +258,37 @@ pub async fn serve(mut config: Config, mode: XdpMode, stats_pin: PathBuf) -> any
     drop(datapath);
     info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the config file again and puts its access rules (and
+/// GeoIP databases) in force. A config that fails to load or expand keeps
+/// the rules in force. Other changes need a restart for now.
+fn reload_rules(datapath: &mut Datapath, config: &mut Config, path: &Path) {
+    info!(config = %path.display(), "SIGHUP: reloading access rules");
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            warn!(config = %path.display(), "reload refused, the rules in force stay:\n{err}");
+            return;
+        }
+    };
+    for warning in &loaded.warnings {
+        warn!("{}: {warning}", path.display());
+    }
+    let new = loaded.config;
+    if new.apps != config.apps {
+        warn!(
+            "apps changed in the file: only access rules are applied live; restart to apply app changes"
+        );
+    }
+    let mut next = config.clone();
+    next.access_rules = new.access_rules;
+    next.edge.geoip = new.edge.geoip;
+    let applied = access::build(&next).and_then(|set| access::apply(datapath, &next, &set));
+    match applied {
+        Ok(()) => *config = next,
+        Err(err) => warn!("reload refused, the rules in force stay: {err:#}"),
+    }
 }
 
 /// Puts an `origin_dns` app's current addresses in the maps.

@@ -6,8 +6,10 @@
 //! `datapath::maps` is a pure function of the config model; only
 //! `datapath::loader` talks to the kernel.
 
+pub mod access;
 pub mod config;
 pub mod datapath;
+pub mod geoip;
 pub mod origin;
 pub mod preflight;
 

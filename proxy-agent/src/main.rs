@@ -153,6 +153,7 @@ fn run(
         .context("starting the tokio runtime")?;
     runtime.block_on(commands::serve(
         config,
+        config_path,
         mode,
         loader::stats_pin_path(bpffs, instance),
     ))

@@ -8,6 +8,7 @@ use proxy_common::{
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     time::Duration,
 };
 
@@ -97,6 +98,43 @@ pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<B
     }
     record_expired(datapath, &per_app)?;
     Ok(per_app)
+}
+
+/// Removes the flows (both directions) whose client `cut` says must go,
+/// given the client's address and the app index of the flow; counts them
+/// as `flow_expired`. Returns the number removed per app.
+pub fn cut_flows(
+    datapath: &mut Datapath,
+    mut cut: impl FnMut(&mut Datapath, IpAddr, u32) -> bool,
+) -> anyhow::Result<BTreeMap<u32, u64>> {
+    let to_origin: Vec<(FlowKey, FlowValue)> = datapath
+        .flows()?
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, value)| value.direction == DIR_TO_ORIGIN)
+        .collect();
+    let mut per_app: BTreeMap<u32, u64> = BTreeMap::new();
+    for (key, value) in to_origin {
+        if !cut(datapath, ip_of(key.src), value.app) {
+            continue;
+        }
+        let mut flows = datapath.flows()?;
+        if flows.remove(&key).is_ok() {
+            *per_app.entry(value.app).or_default() += 1;
+        }
+        let _ = flows.remove(&value.peer_key(key.proto));
+    }
+    record_expired(datapath, &per_app)?;
+    Ok(per_app)
+}
+
+/// The address a 16-byte map address stands for (IPv4 when mapped).
+pub fn ip_of(addr: [u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
 }
 
 /// Adds to the per-CPU `flow_expired` counters (CPU 0's slot: the XDP

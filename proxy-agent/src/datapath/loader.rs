@@ -2,22 +2,31 @@
 //! counters. Dropping the [`Datapath`] detaches the program.
 use std::{
     fs,
+    net::IpAddr,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray},
+    maps::{
+        Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{Xdp, XdpMode},
 };
 use proxy_common::{
     AppValue, Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS,
-    MAX_ORIGINS_PER_FAMILY, OriginValue, Settings, XDP_PROGRAM, map_names, origin_index,
+    MAX_ORIGINS_PER_FAMILY, OriginValue, RULE_ALLOW, RULE_BLOCK, RuleKey, RuleState, RuleValue,
+    Settings, XDP_PROGRAM, map_names, origin_index,
 };
 use tracing::{info, warn};
 
-use super::maps::{AppOrigins, MapContents};
+use super::{
+    maps::{AppOrigins, MapContents},
+    rules::{RuleSet, lookup_key, rule_key},
+};
 use crate::EBPF_OBJECT;
 
 /// Where an agent instance publishes its counters inside bpffs.
@@ -31,6 +40,21 @@ pub fn stats_pin_path(bpffs: &Path, instance: &str) -> PathBuf {
 pub struct Datapath {
     ebpf: Ebpf,
     pinned: Option<PathBuf>,
+    /// The rule generation in force and the trie keys it holds.
+    rules: Option<LoadedRules>,
+}
+
+struct LoadedRules {
+    generation: u8,
+    keys: Vec<(u32, RuleKey)>,
+}
+
+/// What switching to a new rule set took.
+#[derive(Debug, Clone, Copy)]
+pub struct RulesLoaded {
+    pub generation: u8,
+    pub prefixes: usize,
+    pub elapsed: Duration,
 }
 
 impl Datapath {
@@ -39,7 +63,11 @@ impl Datapath {
         let ebpf = EbpfLoader::new()
             .load(EBPF_OBJECT)
             .context("loading the XDP program into the kernel")?;
-        Ok(Self { ebpf, pinned: None })
+        Ok(Self {
+            ebpf,
+            pinned: None,
+            rules: None,
+        })
     }
 
     /// The underlying object, for the log reader and tests.
@@ -161,6 +189,87 @@ impl Datapath {
             }
         }
         Ok(())
+    }
+
+    /// Puts `set` in force: its prefixes are written under the generation
+    /// not in force, then `RULE_STATE` switches to it (one update: the
+    /// program sees the old set or the new one, never a mix), then the old
+    /// generation's prefixes are removed. On failure the old set stays in
+    /// force and the half-written one is removed.
+    pub fn load_rules(&mut self, set: &RuleSet) -> anyhow::Result<RulesLoaded> {
+        let started = Instant::now();
+        let generation = self.rules.as_ref().map_or(0, |r| r.generation ^ 1);
+        let keys: Vec<(u32, RuleKey)> = set
+            .entries()
+            .map(|(action, net, _)| rule_key(generation, action, net))
+            .collect();
+        let mut trie: LpmTrie<_, RuleKey, RuleValue> = self.map(map_names::RULES)?;
+        for ((len, key), (_, net, value)) in keys.iter().zip(set.entries()) {
+            if let Err(err) = trie.insert(&Key::new(*len, *key), value, 0) {
+                for (len, key) in &keys {
+                    let _ = trie.remove(&Key::new(*len, *key));
+                }
+                return Err(err).with_context(|| {
+                    format!("loading access-rule prefix {net}; the rules in force stay")
+                });
+            }
+        }
+        let state = RuleState {
+            generation,
+            has_allow: u8::from(!set.allow.is_empty()),
+            has_block: u8::from(!set.block.is_empty()),
+            _pad: 0,
+        };
+        let mut states: Array<_, RuleState> = self.map(map_names::RULE_STATE)?;
+        states
+            .set(0, state, 0)
+            .context("switching to the new rule set")?;
+        let old = self.rules.replace(LoadedRules { generation, keys });
+        if let Some(old) = old {
+            let mut trie: LpmTrie<_, RuleKey, RuleValue> = self.map(map_names::RULES)?;
+            for (len, key) in &old.keys {
+                let _ = trie.remove(&Key::new(*len, *key));
+            }
+        }
+        Ok(RulesLoaded {
+            generation,
+            prefixes: set.len(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The rule that decides for a client address under the rule set in
+    /// force, as the kernel sees it: `(RULE_ALLOW or RULE_BLOCK, rule)`.
+    pub fn rule_for(&mut self, ip: IpAddr) -> anyhow::Result<Option<(u8, RuleValue)>> {
+        let Some(generation) = self.rules.as_ref().map(|r| r.generation) else {
+            return Ok(None);
+        };
+        let trie: LpmTrie<_, RuleKey, RuleValue> = self.map(map_names::RULES)?;
+        for action in [RULE_ALLOW, RULE_BLOCK] {
+            let (len, key) = lookup_key(generation, action, ip);
+            match trie.get(&Key::new(len, key), 0) {
+                Ok(value) => return Ok(Some((action, value))),
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(err) => return Err(err).context("looking up an access rule"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Prefixes in the rule trie, all generations (for tests and checks:
+    /// walks the whole trie).
+    pub fn rule_prefix_count(&mut self) -> anyhow::Result<usize> {
+        let trie: LpmTrie<_, RuleKey, RuleValue> = self.map(map_names::RULES)?;
+        Ok(trie.keys().filter(Result::is_ok).count())
+    }
+
+    /// The ring buffer of sampled block events (can be taken once).
+    pub fn take_block_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(map_names::BLOCK_EVENTS)
+            .ok_or_else(|| anyhow!("map {} missing or already taken", map_names::BLOCK_EVENTS))?;
+        RingBuf::try_from(map).context("block events ring buffer")
     }
 
     /// Pins the counters at `path` so `proxy-agent stats` can read them.

@@ -3,4 +3,5 @@
 pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;
+pub mod rules;
 pub mod stats;

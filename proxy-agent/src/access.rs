@@ -1,0 +1,257 @@
+//! Access rules at run time: the config's rules (ASN and country ones
+//! expanded from the GeoIP databases) become the kernel's prefix set, which
+//! is put in force at once; flows that the new set blocks are cut; and the
+//! kernel's sampled block events are logged, rate-limited.
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::model::{Config, RuleTarget},
+    datapath::{
+        conntrack_gc::{cut_flows, ip_of},
+        loader::Datapath,
+        rules::{self, RuleSet},
+    },
+    geoip,
+};
+
+/// The kernel prefix set of the config's rules. Fails when a GeoIP
+/// database cannot be read or the set does not fit.
+pub fn build(config: &Config) -> anyhow::Result<RuleSet> {
+    let started = Instant::now();
+    let geo = geoip::expand(config)?;
+    let set = rules::compile(&config.access_rules, &geo)?;
+    for (index, (rule, count)) in config.access_rules.iter().zip(&set.per_rule).enumerate() {
+        if !matches!(rule.target, RuleTarget::Asn(_) | RuleTarget::Country(_)) {
+            continue;
+        }
+        let name = rule_name(config, index as u32);
+        if count.listed == 0 {
+            warn!(rule = %name, target = ?rule.target, "matches no network of the GeoIP database");
+        } else {
+            info!(rule = %name, target = ?rule.target, networks = count.listed, prefixes = count.merged, "expanded from the GeoIP database");
+        }
+    }
+    info!(
+        rules = config.access_rules.len(),
+        allow_prefixes = set.allow.len(),
+        block_prefixes = set.block.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "access rules compiled"
+    );
+    Ok(set)
+}
+
+/// Puts `set` in force, then cuts the fast-path flows of clients it blocks
+/// on apps with `ip_firewall` (new packets of other apps' flows, and of
+/// agent-path apps, are checked by the kernel one by one anyway).
+pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
+    let loaded = datapath.load_rules(set)?;
+    info!(
+        generation = loaded.generation,
+        prefixes = loaded.prefixes,
+        elapsed_ms = loaded.elapsed.as_millis() as u64,
+        "access rules in force"
+    );
+    let firewalled: Vec<bool> = config.apps.iter().map(|app| app.ip_firewall).collect();
+    let cut = cut_flows(datapath, |datapath, client, app| {
+        firewalled.get(app as usize).copied().unwrap_or(false)
+            && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+    });
+    // The new rules are in force either way: a failed walk is not a failed
+    // reload.
+    match cut {
+        Ok(cut) if !cut.is_empty() => {
+            info!(
+                ?cut,
+                "flows of clients the new rules block were cut (app index: flows)"
+            )
+        }
+        Ok(_) => {}
+        Err(err) => warn!("cutting flows of newly blocked clients: {err:#}"),
+    }
+    Ok(())
+}
+
+/// `access_rules[i]`, with the rule's id when it has one.
+pub fn rule_name(config: &Config, index: u32) -> String {
+    match config
+        .access_rules
+        .get(index as usize)
+        .and_then(|r| r.id.as_deref())
+    {
+        Some(id) => format!("access_rules[{index}] (id {id})"),
+        None => format!("access_rules[{index}]"),
+    }
+}
+
+/// Block events per second that reach the log; the rest are counted and
+/// summed up once a second.
+pub const LOGGED_EVENTS_PER_SECOND: u32 = 10;
+
+/// Logs block events, at most `LOGGED_EVENTS_PER_SECOND`.
+#[derive(Debug)]
+pub struct EventLog {
+    window: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self {
+            window: Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+}
+
+impl EventLog {
+    /// Logs `event` unless this second's budget is spent. Returns whether
+    /// it was logged.
+    pub fn log(&mut self, config: &Config, event: &BlockEvent, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                warn!(
+                    suppressed = self.suppressed,
+                    "more packets blocked by access rules (not logged one by one; see `proxy-agent stats`)"
+                );
+            }
+            *self = Self {
+                window: now,
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged >= LOGGED_EVENTS_PER_SECOND {
+            self.suppressed += 1;
+            return false;
+        }
+        self.logged += 1;
+        let app = config
+            .apps
+            .get(event.app as usize)
+            .map_or("?", |app| app.dns.name.as_str());
+        let reason = Verdict::ALL
+            .get(event.verdict as usize)
+            .map_or("blocked", |v| v.name());
+        let proto = match event.proto {
+            proxy_common::ip_proto::TCP => "tcp",
+            proxy_common::ip_proto::UDP => "udp",
+            _ => "?",
+        };
+        warn!(
+            client = %SocketAddr::new(ip_of(event.src), event.src_port),
+            edge = %SocketAddr::new(ip_of(event.dst), event.dst_port),
+            proto,
+            app,
+            rule = %rule_name(config, event.rule),
+            reason,
+            status = 403,
+            "blocked by an access rule"
+        );
+        true
+    }
+}
+
+/// Reads the kernel's block events into a channel (events that find the
+/// channel full are dropped: the log is sampled anyway).
+pub fn spawn_event_reader(ring: RingBuf<MapData>) -> anyhow::Result<mpsc::Receiver<BlockEvent>> {
+    let (tx, rx) = mpsc::channel(256);
+    // SAFETY: the ring buffer owns its map fd and keeps it open, and
+    // unchanged, for as long as it lives inside the AsyncFd.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
+    tokio::spawn(async move {
+        loop {
+            let mut guard = match fd.readable_mut().await {
+                Ok(guard) => guard,
+                Err(err) => {
+                    warn!(%err, "block event reader stopped");
+                    return;
+                }
+            };
+            let ring = guard.get_inner_mut();
+            while let Some(item) = ring.next() {
+                if let Some(event) = parse_event(&item) {
+                    let _ = tx.try_send(event);
+                }
+            }
+            guard.clear_ready();
+        }
+    });
+    Ok(rx)
+}
+
+fn parse_event(bytes: &[u8]) -> Option<BlockEvent> {
+    if bytes.len() < size_of::<BlockEvent>() {
+        return None;
+    }
+    // SAFETY: long enough; BlockEvent is plain data valid for any bits.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<BlockEvent>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        crate::config::load_str(
+            r#"{"edge": {"interfaces": ["eth0"]}, "apps": [], "access_rules": [
+                {"id": "r1", "mode": "block", "configuration": {"target": "ip", "value": "192.0.2.1"}}
+            ]}"#,
+            false,
+        )
+        .unwrap()
+        .config
+    }
+
+    #[test]
+    fn the_log_keeps_to_its_budget_and_starts_again_each_second() {
+        let config = config();
+        let mut log = EventLog::default();
+        let start = Instant::now();
+        let event = BlockEvent::default();
+        let logged = (0..25).filter(|_| log.log(&config, &event, start)).count();
+        assert_eq!(logged, LOGGED_EVENTS_PER_SECOND as usize);
+        assert_eq!(log.suppressed, 15);
+        assert!(log.log(&config, &event, start + Duration::from_millis(1001)));
+        assert_eq!(log.suppressed, 0);
+    }
+
+    #[test]
+    fn rules_are_named_with_their_id() {
+        let config = config();
+        assert_eq!(rule_name(&config, 0), "access_rules[0] (id r1)");
+        assert_eq!(rule_name(&config, 7), "access_rules[7]");
+    }
+
+    #[test]
+    fn events_are_read_from_ring_bytes() {
+        let event = BlockEvent {
+            src_port: 4242,
+            app: 3,
+            verdict: Verdict::BlockedAsn as u8,
+            ..BlockEvent::default()
+        };
+        // SAFETY: plain data, read as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&event as *const BlockEvent).cast::<u8>(),
+                size_of::<BlockEvent>(),
+            )
+        };
+        assert_eq!(parse_event(bytes), Some(event));
+        assert_eq!(parse_event(&bytes[1..]), None);
+    }
+}
