@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod client;
 pub mod counters;
+pub mod mmdb;
 pub mod netns;
 pub mod packet;
 pub mod process;

@@ -3,7 +3,7 @@
 //! move. Adding a case is adding a row.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use aya::{TestRun as _, TestRunOptions, maps::HashMap};
+use aya::maps::HashMap;
 use proxy_agent::{
     config::load_str,
     datapath::{loader::Datapath, maps::map_contents, stats},
@@ -11,7 +11,7 @@ use proxy_agent::{
 use proxy_common::{ListenerKey, ListenerValue, Verdict, ip_proto, map_names, v4_mapped};
 mod common;
 
-use common::{counts, moved};
+use common::{counts, moved, run_frame};
 use tests::{packet::*, root_or_skip};
 
 const XDP_PASS: u32 = 2;
@@ -275,20 +275,6 @@ fn loaded_datapath() -> Datapath {
         .sync(&map_contents(&config).expect("fits"))
         .expect("fill maps");
     datapath
-}
-
-fn run_frame(datapath: &mut Datapath, frame: &[u8]) -> u32 {
-    let mut out = vec![0u8; frame.len() + 256];
-    datapath
-        .program()
-        .expect("program")
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Shared by the BPF_PROG_TEST_RUN fixture suites.
+use aya::{TestRun as _, TestRunOptions};
 use proxy_agent::datapath::{loader::Datapath, stats};
 pub use tests::counters::{Counts, moved};
 
@@ -10,4 +11,21 @@ pub fn counts(datapath: &mut Datapath, apps: u32) -> Counts {
         .into_iter()
         .map(|row| ((row.app, row.verdict.name()), row.packets))
         .collect()
+}
+
+/// Runs the XDP program once on `frame`: its return value (the action).
+// Each suite compiles this module on its own; not all of them run frames this way.
+#[allow(dead_code)]
+pub fn run_frame(datapath: &mut Datapath, frame: &[u8]) -> u32 {
+    let mut out = vec![0u8; frame.len() + 256];
+    datapath
+        .program()
+        .expect("program")
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
 }
