@@ -130,6 +130,33 @@ impl Agent {
         self.process.log()
     }
 
+    /// Writes `config_json` over the agent's config file and sends SIGHUP;
+    /// waits (10 s at most) until the agent says the rules are in force
+    /// (`Ok(true)`) or that it refused the reload (`Ok(false)`).
+    pub fn reload(&self, config_json: &str) -> anyhow::Result<bool> {
+        const APPLIED: &str = "access rules in force";
+        const REFUSED: &str = "reload refused";
+        let count = |log: &str| (log.matches(APPLIED).count(), log.matches(REFUSED).count());
+        let before = count(&self.log());
+        std::fs::write(&self.config, config_json)
+            .with_context(|| format!("writing {}", self.config.display()))?;
+        self.process.signal(libc::SIGHUP)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = count(&self.log());
+            if now.0 > before.0 {
+                return Ok(true);
+            }
+            if now.1 > before.1 {
+                return Ok(false);
+            }
+            if Instant::now() > deadline {
+                bail!("no reload within 10 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM; returns the exit status and the agent's log.
     pub fn stop(self) -> anyhow::Result<(ExitStatus, String)> {
         self.process.stop(Duration::from_secs(10))

@@ -34,7 +34,20 @@ pub fn socat(ns: &Netns, args: &[&str], input: &[u8]) -> anyhow::Result<Output> 
 /// One TCP exchange: connect, send `line`, half-close, read until the
 /// server closes. Returns what the server sent.
 pub fn tcp_exchange(ns: &Netns, ip: &str, port: u16, line: &str) -> anyhow::Result<String> {
-    let target = format!("TCP:{}:{port},connect-timeout=3", bracket(ip));
+    tcp_exchange_from(ns, None, ip, port, line)
+}
+
+/// `tcp_exchange` from the source address `from` (one of the namespace's
+/// addresses) when given.
+pub fn tcp_exchange_from(
+    ns: &Netns,
+    from: Option<&str>,
+    ip: &str,
+    port: u16,
+    line: &str,
+) -> anyhow::Result<String> {
+    let bind = from.map_or(String::new(), |src| format!(",bind={}", bracket(src)));
+    let target = format!("TCP:{}:{port},connect-timeout=3{bind}", bracket(ip));
     let out = socat(
         ns,
         &["-t3", "-T5", "-", &target],
@@ -64,6 +77,29 @@ pub fn udp_exchange(ns: &Netns, ip: &str, port: u16, line: &str) -> anyhow::Resu
         out.status.success(),
         "udp {ip}:{port}: no reply ({}) {}",
         out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One UDP exchange from `from` (`ip` or `ip:port`; `[v6]:port`): send
+/// `line`, return what came back within 2 s (empty when nothing did).
+pub fn udp_exchange_from(
+    ns: &Netns,
+    from: &str,
+    ip: &str,
+    port: u16,
+    line: &str,
+) -> anyhow::Result<String> {
+    let target = format!("UDP:{}:{port},bind={from}", bracket(ip));
+    let out = socat(
+        ns,
+        &["-t2", "-T2", "-", &target],
+        format!("{line}\n").as_bytes(),
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "udp {ip}:{port} from {from}: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

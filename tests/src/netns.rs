@@ -90,6 +90,26 @@ fn enter(path: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `cmd`, returning stdout, or an error with the command and its stderr.
+/// A counter of the namespace's `/proc/net/snmp` (e.g. `Tcp` `InSegs`,
+/// `Udp` `InDatagrams`): what its own stack received.
+pub fn snmp_counter(ns: &Netns, group: &str, field: &str) -> anyhow::Result<u64> {
+    let snmp = ns.run("cat", &["/proc/net/snmp"])?;
+    let prefix = format!("{group}:");
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        anyhow::bail!("no {group} lines in /proc/net/snmp");
+    };
+    let index = names
+        .split_whitespace()
+        .position(|n| n == field)
+        .with_context(|| format!("no {group} {field} in /proc/net/snmp"))?;
+    values
+        .split_whitespace()
+        .nth(index)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("bad {group} {field} value"))
+}
+
 pub fn run_checked(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .output()

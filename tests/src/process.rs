@@ -38,6 +38,15 @@ impl Background {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("process already stopped")?;
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        let rc = unsafe { libc::kill(child.id() as i32, signal) };
+        anyhow::ensure!(rc == 0, "kill: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
     /// The exit status if the process has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.as_mut()?.try_wait().ok().flatten()

@@ -3,7 +3,7 @@
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange},
-    netns::{Topology, addr},
+    netns::{Topology, addr, snmp_counter},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -47,23 +47,7 @@ fn config_with_short_timeouts() -> String {
 
 /// Segments the edge's own TCP stack received (`Tcp: InSegs`).
 fn edge_tcp_in_segments(topology: &Topology) -> u64 {
-    let snmp = topology
-        .edge
-        .run("cat", &["/proc/net/snmp"])
-        .expect("read snmp");
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
-        panic!("no Tcp lines in /proc/net/snmp");
-    };
-    let index = names
-        .split_whitespace()
-        .position(|n| n == "InSegs")
-        .expect("InSegs column");
-    values
-        .split_whitespace()
-        .nth(index)
-        .and_then(|v| v.parse().ok())
-        .expect("InSegs value")
+    snmp_counter(&topology.edge, "Tcp", "InSegs").expect("edge Tcp InSegs")
 }
 
 #[test]
