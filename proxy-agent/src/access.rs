@@ -85,12 +85,8 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
 
 /// `access_rules[i]`, with the rule's id when it has one.
 pub fn rule_name(config: &Config, index: u32) -> String {
-    match config
-        .access_rules
-        .get(index as usize)
-        .and_then(|r| r.id.as_deref())
-    {
-        Some(id) => format!("access_rules[{index}] (id {id})"),
+    match config.access_rules.get(index as usize) {
+        Some(rule) => rule.name(index as usize),
         None => format!("access_rules[{index}]"),
     }
 }

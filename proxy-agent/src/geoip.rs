@@ -45,8 +45,12 @@ pub fn expand(config: &Config) -> anyhow::Result<GeoPrefixes> {
             .country_db
             .as_deref()
             .ok_or_else(|| anyhow!("country rules need edge.geoip.country_db"))?;
-        out.countries = country_prefixes(path, &countries)
-            .with_context(|| format!("edge.geoip.country_db {}", path.display()))?;
+        out.countries = country_prefixes(path, &countries).with_context(|| {
+            let rules = users(&config.access_rules, |t| {
+                matches!(t, RuleTarget::Country(_))
+            });
+            format!("edge.geoip.country_db {} (for {rules})", path.display())
+        })?;
     }
     if !asns.is_empty() {
         let path = config
@@ -55,10 +59,23 @@ pub fn expand(config: &Config) -> anyhow::Result<GeoPrefixes> {
             .asn_db
             .as_deref()
             .ok_or_else(|| anyhow!("ASN rules need edge.geoip.asn_db"))?;
-        out.asns = asn_prefixes(path, &asns)
-            .with_context(|| format!("edge.geoip.asn_db {}", path.display()))?;
+        out.asns = asn_prefixes(path, &asns).with_context(|| {
+            let rules = users(&config.access_rules, |t| matches!(t, RuleTarget::Asn(_)));
+            format!("edge.geoip.asn_db {} (for {rules})", path.display())
+        })?;
     }
     Ok(out)
+}
+
+/// `access_rules[i], access_rules[j]`: the rules whose target `is`.
+fn users(rules: &[AccessRule], is: impl Fn(&RuleTarget) -> bool) -> String {
+    let names: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| is(&rule.target))
+        .map(|(i, rule)| rule.name(i))
+        .collect();
+    names.join(", ")
 }
 
 /// The countries and ASNs the rules name.

@@ -35,8 +35,7 @@ fn databases(tag: &str) -> (String, String) {
     let dir = scratch_dir();
     let mut countries = mmdb::Writer::new("GeoLite2-Country");
     let mut asns = mmdb::Writer::new("GeoLite2-ASN");
-    let host =
-        |ip: &str| -> ipnet::IpNet { IpAddr::from(ip.parse::<IpAddr>().expect("ip")).into() };
+    let host = |ip: &str| -> ipnet::IpNet { ip.parse::<IpAddr>().expect("ip").into() };
     countries.insert(host(FRANCE4), mmdb::geolite2_country("FR"));
     countries.insert(host(FRANCE6), mmdb::geolite2_country("FR"));
     // ip-location-db's record shape works as well.

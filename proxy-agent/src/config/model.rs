@@ -495,6 +495,16 @@ pub struct AccessRule {
     pub notes: Option<String>,
 }
 
+impl AccessRule {
+    /// How logs and errors name the rule at `index` of `access_rules`.
+    pub fn name(&self, index: usize) -> String {
+        match &self.id {
+            Some(id) => format!("access_rules[{index}] (id {id})"),
+            None => format!("access_rules[{index}]"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RuleAction {
     Allow,
