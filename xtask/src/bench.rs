@@ -7,6 +7,10 @@
 //! Systems: direct kernel routing through `edge`; a minimal XDP router (FIB
 //! lookup + redirect, no NAT: the ceiling of any XDP design here); HAProxy
 //! (tcp mode); nginx stream; and this proxy's XDP fast path.
+//!
+//! Access rules (no topology): the XDP program's cost per packet with no
+//! rules, 10 and 1,000,000 prefixes and a whole country of the GeoIP
+//! database loaded, and how long expanding and loading each set takes.
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -39,6 +43,14 @@ use crate::{
 const EDGE_IP: &str = "10.0.100.1";
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 80;
+/// The `--only` value that measures the access rules alone.
+const ACCESS_RULES: &str = "access-rules";
+/// Where the access-rule part of BENCHMARKS.md starts.
+const RULES_HEADING: &str = "## Access rules";
+/// The country blocked whole in the access-rule benchmark (one with many
+/// networks), and where its allowed client comes from.
+const BLOCKED_COUNTRY: &str = "US";
+const ALLOWED_COUNTRY: &str = "DE";
 
 pub struct Options {
     pub quick: bool,
@@ -132,9 +144,56 @@ type Results = BTreeMap<(Scenario, System), Vec<f64>>;
 
 pub fn bench(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
+    let (systems, measure_rules) = selection(options.only.as_deref())?;
     setup::setup()?;
     build_agent(true)?;
     let release = target_dir().join("release");
+    let rules = if measure_rules {
+        Some(rules_report(&access_rules(&release)?)?)
+    } else {
+        None
+    };
+    let throughput = if systems.is_empty() {
+        None
+    } else {
+        Some(throughput(&systems, &options, &release, started)?)
+    };
+    write_results(throughput.as_ref(), rules.as_ref())?;
+    for report in [&throughput, &rules].into_iter().flatten() {
+        println!("\n{}", report.table);
+    }
+    println!(
+        "wrote BENCHMARKS.md and bench/results.json ({} s)",
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+/// What `--only` selects: the systems whose throughput is measured, and
+/// whether the access rules are.
+fn selection(only: Option<&str>) -> anyhow::Result<(Vec<System>, bool)> {
+    let Some(only) = only else {
+        return Ok((System::ALL.to_vec(), true));
+    };
+    if only == ACCESS_RULES {
+        return Ok((Vec::new(), true));
+    }
+    match System::ALL.into_iter().find(|s| s.name() == only) {
+        Some(system) => Ok((vec![system], false)),
+        None => bail!(
+            "--only {only}: expected one of {}, {ACCESS_RULES}",
+            System::ALL.map(System::name).join(", ")
+        ),
+    }
+}
+
+/// The systems side by side on the namespace topology.
+fn throughput(
+    systems: &[System],
+    options: &Options,
+    release: &Path,
+    started: Instant,
+) -> anyhow::Result<Report> {
     // SAFETY: single-threaded here; the harness reads this variable.
     unsafe { std::env::set_var("PROXY_AGENT_BIN", release.join("proxy-agent")) };
     let seconds = if options.quick { 2 } else { 5 };
@@ -163,21 +222,14 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
     let mut results = Results::new();
     let mut failed_connections: BTreeMap<System, u64> = BTreeMap::new();
     for run in 1..=repeats {
-        for system in System::ALL {
-            if options
-                .only
-                .as_deref()
-                .is_some_and(|only| only != system.name())
-            {
-                continue;
-            }
-            let running = start(system, &topology, &work, &release)
+        for &system in systems {
+            let running = start(system, &topology, &work, release)
                 .with_context(|| format!("starting {}", system.name()))?;
             for scenario in Scenario::ALL {
                 if !scenario.applies_to(system) {
                     continue;
                 }
-                let (value, failed) = measure(scenario, system, &topology, &release, seconds)
+                let (value, failed) = measure(scenario, system, &topology, release, seconds)
                     .with_context(|| format!("{} through {}", scenario.name(), system.name()))?;
                 *failed_connections.entry(system).or_default() += failed;
                 println!(
@@ -197,27 +249,17 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
             running.stop();
         }
     }
-    let cost = xdp_cost(&topology, &work, &release);
-    let report = report(
+    let cost = xdp_cost(&topology, &work, release);
+    if let Err(err) = &cost {
+        println!("xdp cost per packet not measured: {err:#}");
+    }
+    report(
         &results,
         &failed_connections,
         cost.as_ref().ok(),
         seconds,
         repeats,
-    )?;
-    if let Err(err) = &cost {
-        println!("xdp cost per packet not measured: {err:#}");
-    }
-    let root = workspace_root();
-    std::fs::write(root.join("BENCHMARKS.md"), report.markdown)?;
-    std::fs::create_dir_all(root.join("bench"))?;
-    std::fs::write(root.join("bench/results.json"), report.json)?;
-    println!("\n{}", report.table);
-    println!(
-        "wrote BENCHMARKS.md and bench/results.json ({} s)",
-        started.elapsed().as_secs()
-    );
-    Ok(())
+    )
 }
 
 /// An HTTP origin answering `ok` and closing, for the connection rate.
@@ -570,9 +612,11 @@ fn xdp_cost(topology: &Topology, work: &Path, release: &Path) -> anyhow::Result<
     serde_json::from_str(&out).context("bench-helper output")
 }
 
+/// One part of the results: its section of BENCHMARKS.md, its JSON, and
+/// its table for the console.
 struct Report {
     markdown: String,
-    json: String,
+    json: serde_json::Value,
     table: String,
 }
 
@@ -587,6 +631,14 @@ fn median(values: &[f64]) -> f64 {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
+}
+
+/// When and from which commit the figures come.
+fn date_and_commit() -> (String, String) {
+    (
+        shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        shell("git", &["rev-parse", "--short", "HEAD"]),
+    )
 }
 
 fn machine() -> String {
@@ -621,8 +673,7 @@ fn report(
     seconds: u64,
     repeats: usize,
 ) -> anyhow::Result<Report> {
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let commit = shell("git", &["rev-parse", "--short", "HEAD"]);
+    let (date, commit) = date_and_commit();
     let mut table = String::new();
     writeln!(
         table,
@@ -733,17 +784,155 @@ fn report(
             cost["repeat"], cost["fast_path_hit_ns"], cost["no_listener_ns"], cost["not_ip_ns"]
         )?;
     }
-    let json = serde_json::to_string_pretty(&serde_json::json!({
+    let json = serde_json::json!({
         "date": date, "commit": commit, "machine": machine(), "seconds": seconds,
         "repeats": repeats, "results": json_rows, "xdp_cost": cost,
         "failed_connections": failed_connections
             .iter()
             .map(|(system, n)| (system.name(), *n))
             .collect::<BTreeMap<_, _>>(),
-    }))?;
+    });
     Ok(Report {
         markdown,
         json,
         table,
     })
+}
+
+/// The access rules' figures, from `bench-helper rule-cost` (BPF objects
+/// only: no namespace, no interface).
+fn access_rules(release: &Path) -> anyhow::Result<serde_json::Value> {
+    let helper = release.join("bench-helper");
+    let out = run_checked(Command::new(helper).args([
+        "rule-cost",
+        "--database",
+        setup::GEOIP_COUNTRY_DB,
+        "--country",
+        BLOCKED_COUNTRY,
+        "--allowed-country",
+        ALLOWED_COUNTRY,
+    ]))
+    .context("measuring the access rules")?;
+    serde_json::from_str(&out).context("bench-helper rule-cost output")
+}
+
+fn rules_report(figures: &serde_json::Value) -> anyhow::Result<Report> {
+    let (date, commit) = date_and_commit();
+    let rows = figures["rule_sets"]
+        .as_array()
+        .context("no rule_sets in the bench-helper output")?;
+    let ns = |v: &serde_json::Value| v.as_u64().map_or("n/a".into(), |n| n.to_string());
+    let ms = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or("n/a".into(), |us| format!("{:.1}", us as f64 / 1e3))
+    };
+    let mut table = String::new();
+    writeln!(
+        table,
+        "| rule set | networks | prefixes loaded | expand + merge (ms) | kernel load (ms) \
+         | blocked (ns/packet) | allowed (ns/packet) |"
+    )?;
+    writeln!(table, "|{}", "---|".repeat(7))?;
+    for row in rows {
+        writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row["rule_set"].as_str().unwrap_or("?"),
+            row["networks"],
+            row["prefixes"],
+            ms(&row["expand_us"]),
+            ms(&row["load_us"]),
+            ns(&row["blocked_ns"]),
+            ns(&row["allowed_ns"]),
+        )?;
+    }
+    let mut markdown = String::new();
+    writeln!(markdown, "{RULES_HEADING}\n")?;
+    writeln!(
+        markdown,
+        "Produced by `cargo xtask bench` (or `--only {ACCESS_RULES}`). {date}, commit {commit}, \
+         on {}.\n",
+        machine()
+    )?;
+    writeln!(
+        markdown,
+        "XDP program cost per packet (BPF_PROG_TEST_RUN, mean of {} repetitions of one frame): \
+         a TCP SYN to an app with `ip_firewall` on, from a client the rule set blocks \
+         (XDP_DROP, counted, block event sampled) and from one it lets through (XDP_PASS, \
+         handed to the agent: the app has PROXY headers, so no flow is opened and every \
+         repetition takes the same path). Only a client's first packet meets the rules: \
+         packets of an open flow are forwarded before them. Each set is loaded into a freshly \
+         loaded program.\n",
+        figures["repeat"]
+    )?;
+    writeln!(markdown, "{table}")?;
+    writeln!(
+        markdown,
+        "- synthetic: one ASN rule over every other /24 from 16.0.0.0 (so none merge); the \
+           blocked client is in the middle /24, the allowed one in the gap after it.\n\
+         - country {country}: every network (IPv4 and IPv6) that {package}@{version} (installed \
+           by `cargo xtask setup`) gives {country}; the allowed client is a {allowed} address. \
+           Expansion: reading the database and merging.\n\
+         - kernel load: one map update per prefix into the generation not in force, then the \
+           switch (`Datapath::load_rules`).\n\
+         - A lookup walks one path of the trie: its cost grows with the path's depth (about \
+           log2 of the number of prefixes, for prefixes spread like these), not with the \
+           number of prefixes. One frame repeated keeps that path in cache; clients from \
+           all over the address space would miss it more often.",
+        country = figures["country"].as_str().unwrap_or(BLOCKED_COUNTRY),
+        allowed = figures["allowed_country"]
+            .as_str()
+            .unwrap_or(ALLOWED_COUNTRY),
+        package = setup::GEOIP_PACKAGE,
+        version = setup::GEOIP_VERSION,
+    )?;
+    let mut json = figures.clone();
+    json["date"] = date.into();
+    json["commit"] = commit.into();
+    json["machine"] = machine().into();
+    Ok(Report {
+        markdown,
+        json,
+        table,
+    })
+}
+
+/// BENCHMARKS.md and bench/results.json each hold two parts, the
+/// throughput comparison and the access rules. A run rewrites the parts it
+/// measured and keeps the other: `--only access-rules` leaves the
+/// throughput figures alone, `--only haproxy` the rules.
+fn write_results(throughput: Option<&Report>, rules: Option<&Report>) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let markdown_path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&markdown_path).unwrap_or_default();
+    let (old_throughput, old_rules) = old.split_at(old.find(RULES_HEADING).unwrap_or(old.len()));
+    let mut markdown = match throughput {
+        Some(report) => report.markdown.trim_end(),
+        None if old_throughput.trim().is_empty() => "# Benchmarks",
+        None => old_throughput.trim_end(),
+    }
+    .to_owned();
+    let rules_markdown = rules.map_or(old_rules, |report| &report.markdown);
+    if !rules_markdown.trim().is_empty() {
+        write!(markdown, "\n\n{}", rules_markdown.trim_end())?;
+    }
+    markdown.push('\n');
+    std::fs::write(&markdown_path, markdown)?;
+
+    let json_path = root.join("bench/results.json");
+    let old: Option<serde_json::Value> = std::fs::read_to_string(&json_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .filter(serde_json::Value::is_object);
+    let old_rules = old.as_ref().and_then(|o| o.get("access_rules")).cloned();
+    let mut json = match throughput {
+        Some(report) => report.json.clone(),
+        None => old.unwrap_or_else(|| serde_json::json!({})),
+    };
+    if let Some(rules) = rules.map(|r| r.json.clone()).or(old_rules) {
+        json["access_rules"] = rules;
+    }
+    std::fs::create_dir_all(root.join("bench"))?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    Ok(())
 }

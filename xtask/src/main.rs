@@ -17,7 +17,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install every prerequisite (Debian packages, rust-src, bpf-linker,
-    /// test servers and clients, bpffs); skips what is present.
+    /// test servers and clients, a GeoIP country database, bpffs); skips
+    /// what is present.
     Setup,
     /// Build the XDP program alone (nightly, bpfel-unknown-none).
     BuildEbpf,
@@ -39,7 +40,8 @@ enum Task {
         /// One short run per figure (2 s) instead of 3 runs of 5 s.
         #[arg(long)]
         quick: bool,
-        /// Only this system: direct, xdp-router, haproxy, nginx, spectrum-xdp.
+        /// Only this system: direct, xdp-router, haproxy, nginx, spectrum-xdp;
+        /// or `access-rules` (per-packet rule cost and database load only).
         #[arg(long)]
         only: Option<String>,
         #[arg(long, default_value_t = 3)]

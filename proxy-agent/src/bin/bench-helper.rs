@@ -8,10 +8,15 @@
 //!   per packet via BPF_PROG_TEST_RUN, for a fast-path hit (conntrack hit,
 //!   NAT, checksums, FIB lookup), a packet to no listener and a non-IP
 //!   frame; prints JSON.
+//! - `rule-cost --database FILE`: the access rules' cost per packet
+//!   (BPF_PROG_TEST_RUN, blocked and allowed clients) with no rules, 10 and
+//!   1,000,000 prefixes and a whole country of the database loaded, and the
+//!   time to expand and load each set; prints JSON.
 use std::{
+    collections::BTreeSet,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, anyhow};
@@ -20,13 +25,19 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use clap::{Parser, Subcommand};
+use ipnet::{IpNet, Ipv4Net};
 use proxy_agent::{
     EBPF_OBJECT,
-    config::{self, model::Origin},
+    config::{
+        self,
+        model::{AccessRule, Origin, RuleAction, RuleTarget},
+    },
     datapath::{
         loader::Datapath,
         maps::{addr16, map_contents},
+        rules::{RuleSet, compile},
     },
+    geoip::{GeoPrefixes, country_prefixes},
     origin::fill_origin_sources,
 };
 use proxy_common::{
@@ -64,6 +75,19 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
     },
+    RuleCost {
+        /// A MaxMind-format country database (ip-location-db or GeoLite2).
+        #[arg(long)]
+        database: PathBuf,
+        /// The country whose every network is blocked.
+        #[arg(long, default_value = "US")]
+        country: String,
+        /// Where the allowed client of that rule set comes from.
+        #[arg(long, default_value = "DE")]
+        allowed_country: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +102,12 @@ fn main() -> anyhow::Result<()> {
             port,
             repeat,
         } => xdp_cost(&ingress, &config, client, edge, port, repeat),
+        Command::RuleCost {
+            database,
+            country,
+            allowed_country,
+            repeat,
+        } => rule_cost(&database, &country, &allowed_country, repeat),
     }
 }
 
@@ -218,32 +248,230 @@ fn xdp_cost(
         flows.insert(to_origin, into(&rewritten), 0)?;
         flows.insert(rewritten, into(&to_origin), 0)?;
     }
-    let ifindex = proxy_agent::preflight::interface_index(ingress, "--ingress")?;
-    let mut run = |frame: &[u8], repeat: u32| -> anyhow::Result<(u32, Duration)> {
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = datapath.program()?.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            repeat,
-            ..Default::default()
-        })?;
-        Ok((result.return_value, result.duration))
-    };
-    let (hit, hit_cost) = run(&frame, repeat)?;
-    let (_, miss_cost) = run(&tcp_frame(client, edge, 31000, 9, 0x10), repeat)?;
+    let ingress = Some(proxy_agent::preflight::interface_index(
+        ingress,
+        "--ingress",
+    )?);
+    let hit = cost_per_packet(&mut datapath, &frame, ingress, repeat)?;
+    let miss = tcp_frame(client, edge, 31000, 9, 0x10);
+    let (_, miss_cost) = cost_per_packet(&mut datapath, &miss, ingress, repeat)?;
     let arp = [0xffu8; 42];
-    let (_, not_ip_cost) = run(&arp, repeat)?;
+    let (_, not_ip_cost) = cost_per_packet(&mut datapath, &arp, ingress, repeat)?;
     println!(
         "{}",
         serde_json::json!({
-            "fast_path_hit_action": hit,
-            "fast_path_hit_ns": hit_cost.as_nanos() as u64,
+            "fast_path_hit_action": hit.0,
+            "fast_path_hit_ns": hit.1.as_nanos() as u64,
             "no_listener_ns": miss_cost.as_nanos() as u64,
             "not_ip_ns": not_ip_cost.as_nanos() as u64,
             "repeat": repeat,
+        })
+    );
+    Ok(())
+}
+
+/// Runs the proxy program `repeat` times on `frame` (BPF_PROG_TEST_RUN
+/// keeps the frame as each run left it): the last run's action and the
+/// kernel's mean time per run.
+fn cost_per_packet(
+    datapath: &mut Datapath,
+    frame: &[u8],
+    ingress_ifindex: Option<u32>,
+    repeat: u32,
+) -> anyhow::Result<(u32, Duration)> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+    let md: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex.unwrap_or(0), 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = datapath.program()?.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
+        repeat,
+        ..Default::default()
+    })?;
+    Ok((result.return_value, result.duration))
+}
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const RULE_EDGE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const RULE_PORT: u16 = 443;
+
+/// One firewalled app whose packets go to the agent (PROXY headers): a
+/// client the rules let through ends `to_agent` (XDP_PASS) without opening
+/// a flow, so every repetition of a SYN takes the same path, and no route
+/// or interface is needed.
+fn firewalled_app() -> anyhow::Result<config::model::Config> {
+    let text = format!(
+        r#"{{"edge": {{"interfaces": ["lo"]}},
+            "apps": [{{"protocol": "tcp/{RULE_PORT}",
+            "dns": {{"type": "ADDRESS", "name": "walled.bench"}},
+            "edge_ips": {{"type": "static", "ips": ["{RULE_EDGE}"]}},
+            "origin_direct": ["tcp://192.0.2.1:{RULE_PORT}"],
+            "proxy_protocol": "v1", "ip_firewall": true}}]}}"#
+    );
+    Ok(config::load_str(&text, false)
+        .map_err(|e| anyhow!("{e}"))?
+        .config)
+}
+
+/// A rule set to measure: its rules, the networks they expand to, and a
+/// client it blocks and one it lets through.
+struct RuleCase {
+    name: String,
+    rules: Vec<AccessRule>,
+    geo: GeoPrefixes,
+    /// Time spent reading the GeoIP database (none for synthetic sets).
+    read_database: Duration,
+    blocked: Option<Ipv4Addr>,
+    allowed: Ipv4Addr,
+}
+
+fn block(target: RuleTarget) -> AccessRule {
+    AccessRule {
+        id: None,
+        action: RuleAction::Block,
+        target,
+        notes: None,
+    }
+}
+
+/// No rule: the program reads `RULE_STATE` and skips the trie.
+fn no_rules() -> RuleCase {
+    RuleCase {
+        name: "no rules".into(),
+        rules: Vec::new(),
+        geo: GeoPrefixes::default(),
+        read_database: Duration::ZERO,
+        blocked: None,
+        allowed: Ipv4Addr::new(16, 0, 1, 1),
+    }
+}
+
+/// One ASN rule over `count` /24s, every other /24 from 16.0.0.0 (so none
+/// merge); the blocked client sits in the middle /24, the allowed one in
+/// the gap right after it (a lookup that walks as deep as a hit).
+fn synthetic(count: u32) -> RuleCase {
+    let base = u32::from(Ipv4Addr::new(16, 0, 0, 0));
+    let nth = |n: u32| Ipv4Addr::from(base + n * 512);
+    let nets: Vec<IpNet> = (0..count)
+        .map(|n| IpNet::V4(Ipv4Net::new(nth(n), 24).expect("a /24")))
+        .collect();
+    let middle = u32::from(nth(count / 2));
+    let mut geo = GeoPrefixes::default();
+    geo.asns.insert(64500, nets);
+    RuleCase {
+        name: format!("{count} synthetic /24s"),
+        rules: vec![block(RuleTarget::Asn(64500))],
+        geo,
+        read_database: Duration::ZERO,
+        blocked: Some(Ipv4Addr::from(middle + 1)),
+        allowed: Ipv4Addr::from(middle + 256 + 1),
+    }
+}
+
+/// Every network of `country` in the database; the clients are the first
+/// addresses of the middle IPv4 network of `country` and of
+/// `allowed_country`.
+fn whole_country(
+    database: &Path,
+    country: &str,
+    allowed_country: &str,
+) -> anyhow::Result<RuleCase> {
+    let middle_v4 = |nets: &[IpNet], code: &str| -> anyhow::Result<Ipv4Addr> {
+        let v4: Vec<Ipv4Addr> = nets
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some(n.network()),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        v4.get(v4.len() / 2)
+            .copied()
+            .ok_or_else(|| anyhow!("no IPv4 network of {code} in {}", database.display()))
+    };
+    let started = Instant::now();
+    let countries = country_prefixes(database, &BTreeSet::from([country.to_owned()]))?;
+    let read_database = started.elapsed();
+    let others = country_prefixes(database, &BTreeSet::from([allowed_country.to_owned()]))?;
+    let geo = GeoPrefixes {
+        countries,
+        ..Default::default()
+    };
+    Ok(RuleCase {
+        name: format!("country {country}, whole database"),
+        rules: vec![block(RuleTarget::Country(country.to_owned()))],
+        blocked: Some(middle_v4(&geo.countries[country], country)?),
+        allowed: middle_v4(&others[allowed_country], allowed_country)?,
+        geo,
+        read_database,
+    })
+}
+
+fn rule_cost(
+    database: &Path,
+    country: &str,
+    allowed_country: &str,
+    repeat: u32,
+) -> anyhow::Result<()> {
+    let config = firewalled_app()?;
+    let contents = map_contents(&config)?;
+    let cases = [
+        no_rules(),
+        synthetic(10),
+        synthetic(1_000_000),
+        whole_country(database, country, allowed_country)?,
+    ];
+    let mut rows = Vec::new();
+    for case in cases {
+        let started = Instant::now();
+        let set: RuleSet = compile(&case.rules, &case.geo)?;
+        let expand = case.read_database + started.elapsed();
+        let networks: usize = case
+            .geo
+            .countries
+            .values()
+            .chain(case.geo.asns.values())
+            .map(Vec::len)
+            .sum();
+        // A fresh program per set: the load time is the new set's alone,
+        // not the removal of the one before.
+        let mut datapath = Datapath::load()?;
+        datapath.sync(&contents)?;
+        let loaded = datapath.load_rules(&set)?;
+        let mut measure = |client: Ipv4Addr, want: u32| -> anyhow::Result<u64> {
+            let frame = tcp_frame(client, RULE_EDGE, 31000, RULE_PORT, 0x02);
+            let (action, cost) = cost_per_packet(&mut datapath, &frame, None, repeat)?;
+            anyhow::ensure!(
+                action == want,
+                "{}: client {client} got XDP action {action}, not {want}",
+                case.name
+            );
+            Ok(cost.as_nanos() as u64)
+        };
+        let blocked_ns = case.blocked.map(|c| measure(c, XDP_DROP)).transpose()?;
+        let allowed_ns = measure(case.allowed, XDP_PASS)?;
+        rows.push(serde_json::json!({
+            "rule_set": case.name,
+            "networks": networks,
+            "prefixes": set.len(),
+            "expand_us": expand.as_micros() as u64,
+            "load_us": loaded.elapsed.as_micros() as u64,
+            "blocked_client": case.blocked.map(|c| c.to_string()),
+            "blocked_ns": blocked_ns,
+            "allowed_client": case.allowed.to_string(),
+            "allowed_ns": allowed_ns,
+        }));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "repeat": repeat,
+            "database": database,
+            "country": country,
+            "allowed_country": allowed_country,
+            "rule_sets": rows,
         })
     );
     Ok(())
