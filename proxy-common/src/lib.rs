@@ -42,9 +42,17 @@ pub mod map_names {
     pub const RULES: &str = "RULES";
     pub const RULE_STATE: &str = "RULE_STATE";
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
+    pub const SOCKETS: &str = "SOCKETS";
 }
 
 pub mod csum;
+
+/// The sk_lookup program that steers agent-path apps to the agent's sockets,
+/// and its socket map's slots.
+pub const STEER_PROGRAM: &str = "steer";
+pub const AGENT_TCP_SOCKET: u32 = 0;
+pub const AGENT_UDP_SOCKET: u32 = 1;
+pub const AGENT_SOCKETS: u32 = 2;
 
 /// The name of the XDP program in the object file.
 pub const XDP_PROGRAM: &str = "proxy";
@@ -386,10 +394,25 @@ pub enum Verdict {
     BlockedAsn = 19,
     /// Dropped: the source is in a country a block rule names.
     BlockedCountry = 20,
+    /// Agent: a connection accepted for the app (bytes: what the client sent
+    /// through to the origin, counted when it ends).
+    ConnAccepted = 21,
+    /// Agent: a connection that ended (bytes: what the origin sent to the
+    /// client).
+    ConnClosed = 22,
+    /// Agent: the client's TLS handshake failed or timed out.
+    TlsFailed = 23,
+    /// Agent: the origin could not be reached, refused, timed out, or its
+    /// TLS handshake or certificate failed.
+    OriginFailed = 24,
+    /// Agent: closed for idleness (including a client that never spoke).
+    ConnTimeout = 25,
+    /// Agent: refused at once, over the concurrent connection limit.
+    ConnLimited = 26,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 27;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -412,6 +435,12 @@ impl Verdict {
         Verdict::BlockedRange,
         Verdict::BlockedAsn,
         Verdict::BlockedCountry,
+        Verdict::ConnAccepted,
+        Verdict::ConnClosed,
+        Verdict::TlsFailed,
+        Verdict::OriginFailed,
+        Verdict::ConnTimeout,
+        Verdict::ConnLimited,
     ];
 
     /// The verdict of a packet dropped by a block rule of `kind`.
@@ -449,6 +478,12 @@ impl Verdict {
             Verdict::BlockedRange => "blocked_range",
             Verdict::BlockedAsn => "blocked_asn",
             Verdict::BlockedCountry => "blocked_country",
+            Verdict::ConnAccepted => "conn_accepted",
+            Verdict::ConnClosed => "conn_closed",
+            Verdict::TlsFailed => "tls_failed",
+            Verdict::OriginFailed => "origin_failed",
+            Verdict::ConnTimeout => "conn_timeout",
+            Verdict::ConnLimited => "conn_limited",
         }
     }
 }
@@ -517,11 +552,11 @@ mod tests {
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::BlockedCountry);
+        let last_app = stats_index(MAX_APPS - 1, Verdict::ConnLimited);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
         assert_eq!(
-            stats_index(GLOBAL_SLOT, Verdict::BlockedCountry) + 1,
+            stats_index(GLOBAL_SLOT, Verdict::ConnLimited) + 1,
             STATS_ENTRIES
         );
     }

@@ -12,7 +12,12 @@ static LISTENERS: HashMap<ListenerKey, ListenerValue> = HashMap::with_max_entrie
 /// The app index for the packet's destination, if any app listens there.
 #[inline(always)]
 pub fn lookup(packet: &Packet) -> Option<u32> {
-    let key = ListenerKey::new(packet.proto, packet.dst, packet.dst_port);
+    lookup_key(&ListenerKey::new(packet.proto, packet.dst, packet.dst_port))
+}
+
+/// The app index for (protocol, edge address, port).
+#[inline(always)]
+pub fn lookup_key(key: &ListenerKey) -> Option<u32> {
     let app = unsafe { LISTENERS.get(key) }?.app;
     // An index past the table would be an agent bug; treat it as no listener
     // rather than index out of the counters.

@@ -30,6 +30,8 @@ mod rules;
 mod sink;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod steer;
 
 #[cfg(target_arch = "bpf")]
 mod program {

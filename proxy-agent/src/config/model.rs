@@ -126,6 +126,7 @@ pub struct Edge {
     /// DNS server for `origin_dns` names; `None`: the system's resolver.
     pub resolver: Option<std::net::SocketAddr>,
     pub flow_timeouts: FlowTimeouts,
+    pub tcp_proxy: TcpProxy,
 }
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
@@ -157,6 +158,32 @@ impl FlowTimeouts {
             .min(self.tcp_established)
             .min(self.tcp_closing)
             .min(self.udp)
+    }
+}
+
+/// `edge.tcp_proxy`: limits of the agent's TCP path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpProxy {
+    /// Client TLS handshake, from accept to done.
+    pub handshake_timeout: std::time::Duration,
+    /// Origin TCP connect (and origin TLS handshake).
+    pub connect_timeout: std::time::Duration,
+    /// No byte either way for this long: closed. A client that never
+    /// speaks is closed after this too.
+    pub idle_timeout: std::time::Duration,
+    /// Connections proxied at once; more are refused.
+    pub max_connections: usize,
+}
+
+impl Default for TcpProxy {
+    fn default() -> Self {
+        let s = std::time::Duration::from_secs;
+        Self {
+            handshake_timeout: s(10),
+            connect_timeout: s(10),
+            idle_timeout: s(300),
+            max_connections: 16_384,
+        }
     }
 }
 
@@ -437,6 +464,8 @@ pub struct App {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub origin_sni: Option<String>,
+    /// CA bundle for `tls: strict` (system roots when absent).
+    pub origin_ca: Option<PathBuf>,
     pub ip_firewall: bool,
 }
 
@@ -537,6 +566,7 @@ impl Config {
         for app in &mut self.apps {
             resolve(&mut app.tls_cert);
             resolve(&mut app.tls_key);
+            resolve(&mut app.origin_ca);
         }
     }
 
@@ -555,6 +585,7 @@ impl Config {
             [
                 (format!("apps[{i}].tls_cert"), &app.tls_cert),
                 (format!("apps[{i}].tls_key"), &app.tls_key),
+                (format!("apps[{i}].origin_ca"), &app.origin_ca),
             ]
         });
         geoip
@@ -659,6 +690,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             origin_sni: None,
+            origin_ca: None,
             ip_firewall: false,
         }
     }
@@ -731,6 +763,7 @@ mod tests {
                 nat_ports: DEFAULT_NAT_PORTS,
                 resolver: None,
                 flow_timeouts: FlowTimeouts::default(),
+                tcp_proxy: TcpProxy::default(),
             },
             apps: vec![a],
             access_rules: vec![],

@@ -40,6 +40,23 @@ pub struct EdgeFile {
     /// Idle time (seconds) after which the agent removes a fast-path flow.
     #[serde(default)]
     pub flow_timeouts: FlowTimeoutsFile,
+    /// The agent's TCP path (apps with TLS or PROXY headers).
+    #[serde(default)]
+    pub tcp_proxy: TcpProxyFile,
+}
+
+/// Seconds, and a connection count; each absent value keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProxyFile {
+    #[serde(default)]
+    pub handshake_timeout: Option<u64>,
+    #[serde(default)]
+    pub connect_timeout: Option<u64>,
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
+    #[serde(default)]
+    pub max_connections: Option<u64>,
 }
 
 /// Seconds; each absent value keeps its default.
@@ -120,6 +137,10 @@ pub struct AppFile {
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub origin_sni: Option<String>,
+    /// PEM CA bundle that validates the origin's certificate (`tls:
+    /// strict`); the system's roots when absent.
+    #[serde(default)]
+    pub origin_ca: Option<PathBuf>,
     /// Accepted only when false.
     #[serde(default)]
     pub argo_smart_routing: Option<bool>,

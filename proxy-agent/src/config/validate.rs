@@ -13,11 +13,12 @@ use super::model::{
     AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_NAT_PORTS, Dns, DnsKind,
     ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts,
     GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource,
-    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TlsMode, Warning, XdpMode,
+    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, Warning,
+    XdpMode,
 };
 use super::schema::{
     AccessRuleFile, AppFile, ConfigFile, EdgeFile, EdgeIpsFile, OriginDnsFile, OriginPortFile,
-    ProxyProtocolFile, RuleConfigurationFile,
+    ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile,
 };
 
 /// Checks a parsed file and builds the model from it.
@@ -143,6 +144,7 @@ struct AppDraft {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     origin_sni: Option<String>,
+    origin_ca: Option<PathBuf>,
     ip_firewall: bool,
 }
 
@@ -161,6 +163,7 @@ impl AppDraft {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             origin_sni: self.origin_sni,
+            origin_ca: self.origin_ca,
             ip_firewall: self.ip_firewall,
         })
     }
@@ -314,6 +317,7 @@ impl Validator {
                 ),
             }
         }
+        let tcp_proxy = self.tcp_proxy(&e.tcp_proxy);
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -323,8 +327,50 @@ impl Validator {
             nat_ports,
             resolver,
             flow_timeouts,
+            tcp_proxy,
         };
         (edge, pools)
+    }
+
+    fn tcp_proxy(&mut self, file: &TcpProxyFile) -> TcpProxy {
+        let mut out = TcpProxy::default();
+        for (name, value, slot) in [
+            (
+                "handshake_timeout",
+                file.handshake_timeout,
+                &mut out.handshake_timeout,
+            ),
+            (
+                "connect_timeout",
+                file.connect_timeout,
+                &mut out.connect_timeout,
+            ),
+            ("idle_timeout", file.idle_timeout, &mut out.idle_timeout),
+        ] {
+            match value {
+                None => {}
+                Some(secs @ 1..=MAX_FLOW_TIMEOUT_SECS) => {
+                    *slot = std::time::Duration::from_secs(secs)
+                }
+                Some(secs) => self.error(
+                    None,
+                    format!("edge.tcp_proxy.{name}"),
+                    secs.to_string(),
+                    format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
+                ),
+            }
+        }
+        match file.max_connections {
+            None => {}
+            Some(n @ 1..=1_000_000) => out.max_connections = n as usize,
+            Some(n) => self.error(
+                None,
+                "edge.tcp_proxy.max_connections",
+                n.to_string(),
+                "expected 1 to 1000000",
+            ),
+        }
+        out
     }
 
     fn pool(&mut self, family: Family, text: Option<&str>) -> Pool {
@@ -490,6 +536,7 @@ impl Validator {
             tls_cert: a.tls_cert.clone(),
             tls_key: a.tls_key.clone(),
             origin_sni: a.origin_sni.clone(),
+            origin_ca: a.origin_ca.clone(),
             ip_firewall: a.ip_firewall.unwrap_or(false),
         }
     }
@@ -919,6 +966,15 @@ impl Validator {
                     "ignored: only used with tls full or strict",
                 );
             }
+        }
+        if let Some(ca) = &a.origin_ca
+            && mode != TlsMode::Strict
+        {
+            self.warn(
+                at("origin_ca"),
+                ca.display().to_string(),
+                "ignored: only used with tls strict",
+            );
         }
         if mode == TlsMode::Off {
             for (name, path) in [("tls_cert", &a.tls_cert), ("tls_key", &a.tls_key)] {

@@ -1,10 +1,8 @@
 //! Removes idle and closed flows from the kernel's flow table and counts
 //! them per app (`flow_expired`). The kernel's LRU also evicts under
 //! pressure; this keeps NAT ports free and the counters honest.
-use anyhow::Context as _;
 use proxy_common::{
-    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict,
-    ip_proto, stats_index,
+    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict, ip_proto,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -137,27 +135,16 @@ pub fn ip_of(addr: [u8; 16]) -> IpAddr {
     }
 }
 
-/// Adds to the per-CPU `flow_expired` counters (CPU 0's slot: the XDP
-/// program never writes this verdict, so there is no race).
+/// Adds to the per-CPU `flow_expired` counters.
 fn record_expired(datapath: &mut Datapath, per_app: &BTreeMap<u32, u64>) -> anyhow::Result<()> {
-    let mut stats = datapath.stats()?;
-    for (app, count) in per_app {
-        let index = stats_index(*app, Verdict::FlowExpired);
-        let mut values: Vec<Counter> = stats
-            .get(&index, 0)
-            .context("reading flow_expired")?
-            .iter()
-            .copied()
-            .collect();
-        if let Some(first) = values.first_mut() {
-            first.packets += count;
-        }
-        let values = aya::maps::PerCpuValues::try_from(values).context("per-CPU values")?;
-        stats
-            .set(index, values, 0)
-            .context("writing flow_expired")?;
-    }
-    Ok(())
+    let rows = per_app.iter().map(|(app, count)| {
+        let counter = Counter {
+            packets: *count,
+            bytes: 0,
+        };
+        (*app, Verdict::FlowExpired, counter)
+    });
+    super::stats::add(datapath, rows)
 }
 
 #[cfg(test)]

@@ -11,15 +11,15 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf,
+        Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf, SockMap,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{Xdp, XdpMode},
+    programs::{SkLookup, Xdp, XdpMode},
 };
 use proxy_common::{
-    AppValue, Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS,
-    MAX_ORIGINS_PER_FAMILY, OriginValue, RULE_ALLOW, RULE_BLOCK, RuleKey, RuleState, RuleValue,
-    Settings, XDP_PROGRAM, map_names, origin_index,
+    AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, Counter, FlowKey, FlowValue, ListenerKey,
+    ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY, OriginValue, RULE_ALLOW, RULE_BLOCK, RuleKey,
+    RuleState, RuleValue, STEER_PROGRAM, Settings, XDP_PROGRAM, map_names, origin_index,
 };
 use tracing::{info, warn};
 
@@ -270,6 +270,40 @@ impl Datapath {
             .take_map(map_names::BLOCK_EVENTS)
             .ok_or_else(|| anyhow!("map {} missing or already taken", map_names::BLOCK_EVENTS))?;
         RingBuf::try_from(map).context("block events ring buffer")
+    }
+
+    /// Steers agent-path apps to the agent's sockets: the sk_lookup program
+    /// is attached to this network namespace and given the TCP listener
+    /// (and the UDP socket, when there is one).
+    pub fn steer_to(
+        &mut self,
+        tcp: &impl std::os::fd::AsRawFd,
+        udp: Option<&impl std::os::fd::AsRawFd>,
+    ) -> anyhow::Result<()> {
+        {
+            let mut sockets: SockMap<_> = self.map(map_names::SOCKETS)?;
+            sockets
+                .set(AGENT_TCP_SOCKET, tcp, 0)
+                .context("adding the TCP listener to the socket map")?;
+            if let Some(udp) = udp {
+                sockets
+                    .set(AGENT_UDP_SOCKET, udp, 0)
+                    .context("adding the UDP socket to the socket map")?;
+            }
+        }
+        let program: &mut SkLookup = self
+            .ebpf
+            .program_mut(STEER_PROGRAM)
+            .ok_or_else(|| anyhow!("program {STEER_PROGRAM} missing from the object"))?
+            .try_into()?;
+        program.load().context("verifying the sk_lookup program")?;
+        let netns =
+            fs::File::open("/proc/self/ns/net").context("opening this network namespace")?;
+        program
+            .attach(netns)
+            .context("attaching sk_lookup to this network namespace")?;
+        info!("sk_lookup attached: agent-path apps steered to the agent's sockets");
+        Ok(())
     }
 
     /// Pins the counters at `path` so `proxy-agent stats` can read them.

@@ -52,6 +52,34 @@ pub fn read<T: Borrow<MapData>>(
     Ok(rows)
 }
 
+/// Adds agent-side counts (flows it expired, connections it proxied) to
+/// the counters, in CPU 0's slot: the XDP program never writes these
+/// verdicts, so nothing races with the read-modify-write.
+pub fn add(
+    datapath: &mut super::loader::Datapath,
+    rows: impl IntoIterator<Item = (u32, Verdict, Counter)>,
+) -> anyhow::Result<()> {
+    let mut stats = datapath.stats()?;
+    for (app, verdict, add) in rows {
+        let index = stats_index(app, verdict);
+        let mut values: Vec<Counter> = stats
+            .get(&index, 0)
+            .with_context(|| format!("reading {}", verdict.name()))?
+            .iter()
+            .copied()
+            .collect();
+        if let Some(first) = values.first_mut() {
+            first.packets += add.packets;
+            first.bytes += add.bytes;
+        }
+        let values = aya::maps::PerCpuValues::try_from(values).context("per-CPU values")?;
+        stats
+            .set(index, values, 0)
+            .with_context(|| format!("writing {}", verdict.name()))?;
+    }
+    Ok(())
+}
+
 /// Opens the counters a running agent pinned at `path`.
 pub fn open_pinned(path: &Path) -> anyhow::Result<PerCpuArray<MapData, Counter>> {
     let data = MapData::from_pin(path).with_context(|| {

@@ -1,0 +1,75 @@
+//! sk_lookup: packets the XDP program handed to the stack for an agent-path
+//! app (TLS, PROXY headers) go to the agent's one socket per protocol,
+//! whatever the app's edge address and port. No `bind` per port: a range
+//! of 65,535 ports costs one listener entry per port and one socket in all.
+use aya_ebpf::{
+    bindings::sk_action,
+    macros::{map, sk_lookup},
+    maps::SockMap,
+    programs::SkLookupContext,
+};
+use proxy_common::{
+    AGENT_SOCKETS, AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, APP_FLAG_FAST_PATH, ListenerKey, ip_proto,
+    v4_mapped,
+};
+
+use crate::{apps, listener};
+
+/// The agent's sockets: `AGENT_TCP_SOCKET` (listening) and `AGENT_UDP_SOCKET`.
+#[map]
+static SOCKETS: SockMap = SockMap::with_max_entries(AGENT_SOCKETS, 0);
+
+const AF_INET6: u32 = 10;
+
+#[sk_lookup]
+pub fn steer(ctx: SkLookupContext) -> u32 {
+    let lookup = ctx.lookup;
+    // Every field is read up front, each at its constant offset: loads
+    // chosen by a branch get merged into one load through a computed
+    // pointer, which the verifier refuses for a context.
+    // SAFETY: the kernel hands a valid bpf_sk_lookup for this call.
+    let field = |f: *const u32| unsafe { core::ptr::read_volatile(f) };
+    let (proto, family, port, ip4, ip6) = unsafe {
+        (
+            field(&raw const (*lookup).protocol) as u8,
+            field(&raw const (*lookup).family),
+            field(&raw const (*lookup).local_port),
+            field(&raw const (*lookup).local_ip4),
+            [
+                field(&raw const (*lookup).local_ip6[0]),
+                field(&raw const (*lookup).local_ip6[1]),
+                field(&raw const (*lookup).local_ip6[2]),
+                field(&raw const (*lookup).local_ip6[3]),
+            ],
+        )
+    };
+    let socket = match proto {
+        ip_proto::TCP => AGENT_TCP_SOCKET,
+        ip_proto::UDP => AGENT_UDP_SOCKET,
+        _ => return sk_action::SK_PASS,
+    };
+    let addr = if family == AF_INET6 {
+        let mut a = [0u8; 16];
+        a[0..4].copy_from_slice(&ip6[0].to_ne_bytes());
+        a[4..8].copy_from_slice(&ip6[1].to_ne_bytes());
+        a[8..12].copy_from_slice(&ip6[2].to_ne_bytes());
+        a[12..16].copy_from_slice(&ip6[3].to_ne_bytes());
+        a
+    } else {
+        v4_mapped(ip4.to_ne_bytes())
+    };
+    let key = ListenerKey::new(proto, addr, port as u16);
+    let Some(index) = listener::lookup_key(&key) else {
+        return sk_action::SK_PASS;
+    };
+    // Fast-path apps are the kernel's; what of them reaches the stack
+    // (no origin of the client's family yet) takes the normal lookup.
+    match apps::app_for(index, proto) {
+        Some(app) if app.flags & APP_FLAG_FAST_PATH == 0 => {
+            // No agent socket (yet): the normal lookup answers (a reset).
+            let _ = SOCKETS.redirect_sk_lookup(&ctx, socket, 0);
+            sk_action::SK_PASS
+        }
+        _ => sk_action::SK_PASS,
+    }
+}
