@@ -17,14 +17,16 @@ use proxy_agent::{
         self,
         model::{App, Config, Origin, OriginDns},
     },
-    datapath::{conntrack_gc, loader::Datapath, maps, stats::StatsRow},
+    datapath::{conntrack_gc, loader::Datapath, maps, stats, stats::StatsRow},
     origin::{OriginResolver, fill_origin_sources},
+    tcp::{self, TcpProxyState},
 };
 use serde_json::json;
 use tokio::{
     io::{Interest, unix::AsyncFd},
+    net::TcpListener,
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tracing::{debug, info, warn};
 
@@ -51,6 +53,10 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 // Limits of the kernel maps: what `run` would refuse.
                 if let Err(err) = maps::map_contents(&loaded.config) {
                     missing.push(err.to_string());
+                }
+                // Certificates, keys and CA bundles loaded, as `run` does.
+                if let Err(err) = TcpProxyState::new(&loaded.config) {
+                    missing.push(format!("{err:#}"));
                 }
                 // GeoIP databases read and rules expanded, as `run` does.
                 let prefixes = match missing.is_empty().then(|| access::build(&loaded.config)) {
@@ -208,6 +214,7 @@ pub async fn serve(
     let mut shutdown = Box::pin(shutdown_signal()?);
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let rules = access::build(&config)?;
+    let tcp_state = Arc::new(TcpProxyState::new(&config)?);
     let (mut resolved, initial) = spawn_origin_resolvers(&config).await?;
     fill_origin_sources(&mut config, &initial)?;
     let contents = maps::map_contents(&config)?;
@@ -220,8 +227,18 @@ pub async fn serve(
     drop(rules);
     datapath.sync(&contents)?;
     for (index, ips) in &initial {
-        apply_origins(&mut datapath, &config, *index, ips);
+        apply_origins(&mut datapath, &config, &tcp_state, *index, ips);
     }
+    let (stop_tcp, tcp_stopped) = watch::channel(false);
+    let tcp_task = if tcp_state.is_empty() {
+        None
+    } else {
+        let listener = tcp::listener()?;
+        datapath.steer_to(&listener, None::<&std::net::UdpSocket>)?;
+        let listener = TcpListener::from_std(listener).context("registering the TCP listener")?;
+        let task = tcp::serve(listener, Arc::clone(&tcp_state), tcp_stopped, TCP_DRAIN);
+        Some(tokio::spawn(task))
+    };
     warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
     // Counters pinned last: their presence means ready.
@@ -237,10 +254,12 @@ pub async fn serve(
     // Often enough that a flow goes at most half its timeout late.
     let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
     let mut collect = tokio::time::interval(every);
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, index, &ips),
+            Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, &tcp_state, index, &ips),
+            _ = flush.tick() => flush_tcp_counts(&mut datapath, &tcp_state),
             Some(event) = block_events.recv() => {
                 event_log.log(&config, &event, Instant::now());
             }
@@ -253,6 +272,15 @@ pub async fn serve(
                 Err(err) => warn!("collecting expired flows: {err:#}"),
             },
         }
+    }
+    if let Some(task) = tcp_task {
+        info!(
+            connections = tcp_state.active(),
+            "shutting down: draining the TCP path"
+        );
+        let _ = stop_tcp.send(true);
+        let _ = task.await;
+        flush_tcp_counts(&mut datapath, &tcp_state);
     }
     info!("shutting down: detaching XDP and removing pinned counters");
     drop(datapath);
@@ -291,8 +319,26 @@ fn reload_rules(datapath: &mut Datapath, config: &mut Config, path: &Path) {
     }
 }
 
-/// Puts an `origin_dns` app's current addresses in the maps.
-fn apply_origins(datapath: &mut Datapath, config: &Config, index: usize, ips: &[IpAddr]) {
+/// How long live TCP-path connections may take to end at shutdown.
+const TCP_DRAIN: Duration = Duration::from_secs(10);
+
+/// The TCP path's counts into the kernel counters `stats` reads.
+fn flush_tcp_counts(datapath: &mut Datapath, tcp_state: &TcpProxyState) {
+    if let Err(err) = stats::add(datapath, tcp_state.take_counts()) {
+        warn!("writing TCP-path counters: {err:#}");
+    }
+}
+
+/// Puts an `origin_dns` app's current addresses in the maps (and in the
+/// TCP path's table).
+fn apply_origins(
+    datapath: &mut Datapath,
+    config: &Config,
+    tcp_state: &TcpProxyState,
+    index: usize,
+    ips: &[IpAddr],
+) {
+    tcp_state.set_origins(index as u32, ips);
     let app = &config.apps[index];
     let applied = maps::app_origins(index as u32, app, ips)
         .map_err(anyhow::Error::from)

@@ -1,0 +1,523 @@
+//! The agent's TCP path: apps with TLS at the edge or toward the origin, or
+//! with a PROXY header. sk_lookup hands every (edge address, port) of these
+//! apps to one listening socket; the accepted socket's local address is
+//! the address and port the client reached, which names the app and the
+//! origin port at the same offset.
+//!
+//! Per connection: client TLS handshake (flexible/full/strict) -> origin
+//! connect -> PROXY header (v1/v2) -> origin TLS (full/strict) -> bytes
+//! both ways until both sides closed, or nothing moved for the idle timeout.
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use proxy_common::{Counter, Verdict};
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{Semaphore, watch},
+    time::{sleep, timeout},
+};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::model::{App, Config, Origin, PortRange, Protocol, ProxyProtocol, TcpProxy, TlsMode},
+    proxy_header::{self, Endpoints, Transport},
+    tls::{self, CertKeyPaths, OriginVerify},
+};
+
+/// One agent-path TCP app, ready to serve.
+struct Route {
+    index: u32,
+    name: String,
+    edge_ports: PortRange,
+    origin: Origin,
+    proxy_protocol: ProxyProtocol,
+    edge_tls: Option<TlsAcceptor>,
+    origin_tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Round robin over the app's origins.
+    next_origin: AtomicUsize,
+}
+
+/// Per-app counts since the last flush to the kernel counters.
+#[derive(Default)]
+struct AppCounts {
+    accepted: AtomicU64,
+    to_origin_bytes: AtomicU64,
+    closed: AtomicU64,
+    to_client_bytes: AtomicU64,
+    tls_failed: AtomicU64,
+    origin_failed: AtomicU64,
+    timeouts: AtomicU64,
+    limited: AtomicU64,
+}
+
+/// Everything the connection tasks share.
+pub struct TcpProxyState {
+    routes: Vec<Route>,
+    /// (edge address, route index in `routes`) for each app address.
+    by_addr: HashMap<IpAddr, Vec<usize>>,
+    /// Current addresses of `origin_dns` apps, by app index.
+    resolved: RwLock<HashMap<u32, Vec<IpAddr>>>,
+    counts: Vec<AppCounts>,
+    limits: TcpProxy,
+    slots: Arc<Semaphore>,
+}
+
+/// Whether the agent's TCP path serves `app`.
+pub fn serves(app: &App) -> bool {
+    app.protocol == Protocol::Tcp && !app.fast_path()
+}
+
+impl TcpProxyState {
+    /// Builds the TLS configs of every agent-path TCP app; fails naming the
+    /// app when a certificate, key or CA bundle does not load.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let mut routes = Vec::new();
+        let mut by_addr: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+        for (index, app) in config.apps.iter().enumerate() {
+            if !serves(app) {
+                continue;
+            }
+            let route = Route::new(index as u32, app)
+                .with_context(|| format!("apps[{index}] ({})", app.dns.name))?;
+            for addr in &app.edge_addrs {
+                by_addr.entry(*addr).or_default().push(routes.len());
+            }
+            routes.push(route);
+        }
+        let counts = config.apps.iter().map(|_| AppCounts::default()).collect();
+        let limits = config.edge.tcp_proxy;
+        Ok(Self {
+            routes,
+            by_addr,
+            resolved: RwLock::default(),
+            counts,
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+        })
+    }
+
+    /// Whether any app needs the TCP path (else no listener is opened).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// New addresses of an `origin_dns` app.
+    pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
+        if let Ok(mut resolved) = self.resolved.write() {
+            resolved.insert(app, ips.to_vec());
+        }
+    }
+
+    fn route_for(&self, edge: SocketAddr) -> Option<&Route> {
+        self.by_addr
+            .get(&edge.ip())?
+            .iter()
+            .map(|i| &self.routes[*i])
+            .find(|r| r.edge_ports.contains(edge.port()))
+    }
+
+    /// Counts since the last call, as kernel counter rows.
+    pub fn take_counts(&self) -> Vec<(u32, Verdict, Counter)> {
+        let mut rows = Vec::new();
+        for (app, c) in self.counts.iter().enumerate() {
+            let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+            for (verdict, packets, bytes) in [
+                (
+                    Verdict::ConnAccepted,
+                    take(&c.accepted),
+                    take(&c.to_origin_bytes),
+                ),
+                (
+                    Verdict::ConnClosed,
+                    take(&c.closed),
+                    take(&c.to_client_bytes),
+                ),
+                (Verdict::TlsFailed, take(&c.tls_failed), 0),
+                (Verdict::OriginFailed, take(&c.origin_failed), 0),
+                (Verdict::ConnTimeout, take(&c.timeouts), 0),
+                (Verdict::ConnLimited, take(&c.limited), 0),
+            ] {
+                if packets > 0 || bytes > 0 {
+                    rows.push((app as u32, verdict, Counter { packets, bytes }));
+                }
+            }
+        }
+        rows
+    }
+
+    /// Connections in progress.
+    pub fn active(&self) -> usize {
+        self.limits.max_connections - self.slots.available_permits()
+    }
+}
+
+impl Route {
+    fn new(index: u32, app: &App) -> anyhow::Result<Self> {
+        let edge_tls = match app.tls {
+            TlsMode::Off => None,
+            _ => {
+                let (Some(cert), Some(key)) = (&app.tls_cert, &app.tls_key) else {
+                    anyhow::bail!("tls {} needs tls_cert and tls_key", app.tls);
+                };
+                let pair = CertKeyPaths {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                Some(TlsAcceptor::from(tls::edge_server_config(&[pair])?))
+            }
+        };
+        let origin_tls = match app.tls {
+            TlsMode::Full | TlsMode::Strict => {
+                let verify = match (app.tls, &app.origin_ca) {
+                    (TlsMode::Full, _) => OriginVerify::None,
+                    (_, Some(ca)) => OriginVerify::CaBundle(ca.clone()),
+                    (_, None) => OriginVerify::SystemRoots,
+                };
+                let name = origin_name(app);
+                let server_name = tls::origin_server_name(&name)?;
+                let connector = TlsConnector::from(tls::origin_client_config(verify)?);
+                Some((connector, server_name))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            index,
+            name: app.dns.name.clone(),
+            edge_ports: app.edge_ports,
+            origin: app.origin.clone(),
+            proxy_protocol: app.proxy_protocol,
+            edge_tls,
+            origin_tls,
+            next_origin: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// The name the origin's certificate must carry: `origin_sni`, else the
+/// `origin_dns` name, else the origin's address.
+fn origin_name(app: &App) -> String {
+    if let Some(sni) = &app.origin_sni {
+        return sni.clone();
+    }
+    match &app.origin {
+        Origin::Dns(dns) => dns.name.trim_end_matches('.').to_owned(),
+        Origin::Direct(origins) => origins
+            .first()
+            .map_or_else(String::new, |o| o.ip.to_string()),
+    }
+}
+
+/// A dual-stack listening socket for every agent-path TCP app. sk_lookup
+/// hands it the apps' connections whatever their address and port. It is
+/// bound to `[::]` (the kernel makes a socket bound to a specific IPv6
+/// address IPv6-only, and sk_lookup then refuses it IPv4 connections) on a
+/// port the kernel picks; a connection that reaches that port directly
+/// matches no app and is closed.
+pub fn listener() -> anyhow::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .context("creating the TCP listener")?;
+    socket.set_only_v6(false).context("IPV6_V6ONLY=0")?;
+    socket.set_reuse_address(true).context("SO_REUSEADDR")?;
+    socket.set_nonblocking(true).context("O_NONBLOCK")?;
+    let addr: SocketAddr = "[::]:0".parse().context("any address")?;
+    socket
+        .bind(&addr.into())
+        .context("binding the TCP listener")?;
+    socket.listen(4096).context("listening")?;
+    Ok(socket.into())
+}
+
+/// Accepts and proxies until `stop` turns true; then waits (up to `drain`)
+/// for live connections to end.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<TcpProxyState>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((client, peer)) => {
+                    let state = Arc::clone(&state);
+                    tokio::spawn(async move { connection(state, client, peer).await });
+                }
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(%err, "accept failed");
+                    sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    let deadline = tokio::time::Instant::now() + drain;
+    while state.active() > 0 && tokio::time::Instant::now() < deadline {
+        sleep(Duration::from_millis(50)).await;
+    }
+    let left = state.active();
+    if left > 0 {
+        warn!(
+            connections = left,
+            "shutting down with connections still open"
+        );
+    } else {
+        info!("TCP path drained");
+    }
+}
+
+/// How a connection ended, with Spectrum's event status codes.
+#[derive(Debug)]
+enum End {
+    /// 200.
+    Closed,
+    /// 443: the client's TLS handshake failed (or timed out).
+    ClientTls(String),
+    /// 446: the origin could not be reached (445 when it timed out).
+    OriginConnect(String, bool),
+    /// 447: the origin's TLS handshake or certificate failed.
+    OriginTls(String),
+    /// 408-ish: nothing moved for the idle timeout.
+    Idle,
+    /// 490-ish: read/write error on either side.
+    Io(String),
+}
+
+impl End {
+    fn status(&self) -> u16 {
+        match self {
+            End::Closed => 200,
+            End::ClientTls(_) => 443,
+            End::OriginConnect(_, true) => 445,
+            End::OriginConnect(_, false) => 446,
+            End::OriginTls(_) => 447,
+            End::Idle => 408,
+            End::Io(_) => 490,
+        }
+    }
+}
+
+/// Bytes moved: client -> origin, origin -> client.
+#[derive(Debug, Default, Clone, Copy)]
+struct Moved {
+    up: u64,
+    down: u64,
+}
+
+async fn connection(state: Arc<TcpProxyState>, client: TcpStream, peer: SocketAddr) {
+    let peer = unmapped(peer);
+    let edge = match client.local_addr() {
+        Ok(addr) => unmapped(addr),
+        Err(err) => return debug!(%err, "connection gone before it was read"),
+    };
+    let Some(route) = state.route_for(edge) else {
+        return warn!(client = %peer, %edge, "connection to no agent-path app: closed");
+    };
+    let counts = &state.counts[route.index as usize];
+    counts.accepted.fetch_add(1, Ordering::Relaxed);
+    let Ok(_slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+        counts.limited.fetch_add(1, Ordering::Relaxed);
+        return warn!(app = %route.name, client = %peer, limit = state.limits.max_connections, "over the connection limit: refused");
+    };
+    let _ = client.set_nodelay(true);
+    let mut moved = Moved::default();
+    let end = proxy(&state, route, client, peer, edge, &mut moved).await;
+    counts
+        .to_origin_bytes
+        .fetch_add(moved.up, Ordering::Relaxed);
+    counts
+        .to_client_bytes
+        .fetch_add(moved.down, Ordering::Relaxed);
+    counts.closed.fetch_add(1, Ordering::Relaxed);
+    let counter = match &end {
+        End::ClientTls(_) => Some(&counts.tls_failed),
+        End::OriginConnect(..) | End::OriginTls(_) => Some(&counts.origin_failed),
+        End::Idle => Some(&counts.timeouts),
+        End::Closed | End::Io(_) => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let status = end.status();
+    match &end {
+        End::Closed => {
+            debug!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect")
+        }
+        End::Idle => {
+            info!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: idle timeout")
+        }
+        End::ClientTls(err) | End::OriginConnect(err, _) | End::OriginTls(err) | End::Io(err) => {
+            warn!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: {err}")
+        }
+    }
+}
+
+async fn proxy(
+    state: &TcpProxyState,
+    route: &Route,
+    client: TcpStream,
+    peer: SocketAddr,
+    edge: SocketAddr,
+    moved: &mut Moved,
+) -> End {
+    let limits = &state.limits;
+    // Client side: TLS terminated here, or the bytes as they come.
+    let client: Box<dyn Stream> = match &route.edge_tls {
+        Some(acceptor) => match timeout(limits.handshake_timeout, acceptor.accept(client)).await {
+            Ok(Ok(tls)) => Box::new(tls),
+            Ok(Err(err)) => return End::ClientTls(format!("client TLS handshake: {err}")),
+            Err(_) => return End::ClientTls("client TLS handshake timed out".into()),
+        },
+        None => Box::new(client),
+    };
+    let Some(origin_addr) = pick_origin(state, route, edge.port()) else {
+        return End::OriginConnect("no origin address (origin_dns not resolved)".into(), false);
+    };
+    let mut origin = match timeout(limits.connect_timeout, TcpStream::connect(origin_addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return End::OriginConnect(format!("origin {origin_addr}: {err}"), false),
+        Err(_) => {
+            return End::OriginConnect(format!("origin {origin_addr}: connect timed out"), true);
+        }
+    };
+    let _ = origin.set_nodelay(true);
+    let endpoints = Endpoints {
+        client: peer,
+        proxy: edge,
+    };
+    let header = match route.proxy_protocol {
+        ProxyProtocol::V1 => Some(proxy_header::v1(&endpoints).into_bytes()),
+        ProxyProtocol::V2 => Some(proxy_header::v2(&endpoints, Transport::Tcp)),
+        _ => None,
+    };
+    if let Some(header) = header
+        && let Err(err) = origin.write_all(&header).await
+    {
+        return End::OriginConnect(
+            format!("origin {origin_addr}: writing the PROXY header: {err}"),
+            false,
+        );
+    }
+    let origin: Box<dyn Stream> = match &route.origin_tls {
+        Some((connector, name)) => {
+            match timeout(
+                limits.connect_timeout,
+                connector.connect(name.clone(), origin),
+            )
+            .await
+            {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(err)) => return End::OriginTls(format!("origin {origin_addr} TLS: {err}")),
+                Err(_) => {
+                    return End::OriginTls(format!("origin {origin_addr} TLS handshake timed out"));
+                }
+            }
+        }
+        None => Box::new(origin),
+    };
+    pump(client, origin, limits.idle_timeout, moved).await
+}
+
+/// The origin for a new connection to edge port `port`: round robin over
+/// the app's origins (any family: the agent bridges IPv4 and IPv6), at the
+/// same offset in the origin's port range.
+fn pick_origin(state: &TcpProxyState, route: &Route, port: u16) -> Option<SocketAddr> {
+    let offset = route.edge_ports.offset_of(port)?;
+    let turn = route.next_origin.fetch_add(1, Ordering::Relaxed);
+    match &route.origin {
+        Origin::Direct(origins) => {
+            let origin = origins.get(turn % origins.len().max(1))?;
+            let port = origin.ports.start.checked_add(offset)?;
+            Some(SocketAddr::new(origin.ip, port))
+        }
+        Origin::Dns(dns) => {
+            let resolved = state.resolved.read().ok()?;
+            let ips = resolved.get(&route.index)?;
+            let ip = ips.get(turn % ips.len().max(1))?;
+            let port = dns.ports.start.checked_add(offset)?;
+            Some(SocketAddr::new(*ip, port))
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Copies both ways until both sides have closed; a side's end of stream
+/// is passed on as a half-close. Ends early when nothing moved either way
+/// for `idle`, or on an error.
+async fn pump(a: Box<dyn Stream>, b: Box<dyn Stream>, idle: Duration, moved: &mut Moved) -> End {
+    let (mut a_read, mut a_write) = tokio::io::split(a);
+    let (mut b_read, mut b_write) = tokio::io::split(b);
+    let mut a_buf = vec![0u8; 16 * 1024];
+    let mut b_buf = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        tokio::select! {
+            read = a_read.read(&mut a_buf), if a_open => match read {
+                Ok(0) => {
+                    a_open = false;
+                    let _ = b_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if let Err(err) = b_write.write_all(&a_buf[..n]).await {
+                        return End::Io(format!("writing to the origin: {err}"));
+                    }
+                    moved.up += n as u64;
+                }
+                Err(err) => return io_end("reading from the client", err),
+            },
+            read = b_read.read(&mut b_buf), if b_open => match read {
+                Ok(0) => {
+                    b_open = false;
+                    let _ = a_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if let Err(err) = a_write.write_all(&b_buf[..n]).await {
+                        return End::Io(format!("writing to the client: {err}"));
+                    }
+                    moved.down += n as u64;
+                }
+                Err(err) => return io_end("reading from the origin", err),
+            },
+            _ = sleep(idle) => return End::Idle,
+        }
+    }
+    End::Closed
+}
+
+/// A reset or an abrupt TLS close after data is how many clients end:
+/// treated as a close, not an error.
+fn io_end(what: &str, err: io::Error) -> End {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof => End::Closed,
+        _ => End::Io(format!("{what}: {err}")),
+    }
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d` (a dual-stack socket's IPv4 peers).
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
