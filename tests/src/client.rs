@@ -8,9 +8,10 @@ use anyhow::Context as _;
 
 use crate::netns::Netns;
 
-/// `[v6]` or `v4`, as socat and URLs want addresses.
+/// `[v6]` or `v4`, as socat and URLs want addresses (anything else, such
+/// as `ip:port` or `[v6]:port`, as it is).
 pub fn bracket(ip: &str) -> String {
-    if ip.contains(':') {
+    if ip.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{ip}]")
     } else {
         ip.to_owned()
@@ -100,6 +101,34 @@ pub fn udp_exchange_from(
     anyhow::ensure!(
         out.status.success(),
         "udp {ip}:{port} from {from}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One TLS exchange (socat): connect with SNI `sni`, validate the server's
+/// certificate against `ca`, send `line`, read until the server closes.
+pub fn tls_exchange(
+    ns: &Netns,
+    ip: &str,
+    port: u16,
+    sni: &str,
+    ca: &std::path::Path,
+    line: &str,
+) -> anyhow::Result<String> {
+    let target = format!(
+        "OPENSSL:{}:{port},connect-timeout=3,snihost={sni},commonname={sni},cafile={}",
+        bracket(ip),
+        ca.display()
+    );
+    let out = socat(
+        ns,
+        &["-t3", "-T5", "-", &target],
+        format!("{line}\n").as_bytes(),
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tls {ip}:{port}: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

@@ -4,6 +4,7 @@
 //! Everything created here is removed by guards on drop, also when a test
 //! panics. Names carry the process id and a counter, so tests run in parallel.
 pub mod agent;
+pub mod certs;
 pub mod client;
 pub mod counters;
 pub mod mmdb;

@@ -1,5 +1,8 @@
 //! Real servers (socat) started in a namespace, ready when this returns.
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::bail;
 
@@ -23,6 +26,62 @@ pub fn udp_echo(ns: &Netns, port: u16) -> anyhow::Result<Background> {
     let script = format!("SYSTEM:read line; echo \"origin {port}: $line\"");
     let server = ns.spawn(&format!("udp-echo-{port}"), "socat", &[&listen, &script])?;
     wait_listening(ns, "u", port)?;
+    Ok(server)
+}
+
+/// A TLS server on `port` (socat) with `cert`/`key` that greets each
+/// connection with `origin-tls <port>` and echoes what it reads.
+pub fn tls_echo(ns: &Netns, port: u16, cert: &Path, key: &Path) -> anyhow::Result<Background> {
+    let listen = format!(
+        "OPENSSL-LISTEN:{port},fork,reuseaddr,pf=ip6,ipv6only=0,verify=0,cert={},key={}",
+        cert.display(),
+        key.display()
+    );
+    let script = format!("SYSTEM:echo origin-tls {port}; exec cat");
+    let server = ns.spawn(&format!("tls-echo-{port}"), "socat", &[&listen, &script])?;
+    wait_listening(ns, "t", port)?;
+    Ok(server)
+}
+
+/// nginx (stream) on `ports`, IPv4 and IPv6, expecting a PROXY header (v1 or
+/// v2) on every connection and answering `<port> <client addr> <client
+/// port>` from the header it parsed, then closing.
+pub fn nginx_proxy_protocol(ns: &Netns, ports: &[u16], dir: &Path) -> anyhow::Result<Background> {
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let listens: String = ports
+        .iter()
+        .map(|p| format!("listen {p} proxy_protocol; listen [::]:{p} proxy_protocol; "))
+        .collect();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+             worker_processes 1;\npid {pid};\nevents {{ worker_connections 256; }}\n\
+             stream {{ server {{ {listens}\
+             return \"$server_port $proxy_protocol_addr $proxy_protocol_port\\n\"; }} }}\n",
+            pid = dir.join("nginx.pid").display(),
+        ),
+    )?;
+    let prefix = dir.to_string_lossy().into_owned();
+    let conf = conf.to_string_lossy().into_owned();
+    let server = ns.spawn(
+        "nginx-proxy-protocol",
+        "nginx",
+        &[
+            "-p",
+            &prefix,
+            "-e",
+            "stderr",
+            "-c",
+            &conf,
+            "-g",
+            "daemon off;",
+        ],
+    )?;
+    for port in ports {
+        wait_listening(ns, "t", *port)?;
+    }
     Ok(server)
 }
 
