@@ -229,6 +229,10 @@ pub async fn serve(
     for (index, ips) in &initial {
         apply_origins(&mut datapath, &config, &tcp_state, *index, ips);
     }
+    warn_on_strict_rp_filter(&config.edge.interfaces);
+    datapath.attach(&config.edge.interfaces, mode)?;
+    // Steering after XDP: every packet that reaches the agent's socket has
+    // passed the access rules.
     let (stop_tcp, tcp_stopped) = watch::channel(false);
     let tcp_task = if tcp_state.is_empty() {
         None
@@ -239,8 +243,6 @@ pub async fn serve(
         let task = tcp::serve(listener, Arc::clone(&tcp_state), tcp_stopped, TCP_DRAIN);
         Some(tokio::spawn(task))
     };
-    warn_on_strict_rp_filter(&config.edge.interfaces);
-    datapath.attach(&config.edge.interfaces, mode)?;
     // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
     info!(

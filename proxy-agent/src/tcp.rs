@@ -44,7 +44,9 @@ struct Route {
     origin: Origin,
     proxy_protocol: ProxyProtocol,
     edge_tls: Option<TlsAcceptor>,
-    origin_tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The connector, and the name the origin's certificate must carry
+    /// (`None`: the address of the origin each connection picks).
+    origin_tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     /// Round robin over the app's origins.
     next_origin: AtomicUsize,
 }
@@ -185,8 +187,9 @@ impl Route {
                     (_, Some(ca)) => OriginVerify::CaBundle(ca.clone()),
                     (_, None) => OriginVerify::SystemRoots,
                 };
-                let name = origin_name(app);
-                let server_name = tls::origin_server_name(&name)?;
+                let server_name = origin_name(app)
+                    .map(|name| tls::origin_server_name(&name))
+                    .transpose()?;
                 let connector = TlsConnector::from(tls::origin_client_config(verify)?);
                 Some((connector, server_name))
             }
@@ -206,16 +209,15 @@ impl Route {
 }
 
 /// The name the origin's certificate must carry: `origin_sni`, else the
-/// `origin_dns` name, else the origin's address.
-fn origin_name(app: &App) -> String {
+/// `origin_dns` name; `None` for direct origins (each connection uses the
+/// address of the origin it picked).
+fn origin_name(app: &App) -> Option<String> {
     if let Some(sni) = &app.origin_sni {
-        return sni.clone();
+        return Some(sni.clone());
     }
     match &app.origin {
-        Origin::Dns(dns) => dns.name.trim_end_matches('.').to_owned(),
-        Origin::Direct(origins) => origins
-            .first()
-            .map_or_else(String::new, |o| o.ip.to_string()),
+        Origin::Dns(dns) => Some(dns.name.trim_end_matches('.').to_owned()),
+        Origin::Direct(_) => None,
     }
 }
 
@@ -256,8 +258,11 @@ pub async fn serve(
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
+                    // Taken here, so a task that exists holds its slot and
+                    // the drain below sees it.
+                    let slot = Arc::clone(&state.slots).try_acquire_owned().ok();
                     let state = Arc::clone(&state);
-                    tokio::spawn(async move { connection(state, client, peer).await });
+                    tokio::spawn(async move { connection(state, client, peer, slot).await });
                 }
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -267,6 +272,9 @@ pub async fn serve(
             },
         }
     }
+    // Closed now: it leaves the socket map, and new connections are reset
+    // at once instead of waiting in the backlog until the agent exits.
+    drop(listener);
     let deadline = tokio::time::Instant::now() + drain;
     while state.active() > 0 && tokio::time::Instant::now() < deadline {
         sleep(Duration::from_millis(50)).await;
@@ -320,7 +328,12 @@ struct Moved {
     down: u64,
 }
 
-async fn connection(state: Arc<TcpProxyState>, client: TcpStream, peer: SocketAddr) {
+async fn connection(
+    state: Arc<TcpProxyState>,
+    client: TcpStream,
+    peer: SocketAddr,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let peer = unmapped(peer);
     let edge = match client.local_addr() {
         Ok(addr) => unmapped(addr),
@@ -330,11 +343,11 @@ async fn connection(state: Arc<TcpProxyState>, client: TcpStream, peer: SocketAd
         return warn!(client = %peer, %edge, "connection to no agent-path app: closed");
     };
     let counts = &state.counts[route.index as usize];
-    counts.accepted.fetch_add(1, Ordering::Relaxed);
-    let Ok(_slot) = Arc::clone(&state.slots).try_acquire_owned() else {
+    let Some(_slot) = slot else {
         counts.limited.fetch_add(1, Ordering::Relaxed);
         return warn!(app = %route.name, client = %peer, limit = state.limits.max_connections, "over the connection limit: refused");
     };
+    counts.accepted.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let mut moved = Moved::default();
     let end = proxy(&state, route, client, peer, edge, &mut moved).await;
@@ -416,12 +429,10 @@ async fn proxy(
     }
     let origin: Box<dyn Stream> = match &route.origin_tls {
         Some((connector, name)) => {
-            match timeout(
-                limits.connect_timeout,
-                connector.connect(name.clone(), origin),
-            )
-            .await
-            {
+            let name = name
+                .clone()
+                .unwrap_or_else(|| ServerName::IpAddress(origin_addr.ip().into()));
+            match timeout(limits.connect_timeout, connector.connect(name, origin)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(err)) => return End::OriginTls(format!("origin {origin_addr} TLS: {err}")),
                 Err(_) => {
@@ -459,54 +470,89 @@ fn pick_origin(state: &TcpProxyState, route: &Route, port: u16) -> Option<Socket
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Copies both ways until both sides have closed; a side's end of stream
-/// is passed on as a half-close. Ends early when nothing moved either way
-/// for `idle`, or on an error.
+/// Copies both ways, each direction on its own (a side that stops reading
+/// never stalls the other direction), until both sides have closed; a
+/// side's end of stream is passed on as a half-close. Ends early on an
+/// error, or when nothing moved either way for `idle`.
 async fn pump(a: Box<dyn Stream>, b: Box<dyn Stream>, idle: Duration, moved: &mut Moved) -> End {
-    let (mut a_read, mut a_write) = tokio::io::split(a);
-    let (mut b_read, mut b_write) = tokio::io::split(b);
-    let mut a_buf = vec![0u8; 16 * 1024];
-    let mut b_buf = vec![0u8; 16 * 1024];
-    let (mut a_open, mut b_open) = (true, true);
-    while a_open || b_open {
-        tokio::select! {
-            read = a_read.read(&mut a_buf), if a_open => match read {
-                Ok(0) => {
-                    a_open = false;
-                    let _ = b_write.shutdown().await;
-                }
-                Ok(n) => {
-                    if let Err(err) = b_write.write_all(&a_buf[..n]).await {
-                        return End::Io(format!("writing to the origin: {err}"));
-                    }
-                    moved.up += n as u64;
-                }
-                Err(err) => return io_end("reading from the client", err),
-            },
-            read = b_read.read(&mut b_buf), if b_open => match read {
-                Ok(0) => {
-                    b_open = false;
-                    let _ = a_write.shutdown().await;
-                }
-                Ok(n) => {
-                    if let Err(err) = a_write.write_all(&b_buf[..n]).await {
-                        return End::Io(format!("writing to the client: {err}"));
-                    }
-                    moved.down += n as u64;
-                }
-                Err(err) => return io_end("reading from the origin", err),
-            },
-            _ = sleep(idle) => return End::Idle,
+    let (a_read, a_write) = tokio::io::split(a);
+    let (b_read, b_write) = tokio::io::split(b);
+    let start = tokio::time::Instant::now();
+    let last = AtomicU64::new(0);
+    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up_half = copy_half(a_read, b_write, &up, &last, start, ("client", "origin"));
+    let down_half = copy_half(b_read, a_write, &down, &last, start, ("origin", "client"));
+    tokio::pin!(up_half, down_half);
+    let (mut up_done, mut down_done) = (false, false);
+    let quiet_since = || start + Duration::from_millis(last.load(Ordering::Relaxed));
+    let end = loop {
+        if up_done && down_done {
+            break End::Closed;
         }
-    }
-    End::Closed
+        tokio::select! {
+            done = &mut up_half, if !up_done => match done {
+                Ok(()) => up_done = true,
+                Err(end) => break end,
+            },
+            done = &mut down_half, if !down_done => match done {
+                Ok(()) => down_done = true,
+                Err(end) => break end,
+            },
+            // Activity since this timer was set moves the deadline.
+            _ = tokio::time::sleep_until(quiet_since() + idle) => {
+                if quiet_since() + idle <= tokio::time::Instant::now() {
+                    break End::Idle;
+                }
+            }
+        }
+    };
+    moved.up = up.load(Ordering::Relaxed);
+    moved.down = down.load(Ordering::Relaxed);
+    end
 }
 
-/// A reset or an abrupt TLS close after data is how many clients end:
-/// treated as a close, not an error.
+/// One direction: read, write and flush (a TLS writer may hold records
+/// until flushed), until the reader's end of stream, which is passed on
+/// as a shutdown of the writer. `names`: (reader, writer), for errors.
+async fn copy_half<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut from: R,
+    mut to: W,
+    bytes: &AtomicU64,
+    last: &AtomicU64,
+    start: tokio::time::Instant,
+    names: (&str, &str),
+) -> Result<(), End> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let touch = || last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // A TCP close without TLS close_notify: many peers end so.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(err) => return Err(io_end(&format!("reading from the {}", names.0), err)),
+        };
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        touch();
+        let written = async {
+            to.write_all(&buf[..n]).await?;
+            to.flush().await
+        };
+        if let Err(err) = written.await {
+            return Err(io_end(&format!("writing to the {}", names.1), err));
+        }
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        touch();
+    }
+}
+
+/// A reset (or a write into a closed connection) is how many peers end: a
+/// close, not an error.
 fn io_end(what: &str, err: io::Error) -> End {
     match err.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof => End::Closed,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => End::Closed,
         _ => End::Io(format!("{what}: {err}")),
     }
 }

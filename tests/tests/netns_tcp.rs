@@ -185,6 +185,25 @@ fn tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certific
         log.contains("NotValidForName") || log.contains("not valid for"),
         "{log}"
     );
+    // 4 MB through flexible TLS and back, byte for byte (the client
+    // half-closes after sending; the echo origin closes after it).
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let target = format!(
+        "OPENSSL:{}:443,snihost=app.test,commonname=app.test,cafile={}",
+        edge4(0),
+        ca.display()
+    );
+    let out = socat(cli, &["-t5", "-T10", "-", &target], &data).expect("socat");
+    let mut want = b"origin 8080\n".to_vec();
+    want.extend_from_slice(&data);
+    assert!(
+        out.stdout == want,
+        "{} bytes back, want {}",
+        out.stdout.len(),
+        want.len()
+    );
 }
 
 /// The cipher suites of the first ClientHello in `bytes` (a TLS record).
@@ -292,7 +311,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
         b"GET / HTTP/1.0\r\n\r\n",
     );
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(6),
         "{:?}",
         started.elapsed()
     );
@@ -303,7 +322,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
         let _ = quiet_client(cli, &format!("{ip}:443"), first);
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
             "{first:?}: {took:?}"
         );
     }
@@ -314,19 +333,21 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
     let out = quiet_client(cli, &format!("{}:27", edge4(10)), "").expect("client");
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(9),
         "{took:?}"
     );
     assert!(out.starts_with("origin 8080\nPROXY TCP4 "), "{out:?}");
     assert_eq!(counter(&s.agent, 10, "conn_timeout", 1), 1);
-    // Nothing leaked: every accepted connection was closed.
-    let accepted: u64 = (0..11)
-        .map(|app| s.agent.packets(Some(app), "conn_accepted").expect("stats"))
-        .sum();
-    let closed: u64 = (0..11)
-        .map(|app| s.agent.packets(Some(app), "conn_closed").expect("stats"))
-        .sum();
-    assert_eq!(accepted, closed, "{}", s.agent.log());
+    // Nothing leaked: every accepted connection was closed (the agent
+    // flushes its counts once a second: settle on each app's closed count).
+    for app in 0..11 {
+        let accepted = s.agent.packets(Some(app), "conn_accepted").expect("stats");
+        let closed = s
+            .agent
+            .packets_settled(Some(app), "conn_closed", accepted)
+            .expect("stats");
+        assert_eq!(accepted, closed, "app {app}\n{}", s.agent.log());
+    }
 }
 
 /// A client that sends `first` (printf escapes) and then nothing, keeping
@@ -338,5 +359,9 @@ fn quiet_client(cli: &tests::netns::Netns, target: &str, first: &str) -> anyhow:
     let out = cli
         .command("timeout", &["12", "bash", "-c", &script])
         .output()?;
+    anyhow::ensure!(
+        out.status.code() != Some(124),
+        "{target}: still open after 12 s"
+    );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
