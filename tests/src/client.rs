@@ -18,6 +18,18 @@ pub fn bracket(ip: &str) -> String {
     }
 }
 
+/// socat with `args` and `line` (plus a newline) on its stdin; what came
+/// back, or an error naming `what` with socat's complaint.
+fn line_exchange(ns: &Netns, args: &[&str], line: &str, what: &str) -> anyhow::Result<String> {
+    let out = socat(ns, args, format!("{line}\n").as_bytes())?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs socat in `ns` with `input` on its stdin, for at most 10 s.
 pub fn socat(ns: &Netns, args: &[&str], input: &[u8]) -> anyhow::Result<Output> {
     let mut cmd = ns.command("timeout", &["10", "socat"]);
@@ -26,10 +38,20 @@ pub fn socat(ns: &Netns, args: &[&str], input: &[u8]) -> anyhow::Result<Output> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("starting socat")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input).context("writing to socat")?;
+    // Written from another thread while the output is read here: a large
+    // echoed input would otherwise fill both pipes and stall.
+    let writer = child.stdin.take().map(|mut stdin| {
+        let input = input.to_vec();
+        std::thread::spawn(move || stdin.write_all(&input))
+    });
+    let output = child.wait_with_output().context("waiting for socat")?;
+    if let Some(writer) = writer {
+        match writer.join() {
+            Ok(written) => written.context("writing to socat")?,
+            Err(_) => anyhow::bail!("the thread writing to socat panicked"),
+        }
     }
-    child.wait_with_output().context("waiting for socat")
+    Ok(output)
 }
 
 /// One TCP exchange: connect, send `line`, half-close, read until the
@@ -49,17 +71,12 @@ pub fn tcp_exchange_from(
 ) -> anyhow::Result<String> {
     let bind = from.map_or(String::new(), |src| format!(",bind={}", bracket(src)));
     let target = format!("TCP:{}:{port},connect-timeout=3{bind}", bracket(ip));
-    let out = socat(
+    line_exchange(
         ns,
         &["-t3", "-T5", "-", &target],
-        format!("{line}\n").as_bytes(),
-    )?;
-    anyhow::ensure!(
-        out.status.success(),
-        "tcp {ip}:{port}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        line,
+        &format!("tcp {ip}:{port}"),
+    )
 }
 
 /// One UDP exchange: send `line` from a connected UDP socket (bash's
@@ -93,17 +110,12 @@ pub fn udp_exchange_from(
     line: &str,
 ) -> anyhow::Result<String> {
     let target = format!("UDP:{}:{port},bind={from}", bracket(ip));
-    let out = socat(
+    line_exchange(
         ns,
         &["-t2", "-T2", "-", &target],
-        format!("{line}\n").as_bytes(),
-    )?;
-    anyhow::ensure!(
-        out.status.success(),
-        "udp {ip}:{port} from {from}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        line,
+        &format!("udp {ip}:{port} from {from}"),
+    )
 }
 
 /// One TLS exchange (socat): connect with SNI `sni`, validate the server's
@@ -121,15 +133,10 @@ pub fn tls_exchange(
         bracket(ip),
         ca.display()
     );
-    let out = socat(
+    line_exchange(
         ns,
         &["-t3", "-T5", "-", &target],
-        format!("{line}\n").as_bytes(),
-    )?;
-    anyhow::ensure!(
-        out.status.success(),
-        "tls {ip}:{port}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        line,
+        &format!("tls {ip}:{port}"),
+    )
 }

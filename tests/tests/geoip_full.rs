@@ -54,20 +54,10 @@ fn config() -> Config {
 
 /// A TCP SYN from `src` to the app.
 fn syn_from(src: IpAddr) -> Vec<u8> {
-    let l4 = tcp_flags(40000, 80, 0x02, b"");
-    let mut f;
     match src {
-        IpAddr::V4(src) => {
-            f = eth(ETH_P_IPV4, &[]);
-            f.extend(ipv4(src, EDGE4, PROTO_TCP, l4.len(), &[], 0));
-        }
-        IpAddr::V6(src) => {
-            f = eth(ETH_P_IPV6, &[]);
-            f.extend(ipv6(src, EDGE6, PROTO_TCP, l4.len()));
-        }
+        IpAddr::V4(_) => syn(src, EDGE4.into(), 80),
+        IpAddr::V6(_) => syn(src, EDGE6.into(), 80),
     }
-    f.extend(l4);
-    with_l4_checksum(f)
 }
 
 /// The first address of the middle IPv4 and the middle IPv6 network.
