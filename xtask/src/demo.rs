@@ -84,7 +84,9 @@ pub fn demo() -> anyhow::Result<()> {
         ),
     }
 
-    banner("what the XDP program counted (proxy-agent stats)");
+    // The agent adds its connection counts to the counters once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    banner("what the XDP program and the agent counted (proxy-agent stats)");
     print!(
         "{}",
         run_checked(Command::new(&agent_bin).args([
@@ -100,8 +102,11 @@ pub fn demo() -> anyhow::Result<()> {
          of a flow opens it (flow_opened), then packets are rewritten and \
          redirected (to_origin, to_client; neighbor_pending when the next hop's \
          MAC was not yet known and the kernel forwarded it). The PROXY v1 app \
-         (smtp) needs the agent's TCP path, which is not built yet: its packets \
-         count as to_agent and the edge refuses them."
+         (smtp) goes through the agent's TCP path: XDP checks its access rules \
+         and passes it up (to_agent), sk_lookup hands it to the agent, which \
+         writes a PROXY v1 line to the origin (the echo origin sends it back: \
+         the client sees its own address in it) and counts the connection \
+         (conn_accepted, conn_closed)."
     );
 
     banner("stopping the agent (SIGTERM): XDP detached, namespaces removed");
