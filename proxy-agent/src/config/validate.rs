@@ -304,18 +304,7 @@ impl Validator {
             ),
             ("udp", e.flow_timeouts.udp, &mut flow_timeouts.udp),
         ] {
-            match value {
-                None => {}
-                Some(secs @ 1..=MAX_FLOW_TIMEOUT_SECS) => {
-                    *slot = std::time::Duration::from_secs(secs)
-                }
-                Some(secs) => self.error(
-                    None,
-                    format!("edge.flow_timeouts.{name}"),
-                    secs.to_string(),
-                    format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
-                ),
-            }
+            self.seconds(format!("edge.flow_timeouts.{name}"), value, slot);
         }
         let tcp_proxy = self.tcp_proxy(&e.tcp_proxy);
         let edge = Edge {
@@ -330,6 +319,21 @@ impl Validator {
             tcp_proxy,
         };
         (edge, pools)
+    }
+
+    /// A timeout in seconds: `slot` keeps its default when `value` is absent;
+    /// out of 1..=MAX_FLOW_TIMEOUT_SECS is an error on `field`.
+    fn seconds(&mut self, field: String, value: Option<u64>, slot: &mut std::time::Duration) {
+        match value {
+            None => {}
+            Some(secs @ 1..=MAX_FLOW_TIMEOUT_SECS) => *slot = std::time::Duration::from_secs(secs),
+            Some(secs) => self.error(
+                None,
+                field,
+                secs.to_string(),
+                format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
+            ),
+        }
     }
 
     fn tcp_proxy(&mut self, file: &TcpProxyFile) -> TcpProxy {
@@ -347,18 +351,7 @@ impl Validator {
             ),
             ("idle_timeout", file.idle_timeout, &mut out.idle_timeout),
         ] {
-            match value {
-                None => {}
-                Some(secs @ 1..=MAX_FLOW_TIMEOUT_SECS) => {
-                    *slot = std::time::Duration::from_secs(secs)
-                }
-                Some(secs) => self.error(
-                    None,
-                    format!("edge.tcp_proxy.{name}"),
-                    secs.to_string(),
-                    format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
-                ),
-            }
+            self.seconds(format!("edge.tcp_proxy.{name}"), value, slot);
         }
         match file.max_connections {
             None => {}
@@ -2548,6 +2541,31 @@ mod tests {
         file["edge"]["flow_timeouts"] = json!({"tcp_new": 0});
         let errors = refused(file);
         assert_eq!(errors[0].field, "edge.flow_timeouts.tcp_new");
+    }
+
+    #[test]
+    fn tcp_proxy_default_override_and_bounds() {
+        let mut file = config(vec![tcp_app()]);
+        file["edge"]["tcp_proxy"] = json!({"idle_timeout": 30, "max_connections": 10});
+        let (model, _) = accepted(file.clone());
+        assert_eq!(
+            model.edge.tcp_proxy.idle_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(model.edge.tcp_proxy.max_connections, 10);
+        assert_eq!(
+            model.edge.tcp_proxy.handshake_timeout,
+            TcpProxy::default().handshake_timeout
+        );
+        file["edge"]["tcp_proxy"] = json!({"connect_timeout": 0, "max_connections": 0});
+        let fields: Vec<String> = refused(file).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "edge.tcp_proxy.connect_timeout",
+                "edge.tcp_proxy.max_connections"
+            ]
+        );
     }
 
     #[test]
