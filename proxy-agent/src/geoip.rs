@@ -101,33 +101,15 @@ pub fn country_prefixes(
     path: &Path,
     wanted: &BTreeSet<String>,
 ) -> anyhow::Result<BTreeMap<String, Vec<IpNet>>> {
-    let mut out: BTreeMap<String, Vec<IpNet>> =
-        wanted.iter().map(|c| (c.clone(), Vec::new())).collect();
-    let mut add = |code: &str, net: IpNet| {
-        if let Some(nets) = out.get_mut(code) {
-            nets.push(net);
-        }
-    };
-    if is_csv(path) {
-        for_each_csv_range(path, |first, last, value| {
-            let code = if value.is_empty() { UNKNOWN } else { value };
-            for net in range_nets(first, last) {
-                add(code, net);
-            }
-            Ok(())
-        })?;
-    } else {
-        let reader = open(path)?;
-        for_each_network(
-            &reader,
-            |lookup| {
-                let record: Option<CountryRecord> = lookup.decode()?;
-                Ok(Some(record.unwrap_or_default().code().to_owned()))
-            },
-            |code: &String, net| add(code, net),
-        )?;
-    }
-    Ok(out)
+    prefixes(
+        path,
+        wanted,
+        |value| Ok(if value.is_empty() { UNKNOWN } else { value }.to_owned()),
+        |lookup| {
+            let record: Option<CountryRecord> = lookup.decode()?;
+            Ok(Some(record.unwrap_or_default().code().to_owned()))
+        },
+    )
 }
 
 /// Every network of the ASNs in `wanted`.
@@ -135,31 +117,45 @@ pub fn asn_prefixes(
     path: &Path,
     wanted: &BTreeSet<u32>,
 ) -> anyhow::Result<BTreeMap<u32, Vec<IpNet>>> {
-    let mut out: BTreeMap<u32, Vec<IpNet>> = wanted.iter().map(|a| (*a, Vec::new())).collect();
+    prefixes(
+        path,
+        wanted,
+        |value| {
+            value
+                .parse()
+                .map_err(|_| anyhow!("ASN {value:?} is not a number"))
+        },
+        |lookup| {
+            let record: Option<AsnRecord> = lookup.decode()?;
+            Ok(record.and_then(|r| r.autonomous_system_number))
+        },
+    )
+}
+
+/// The networks of each key in `wanted`, from a CSV file (the key from the
+/// third column, by `csv_key`) or a MaxMind DB (the key from each record,
+/// by `record_key`).
+fn prefixes<K: Ord + Clone>(
+    path: &Path,
+    wanted: &BTreeSet<K>,
+    csv_key: impl Fn(&str) -> anyhow::Result<K>,
+    record_key: impl FnMut(&maxminddb::LookupResult<'_, Vec<u8>>) -> anyhow::Result<Option<K>>,
+) -> anyhow::Result<BTreeMap<K, Vec<IpNet>>> {
+    let mut out: BTreeMap<K, Vec<IpNet>> = wanted.iter().map(|k| (k.clone(), Vec::new())).collect();
     if is_csv(path) {
         for_each_csv_range(path, |first, last, value| {
-            let asn: u32 = value
-                .parse()
-                .map_err(|_| anyhow!("ASN {value:?} is not a number"))?;
-            if let Some(nets) = out.get_mut(&asn) {
+            if let Some(nets) = out.get_mut(&csv_key(value)?) {
                 nets.extend(range_nets(first, last));
             }
             Ok(())
         })?;
     } else {
         let reader = open(path)?;
-        for_each_network(
-            &reader,
-            |lookup| {
-                let record: Option<AsnRecord> = lookup.decode()?;
-                Ok(record.and_then(|r| r.autonomous_system_number))
-            },
-            |asn: &u32, net| {
-                if let Some(nets) = out.get_mut(asn) {
-                    nets.push(net);
-                }
-            },
-        )?;
+        for_each_network(&reader, record_key, |key, net| {
+            if let Some(nets) = out.get_mut(key) {
+                nets.push(net);
+            }
+        })?;
     }
     Ok(out)
 }
