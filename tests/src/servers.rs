@@ -43,30 +43,17 @@ pub fn tls_echo(ns: &Netns, port: u16, cert: &Path, key: &Path) -> anyhow::Resul
     Ok(server)
 }
 
-/// nginx (stream) on `ports`, IPv4 and IPv6, expecting a PROXY header (v1 or
-/// v2) on every connection and answering `<port> <client addr> <client
-/// port>` from the header it parsed, then closing.
-pub fn nginx_proxy_protocol(ns: &Netns, ports: &[u16], dir: &Path) -> anyhow::Result<Background> {
+/// nginx in the foreground in `ns`, with `dir` as its prefix (logs, pid
+/// file) and `config` as the rest of its nginx.conf.
+pub fn nginx(ns: &Netns, label: &str, dir: &Path, config: &str) -> anyhow::Result<Background> {
     std::fs::create_dir_all(dir.join("logs"))?;
-    let listens: String = ports
-        .iter()
-        .map(|p| format!("listen {p} proxy_protocol; listen [::]:{p} proxy_protocol; "))
-        .collect();
     let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-             worker_processes 1;\npid {pid};\nevents {{ worker_connections 256; }}\n\
-             stream {{ server {{ {listens}\
-             return \"$server_port $proxy_protocol_addr $proxy_protocol_port\\n\"; }} }}\n",
-            pid = dir.join("nginx.pid").display(),
-        ),
-    )?;
+    let pid = dir.join("nginx.pid");
+    std::fs::write(&conf, format!("pid {};\n{config}", pid.display()))?;
     let prefix = dir.to_string_lossy().into_owned();
     let conf = conf.to_string_lossy().into_owned();
-    let server = ns.spawn(
-        "nginx-proxy-protocol",
+    ns.spawn(
+        label,
         "nginx",
         &[
             "-p",
@@ -78,7 +65,24 @@ pub fn nginx_proxy_protocol(ns: &Netns, ports: &[u16], dir: &Path) -> anyhow::Re
             "-g",
             "daemon off;",
         ],
-    )?;
+    )
+}
+
+/// nginx (stream) on `ports`, IPv4 and IPv6, expecting a PROXY header (v1 or
+/// v2) on every connection and answering `<port> <client addr> <client
+/// port>` from the header it parsed, then closing.
+pub fn nginx_proxy_protocol(ns: &Netns, ports: &[u16], dir: &Path) -> anyhow::Result<Background> {
+    let listens: String = ports
+        .iter()
+        .map(|p| format!("listen {p} proxy_protocol; listen [::]:{p} proxy_protocol; "))
+        .collect();
+    let config = format!(
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+         worker_processes 1;\nevents {{ worker_connections 256; }}\n\
+         stream {{ server {{ {listens}\
+         return \"$server_port $proxy_protocol_addr $proxy_protocol_port\\n\"; }} }}\n"
+    );
+    let server = nginx(ns, "nginx-proxy-protocol", dir, &config)?;
     for port in ports {
         wait_listening(ns, "t", *port)?;
     }

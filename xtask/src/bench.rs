@@ -264,40 +264,15 @@ fn throughput(
 
 /// An HTTP origin answering `ok` and closing, for the connection rate.
 fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
-    let prefix = work.join("nginx-origin");
-    std::fs::create_dir_all(prefix.join("logs"))?;
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1;\npid {pid};\nevents {{ worker_connections 8192; }}\n\
-             http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport; \
-             keepalive_timeout 0; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
-            pid = prefix.join("nginx.pid").display(),
-            org = addr::ORG_V4,
-        ),
-    )?;
-    let server = spawn_nginx(org, "nginx-origin", &prefix, &conf)?;
+    let config = format!(
+        "worker_processes 1;\nevents {{ worker_connections 8192; }}\n\
+         http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport; \
+         keepalive_timeout 0; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
+        org = addr::ORG_V4,
+    );
+    let server = servers::nginx(org, "nginx-origin", &work.join("nginx-origin"), &config)?;
     servers::wait_listening(org, "t", HTTP_PORT)?;
     Ok(server)
-}
-
-/// nginx in the foreground with its own prefix and config.
-fn spawn_nginx(ns: &Netns, label: &str, prefix: &Path, conf: &Path) -> anyhow::Result<Background> {
-    ns.spawn(
-        label,
-        "nginx",
-        &[
-            "-p",
-            &prefix.to_string_lossy(),
-            "-e",
-            "stderr",
-            "-c",
-            &conf.to_string_lossy(),
-            "-g",
-            "daemon off;",
-        ],
-    )
 }
 
 /// What keeps a system running while it is measured.
@@ -373,23 +348,16 @@ fn start(
             Running::Process(process)
         }
         System::Nginx => {
-            let prefix = work.join("nginx-proxy");
-            std::fs::create_dir_all(prefix.join("logs"))?;
-            let conf = prefix.join("nginx.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                     worker_processes 2;\npid {pid};\nevents {{ worker_connections 8192; }}\n\
-                     stream {{\n\
-                       server {{ listen {EDGE_IP}:{IPERF_PORT}; proxy_pass {origin}:{IPERF_PORT}; }}\n\
-                       server {{ listen {EDGE_IP}:{IPERF_PORT} udp; proxy_pass {origin}:{IPERF_PORT}; proxy_timeout 5s; }}\n\
-                       server {{ listen {EDGE_IP}:{HTTP_PORT}; proxy_pass {origin}:{HTTP_PORT}; }}\n\
-                     }}\n",
-                    pid = prefix.join("nginx.pid").display(),
-                ),
-            )?;
-            let process = spawn_nginx(edge, "nginx-proxy", &prefix, &conf)?;
+            let config = format!(
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+                 worker_processes 2;\nevents {{ worker_connections 8192; }}\n\
+                 stream {{\n\
+                   server {{ listen {EDGE_IP}:{IPERF_PORT}; proxy_pass {origin}:{IPERF_PORT}; }}\n\
+                   server {{ listen {EDGE_IP}:{IPERF_PORT} udp; proxy_pass {origin}:{IPERF_PORT}; proxy_timeout 5s; }}\n\
+                   server {{ listen {EDGE_IP}:{HTTP_PORT}; proxy_pass {origin}:{HTTP_PORT}; }}\n\
+                 }}\n"
+            );
+            let process = servers::nginx(edge, "nginx-proxy", &work.join("nginx-proxy"), &config)?;
             servers::wait_listening(edge, "t", HTTP_PORT)?;
             Running::Process(process)
         }
