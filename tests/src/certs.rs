@@ -27,6 +27,31 @@ fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// A new P-256 key and a certificate for `subject` it signs itself, with
+/// `extra` arguments to `openssl req`.
+fn make_self_signed(pair: &Pair, subject: &str, extra: &[&str]) -> anyhow::Result<String> {
+    let (key, cert) = (path(&pair.key), path(&pair.cert));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        subject,
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args)
+}
+
 impl Pki {
     /// A new CA in `dir` (created).
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
@@ -35,23 +60,7 @@ impl Pki {
             cert: dir.join("ca.pem"),
             key: dir.join("ca.key"),
         };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=spx test CA",
-            "-keyout",
-            &path(&ca.key),
-            "-out",
-            &path(&ca.cert),
-        ])?;
+        make_self_signed(&ca, "/CN=spx test CA", &[])?;
         Ok(Self {
             dir: dir.to_owned(),
             ca,
@@ -101,25 +110,8 @@ impl Pki {
     /// A self-signed leaf for `name` (no CA vouches for it).
     pub fn self_signed(&self, name: &str) -> anyhow::Result<Pair> {
         let pair = self.pair(&format!("self-{name}"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{name}"),
-            "-keyout",
-            &path(&pair.key),
-            "-out",
-            &path(&pair.cert),
-        ])?;
+        let san = format!("subjectAltName=DNS:{name}");
+        make_self_signed(&pair, &format!("/CN={name}"), &["-addext", &san])?;
         Ok(pair)
     }
 
