@@ -9,10 +9,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
@@ -20,6 +17,7 @@ use crate::{
     datapath::{
         conntrack_gc::{cut_flows, ip_of},
         loader::Datapath,
+        ring::spawn_drain,
         rules::{self, RuleSet},
     },
     geoip,
@@ -165,27 +163,13 @@ impl EventLog {
 /// channel full are dropped: the log is sampled anyway).
 pub fn spawn_event_reader(ring: RingBuf<MapData>) -> anyhow::Result<mpsc::Receiver<BlockEvent>> {
     let (tx, rx) = mpsc::channel(256);
-    // SAFETY: the ring buffer owns its map fd and keeps it open, and
-    // unchanged, for as long as it lives inside the AsyncFd.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
-    tokio::spawn(async move {
-        loop {
-            let mut guard = match fd.readable_mut().await {
-                Ok(guard) => guard,
-                Err(err) => {
-                    warn!(%err, "block event reader stopped");
-                    return;
-                }
-            };
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if let Some(event) = parse_event(&item) {
-                    let _ = tx.try_send(event);
-                }
+    spawn_drain(ring, "block event", move |ring| {
+        while let Some(item) = ring.next() {
+            if let Some(event) = parse_event(&item) {
+                let _ = tx.try_send(event);
             }
-            guard.clear_ready();
         }
-    });
+    })?;
     Ok(rx)
 }
 

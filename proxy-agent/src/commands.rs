@@ -17,13 +17,12 @@ use proxy_agent::{
         self,
         model::{App, Config, Origin, OriginDns},
     },
-    datapath::{conntrack_gc, loader::Datapath, maps, stats, stats::StatsRow},
+    datapath::{conntrack_gc, loader::Datapath, maps, ring, stats, stats::StatsRow},
     origin::{OriginResolver, fill_origin_sources},
     tcp::{self, TcpProxyState},
 };
 use serde_json::json;
 use tokio::{
-    io::{Interest, unix::AsyncFd},
     net::TcpListener,
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -454,29 +453,9 @@ fn spawn_kernel_log_reader(datapath: &mut Datapath) {
             return;
         }
     };
-    // SAFETY: the logger owns its ring buffer's fd and keeps it open, and
-    // unchanged, for as long as it lives inside the AsyncFd.
-    let registered = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) };
-    let mut fd = match registered {
-        Ok(fd) => fd,
-        Err(err) => {
-            warn!(%err, "kernel log records will not be shown");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        loop {
-            let mut guard = match fd.readable_mut().await {
-                Ok(guard) => guard,
-                Err(err) => {
-                    warn!(%err, "kernel log reader stopped");
-                    return;
-                }
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    });
+    if let Err(err) = ring::spawn_drain(logger, "kernel log", |logger| logger.flush()) {
+        warn!(%err, "kernel log records will not be shown");
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; the handlers are installed

@@ -3,5 +3,6 @@
 pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;
+pub mod ring;
 pub mod rules;
 pub mod stats;
