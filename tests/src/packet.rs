@@ -205,26 +205,36 @@ pub fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// An Ethernet frame carrying a TCP SYN from `src`:40000 to `dst`:`dst_port`
-/// (both of one family), checksums filled in.
-pub fn syn(src: std::net::IpAddr, dst: std::net::IpAddr, dst_port: u16) -> Vec<u8> {
+/// An Ethernet frame carrying `l4` (a TCP or UDP header and payload of
+/// protocol `proto`) from `src` to `dst` (both of one family), checksums
+/// filled in.
+pub fn frame_between(
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    proto: u8,
+    l4: Vec<u8>,
+) -> Vec<u8> {
     use std::net::IpAddr;
-    let l4 = tcp_flags(40000, dst_port, 0x02, b"");
     let mut f = match (src, dst) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
             let mut f = eth(ETH_P_IPV4, &[]);
-            f.extend(ipv4(src, dst, PROTO_TCP, l4.len(), &[], 0));
+            f.extend(ipv4(src, dst, proto, l4.len(), &[], 0));
             f
         }
         (IpAddr::V6(src), IpAddr::V6(dst)) => {
             let mut f = eth(ETH_P_IPV6, &[]);
-            f.extend(ipv6(src, dst, PROTO_TCP, l4.len()));
+            f.extend(ipv6(src, dst, proto, l4.len()));
             f
         }
-        _ => panic!("syn: {src} and {dst} are of different families"),
+        _ => panic!("{src} and {dst} are of different families"),
     };
     f.extend(l4);
     with_l4_checksum(f)
+}
+
+/// A TCP SYN from `src`:40000 to `dst`:`dst_port`.
+pub fn syn(src: std::net::IpAddr, dst: std::net::IpAddr, dst_port: u16) -> Vec<u8> {
+    frame_between(src, dst, PROTO_TCP, tcp_flags(40000, dst_port, 0x02, b""))
 }
 
 #[cfg(test)]

@@ -91,23 +91,18 @@ fn datapath(config: &Config) -> Datapath {
 }
 
 fn frame(src: IpAddr, proto: u8, dst_port: u16) -> Vec<u8> {
-    let l4 = match proto {
-        PROTO_TCP => tcp_flags(40000, dst_port, 0x02, b""),
-        _ => udp(40000, dst_port, b"query"),
-    };
-    let mut f;
-    match src {
-        IpAddr::V4(src) => {
-            f = eth(ETH_P_IPV4, &[]);
-            f.extend(ipv4(src, EDGE4, proto, l4.len(), &[], 0));
-        }
-        IpAddr::V6(src) => {
-            f = eth(ETH_P_IPV6, &[]);
-            f.extend(ipv6(src, EDGE6, proto, l4.len()));
-        }
-    }
-    f.extend(l4);
-    with_l4_checksum(f)
+    let (dst, l4) = (
+        if src.is_ipv4() {
+            EDGE4.into()
+        } else {
+            EDGE6.into()
+        },
+        match proto {
+            PROTO_TCP => tcp_flags(40000, dst_port, 0x02, b""),
+            _ => udp(40000, dst_port, b"query"),
+        },
+    );
+    frame_between(src, dst, proto, l4)
 }
 
 struct Row {
