@@ -62,6 +62,10 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
         "access rules in force"
     );
     let firewalled: Vec<bool> = config.apps.iter().map(|app| app.ip_firewall).collect();
+    // Nothing can be blocked: no need to walk the flow table.
+    if set.block.is_empty() || !firewalled.contains(&true) {
+        return Ok(());
+    }
     let cut = cut_flows(datapath, |datapath, client, app| {
         firewalled.get(app as usize).copied().unwrap_or(false)
             && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
