@@ -559,11 +559,5 @@ fn io_end(what: &str, err: io::Error) -> End {
 
 /// `::ffff:a.b.c.d` as `a.b.c.d` (a dual-stack socket's IPv4 peers).
 fn unmapped(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
-            None => addr,
-        },
-        IpAddr::V4(_) => addr,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }

@@ -128,11 +128,7 @@ pub fn cut_flows(
 
 /// The address a 16-byte map address stands for (IPv4 when mapped).
 pub fn ip_of(addr: [u8; 16]) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(addr);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
+    IpAddr::from(addr).to_canonical()
 }
 
 /// Adds to the per-CPU `flow_expired` counters.
@@ -243,6 +239,14 @@ mod tests {
             &t
         ));
         assert!(is_expired(&e, Some(&e), ip_proto::UDP, 102 * S + 1, &t));
+    }
+
+    #[test]
+    fn map_addresses_read_back_as_ipv4_when_mapped() {
+        let v4 = proxy_common::v4_mapped([10, 0, 1, 2]);
+        assert_eq!(ip_of(v4), "10.0.1.2".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "fd00:1::2".parse().unwrap();
+        assert_eq!(ip_of(crate::datapath::maps::addr16(v6)), v6);
     }
 
     #[test]
