@@ -18,7 +18,7 @@ use proxy_agent::{
         model::{App, Config, Origin, OriginDns},
     },
     datapath::{conntrack_gc, loader::Datapath, maps, ring, stats, stats::StatsRow},
-    origin::{OriginResolver, fill_origin_sources},
+    origin::{OriginResolver, fill_origin_sources, refresh_after},
     tcp::{self, TcpProxyState},
 };
 use serde_json::json;
@@ -375,9 +375,12 @@ fn warn_on_strict_rp_filter(interfaces: &[String]) {
 /// Answers from the origin name resolvers: (app index, addresses).
 type Resolved = mpsc::Receiver<(usize, Vec<IpAddr>)>;
 
+/// After a failed lookup, the next try (the addresses in use stay).
+const RESOLVE_RETRY: Duration = Duration::from_secs(10);
+
 /// Starts one task per `origin_dns` app that resolves its name now and
-/// again every TTL (every 30 s after a failure, keeping the addresses it
-/// had), and sends each new answer. The first answers (10 s at most) are
+/// again when the answer expires (see [`refresh_after`]; every 10 s after
+/// a failure, keeping the addresses it had), and sends each new answer. The first answers (10 s at most) are
 /// returned, so the maps hold them before the agent says ready.
 async fn spawn_origin_resolvers(
     config: &Config,
@@ -408,18 +411,23 @@ async fn spawn_origin_resolvers(
             let mut current: Vec<IpAddr> = Vec::new();
             loop {
                 let wait = match resolver.resolve(&origin).await {
-                    Ok(ips) => {
-                        if ips != current {
-                            current = ips.clone();
-                            if tx.send((index, ips)).await.is_err() {
+                    Ok(answer) => {
+                        let wait = refresh_after(answer.ttl, origin.ttl);
+                        if answer.ips != current {
+                            if !current.is_empty() {
+                                info!(app = %app_name, origin = %origin.name, from = ?current, to = ?answer.ips, "origin addresses changed");
+                            }
+                            current = answer.ips.clone();
+                            if tx.send((index, answer.ips)).await.is_err() {
                                 return;
                             }
                         }
-                        Duration::from_secs(u64::from(origin.ttl))
+                        debug!(app = %app_name, origin = %origin.name, ttl = ?answer.ttl, next = ?wait, "origin resolved");
+                        wait
                     }
                     Err(err) => {
-                        warn!(app = %app_name, origin = %origin.name, "{err:#}; keeping {} addresses, retrying in 30 s", current.len());
-                        Duration::from_secs(30)
+                        warn!(app = %app_name, origin = %origin.name, "{err:#}; keeping {} addresses, retrying in {RESOLVE_RETRY:?}", current.len());
+                        RESOLVE_RETRY
                     }
                 };
                 if let Some(ready) = ready.take() {

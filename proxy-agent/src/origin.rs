@@ -107,8 +107,9 @@ impl OriginResolver {
         Ok(Self { resolver })
     }
 
-    /// The addresses an origin uses now.
-    pub async fn resolve(&self, origin: &OriginDns) -> anyhow::Result<Vec<IpAddr>> {
+    /// The addresses an origin uses now, and how long the answer holds
+    /// (the smallest TTL of its records).
+    pub async fn resolve(&self, origin: &OriginDns) -> anyhow::Result<Resolution> {
         let lookup = tokio::time::timeout(
             LOOKUP_TIMEOUT * 2,
             self.resolver.lookup_ip(origin.name.as_str()),
@@ -116,8 +117,34 @@ impl OriginResolver {
         .await
         .map_err(|_| anyhow::anyhow!("no answer in {:?}", LOOKUP_TIMEOUT * 2))?
         .with_context(|| format!("resolving {}", origin.name))?;
-        Ok(usable_addresses(lookup.iter(), origin.family))
+        let ttl = lookup
+            .valid_until()
+            .saturating_duration_since(std::time::Instant::now());
+        Ok(Resolution {
+            ips: usable_addresses(lookup.iter(), origin.family),
+            ttl,
+        })
     }
+}
+
+/// One answer for an `origin_dns` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub ips: Vec<IpAddr>,
+    /// How long the records may be used.
+    pub ttl: Duration,
+}
+
+/// Asking more often than this is never useful, even for records with a
+/// TTL of 0 or 1 s (dnsmasq's default for its own records is 0).
+pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+
+/// When to ask again after an answer: when its records expire, but no
+/// later than the app's `origin_dns.ttl`, and not sooner than
+/// [`MIN_REFRESH`].
+pub fn refresh_after(record_ttl: Duration, app_ttl: u32) -> Duration {
+    let app_ttl = Duration::from_secs(u64::from(app_ttl)).max(MIN_REFRESH);
+    record_ttl.clamp(MIN_REFRESH, app_ttl)
 }
 
 /// The addresses of a lookup an origin uses: those of its family, without
@@ -178,6 +205,19 @@ mod tests {
             usable_addresses(many, OriginFamily::Any).len(),
             MAX_ORIGINS_PER_FAMILY as usize
         );
+    }
+
+    #[test]
+    fn refresh_follows_the_record_ttl_within_bounds() {
+        let s = Duration::from_secs;
+        // A short record TTL is honoured, down to the floor.
+        assert_eq!(refresh_after(s(30), 600), s(30));
+        assert_eq!(refresh_after(s(0), 600), MIN_REFRESH);
+        // The app's ttl caps a long record TTL.
+        assert_eq!(refresh_after(s(86_400), 600), s(600));
+        assert_eq!(refresh_after(s(86_400), 1200), s(1200));
+        // A tiny app ttl cannot push below the floor.
+        assert_eq!(refresh_after(s(30), 1), MIN_REFRESH);
     }
 
     #[test]

@@ -157,6 +157,16 @@ impl Agent {
         }
     }
 
+    /// SIGTERM, without waiting for the agent to exit (see [`Agent::wait`]).
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        self.process.signal(libc::SIGTERM)
+    }
+
+    /// Waits up to `limit` for the agent to exit by itself.
+    pub fn wait(self, limit: Duration) -> anyhow::Result<(ExitStatus, String)> {
+        self.process.wait(limit)
+    }
+
     /// SIGTERM; returns the exit status and the agent's log.
     pub fn stop(self) -> anyhow::Result<(ExitStatus, String)> {
         self.process.stop(Duration::from_secs(10))

@@ -1,0 +1,203 @@
+//! The agent's TCP path over time: an `origin_dns` answer that changes and a
+//! DNS outage, the connection limit, and draining at shutdown. Real peers:
+//! dnsmasq and socat origins in `org`, socat and bash clients in `cli`.
+use std::time::{Duration, Instant};
+
+use tests::{
+    agent::Agent,
+    client::tcp_exchange,
+    netns::{Netns, Topology, addr, edge_json},
+    process::Background,
+    root_or_skip, servers,
+};
+
+/// The agent-path app every test here uses: PROXY v1 on tcp/2000 of the
+/// first pool address.
+const EDGE: &str = "10.0.100.1";
+const PORT: u16 = 2000;
+
+/// A config with one PROXY v1 app toward `origin` (a JSON fragment:
+/// `"origin_direct": [...]` or `"origin_dns": {...}, "origin_port": ...`).
+fn config(edge_extra: &str, origin: &str) -> String {
+    format!(
+        r#"{{"edge": {edge},
+  "apps": [{{"protocol": "tcp/{PORT}", "dns": {{"type": "CNAME", "name": "app.test"}},
+             "proxy_protocol": "v1", {origin}}}]}}"#,
+        edge = edge_json(edge_extra)
+    )
+}
+
+/// The origin's greeting through the app (its first line).
+fn greeting(cli: &Netns) -> anyhow::Result<String> {
+    let reply = tcp_exchange(cli, EDGE, PORT, "hello")?;
+    Ok(reply.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Polls `check` every 200 ms for up to `limit`; true once it held.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one() {
+    if !root_or_skip("origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one") {
+        return;
+    }
+    let topology = Topology::new("odns").expect("topology");
+    let (cli, org) = (&topology.cli, &topology.org);
+    // One origin per address, each greeting with its family.
+    let _origins: Vec<Background> = [
+        format!("TCP4-LISTEN:3100,fork,reuseaddr,bind={}", addr::ORG_V4),
+        format!("TCP6-LISTEN:3100,fork,reuseaddr,bind=[{}]", addr::ORG_V6),
+    ]
+    .iter()
+    .zip(["v4", "v6"])
+    .map(|(listen, family)| {
+        // No colons: socat would split the command at them.
+        let greet = format!("SYSTEM:echo origin {family}; exec cat");
+        org.spawn("addr-echo", "socat", &[listen, &greet])
+            .expect("origin")
+    })
+    .collect();
+    servers::wait_listening(org, "t", 3100).expect("origin listens");
+    // dnsmasq gives its records a TTL of 0: the agent asks again every
+    // 5 s (its floor), long before the app's ttl of 600 s.
+    let dns =
+        |answer: &str| servers::dns(org, addr::ORG_V4, "origin.test", &[answer]).expect("dnsmasq");
+    let mut server = Some(dns(addr::ORG_V4));
+    let config = config(
+        &format!(r#", "resolver": "{}""#, addr::ORG_V4),
+        r#""origin_dns": {"name": "origin.test", "ttl": 600}, "origin_port": 3100"#,
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let first = greeting(cli).unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    assert_eq!(first, "origin v4");
+
+    // The answer changes: new connections follow once the record expires.
+    drop(server.take());
+    server = Some(dns(addr::ORG_V6));
+    let changed = Instant::now();
+    let followed = eventually(Duration::from_secs(15), || {
+        greeting(cli).is_ok_and(|line| line == "origin v6")
+    });
+    assert!(
+        followed,
+        "still the old origin: {:?}\n{}",
+        greeting(cli),
+        agent.log()
+    );
+    assert!(
+        changed.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        changed.elapsed()
+    );
+    assert!(agent.log().contains("origin addresses changed"));
+
+    // DNS goes away: the failed refresh is logged, the last answer stays.
+    drop(server.take());
+    let failed = eventually(Duration::from_secs(15), || {
+        agent.log().contains("keeping 1 addresses")
+    });
+    assert!(failed, "no failed refresh seen\n{}", agent.log());
+    let during = greeting(cli).unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
+    assert_eq!(during, "origin v6");
+
+    // DNS is back with another answer: followed again.
+    let _server = dns(addr::ORG_V4);
+    let followed = eventually(Duration::from_secs(20), || {
+        greeting(cli).is_ok_and(|line| line == "origin v4")
+    });
+    assert!(followed, "not followed after the outage\n{}", agent.log());
+}
+
+/// A client that connects to the app and holds its connection open,
+/// printing what it receives.
+fn holder(cli: &Netns) -> Background {
+    let script = format!("exec 3<>/dev/tcp/{EDGE}/{PORT} && exec timeout 20 cat <&3");
+    cli.spawn("holder", "bash", &["-c", &script])
+        .expect("holder")
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_counted_and_slots_come_back() {
+    if !root_or_skip("connections_over_the_limit_are_refused_counted_and_slots_come_back") {
+        return;
+    }
+    let topology = Topology::new("lim").expect("topology");
+    let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
+    let config = config(
+        r#", "tcp_proxy": {"max_connections": 2}"#,
+        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let holders = [holder(&topology.cli), holder(&topology.cli)];
+    let both_in = eventually(Duration::from_secs(5), || {
+        holders.iter().all(|h| h.log().contains("origin 3000"))
+    });
+    assert!(both_in, "holders not through\n{}", agent.log());
+
+    // The third is closed at once, without reaching the origin.
+    let started = Instant::now();
+    let third = tcp_exchange(&topology.cli, EDGE, PORT, "third").unwrap_or_default();
+    assert!(!third.contains("origin"), "{third:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let limited = agent
+        .packets_settled(Some(0), "conn_limited", 1)
+        .expect("stats");
+    assert_eq!(limited, 1, "{}", agent.log());
+    assert!(agent.log().contains("over the connection limit"));
+
+    // The holders leave: their slots are free again.
+    drop(holders);
+    let free = eventually(Duration::from_secs(5), || {
+        greeting(&topology.cli).is_ok_and(|line| line == "origin 3000")
+    });
+    assert!(free, "slots not released\n{}", agent.log());
+}
+
+#[test]
+fn shutdown_refuses_new_connections_and_drains_live_ones() {
+    if !root_or_skip("shutdown_refuses_new_connections_and_drains_live_ones") {
+        return;
+    }
+    let topology = Topology::new("drn").expect("topology");
+    let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
+    let config = config(
+        "",
+        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    // A client that sends a line, waits 3 s, sends another, then closes.
+    let script =
+        format!("(echo one; sleep 3; echo two) | socat -t5 - TCP:{EDGE}:{PORT},connect-timeout=3");
+    let live = topology
+        .cli
+        .spawn("live", "bash", &["-c", &script])
+        .expect("client");
+    let connected = eventually(Duration::from_secs(5), || live.log().contains("one"));
+    assert!(connected, "{}\n{}", live.log(), agent.log());
+
+    agent.terminate().expect("SIGTERM");
+    std::thread::sleep(Duration::from_millis(500));
+    // Draining: new connections are refused, the live one goes on.
+    let refused = tcp_exchange(&topology.cli, EDGE, PORT, "late");
+    assert!(
+        refused
+            .as_ref()
+            .map_or(true, |reply| !reply.contains("origin")),
+        "{refused:?}"
+    );
+    let (status, out) = live.wait(Duration::from_secs(10)).expect("client ends");
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("one\ntwo\n"), "{out:?}");
+    let (status, log) = agent.wait(Duration::from_secs(10)).expect("agent exits");
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("TCP path drained"), "{log}");
+}
