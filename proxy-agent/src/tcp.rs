@@ -173,11 +173,15 @@ impl Route {
                 let (Some(cert), Some(key)) = (&app.tls_cert, &app.tls_key) else {
                     anyhow::bail!("tls {} needs tls_cert and tls_key", app.tls);
                 };
-                let pair = CertKeyPaths {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                };
-                Some(TlsAcceptor::from(tls::edge_server_config(&[pair])?))
+                // The default pair first: it answers clients without SNI.
+                let pairs: Vec<CertKeyPaths> = std::iter::once((cert, key))
+                    .chain(app.tls_sni_certs.iter().map(|(c, k)| (c, k)))
+                    .map(|(cert, key)| CertKeyPaths {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    })
+                    .collect();
+                Some(TlsAcceptor::from(tls::edge_server_config(&pairs)?))
             }
         };
         let origin_tls = match app.tls {

@@ -33,6 +33,7 @@ fn setup(tag: &str) -> Setup {
     let dir = scratch_dir().join(format!("{tag}-pki"));
     let pki = Pki::new(&dir).expect("CA");
     let edge_cert = pki.leaf("app.test").expect("edge cert");
+    let other_cert = pki.leaf("other.test").expect("second edge cert");
     let origin_cert = pki.leaf("origin.test").expect("origin cert");
     let untrusted = pki.self_signed("origin.test").expect("self-signed");
     let org = &topology.org;
@@ -57,8 +58,18 @@ fn setup(tag: &str) -> Setup {
     };
     let tls = |mode: &str| format!(r#""tls": "{mode}", "tls_cert": "{cert}", "tls_key": "{key}""#);
     let apps = [
-        // 0: flexible, plain origin
-        app("flexible", "tcp/443", &tls("flexible"), both("8080")),
+        // 0: flexible, plain origin; a second certificate picked by SNI
+        app(
+            "flexible",
+            "tcp/443",
+            &format!(
+                r#"{}, "tls_sni_certs": [{{"cert": "{}", "key": "{}"}}]"#,
+                tls("flexible"),
+                other_cert.cert.display(),
+                other_cert.key.display()
+            ),
+            both("8080"),
+        ),
         // 1: full, origin with a self-signed certificate
         app("full", "tcp/8443", &tls("full"), both("9443")),
         // 2: strict, origin certificate signed by the test CA for origin.test
@@ -178,8 +189,12 @@ fn tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certific
             "app {app}"
         );
     }
-    assert_eq!(counter(&s.agent, 0, "conn_accepted", 2), 2);
-    assert_eq!(counter(&s.agent, 0, "conn_closed", 2), 2);
+    // SNI picks the second certificate (the client checks its name).
+    let reply = tls_exchange(cli, &edge4(0), 443, "other.test", ca, "sni")
+        .unwrap_or_else(|e| panic!("SNI other.test: {e:#}\n{}", s.agent.log()));
+    assert_eq!(reply, "origin 8080\nsni\n");
+    assert_eq!(counter(&s.agent, 0, "conn_accepted", 3), 3);
+    assert_eq!(counter(&s.agent, 0, "conn_closed", 3), 3);
     let log = s.agent.log();
     assert!(
         log.contains("NotValidForName") || log.contains("not valid for"),

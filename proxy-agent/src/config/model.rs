@@ -463,6 +463,9 @@ pub struct App {
     pub tls: TlsMode,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// More (certificate, key) pairs SNI picks among; `tls_cert` is the
+    /// default.
+    pub tls_sni_certs: Vec<(PathBuf, PathBuf)>,
     pub origin_sni: Option<String>,
     /// CA bundle for `tls: strict` (system roots when absent).
     pub origin_ca: Option<PathBuf>,
@@ -566,6 +569,13 @@ impl Config {
         for app in &mut self.apps {
             resolve(&mut app.tls_cert);
             resolve(&mut app.tls_key);
+            for (cert, key) in &mut app.tls_sni_certs {
+                for path in [cert, key] {
+                    if path.is_relative() {
+                        *path = base.join(&*path);
+                    }
+                }
+            }
             resolve(&mut app.origin_ca);
         }
     }
@@ -582,17 +592,30 @@ impl Config {
             ("edge.geoip.asn_db".to_string(), &self.edge.geoip.asn_db),
         ];
         let tls = self.apps.iter().enumerate().flat_map(|(i, app)| {
+            let sni = app
+                .tls_sni_certs
+                .iter()
+                .enumerate()
+                .flat_map(move |(j, (cert, key))| {
+                    [
+                        (format!("apps[{i}].tls_sni_certs[{j}].cert"), Some(cert)),
+                        (format!("apps[{i}].tls_sni_certs[{j}].key"), Some(key)),
+                    ]
+                });
             [
-                (format!("apps[{i}].tls_cert"), &app.tls_cert),
-                (format!("apps[{i}].tls_key"), &app.tls_key),
-                (format!("apps[{i}].origin_ca"), &app.origin_ca),
+                (format!("apps[{i}].tls_cert"), app.tls_cert.as_ref()),
+                (format!("apps[{i}].tls_key"), app.tls_key.as_ref()),
+                (format!("apps[{i}].origin_ca"), app.origin_ca.as_ref()),
             ]
+            .into_iter()
+            .chain(sni)
         });
+        let geoip = geoip.map(|(field, path)| (field, path.as_ref()));
         geoip
             .into_iter()
             .chain(tls)
             .filter_map(|(field, path)| {
-                let path = path.as_deref()?;
+                let path = path.map(PathBuf::as_path)?;
                 let reason = unreadable(path)?;
                 Some(ConfigError::new(field, path.display().to_string(), reason))
             })
@@ -689,6 +712,7 @@ mod tests {
             tls,
             tls_cert: None,
             tls_key: None,
+            tls_sni_certs: Vec::new(),
             origin_sni: None,
             origin_ca: None,
             ip_firewall: false,
@@ -750,6 +774,7 @@ mod tests {
         let mut a = app(PortRange::single(443), TlsMode::Full, ProxyProtocol::Off);
         a.tls_cert = Some(cert.clone());
         a.tls_key = Some(dir.join("missing-key.pem"));
+        a.tls_sni_certs = vec![(cert.clone(), dir.join("missing-sni-key.pem"))];
         let config = Config {
             edge: Edge {
                 interfaces: vec!["eth0".into()],
@@ -771,7 +796,14 @@ mod tests {
         let errors = config.check_files();
         std::fs::remove_dir_all(&dir).unwrap();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["edge.geoip.country_db", "apps[0].tls_key"]);
+        assert_eq!(
+            fields,
+            [
+                "edge.geoip.country_db",
+                "apps[0].tls_key",
+                "apps[0].tls_sni_certs[0].key"
+            ]
+        );
         assert_eq!(errors[0].reason, "not a regular file");
         assert!(errors[1].value.ends_with("missing-key.pem"));
         assert!(errors[1].reason.contains("No such file"), "{}", errors[1]);

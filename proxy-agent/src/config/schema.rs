@@ -102,6 +102,14 @@ pub struct GeoIpFile {
     pub asn_db: Option<PathBuf>,
 }
 
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertKeyFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// One Spectrum application, in Cloudflare's API shape.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +143,10 @@ pub struct AppFile {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// More certificate/key pairs; SNI picks among them and `tls_cert`,
+    /// which stays the default.
+    #[serde(default)]
+    pub tls_sni_certs: Vec<CertKeyFile>,
     #[serde(default)]
     pub origin_sni: Option<String>,
     /// PEM CA bundle that validates the origin's certificate (`tls:

@@ -143,6 +143,7 @@ struct AppDraft {
     tls: Option<TlsMode>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_sni_certs: Vec<(PathBuf, PathBuf)>,
     origin_sni: Option<String>,
     origin_ca: Option<PathBuf>,
     ip_firewall: bool,
@@ -162,6 +163,7 @@ impl AppDraft {
             tls: self.tls?,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
+            tls_sni_certs: self.tls_sni_certs,
             origin_sni: self.origin_sni,
             origin_ca: self.origin_ca,
             ip_firewall: self.ip_firewall,
@@ -528,6 +530,11 @@ impl Validator {
             tls,
             tls_cert: a.tls_cert.clone(),
             tls_key: a.tls_key.clone(),
+            tls_sni_certs: a
+                .tls_sni_certs
+                .iter()
+                .map(|pair| (pair.cert.clone(), pair.key.clone()))
+                .collect(),
             origin_sni: a.origin_sni.clone(),
             origin_ca: a.origin_ca.clone(),
             ip_firewall: a.ip_firewall.unwrap_or(false),
@@ -974,6 +981,10 @@ impl Validator {
                 if let Some(path) = path {
                     self.warn(at(name), path.display().to_string(), "ignored: tls is off");
                 }
+            }
+            if !a.tls_sni_certs.is_empty() {
+                let count = a.tls_sni_certs.len().to_string();
+                self.warn(at("tls_sni_certs"), count, "ignored: tls is off");
             }
             return ok.then_some(mode);
         }
@@ -2508,6 +2519,36 @@ mod tests {
         let (_, warnings) = accepted(config(vec![with_files(tcp_app())]));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].message.contains("tls is off"));
+    }
+
+    #[test]
+    fn sni_certificates_follow_the_default_pair() {
+        let pairs =
+            json!([{"cert": "/b.pem", "key": "/b.key"}, {"cert": "/c.pem", "key": "/c.key"}]);
+        let app = with(
+            with(
+                with(
+                    with(tcp_app(), "tls", json!("flexible")),
+                    "tls_cert",
+                    json!("/a.pem"),
+                ),
+                "tls_key",
+                json!("/a.key"),
+            ),
+            "tls_sni_certs",
+            pairs.clone(),
+        );
+        let (model, warnings) = accepted(config(vec![app]));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let want: Vec<(PathBuf, PathBuf)> = [("/b.pem", "/b.key"), ("/c.pem", "/c.key")]
+            .iter()
+            .map(|(c, k)| (PathBuf::from(c), PathBuf::from(k)))
+            .collect();
+        assert_eq!(model.apps[0].tls_sni_certs, want);
+        // Without TLS they mean nothing: accepted, with a warning.
+        let (_, warnings) = accepted(config(vec![with(tcp_app(), "tls_sni_certs", pairs)]));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "apps[0].tls_sni_certs");
     }
 
     #[test]
