@@ -13,8 +13,10 @@ pub mod geoip;
 pub mod origin;
 pub mod preflight;
 pub mod proxy_header;
+pub mod routes;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 /// The XDP program built from `proxy-ebpf` by this crate's build script.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy"));

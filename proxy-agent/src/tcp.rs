@@ -8,12 +8,11 @@
 //! connect -> PROXY header (v1/v2) -> origin TLS (full/strict) -> bytes
 //! both ways until both sides closed, or nothing moved for the idle timeout.
 use std::{
-    collections::HashMap,
     io,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -31,47 +30,25 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::model::{App, Config, Origin, PortRange, Protocol, ProxyProtocol, TcpProxy, TlsMode},
+    config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
     proxy_header::{self, Endpoints, Transport},
+    routes::{Counts, Routes, Target, unmapped},
     tls::{self, CertKeyPaths, OriginVerify},
 };
 
-/// One agent-path TCP app, ready to serve.
+/// What the TCP path adds to an app's [`Target`].
 struct Route {
-    index: u32,
-    name: String,
-    edge_ports: PortRange,
-    origin: Origin,
     proxy_protocol: ProxyProtocol,
     edge_tls: Option<TlsAcceptor>,
     /// The connector, and the name the origin's certificate must carry
     /// (`None`: the address of the origin each connection picks).
     origin_tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
-    /// Round robin over the app's origins.
-    next_origin: AtomicUsize,
-}
-
-/// Per-app counts since the last flush to the kernel counters.
-#[derive(Default)]
-struct AppCounts {
-    accepted: AtomicU64,
-    to_origin_bytes: AtomicU64,
-    closed: AtomicU64,
-    to_client_bytes: AtomicU64,
-    tls_failed: AtomicU64,
-    origin_failed: AtomicU64,
-    timeouts: AtomicU64,
-    limited: AtomicU64,
 }
 
 /// Everything the connection tasks share.
 pub struct TcpProxyState {
-    routes: Vec<Route>,
-    /// (edge address, route index in `routes`) for each app address.
-    by_addr: HashMap<IpAddr, Vec<usize>>,
-    /// Current addresses of `origin_dns` apps, by app index.
-    resolved: RwLock<HashMap<u32, Vec<IpAddr>>>,
-    counts: Vec<AppCounts>,
+    routes: Routes<Route>,
+    counts: Counts,
     limits: TcpProxy,
     slots: Arc<Semaphore>,
 }
@@ -85,26 +62,10 @@ impl TcpProxyState {
     /// Builds the TLS configs of every agent-path TCP app; fails naming the
     /// app when a certificate, key or CA bundle does not load.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let mut routes = Vec::new();
-        let mut by_addr: HashMap<IpAddr, Vec<usize>> = HashMap::new();
-        for (index, app) in config.apps.iter().enumerate() {
-            if !serves(app) {
-                continue;
-            }
-            let route = Route::new(index as u32, app)
-                .with_context(|| format!("apps[{index}] ({})", app.dns.name))?;
-            for addr in &app.edge_addrs {
-                by_addr.entry(*addr).or_default().push(routes.len());
-            }
-            routes.push(route);
-        }
-        let counts = config.apps.iter().map(|_| AppCounts::default()).collect();
         let limits = config.edge.tcp_proxy;
         Ok(Self {
-            routes,
-            by_addr,
-            resolved: RwLock::default(),
-            counts,
+            routes: Routes::build(config, serves, Route::new)?,
+            counts: Counts::new(config),
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
         })
@@ -117,46 +78,12 @@ impl TcpProxyState {
 
     /// New addresses of an `origin_dns` app.
     pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
-        if let Ok(mut resolved) = self.resolved.write() {
-            resolved.insert(app, ips.to_vec());
-        }
-    }
-
-    fn route_for(&self, edge: SocketAddr) -> Option<&Route> {
-        self.by_addr
-            .get(&edge.ip())?
-            .iter()
-            .map(|i| &self.routes[*i])
-            .find(|r| r.edge_ports.contains(edge.port()))
+        self.routes.set_origins(app, ips);
     }
 
     /// Counts since the last call, as kernel counter rows.
     pub fn take_counts(&self) -> Vec<(u32, Verdict, Counter)> {
-        let mut rows = Vec::new();
-        for (app, c) in self.counts.iter().enumerate() {
-            let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
-            for (verdict, packets, bytes) in [
-                (
-                    Verdict::ConnAccepted,
-                    take(&c.accepted),
-                    take(&c.to_origin_bytes),
-                ),
-                (
-                    Verdict::ConnClosed,
-                    take(&c.closed),
-                    take(&c.to_client_bytes),
-                ),
-                (Verdict::TlsFailed, take(&c.tls_failed), 0),
-                (Verdict::OriginFailed, take(&c.origin_failed), 0),
-                (Verdict::ConnTimeout, take(&c.timeouts), 0),
-                (Verdict::ConnLimited, take(&c.limited), 0),
-            ] {
-                if packets > 0 || bytes > 0 {
-                    rows.push((app as u32, verdict, Counter { packets, bytes }));
-                }
-            }
-        }
-        rows
+        self.counts.take()
     }
 
     /// Connections in progress.
@@ -166,7 +93,7 @@ impl TcpProxyState {
 }
 
 impl Route {
-    fn new(index: u32, app: &App) -> anyhow::Result<Self> {
+    fn new(app: &App) -> anyhow::Result<Self> {
         let edge_tls = match app.tls {
             TlsMode::Off => None,
             _ => {
@@ -200,14 +127,9 @@ impl Route {
             _ => None,
         };
         Ok(Self {
-            index,
-            name: app.dns.name.clone(),
-            edge_ports: app.edge_ports,
-            origin: app.origin.clone(),
             proxy_protocol: app.proxy_protocol,
             edge_tls,
             origin_tls,
-            next_origin: AtomicUsize::new(0),
         })
     }
 }
@@ -343,18 +265,18 @@ async fn connection(
         Ok(addr) => unmapped(addr),
         Err(err) => return debug!(%err, "connection gone before it was read"),
     };
-    let Some(route) = state.route_for(edge) else {
+    let Some((target, route)) = state.routes.route_for(edge) else {
         return warn!(client = %peer, %edge, "connection to no agent-path app: closed");
     };
-    let counts = &state.counts[route.index as usize];
+    let counts = state.counts.app(target.index);
     let Some(_slot) = slot else {
         counts.limited.fetch_add(1, Ordering::Relaxed);
-        return warn!(app = %route.name, client = %peer, limit = state.limits.max_connections, "over the connection limit: refused");
+        return warn!(app = %target.name, client = %peer, limit = state.limits.max_connections, "over the connection limit: refused");
     };
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let mut moved = Moved::default();
-    let end = proxy(&state, route, client, peer, edge, &mut moved).await;
+    let end = proxy(&state, target, route, client, peer, edge, &mut moved).await;
     counts
         .to_origin_bytes
         .fetch_add(moved.up, Ordering::Relaxed);
@@ -374,19 +296,20 @@ async fn connection(
     let status = end.status();
     match &end {
         End::Closed => {
-            debug!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect")
+            debug!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect")
         }
         End::Idle => {
-            info!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: idle timeout")
+            info!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: idle timeout")
         }
         End::ClientTls(err) | End::OriginConnect(err, _) | End::OriginTls(err) | End::Io(err) => {
-            warn!(app = %route.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: {err}")
+            warn!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: {err}")
         }
     }
 }
 
 async fn proxy(
     state: &TcpProxyState,
+    target: &Target,
     route: &Route,
     client: TcpStream,
     peer: SocketAddr,
@@ -403,7 +326,7 @@ async fn proxy(
         },
         None => Box::new(client),
     };
-    let Some(origin_addr) = pick_origin(state, route, edge.port()) else {
+    let Some(origin_addr) = state.routes.pick_origin(target, edge.port()) else {
         return End::OriginConnect("no origin address (origin_dns not resolved)".into(), false);
     };
     let mut origin = match timeout(limits.connect_timeout, TcpStream::connect(origin_addr)).await {
@@ -447,28 +370,6 @@ async fn proxy(
         None => Box::new(origin),
     };
     pump(client, origin, limits.idle_timeout, moved).await
-}
-
-/// The origin for a new connection to edge port `port`: round robin over
-/// the app's origins (any family: the agent bridges IPv4 and IPv6), at the
-/// same offset in the origin's port range.
-fn pick_origin(state: &TcpProxyState, route: &Route, port: u16) -> Option<SocketAddr> {
-    let offset = route.edge_ports.offset_of(port)?;
-    let turn = route.next_origin.fetch_add(1, Ordering::Relaxed);
-    match &route.origin {
-        Origin::Direct(origins) => {
-            let origin = origins.get(turn % origins.len().max(1))?;
-            let port = origin.ports.start.checked_add(offset)?;
-            Some(SocketAddr::new(origin.ip, port))
-        }
-        Origin::Dns(dns) => {
-            let resolved = state.resolved.read().ok()?;
-            let ips = resolved.get(&route.index)?;
-            let ip = ips.get(turn % ips.len().max(1))?;
-            let port = dns.ports.start.checked_add(offset)?;
-            Some(SocketAddr::new(*ip, port))
-        }
-    }
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -559,9 +460,4 @@ fn io_end(what: &str, err: io::Error) -> End {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => End::Closed,
         _ => End::Io(format!("{what}: {err}")),
     }
-}
-
-/// `::ffff:a.b.c.d` as `a.b.c.d` (a dual-stack socket's IPv4 peers).
-fn unmapped(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }

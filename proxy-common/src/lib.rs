@@ -409,10 +409,13 @@ pub enum Verdict {
     ConnTimeout = 25,
     /// Agent: refused at once, over the concurrent connection limit.
     ConnLimited = 26,
+    /// Agent, UDP: an origin datagram dropped (an SPP reply without a
+    /// valid header or naming another client, or too big to pass on).
+    BadReply = 27,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 28;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -441,6 +444,7 @@ impl Verdict {
         Verdict::OriginFailed,
         Verdict::ConnTimeout,
         Verdict::ConnLimited,
+        Verdict::BadReply,
     ];
 
     /// The verdict of a packet dropped by a block rule of `kind`.
@@ -484,6 +488,7 @@ impl Verdict {
             Verdict::OriginFailed => "origin_failed",
             Verdict::ConnTimeout => "conn_timeout",
             Verdict::ConnLimited => "conn_limited",
+            Verdict::BadReply => "bad_reply",
         }
     }
 }
@@ -552,7 +557,7 @@ mod tests {
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::ConnLimited);
+        let last_app = stats_index(MAX_APPS - 1, Verdict::BadReply);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
         assert_eq!(
