@@ -20,6 +20,7 @@ use proxy_agent::{
     datapath::{conntrack_gc, loader::Datapath, maps, ring, stats, stats::StatsRow},
     origin::{OriginResolver, fill_origin_sources, refresh_after},
     tcp::{self, TcpProxyState},
+    udp::{self, UdpProxyState},
 };
 use serde_json::json;
 use tokio::{
@@ -55,6 +56,9 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 }
                 // Certificates, keys and CA bundles loaded, as `run` does.
                 if let Err(err) = TcpProxyState::new(&loaded.config) {
+                    missing.push(format!("{err:#}"));
+                }
+                if let Err(err) = UdpProxyState::new(&loaded.config) {
                     missing.push(format!("{err:#}"));
                 }
                 // GeoIP databases read and rules expanded, as `run` does.
@@ -213,7 +217,10 @@ pub async fn serve(
     let mut shutdown = Box::pin(shutdown_signal()?);
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let rules = access::build(&config)?;
-    let tcp_state = Arc::new(TcpProxyState::new(&config)?);
+    let paths = AgentPaths {
+        tcp: Arc::new(TcpProxyState::new(&config)?),
+        udp: Arc::new(UdpProxyState::new(&config)?),
+    };
     let (mut resolved, initial) = spawn_origin_resolvers(&config).await?;
     fill_origin_sources(&mut config, &initial)?;
     let contents = maps::map_contents(&config)?;
@@ -226,22 +233,32 @@ pub async fn serve(
     drop(rules);
     datapath.sync(&contents)?;
     for (index, ips) in &initial {
-        apply_origins(&mut datapath, &config, &tcp_state, *index, ips);
+        apply_origins(&mut datapath, &config, &paths, *index, ips);
     }
     warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
     // Steering after XDP: every packet that reaches the agent's socket has
     // passed the access rules.
-    let (stop_tcp, tcp_stopped) = watch::channel(false);
-    let tcp_task = if tcp_state.is_empty() {
-        None
-    } else {
-        let listener = tcp::listener()?;
-        datapath.steer_to(&listener, None::<&std::net::UdpSocket>)?;
-        let listener = TcpListener::from_std(listener).context("registering the TCP listener")?;
-        let task = tcp::serve(listener, Arc::clone(&tcp_state), tcp_stopped, TCP_DRAIN);
-        Some(tokio::spawn(task))
+    let (stop_paths, paths_stopped) = watch::channel(false);
+    let tcp_listener = (!paths.tcp.is_empty()).then(tcp::listener).transpose()?;
+    let udp_socket = (!paths.udp.is_empty()).then(udp::socket).transpose()?;
+    if tcp_listener.is_some() || udp_socket.is_some() {
+        datapath.steer_to(tcp_listener.as_ref(), udp_socket.as_ref())?;
+    }
+    let tcp_task = match tcp_listener {
+        Some(listener) => {
+            let listener =
+                TcpListener::from_std(listener).context("registering the TCP listener")?;
+            let state = Arc::clone(&paths.tcp);
+            let task = tcp::serve(listener, state, paths_stopped.clone(), TCP_DRAIN);
+            Some(tokio::spawn(task))
+        }
+        None => None,
     };
+    let udp_task = udp_socket.map(|socket| {
+        let state = Arc::clone(&paths.udp);
+        tokio::spawn(udp::serve(socket, state, paths_stopped.clone()))
+    });
     // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
     info!(
@@ -259,8 +276,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, &tcp_state, index, &ips),
-            _ = flush.tick() => flush_tcp_counts(&mut datapath, &tcp_state),
+            Some((index, ips)) = resolved.recv() => apply_origins(&mut datapath, &config, &paths, index, &ips),
+            _ = flush.tick() => paths.flush_counts(&mut datapath),
             Some(event) = block_events.recv() => {
                 event_log.log(&config, &event, Instant::now());
             }
@@ -274,15 +291,17 @@ pub async fn serve(
             },
         }
     }
-    if let Some(task) = tcp_task {
+    if tcp_task.is_some() {
         info!(
-            connections = tcp_state.active(),
+            connections = paths.tcp.active(),
             "shutting down: draining the TCP path"
         );
-        let _ = stop_tcp.send(true);
-        let _ = task.await;
-        flush_tcp_counts(&mut datapath, &tcp_state);
     }
+    let _ = stop_paths.send(true);
+    for task in [tcp_task, udp_task].into_iter().flatten() {
+        let _ = task.await;
+    }
+    paths.flush_counts(&mut datapath);
     info!("shutting down: detaching XDP and removing pinned counters");
     drop(datapath);
     info!("stopped");
@@ -323,10 +342,20 @@ fn reload_rules(datapath: &mut Datapath, config: &mut Config, path: &Path) {
 /// How long live TCP-path connections may take to end at shutdown.
 const TCP_DRAIN: Duration = Duration::from_secs(10);
 
-/// The TCP path's counts into the kernel counters `stats` reads.
-fn flush_tcp_counts(datapath: &mut Datapath, tcp_state: &TcpProxyState) {
-    if let Err(err) = stats::add(datapath, tcp_state.take_counts()) {
-        warn!("writing TCP-path counters: {err:#}");
+/// The agent's TCP and UDP paths.
+struct AgentPaths {
+    tcp: Arc<TcpProxyState>,
+    udp: Arc<UdpProxyState>,
+}
+
+impl AgentPaths {
+    /// Their counts into the kernel counters `stats` reads.
+    fn flush_counts(&self, datapath: &mut Datapath) {
+        let mut rows = self.tcp.take_counts();
+        rows.extend(self.udp.take_counts());
+        if let Err(err) = stats::add(datapath, rows) {
+            warn!("writing agent-path counters: {err:#}");
+        }
     }
 }
 
@@ -335,11 +364,12 @@ fn flush_tcp_counts(datapath: &mut Datapath, tcp_state: &TcpProxyState) {
 fn apply_origins(
     datapath: &mut Datapath,
     config: &Config,
-    tcp_state: &TcpProxyState,
+    paths: &AgentPaths,
     index: usize,
     ips: &[IpAddr],
 ) {
-    tcp_state.set_origins(index as u32, ips);
+    paths.tcp.set_origins(index as u32, ips);
+    paths.udp.set_origins(index as u32, ips);
     let app = &config.apps[index];
     let applied = maps::app_origins(index as u32, app, ips)
         .map_err(anyhow::Error::from)

@@ -127,6 +127,7 @@ pub struct Edge {
     pub resolver: Option<std::net::SocketAddr>,
     pub flow_timeouts: FlowTimeouts,
     pub tcp_proxy: TcpProxy,
+    pub udp_proxy: UdpProxy,
 }
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
@@ -183,6 +184,24 @@ impl Default for TcpProxy {
             connect_timeout: s(10),
             idle_timeout: s(300),
             max_connections: 16_384,
+        }
+    }
+}
+
+/// `edge.udp_proxy`: limits of the agent's UDP path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpProxy {
+    /// No datagram either way for this long: the flow ends.
+    pub idle_timeout: std::time::Duration,
+    /// Flows per app at once; datagrams that would open more are dropped.
+    pub max_flows: usize,
+}
+
+impl Default for UdpProxy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_flows: 16_384,
         }
     }
 }
@@ -460,6 +479,9 @@ pub struct App {
     pub edge_addrs: Vec<IpAddr>,
     pub origin: Origin,
     pub proxy_protocol: ProxyProtocol,
+    /// UDP with `proxy_protocol: v2`: the header in front of every
+    /// datagram, not only the first of each flow.
+    pub proxy_header_every_datagram: bool,
     pub tls: TlsMode,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -709,6 +731,7 @@ mod tests {
             edge_addrs: vec![],
             origin: Origin::Direct(vec![]),
             proxy_protocol: pp,
+            proxy_header_every_datagram: false,
             tls,
             tls_cert: None,
             tls_key: None,
@@ -789,6 +812,7 @@ mod tests {
                 resolver: None,
                 flow_timeouts: FlowTimeouts::default(),
                 tcp_proxy: TcpProxy::default(),
+                udp_proxy: UdpProxy::default(),
             },
             apps: vec![a],
             access_rules: vec![],

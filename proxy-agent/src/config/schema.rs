@@ -43,6 +43,19 @@ pub struct EdgeFile {
     /// The agent's TCP path (apps with TLS or PROXY headers).
     #[serde(default)]
     pub tcp_proxy: TcpProxyFile,
+    /// The agent's UDP path (apps with a PROXY v2 or SPP header).
+    #[serde(default)]
+    pub udp_proxy: UdpProxyFile,
+}
+
+/// Seconds, and a flow count; each absent value keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpProxyFile {
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
+    #[serde(default)]
+    pub max_flows: Option<u64>,
 }
 
 /// Seconds, and a connection count; each absent value keeps its default.
@@ -129,6 +142,10 @@ pub struct AppFile {
     pub origin_port: Option<OriginPortFile>,
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocolFile>,
+    /// `first_datagram` (Spectrum's way, the default) | `every_datagram`:
+    /// where a UDP app's PROXY v2 header goes.
+    #[serde(default)]
+    pub proxy_protocol_udp: Option<String>,
     /// `off` | `flexible` | `full` | `strict`
     #[serde(default)]
     pub tls: Option<String>,

@@ -13,12 +13,12 @@ use super::model::{
     AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_NAT_PORTS, Dns, DnsKind,
     ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts,
     GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource,
-    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, Warning,
-    XdpMode,
+    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy,
+    Warning, XdpMode,
 };
 use super::schema::{
     AccessRuleFile, AppFile, ConfigFile, EdgeFile, EdgeIpsFile, OriginDnsFile, OriginPortFile,
-    ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile,
+    ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile, UdpProxyFile,
 };
 
 /// Checks a parsed file and builds the model from it.
@@ -140,6 +140,7 @@ struct AppDraft {
     edge_ips: Option<EdgeIps>,
     origin: Option<Origin>,
     proxy_protocol: Option<ProxyProtocol>,
+    proxy_header_every_datagram: bool,
     tls: Option<TlsMode>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -160,6 +161,7 @@ impl AppDraft {
             edge_addrs,
             origin: self.origin?,
             proxy_protocol: self.proxy_protocol?,
+            proxy_header_every_datagram: self.proxy_header_every_datagram,
             tls: self.tls?,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
@@ -309,6 +311,7 @@ impl Validator {
             self.seconds(format!("edge.flow_timeouts.{name}"), value, slot);
         }
         let tcp_proxy = self.tcp_proxy(&e.tcp_proxy);
+        let udp_proxy = self.udp_proxy(&e.udp_proxy);
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -319,6 +322,7 @@ impl Validator {
             resolver,
             flow_timeouts,
             tcp_proxy,
+            udp_proxy,
         };
         (edge, pools)
     }
@@ -361,6 +365,23 @@ impl Validator {
             Some(n) => self.error(
                 None,
                 "edge.tcp_proxy.max_connections",
+                n.to_string(),
+                "expected 1 to 1000000",
+            ),
+        }
+        out
+    }
+
+    fn udp_proxy(&mut self, file: &UdpProxyFile) -> UdpProxy {
+        let mut out = UdpProxy::default();
+        let field = "edge.udp_proxy.idle_timeout".to_string();
+        self.seconds(field, file.idle_timeout, &mut out.idle_timeout);
+        match file.max_flows {
+            None => {}
+            Some(n @ 1..=1_000_000) => out.max_flows = n as usize,
+            Some(n) => self.error(
+                None,
+                "edge.udp_proxy.max_flows",
                 n.to_string(),
                 "expected 1 to 1000000",
             ),
@@ -489,6 +510,8 @@ impl Validator {
             }
             _ => self.proxy_protocol(i, a.proxy_protocol.as_ref(), proto),
         };
+        let proxy_header_every_datagram =
+            self.proxy_protocol_udp(i, a.proxy_protocol_udp.as_deref(), proxy_protocol, proto);
         let tls = self.tls(i, a, proto);
 
         match a.traffic_type.as_deref() {
@@ -527,6 +550,7 @@ impl Validator {
             edge_ips,
             origin,
             proxy_protocol,
+            proxy_header_every_datagram,
             tls,
             tls_cert: a.tls_cert.clone(),
             tls_key: a.tls_key.clone(),
@@ -935,6 +959,41 @@ impl Validator {
         };
         self.error(None, field, value, refused);
         None
+    }
+
+    /// `proxy_protocol_udp`: whether the v2 header goes in front of every
+    /// datagram; meaningful only on a udp app with `proxy_protocol: v2`.
+    fn proxy_protocol_udp(
+        &mut self,
+        i: usize,
+        value: Option<&str>,
+        mode: Option<ProxyProtocol>,
+        protocol: Option<Protocol>,
+    ) -> bool {
+        let field = format!("apps[{i}].proxy_protocol_udp");
+        let every = match value {
+            None => return false,
+            Some("first_datagram") => false,
+            Some("every_datagram") => true,
+            Some(other) => {
+                self.error(
+                    None,
+                    field,
+                    other,
+                    "expected first_datagram or every_datagram",
+                );
+                return false;
+            }
+        };
+        if mode != Some(ProxyProtocol::V2) || protocol != Some(Protocol::Udp) {
+            self.warn(
+                field,
+                value.unwrap_or_default(),
+                "ignored: only for udp apps with proxy_protocol v2",
+            );
+            return false;
+        }
+        every
     }
 
     fn tls(&mut self, i: usize, a: &AppFile, protocol: Option<Protocol>) -> Option<TlsMode> {
@@ -2643,6 +2702,51 @@ mod tests {
                 .any(|e| e.field == "apps[0].origin_direct[0]"
                     && e.reason.contains("write 192.0.2.1")),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn udp_proxy_header_placement_and_limits() {
+        let v2 = with(udp_app(), "proxy_protocol", json!("v2"));
+        let every = with(v2.clone(), "proxy_protocol_udp", json!("every_datagram"));
+        let (model, warnings) = accepted(config(vec![v2.clone()]));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(!model.apps[0].proxy_header_every_datagram);
+        assert_eq!(model.edge.udp_proxy, UdpProxy::default());
+        let (model, warnings) = accepted(config(vec![every]));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(model.apps[0].proxy_header_every_datagram);
+        only_error(
+            config(vec![with(v2, "proxy_protocol_udp", json!("always"))]),
+            None,
+            "apps[0].proxy_protocol_udp",
+            "always",
+            "expected first_datagram or every_datagram",
+        );
+        // Meaningless on SPP and on TCP: accepted with a warning.
+        let spp = with(udp_app(), "proxy_protocol", json!("simple"));
+        let (model, warnings) = accepted(config(vec![with(
+            spp,
+            "proxy_protocol_udp",
+            json!("every_datagram"),
+        )]));
+        assert!(!model.apps[0].proxy_header_every_datagram);
+        assert_eq!(warnings[0].field, "apps[0].proxy_protocol_udp");
+        let mut file = config(vec![udp_app()]);
+        file["edge"]["udp_proxy"] = json!({"idle_timeout": 5, "max_flows": 3});
+        let (model, _) = accepted(file.clone());
+        assert_eq!(
+            model.edge.udp_proxy,
+            UdpProxy {
+                idle_timeout: std::time::Duration::from_secs(5),
+                max_flows: 3
+            }
+        );
+        file["edge"]["udp_proxy"] = json!({"idle_timeout": 0, "max_flows": 0});
+        let fields: Vec<String> = refused(file).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["edge.udp_proxy.idle_timeout", "edge.udp_proxy.max_flows"]
         );
     }
 

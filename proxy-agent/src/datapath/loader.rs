@@ -274,17 +274,19 @@ impl Datapath {
 
     /// Steers agent-path apps to the agent's sockets: the sk_lookup program
     /// is attached to this network namespace and given the TCP listener
-    /// (and the UDP socket, when there is one).
+    /// and the UDP socket, those there are.
     pub fn steer_to(
         &mut self,
-        tcp: &impl std::os::fd::AsRawFd,
+        tcp: Option<&impl std::os::fd::AsRawFd>,
         udp: Option<&impl std::os::fd::AsRawFd>,
     ) -> anyhow::Result<()> {
         {
             let mut sockets: SockMap<_> = self.map(map_names::SOCKETS)?;
-            sockets
-                .set(AGENT_TCP_SOCKET, tcp, 0)
-                .context("adding the TCP listener to the socket map")?;
+            if let Some(tcp) = tcp {
+                sockets
+                    .set(AGENT_TCP_SOCKET, tcp, 0)
+                    .context("adding the TCP listener to the socket map")?;
+            }
             if let Some(udp) = udp {
                 sockets
                     .set(AGENT_UDP_SOCKET, udp, 0)

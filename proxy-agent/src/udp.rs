@@ -1,0 +1,570 @@
+//! The agent's UDP path: UDP apps that tell the origin who the client is,
+//! with a PROXY v2 header (on the first datagram of each flow, as Spectrum
+//! does, or on every datagram) or Cloudflare's Simple Proxy Protocol (a
+//! 38-byte header on every datagram, both ways).
+//!
+//! sk_lookup hands every (edge address, port) of these apps to one
+//! dual-stack socket; each datagram's original destination
+//! (`IP_ORIGDSTADDR`) names the app and the origin port at the same offset.
+//!
+//! A flow is one (client address and port, edge address and port). It has
+//! its own socket toward the origin, on its own source port, so the
+//! origin's replies find their client; and a socket bound to the edge
+//! address and port and connected to the client, which sends the replies
+//! from the address the client reached. Being connected, that socket also
+//! receives the client's next datagrams: the kernel prefers a connected
+//! socket to sk_lookup.
+use std::{
+    collections::HashMap,
+    io::{self, IoSliceMut},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use proxy_common::{Counter, Verdict};
+use tokio::{
+    io::Interest,
+    net::UdpSocket,
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::model::{App, Config, Protocol, ProxyProtocol, UdpProxy},
+    proxy_header::{self, Endpoints, Transport},
+    routes::{AppCounts, Counts, Routes, Target, unmapped},
+};
+
+/// The largest UDP payload (IPv4: 65,535 - 20 - 8).
+const MAX_DATAGRAM: usize = 65_507;
+
+/// Datagrams the main socket may queue for one flow before dropping.
+const FLOW_QUEUE: usize = 256;
+
+/// How a UDP app's origin learns the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    /// PROXY v2 in front of the first datagram of each flow.
+    V2First,
+    /// PROXY v2 in front of every datagram.
+    V2Every,
+    /// SPP in front of every datagram; replies carry it too.
+    Spp,
+}
+
+/// What the UDP path adds to an app's [`Target`].
+struct Route {
+    header: Header,
+    /// Flows open now.
+    flows: AtomicUsize,
+    /// Whether the flow limit was logged (once per app).
+    limit_logged: AtomicBool,
+}
+
+impl Route {
+    fn new(app: &App) -> anyhow::Result<Self> {
+        let header = match (app.proxy_protocol, app.proxy_header_every_datagram) {
+            (ProxyProtocol::V2, false) => Header::V2First,
+            (ProxyProtocol::V2, true) => Header::V2Every,
+            (ProxyProtocol::Simple, _) => Header::Spp,
+            (other, _) => anyhow::bail!("proxy_protocol {other} is not for the UDP path"),
+        };
+        Ok(Self {
+            header,
+            flows: AtomicUsize::new(0),
+            limit_logged: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A flow: (client, edge address and port it reached).
+type FlowKey = (SocketAddr, SocketAddr);
+
+/// Everything the receive loop and the flow tasks share.
+pub struct UdpProxyState {
+    routes: Routes<Route>,
+    counts: Counts,
+    limits: UdpProxy,
+    /// Live flows: where the receive loop hands their datagrams.
+    flows: Mutex<HashMap<FlowKey, mpsc::Sender<Vec<u8>>>>,
+}
+
+/// Whether the agent's UDP path serves `app`.
+pub fn serves(app: &App) -> bool {
+    app.protocol == Protocol::Udp && !app.fast_path()
+}
+
+impl UdpProxyState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            routes: Routes::build(config, serves, Route::new)?,
+            counts: Counts::new(config),
+            limits: config.edge.udp_proxy,
+            flows: Mutex::default(),
+        })
+    }
+
+    /// Whether any app needs the UDP path (else no socket is opened).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// New addresses of an `origin_dns` app.
+    pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
+        self.routes.set_origins(app, ips);
+    }
+
+    /// Counts since the last call, as kernel counter rows.
+    pub fn take_counts(&self) -> Vec<(u32, Verdict, Counter)> {
+        self.counts.take()
+    }
+
+    /// Flows open now.
+    pub fn active(&self) -> usize {
+        self.flows.lock().map_or(0, |flows| flows.len())
+    }
+}
+
+/// The dual-stack socket sk_lookup gives every agent-path UDP datagram:
+/// bound to `[::]` on a port the kernel picks, reporting each datagram's
+/// original destination for IPv4 and IPv6.
+pub fn socket() -> anyhow::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .context("creating the UDP socket")?;
+    socket.set_only_v6(false).context("IPV6_V6ONLY=0")?;
+    socket.set_nonblocking(true).context("O_NONBLOCK")?;
+    // IPv4 datagrams on a dual-stack socket report through SOL_IP options.
+    setsockopt(&socket, sockopt::Ipv4OrigDstAddr, &true).context("IP_RECVORIGDSTADDR")?;
+    setsockopt(&socket, sockopt::Ipv6OrigDstAddr, &true).context("IPV6_RECVORIGDSTADDR")?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let addr: SocketAddr = "[::]:0".parse().context("any address")?;
+    socket
+        .bind(&addr.into())
+        .context("binding the UDP socket")?;
+    Ok(socket.into())
+}
+
+/// One datagram off the main socket: client, original destination, length.
+fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(SocketAddr, Option<SocketAddr>, usize)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut control = nix::cmsg_space!(libc::sockaddr_in6);
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+    )
+    .map_err(io::Error::from)?;
+    let peer = msg
+        .address
+        .as_ref()
+        .and_then(sockaddr)
+        .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+    let mut destination = None;
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        match cmsg {
+            ControlMessageOwned::Ipv4OrigDstAddr(sin) => {
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                destination = Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)));
+            }
+            ControlMessageOwned::Ipv6OrigDstAddr(sin6) => {
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                destination = Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)));
+            }
+            _ => {}
+        }
+    }
+    Ok((unmapped(peer), destination.map(unmapped), msg.bytes))
+}
+
+fn sockaddr(storage: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+    }
+    storage
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+}
+
+/// Receives until `stop` turns true, handing each datagram to its flow
+/// (opening one for a new client).
+pub async fn serve(
+    socket: std::net::UdpSocket,
+    state: Arc<UdpProxyState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(socket) => socket,
+        Err(err) => return warn!(%err, "registering the UDP socket: the UDP path is off"),
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            ready = socket.readable() => if let Err(err) = ready {
+                warn!(%err, "waiting on the UDP socket: the UDP path is off");
+                break;
+            },
+        }
+        // A bounded batch per wake-up, so `stop` is seen under load.
+        for _ in 0..64 {
+            match socket.try_io(Interest::READABLE, || receive(&socket, &mut buf)) {
+                Ok((client, Some(edge), len)) if len <= MAX_DATAGRAM => {
+                    dispatch(&state, client, edge, &buf[..len]);
+                }
+                Ok((client, edge, len)) => {
+                    debug!(%client, ?edge, len, "datagram without a destination or too big: dropped");
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    debug!(%err, "UDP receive error");
+                    break;
+                }
+            }
+        }
+    }
+    let flows = state.active();
+    info!(flows, "UDP path stopped");
+}
+
+/// Hands a datagram to its flow, or opens the flow.
+fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, payload: &[u8]) {
+    let key = (client, edge);
+    let Ok(mut flows) = state.flows.lock() else {
+        return;
+    };
+    if let Some(flow) = flows.get(&key) {
+        match flow.try_send(payload.to_vec()) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return debug!(%client, %edge, "flow queue full: datagram dropped");
+            }
+            // The flow just ended: a new one starts with this datagram.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                flows.remove(&key);
+            }
+        }
+    }
+    let Some((target, route)) = state.routes.route_for(edge) else {
+        return debug!(%client, %edge, "datagram to no agent-path UDP app: dropped");
+    };
+    let counts = state.counts.app(target.index);
+    if route.flows.load(Ordering::Relaxed) >= state.limits.max_flows {
+        counts.limited.fetch_add(1, Ordering::Relaxed);
+        if !route.limit_logged.swap(true, Ordering::Relaxed) {
+            warn!(app = %target.name, %client, limit = state.limits.max_flows, "over the UDP flow limit: new flows dropped (logged once)");
+        }
+        return;
+    }
+    let (tx, rx) = mpsc::channel(FLOW_QUEUE);
+    flows.insert(key, tx);
+    route.flows.fetch_add(1, Ordering::Relaxed);
+    counts.accepted.fetch_add(1, Ordering::Relaxed);
+    let state = Arc::clone(state);
+    let first = payload.to_vec();
+    tokio::spawn(async move { flow(state, client, edge, first, rx).await });
+}
+
+/// Why a flow ended.
+enum End {
+    Idle,
+    /// The origin could not be reached (socket error, ICMP unreachable).
+    Origin(String),
+    /// The client side failed (its socket could not be set up).
+    Client(String),
+}
+
+async fn flow(
+    state: Arc<UdpProxyState>,
+    client: SocketAddr,
+    edge: SocketAddr,
+    first: Vec<u8>,
+    rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let Some((target, route)) = state.routes.route_for(edge) else {
+        return;
+    };
+    let counts = state.counts.app(target.index);
+    let mut moved = Moved::default();
+    let end = run(&state, target, route, client, edge, first, rx, &mut moved).await;
+    if let Ok(mut flows) = state.flows.lock() {
+        flows.remove(&(client, edge));
+    }
+    route.flows.fetch_sub(1, Ordering::Relaxed);
+    counts
+        .to_origin_bytes
+        .fetch_add(moved.up, Ordering::Relaxed);
+    counts
+        .to_client_bytes
+        .fetch_add(moved.down, Ordering::Relaxed);
+    counts.closed.fetch_add(1, Ordering::Relaxed);
+    match end {
+        End::Idle => {
+            debug!(app = %target.name, %client, %edge, up = moved.up, down = moved.down, "UDP flow ended: idle")
+        }
+        End::Origin(err) => {
+            counts.origin_failed.fetch_add(1, Ordering::Relaxed);
+            warn!(app = %target.name, %client, %edge, up = moved.up, down = moved.down, "UDP flow ended: {err}");
+        }
+        End::Client(err) => {
+            warn!(app = %target.name, %client, %edge, "UDP flow ended: {err}")
+        }
+    }
+}
+
+/// Payload bytes: client -> origin, origin -> client.
+#[derive(Default)]
+struct Moved {
+    up: u64,
+    down: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    state: &UdpProxyState,
+    target: &Target,
+    route: &Route,
+    client: SocketAddr,
+    edge: SocketAddr,
+    first: Vec<u8>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    moved: &mut Moved,
+) -> End {
+    let Some(origin_addr) = state.routes.pick_origin(target, edge.port()) else {
+        return End::Origin("no origin address (origin_dns not resolved)".into());
+    };
+    let origin = match origin_socket(origin_addr).await {
+        Ok(socket) => socket,
+        Err(err) => return End::Origin(format!("origin {origin_addr}: {err}")),
+    };
+    let client_socket = match client_socket(edge, client) {
+        Ok(socket) => socket,
+        Err(err) => return End::Client(format!("reply socket {edge} -> {client}: {err:#}")),
+    };
+    let counts = state.counts.app(target.index);
+    let endpoints = Endpoints {
+        client,
+        proxy: edge,
+    };
+    let header = match route.header {
+        Header::V2First | Header::V2Every => proxy_header::v2(&endpoints, Transport::Udp),
+        Header::Spp => proxy_header::spp(&endpoints).to_vec(),
+    };
+    let mut up = Upstream {
+        origin: &origin,
+        header,
+        every: route.header != Header::V2First,
+        sent_header: false,
+        buf: Vec::with_capacity(MAX_DATAGRAM),
+    };
+    if let Err(end) = up.send(&first, moved).await {
+        return end;
+    }
+    let idle = state.limits.idle_timeout;
+    let mut last = Instant::now();
+    let mut from_client = vec![0u8; MAX_DATAGRAM];
+    let mut from_origin = vec![0u8; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            Some(datagram) = rx.recv() => {
+                last = Instant::now();
+                if let Err(end) = up.send(&datagram, moved).await {
+                    return end;
+                }
+            }
+            received = client_socket.recv(&mut from_client) => match received {
+                Ok(n) => {
+                    last = Instant::now();
+                    if let Err(end) = up.send(&from_client[..n], moved).await {
+                        return end;
+                    }
+                }
+                // An ICMP error from the client (port closed): it left.
+                Err(err) => {
+                    debug!(%client, %err, "client unreachable");
+                    return End::Idle;
+                }
+            },
+            received = origin.recv(&mut from_origin) => match received {
+                Ok(n) => {
+                    last = Instant::now();
+                    let datagram = &from_origin[..n];
+                    let Some(payload) = reply_payload(route.header, datagram, client, counts) else {
+                        continue;
+                    };
+                    match client_socket.send(payload).await {
+                        Ok(_) => moved.down += payload.len() as u64,
+                        Err(err) => debug!(%client, %err, "reply not sent"),
+                    }
+                }
+                Err(err) => return End::Origin(format!("origin {origin_addr}: {err}")),
+            },
+            _ = tokio::time::sleep_until(last + idle) => return End::Idle,
+        }
+    }
+}
+
+/// The client side of the origin: the header where it goes, then the
+/// payload, as one datagram.
+struct Upstream<'a> {
+    origin: &'a UdpSocket,
+    header: Vec<u8>,
+    /// The header goes in front of every datagram (SPP, v2 every), not
+    /// only the first.
+    every: bool,
+    sent_header: bool,
+    buf: Vec<u8>,
+}
+
+impl Upstream<'_> {
+    async fn send(&mut self, payload: &[u8], moved: &mut Moved) -> Result<(), End> {
+        let datagram = if self.every || !self.sent_header {
+            self.buf.clear();
+            self.buf.extend_from_slice(&self.header);
+            self.buf.extend_from_slice(payload);
+            &self.buf[..]
+        } else {
+            payload
+        };
+        match self.origin.send(datagram).await {
+            Ok(_) => {
+                self.sent_header = true;
+                moved.up += payload.len() as u64;
+                Ok(())
+            }
+            // Too big with the header: this datagram is lost, the flow
+            // goes on.
+            Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+                debug!(
+                    len = payload.len(),
+                    "datagram too big with its header: dropped"
+                );
+                Ok(())
+            }
+            Err(err) => Err(End::Origin(format!("sending to the origin: {err}"))),
+        }
+    }
+}
+
+/// What of an origin's datagram goes to the client: all of it, or (SPP)
+/// the payload after a valid header that names this flow's client. A
+/// datagram that fails is counted and dropped.
+fn reply_payload<'a>(
+    header: Header,
+    datagram: &'a [u8],
+    client: SocketAddr,
+    counts: &AppCounts,
+) -> Option<&'a [u8]> {
+    if header != Header::Spp {
+        return Some(datagram);
+    }
+    let refused = match proxy_header::parse_spp(datagram) {
+        Ok((named, payload)) if named.client == client => return Some(payload),
+        Ok((named, _)) => format!("names client {}, not {client}", named.client),
+        Err(err) => err.to_string(),
+    };
+    counts.bad_replies.fetch_add(1, Ordering::Relaxed);
+    debug!(%client, len = datagram.len(), "SPP reply dropped: {refused}");
+    None
+}
+
+/// A socket toward the origin, on a source port of its own.
+async fn origin_socket(origin: SocketAddr) -> io::Result<UdpSocket> {
+    let any: SocketAddr = match origin {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any).await?;
+    socket.connect(origin).await?;
+    Ok(socket)
+}
+
+/// A socket bound to the edge address and port the client reached and
+/// connected to the client: replies leave from where the client sent.
+/// Several flows share the edge port (`SO_REUSEADDR`); each is connected
+/// to its own client.
+fn client_socket(edge: SocketAddr, client: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(edge),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Edge addresses may be local only through a `local` route (AnyIP),
+    // which IPv6 does not accept for bind: transparent lets the socket bind
+    // and send from them (the agent has CAP_NET_ADMIN for XDP anyway).
+    if edge.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket
+            .set_ip_transparent_v6(true)
+            .context("IPV6_TRANSPARENT")?;
+    } else {
+        socket
+            .set_ip_transparent_v4(true)
+            .context("IP_TRANSPARENT")?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&edge.into()).context("bind")?;
+    socket.connect(&client.into()).context("connect")?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn spp_replies_pass_only_for_their_own_client() {
+        let counts = AppCounts::default();
+        let client = addr("192.0.2.1:5000");
+        let edge = addr("198.51.100.1:53");
+        let mut good = proxy_header::spp(&Endpoints {
+            client,
+            proxy: edge,
+        })
+        .to_vec();
+        good.extend_from_slice(b"answer");
+        assert_eq!(
+            reply_payload(Header::Spp, &good, client, &counts),
+            Some(&b"answer"[..])
+        );
+        // Another client named, a short datagram, a wrong magic: dropped.
+        let other = addr("192.0.2.1:5001");
+        let mut bad_magic = good.clone();
+        bad_magic[0] = 0x12;
+        for datagram in [&good[..], &good[..20], &bad_magic[..]] {
+            let to = if datagram.len() == good.len() && datagram[0] == good[0] {
+                other
+            } else {
+                client
+            };
+            assert_eq!(reply_payload(Header::Spp, datagram, to, &counts), None);
+        }
+        assert_eq!(counts.bad_replies.load(Ordering::Relaxed), 3);
+        // PROXY v2 apps pass replies through untouched.
+        assert_eq!(
+            reply_payload(Header::V2First, b"raw", client, &counts),
+            Some(&b"raw"[..])
+        );
+    }
+}
