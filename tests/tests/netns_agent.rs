@@ -5,7 +5,7 @@ use std::process::Command;
 
 use tests::{
     agent::{Agent, agent_bin},
-    netns::{Netns, Topology, addr},
+    netns::{Netns, Topology, addr, edge_json},
     root_or_skip,
 };
 
@@ -18,10 +18,7 @@ use tests::{
 fn config() -> String {
     format!(
         r#"{{
-  "edge": {{
-    "interfaces": ["{cli_if}", "{org_if}"],
-    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}}
-  }},
+  "edge": {edge},
   "apps": [
     {{"protocol": "tcp/8080", "dns": {{"type": "CNAME", "name": "tcp.test"}},
       "origin_direct": ["tcp://10.0.2.99:80"], "proxy_protocol": "v1"}},
@@ -29,10 +26,7 @@ fn config() -> String {
       "origin_direct": ["udp://{org}:6300-6310"], "proxy_protocol": "simple"}}
   ]
 }}"#,
-        cli_if = addr::EDGE_CLI_IF,
-        org_if = addr::EDGE_ORG_IF,
-        pool4 = addr::POOL_V4,
-        pool6 = addr::POOL_V6,
+        edge = edge_json(""),
         org = addr::ORG_V4,
     )
 }

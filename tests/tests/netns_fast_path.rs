@@ -3,7 +3,7 @@
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange},
-    netns::{Topology, addr, snmp_counter},
+    netns::{Topology, addr, edge_json, snmp_counter},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -15,11 +15,7 @@ fn config() -> String {
     let org6 = addr::ORG_V6;
     format!(
         r#"{{
-  "edge": {{
-    "interfaces": ["{cli_if}", "{org_if}"],
-    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
-    "nat_ports": "20000-29999"
-  }},
+  "edge": {edge},
   "apps": [
     {{"protocol": "tcp/1000-2000", "dns": {{"type": "CNAME", "name": "range.test"}},
       "origin_direct": ["tcp://{org4}:3000-4000", "tcp://[{org6}]:3000-4000"]}},
@@ -29,10 +25,7 @@ fn config() -> String {
       "origin_direct": ["udp://{org4}:6300-6310", "udp://[{org6}]:6300-6310"]}}
   ]
 }}"#,
-        cli_if = addr::EDGE_CLI_IF,
-        org_if = addr::EDGE_ORG_IF,
-        pool4 = addr::POOL_V4,
-        pool6 = addr::POOL_V6,
+        edge = edge_json(r#", "nat_ports": "20000-29999""#),
     )
 }
 
@@ -204,19 +197,13 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
     .expect("dnsmasq");
     let config = format!(
         r#"{{
-  "edge": {{"interfaces": ["{cli_if}", "{org_if}"],
-    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
-    "resolver": "{org4}"}},
+  "edge": {edge},
   "apps": [
     {{"protocol": "tcp/1000-1010", "dns": {{"type": "CNAME", "name": "named.test"}},
       "origin_dns": {{"name": "origin.test", "ttl": 600}}, "origin_port": "3000-3010"}}
   ]
 }}"#,
-        cli_if = addr::EDGE_CLI_IF,
-        org_if = addr::EDGE_ORG_IF,
-        pool4 = addr::POOL_V4,
-        pool6 = addr::POOL_V6,
-        org4 = addr::ORG_V4,
+        edge = edge_json(&format!(r#", "resolver": "{}""#, addr::ORG_V4)),
     );
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     for edge_ip in ["10.0.100.1", "fd00:100::1"] {

@@ -9,7 +9,7 @@ use tests::{
     agent::Agent,
     client::{bracket, tcp_exchange_from, udp_exchange_from},
     mmdb,
-    netns::{Netns, Topology, addr, snmp_counter},
+    netns::{Netns, Topology, addr, edge_json, snmp_counter},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -57,12 +57,7 @@ fn config(dbs: &(String, String), rules: &str) -> String {
     let org6 = addr::ORG_V6;
     format!(
         r#"{{
-  "edge": {{
-    "interfaces": ["{cli_if}", "{org_if}"],
-    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
-    "nat_ports": "20000-29999",
-    "geoip": {{"country_db": "{country}", "asn_db": "{asn}"}}
-  }},
+  "edge": {edge},
   "apps": [
     {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.test"}}, "ip_firewall": true,
       "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}},
@@ -73,12 +68,10 @@ fn config(dbs: &(String, String), rules: &str) -> String {
   ],
   "access_rules": {rules}
 }}"#,
-        cli_if = addr::EDGE_CLI_IF,
-        org_if = addr::EDGE_ORG_IF,
-        pool4 = addr::POOL_V4,
-        pool6 = addr::POOL_V6,
-        country = dbs.0,
-        asn = dbs.1,
+        edge = edge_json(&format!(
+            r#", "nat_ports": "20000-29999", "geoip": {{"country_db": "{}", "asn_db": "{}"}}"#,
+            dbs.0, dbs.1
+        )),
     )
 }
 

@@ -8,7 +8,7 @@ use tests::{
     agent::Agent,
     certs::Pki,
     client::{socat, tcp_exchange_from, tls_exchange},
-    netns::{Topology, addr},
+    netns::{Topology, addr, edge_json},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -126,17 +126,12 @@ fn setup(tag: &str) -> Setup {
     ];
     let config = format!(
         r#"{{
-  "edge": {{
-    "interfaces": ["{cli_if}", "{org_if}"],
-    "address_pool": {{"ipv4": "{pool4}", "ipv6": "{pool6}"}},
-    "tcp_proxy": {{"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}}
-  }},
+  "edge": {edge},
   "apps": [{apps}]
 }}"#,
-        cli_if = addr::EDGE_CLI_IF,
-        org_if = addr::EDGE_ORG_IF,
-        pool4 = addr::POOL_V4,
-        pool6 = addr::POOL_V6,
+        edge = edge_json(
+            r#", "tcp_proxy": {"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}"#
+        ),
         apps = apps.join(",\n"),
     );
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
