@@ -4,7 +4,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use crate::{netns::Netns, process::Background};
 
@@ -145,4 +145,43 @@ pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `udp-pp-origin` (this crate's binary) on `port`, IPv4 and IPv6: it
+/// decodes the header the edge puts in front of datagrams (`mode`: `v2` for
+/// PROXY v2, `spp` for Simple Proxy Protocol) and answers each datagram
+/// with `client=.. proxy=.. headers=<n> payload=..`; `reply` (`ok`, `short`,
+/// `bad-magic`, `other-client`) shapes the SPP header of its replies.
+pub fn udp_pp_origin(ns: &Netns, port: u16, mode: &str, reply: &str) -> anyhow::Result<Background> {
+    let bin = udp_pp_origin_bin()?;
+    let listen = format!("[::]:{port}");
+    let server = ns.spawn(
+        &format!("udp-pp-origin-{mode}-{port}"),
+        &bin.to_string_lossy(),
+        &["--listen", &listen, "--mode", mode, "--reply", reply],
+    )?;
+    if let Err(err) = wait_listening(ns, "u", port) {
+        bail!("{err:#}; udp-pp-origin's output:\n{}", server.log());
+    }
+    Ok(server)
+}
+
+/// The `udp-pp-origin` binary, next to the test binary's `deps/` directory
+/// (`target/<profile>/`), where cargo builds it before the integration
+/// tests of this package.
+fn udp_pp_origin_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("{} is not in target/<profile>/deps/", exe.display()))?;
+    let bin = profile_dir.join("udp-pp-origin");
+    if !bin.is_file() {
+        bail!(
+            "no udp-pp-origin binary at {}: `cargo test -p tests` builds it for the \
+             integration tests, or run `cargo build -p tests --bin udp-pp-origin`",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
