@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask <setup|build-ebpf|build|test|demo>`.
+//! Project tasks: `cargo xtask <setup|build-ebpf|build|test|fuzz|demo>`.
 use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -25,11 +26,18 @@ enum Task {
     /// Build the XDP program and the agent (release).
     Build,
     /// Set up, then: fmt check, clippy (host and eBPF), unit tests,
-    /// BPF_PROG_TEST_RUN fixtures and network-namespace tests.
+    /// BPF_PROG_TEST_RUN fixtures, network-namespace tests, fuzz targets.
     Test {
         /// Skip `setup` (when you know the machine is ready).
         #[arg(long)]
         no_setup: bool,
+    },
+    /// Run each fuzz target (PROXY header and SPP reply decoders) with
+    /// cargo-fuzz and nightly, for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
     },
     /// Set up, build, start the agent on a demo topology of namespaces, send
     /// real client traffic to each demo app and print what happened.
@@ -56,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Task::BuildEbpf => build_ebpf(),
         Task::Build => build_ebpf().and_then(|()| build_agent(true)),
         Task::Test { no_setup } => test::test(!no_setup),
+        Task::Fuzz { seconds } => fuzz::fuzz(seconds),
         Task::Demo => demo::demo(),
         Task::Bench {
             quick,

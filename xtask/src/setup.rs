@@ -10,6 +10,8 @@ use crate::cmd::{command, output, run, succeeds};
 /// one verified here, used when nightly cannot be asked.
 const DEFAULT_LLVM: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Runs the fuzz targets of `fuzz/` (`cargo xtask fuzz`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// A real, full GeoIP country database (ip-location-db's GeoFeed + Whois +
 /// ASN country data, MaxMind DB format, CC BY 4.0 by the NRO) for the
@@ -63,6 +65,7 @@ pub fn setup() -> anyhow::Result<()> {
     println!("setup: nightly rustc uses LLVM {llvm}");
     apt_packages(&llvm)?;
     bpf_linker(&llvm)?;
+    cargo_fuzz()?;
     bpffs()?;
     geoip_country_db()?;
     println!("setup: done");
@@ -167,6 +170,25 @@ fn bpf_linker(llvm: &str) -> anyhow::Result<()> {
     .env("PATH", path)
     .env_remove("RUSTUP_TOOLCHAIN"))
     .context("building bpf-linker")
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    if let Some(version) = output(&mut command("cargo", &["fuzz", "--version"])) {
+        println!("setup: {} present", version.trim());
+        return Ok(());
+    }
+    run(command(
+        "cargo",
+        &[
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ],
+    )
+    .env_remove("RUSTUP_TOOLCHAIN"))
+    .context("installing cargo-fuzz")
 }
 
 fn bpffs() -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use crate::{
     build_agent,
     cmd::{command, run, target_dir},
-    ebpf_cargo, setup,
+    ebpf_cargo, fuzz, setup,
 };
 
 pub fn test(with_setup: bool) -> anyhow::Result<()> {
@@ -14,6 +14,11 @@ pub fn test(with_setup: bool) -> anyhow::Result<()> {
     }
     step("format");
     run(&mut command("cargo", &["fmt", "--all", "--", "--check"]))?;
+    // The fuzz crate is outside the workspace, so `--all` skips it.
+    run(&mut command(
+        "cargo",
+        &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+    ))?;
     step("clippy: host crates");
     run(&mut command(
         "cargo",
@@ -31,6 +36,11 @@ pub fn test(with_setup: bool) -> anyhow::Result<()> {
         .env("PROXY_TESTS_REQUIRE_ROOT", "1")
         .env("PROXY_AGENT_BIN", agent);
     let (passed, failed) = run_counting(&mut tests)?;
+    step(&format!("fuzz targets ({} s each)", fuzz::DEFAULT_SECONDS));
+    if let Err(err) = fuzz::fuzz(fuzz::DEFAULT_SECONDS) {
+        println!("{passed} passed, {failed} failed");
+        return Err(err);
+    }
     println!("xtask test: all steps passed");
     // The plain closing line CI reads: every test of every suite.
     println!("{passed} passed, {failed} failed");
