@@ -9,6 +9,17 @@ fn main() -> anyhow::Result<()> {
         .no_deps()
         .exec()
         .context("cargo metadata")?;
+    // aya-build watches the eBPF crate only; the map layouts and verdict
+    // codes it shares live in proxy-common, and an object built against
+    // old ones would not match the agent.
+    let common = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == "proxy-common")
+        .ok_or_else(|| anyhow!("package proxy-common not found in the workspace"))?;
+    if let Some(dir) = common.manifest_path.parent() {
+        println!("cargo:rerun-if-changed={dir}");
+    }
     let ebpf = metadata
         .packages
         .into_iter()

@@ -166,10 +166,13 @@ pub fn udp_pp_origin(ns: &Netns, port: u16, mode: &str, reply: &str) -> anyhow::
     Ok(server)
 }
 
-/// The `udp-pp-origin` binary, next to the test binary's `deps/` directory
-/// (`target/<profile>/`), where cargo builds it before the integration
-/// tests of this package.
+/// The `udp-pp-origin` binary: `UDP_PP_ORIGIN_BIN` (the demo sets it),
+/// else next to the test binary's `deps/` directory (`target/<profile>/`),
+/// where cargo builds it before the integration tests of this package.
 fn udp_pp_origin_bin() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("UDP_PP_ORIGIN_BIN") {
+        return Ok(path.into());
+    }
     let exe = std::env::current_exe().context("locating the test executable")?;
     let profile_dir = exe
         .parent()

@@ -108,12 +108,13 @@ fn apps_lists_edge_addresses_and_data_path() {
     assert!(ok, "{stderr}");
     let apps: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let apps = apps.as_array().expect("array");
-    assert_eq!(apps.len(), 4);
+    assert_eq!(apps.len(), 5);
     assert_eq!(
         apps[0]["edge_ips"],
         serde_json::json!(["10.0.100.1", "fd00:100::1"])
     );
     assert_eq!(apps[1]["edge_port_end"], 1010);
     assert_eq!(apps[3]["data_path"], "agent", "PROXY v1 needs the agent");
+    assert_eq!(apps[4]["data_path"], "agent", "SPP needs the agent");
     assert_eq!(apps[0]["data_path"], "xdp");
 }

@@ -20,10 +20,27 @@ use crate::{
 pub fn demo() -> anyhow::Result<()> {
     setup::setup()?;
     build_agent(true)?;
+    crate::cmd::run(&mut crate::cmd::command(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "tests",
+            "--bin",
+            "udp-pp-origin",
+        ],
+    ))?;
     let root = workspace_root();
     let agent_bin = target_dir().join("release/proxy-agent");
-    // SAFETY: single-threaded here; the harness reads this variable.
-    unsafe { std::env::set_var("PROXY_AGENT_BIN", &agent_bin) };
+    // SAFETY: single-threaded here; the harness reads these variables.
+    unsafe {
+        std::env::set_var("PROXY_AGENT_BIN", &agent_bin);
+        std::env::set_var(
+            "UDP_PP_ORIGIN_BIN",
+            target_dir().join("release/udp-pp-origin"),
+        );
+    }
     let config_path = root.join("examples/demo.json");
     let config = std::fs::read_to_string(&config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
@@ -66,6 +83,8 @@ pub fn demo() -> anyhow::Result<()> {
     }
     origins.push(servers::udp_echo(&topology.org, 5353)?);
     println!("udp 5353: answers \"origin 5353: <what it got>\"");
+    origins.push(servers::udp_pp_origin(&topology.org, 5060, "spp", "ok")?);
+    println!("udp 5060: reads the Simple Proxy Protocol header, answers with the client it names");
 
     banner("starting proxy-agent run --config examples/demo.json in edge");
     let agent = Agent::start(&topology.edge, &config, "native")?;
@@ -106,7 +125,10 @@ pub fn demo() -> anyhow::Result<()> {
          and passes it up (to_agent), sk_lookup hands it to the agent, which \
          writes a PROXY v1 line to the origin (the echo origin sends it back: \
          the client sees its own address in it) and counts the connection \
-         (conn_accepted, conn_closed)."
+         (conn_accepted, conn_closed). The SPP app (sip) goes through the \
+         agent's UDP path: every datagram to the origin carries a 38-byte \
+         header naming the client, the origin's reply carries it back, and \
+         the agent strips it (the client sees the address the origin read)."
     );
 
     banner("stopping the agent (SIGTERM): XDP detached, namespaces removed");
