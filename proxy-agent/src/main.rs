@@ -137,6 +137,7 @@ fn run(
     }
     proxy_agent::preflight::require_bpffs(bpffs)?;
     let _lock = proxy_agent::preflight::lock_instance(instance)?;
+    proxy_agent::preflight::raise_open_files();
     // The kernel maps' limits, checked before anything is loaded.
     maps::map_contents(&config)?;
     let mode = match xdp_mode {

@@ -85,6 +85,33 @@ pub fn lock_instance(instance: &str) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Raises the open-file limit to its hard limit: every TCP-path connection
+/// holds two descriptors and every UDP flow one, and a service manager's
+/// soft limit (often 1024) would cap them long before the configured
+/// limits. Logs the limit in force.
+pub fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !read {
+        return tracing::warn!("reading the open-file limit failed");
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::warn!(
+                "raising the open-file limit failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    tracing::info!(open_files = limit.rlim_cur, "open-file limit");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

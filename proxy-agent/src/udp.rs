@@ -9,20 +9,21 @@
 //!
 //! A flow is one (client address and port, edge address and port). It has
 //! its own socket toward the origin, on its own source port, so the
-//! origin's replies find their client; and a socket bound to the edge
-//! address and port and connected to the client, which sends the replies
-//! from the address the client reached. Being connected, that socket also
-//! receives the client's next datagrams: the kernel prefers a connected
-//! socket to sk_lookup.
+//! origin's replies find their client. Replies leave through a socket bound
+//! to the edge address and port the client reached, one per such address
+//! and port, shared by its flows (`send_to` the client). That socket is not
+//! connected, so it receives nothing: sk_lookup wins over it, and every
+//! client datagram comes in through the main socket.
 use std::{
     collections::HashMap,
     io::{self, IoSliceMut},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -44,11 +45,15 @@ use crate::{
     routes::{AppCounts, Counts, Routes, Target, unmapped},
 };
 
-/// The largest UDP payload (IPv4: 65,535 - 20 - 8).
-const MAX_DATAGRAM: usize = 65_507;
+/// Receive buffers hold any UDP payload (IPv6's largest is 65,527
+/// bytes); a read that fills one was truncated.
+const BUFFER: usize = 65_536;
 
 /// Datagrams the main socket may queue for one flow before dropping.
-const FLOW_QUEUE: usize = 256;
+const FLOW_QUEUE: usize = 64;
+
+/// A warning of one kind is logged at most this often per app.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How a UDP app's origin learns the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +71,8 @@ struct Route {
     header: Header,
     /// Flows open now.
     flows: AtomicUsize,
-    /// Whether the flow limit was logged (once per app).
-    limit_logged: AtomicBool,
+    /// Limits the app's warnings (flow limit reached, flows failing).
+    warnings: Throttle,
 }
 
 impl Route {
@@ -81,13 +86,52 @@ impl Route {
         Ok(Self {
             header,
             flows: AtomicUsize::new(0),
-            limit_logged: AtomicBool::new(false),
+            warnings: Throttle::default(),
         })
+    }
+}
+
+/// Says yes at most once per [`LOG_EVERY`], and how many times it said
+/// no since.
+#[derive(Default)]
+struct Throttle {
+    /// Milliseconds since `EPOCH` of the last yes, plus one (0: never).
+    last: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Throttle {
+    fn allow(&self) -> Option<u64> {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.skipped.swap(0, Ordering::Relaxed));
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
 /// A flow: (client, edge address and port it reached).
 type FlowKey = (SocketAddr, SocketAddr);
+
+/// A live flow as the receive loop sees it: where its datagrams go, and
+/// which flow it is (a key may be reused by the next flow of the client).
+struct FlowEntry {
+    id: u64,
+    queue: mpsc::Sender<Vec<u8>>,
+}
 
 /// Everything the receive loop and the flow tasks share.
 pub struct UdpProxyState {
@@ -95,7 +139,10 @@ pub struct UdpProxyState {
     counts: Counts,
     limits: UdpProxy,
     /// Live flows: where the receive loop hands their datagrams.
-    flows: Mutex<HashMap<FlowKey, mpsc::Sender<Vec<u8>>>>,
+    flows: Mutex<HashMap<FlowKey, FlowEntry>>,
+    next_flow: AtomicU64,
+    /// The reply socket of each edge address and port in use.
+    reply_sockets: Mutex<HashMap<SocketAddr, Weak<UdpSocket>>>,
 }
 
 /// Whether the agent's UDP path serves `app`.
@@ -110,6 +157,8 @@ impl UdpProxyState {
             counts: Counts::new(config),
             limits: config.edge.udp_proxy,
             flows: Mutex::default(),
+            next_flow: AtomicU64::new(0),
+            reply_sockets: Mutex::default(),
         })
     }
 
@@ -131,6 +180,24 @@ impl UdpProxyState {
     /// Flows open now.
     pub fn active(&self) -> usize {
         self.flows.lock().map_or(0, |flows| flows.len())
+    }
+
+    /// The socket replies to clients of `edge` leave from: the one its
+    /// live flows share, or a new one.
+    fn reply_socket(&self, edge: SocketAddr) -> anyhow::Result<Arc<UdpSocket>> {
+        let mut sockets = self
+            .reply_sockets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("reply socket table poisoned"))?;
+        if let Some(socket) = sockets.get(&edge).and_then(Weak::upgrade) {
+            return Ok(socket);
+        }
+        let socket = Arc::new(reply_socket(edge)?);
+        if sockets.len() >= 1024 {
+            sockets.retain(|_, socket| socket.strong_count() > 0);
+        }
+        sockets.insert(edge, Arc::downgrade(&socket));
+        Ok(socket)
     }
 }
 
@@ -213,7 +280,7 @@ pub async fn serve(
         Ok(socket) => socket,
         Err(err) => return warn!(%err, "registering the UDP socket: the UDP path is off"),
     };
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut buf = vec![0u8; BUFFER];
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -225,7 +292,7 @@ pub async fn serve(
         // A bounded batch per wake-up, so `stop` is seen under load.
         for _ in 0..64 {
             match socket.try_io(Interest::READABLE, || receive(&socket, &mut buf)) {
-                Ok((client, Some(edge), len)) if len <= MAX_DATAGRAM => {
+                Ok((client, Some(edge), len)) if len < BUFFER => {
                     dispatch(&state, client, edge, &buf[..len]);
                 }
                 Ok((client, edge, len)) => {
@@ -250,7 +317,7 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
         return;
     };
     if let Some(flow) = flows.get(&key) {
-        match flow.try_send(payload.to_vec()) {
+        match flow.queue.try_send(payload.to_vec()) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return debug!(%client, %edge, "flow queue full: datagram dropped");
@@ -267,18 +334,19 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
     let counts = state.counts.app(target.index);
     if route.flows.load(Ordering::Relaxed) >= state.limits.max_flows {
         counts.limited.fetch_add(1, Ordering::Relaxed);
-        if !route.limit_logged.swap(true, Ordering::Relaxed) {
-            warn!(app = %target.name, %client, limit = state.limits.max_flows, "over the UDP flow limit: new flows dropped (logged once)");
+        if let Some(skipped) = route.warnings.allow() {
+            warn!(app = %target.name, %client, limit = state.limits.max_flows, skipped, "over the UDP flow limit: datagram dropped");
         }
         return;
     }
-    let (tx, rx) = mpsc::channel(FLOW_QUEUE);
-    flows.insert(key, tx);
+    let (queue, rx) = mpsc::channel(FLOW_QUEUE);
+    let id = state.next_flow.fetch_add(1, Ordering::Relaxed);
+    flows.insert(key, FlowEntry { id, queue });
     route.flows.fetch_add(1, Ordering::Relaxed);
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let state = Arc::clone(state);
     let first = payload.to_vec();
-    tokio::spawn(async move { flow(state, client, edge, first, rx).await });
+    tokio::spawn(async move { flow(state, id, client, edge, first, rx).await });
 }
 
 /// Why a flow ended.
@@ -286,56 +354,46 @@ enum End {
     Idle,
     /// The origin could not be reached (socket error, ICMP unreachable).
     Origin(String),
-    /// The client side failed (its socket could not be set up).
+    /// The reply socket could not be set up.
     Client(String),
 }
 
 async fn flow(
     state: Arc<UdpProxyState>,
+    id: u64,
     client: SocketAddr,
     edge: SocketAddr,
     first: Vec<u8>,
-    rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
 ) {
     let Some((target, route)) = state.routes.route_for(edge) else {
         return;
     };
     let counts = state.counts.app(target.index);
-    let mut moved = Moved::default();
-    let end = run(&state, target, route, client, edge, first, rx, &mut moved).await;
-    if let Ok(mut flows) = state.flows.lock() {
+    let end = run(&state, target, route, client, edge, first, &mut rx).await;
+    // Out of the table before `rx` goes: a datagram that finds the queue
+    // closed opens the next flow, which this one must not remove.
+    if let Ok(mut flows) = state.flows.lock()
+        && flows.get(&(client, edge)).is_some_and(|flow| flow.id == id)
+    {
         flows.remove(&(client, edge));
     }
+    drop(rx);
     route.flows.fetch_sub(1, Ordering::Relaxed);
-    counts
-        .to_origin_bytes
-        .fetch_add(moved.up, Ordering::Relaxed);
-    counts
-        .to_client_bytes
-        .fetch_add(moved.down, Ordering::Relaxed);
     counts.closed.fetch_add(1, Ordering::Relaxed);
-    match end {
-        End::Idle => {
-            debug!(app = %target.name, %client, %edge, up = moved.up, down = moved.down, "UDP flow ended: idle")
-        }
+    let failure = match end {
+        End::Idle => return debug!(app = %target.name, %client, %edge, "UDP flow ended: idle"),
         End::Origin(err) => {
             counts.origin_failed.fetch_add(1, Ordering::Relaxed);
-            warn!(app = %target.name, %client, %edge, up = moved.up, down = moved.down, "UDP flow ended: {err}");
+            err
         }
-        End::Client(err) => {
-            warn!(app = %target.name, %client, %edge, "UDP flow ended: {err}")
-        }
+        End::Client(err) => err,
+    };
+    if let Some(skipped) = route.warnings.allow() {
+        warn!(app = %target.name, %client, %edge, skipped, "UDP flow ended: {failure}");
     }
 }
 
-/// Payload bytes: client -> origin, origin -> client.
-#[derive(Default)]
-struct Moved {
-    up: u64,
-    down: u64,
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn run(
     state: &UdpProxyState,
     target: &Target,
@@ -343,8 +401,7 @@ async fn run(
     client: SocketAddr,
     edge: SocketAddr,
     first: Vec<u8>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    moved: &mut Moved,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
 ) -> End {
     let Some(origin_addr) = state.routes.pick_origin(target, edge.port()) else {
         return End::Origin("no origin address (origin_dns not resolved)".into());
@@ -353,9 +410,9 @@ async fn run(
         Ok(socket) => socket,
         Err(err) => return End::Origin(format!("origin {origin_addr}: {err}")),
     };
-    let client_socket = match client_socket(edge, client) {
+    let reply = match state.reply_socket(edge) {
         Ok(socket) => socket,
-        Err(err) => return End::Client(format!("reply socket {edge} -> {client}: {err:#}")),
+        Err(err) => return End::Client(format!("reply socket on {edge}: {err:#}")),
     };
     let counts = state.counts.app(target.index);
     let endpoints = Endpoints {
@@ -371,50 +428,50 @@ async fn run(
         header,
         every: route.header != Header::V2First,
         sent_header: false,
-        buf: Vec::with_capacity(MAX_DATAGRAM),
+        buf: Vec::new(),
+        counts,
     };
-    if let Err(end) = up.send(&first, moved).await {
+    if let Err(end) = up.send(&first).await {
         return end;
     }
     let idle = state.limits.idle_timeout;
     let mut last = Instant::now();
-    let mut from_client = vec![0u8; MAX_DATAGRAM];
-    let mut from_origin = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
+            // Queued client datagrams first: the idle timer never wins
+            // over data that already arrived.
+            biased;
             Some(datagram) = rx.recv() => {
                 last = Instant::now();
-                if let Err(end) = up.send(&datagram, moved).await {
+                if let Err(end) = up.send(&datagram).await {
                     return end;
                 }
             }
-            received = client_socket.recv(&mut from_client) => match received {
-                Ok(n) => {
-                    last = Instant::now();
-                    if let Err(end) = up.send(&from_client[..n], moved).await {
-                        return end;
+            ready = origin.readable() => {
+                if let Err(err) = ready {
+                    return End::Origin(format!("origin {origin_addr}: {err}"));
+                }
+                // Allocated per datagram (not per flow): an idle flow holds
+                // no buffer.
+                let mut datagram = Vec::with_capacity(BUFFER);
+                match origin.try_recv_buf(&mut datagram) {
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(err) => return End::Origin(format!("origin {origin_addr}: {err}")),
+                }
+                let Some(payload) = reply_payload(route.header, &datagram, client, counts) else {
+                    continue;
+                };
+                last = Instant::now();
+                match reply.send_to(payload, client).await {
+                    Ok(_) => {
+                        counts
+                            .to_client_bytes
+                            .fetch_add(payload.len() as u64, Ordering::Relaxed);
                     }
+                    Err(err) => debug!(%client, %err, "reply not sent"),
                 }
-                // An ICMP error from the client (port closed): it left.
-                Err(err) => {
-                    debug!(%client, %err, "client unreachable");
-                    return End::Idle;
-                }
-            },
-            received = origin.recv(&mut from_origin) => match received {
-                Ok(n) => {
-                    last = Instant::now();
-                    let datagram = &from_origin[..n];
-                    let Some(payload) = reply_payload(route.header, datagram, client, counts) else {
-                        continue;
-                    };
-                    match client_socket.send(payload).await {
-                        Ok(_) => moved.down += payload.len() as u64,
-                        Err(err) => debug!(%client, %err, "reply not sent"),
-                    }
-                }
-                Err(err) => return End::Origin(format!("origin {origin_addr}: {err}")),
-            },
+            }
             _ = tokio::time::sleep_until(last + idle) => return End::Idle,
         }
     }
@@ -430,10 +487,11 @@ struct Upstream<'a> {
     every: bool,
     sent_header: bool,
     buf: Vec<u8>,
+    counts: &'a AppCounts,
 }
 
 impl Upstream<'_> {
-    async fn send(&mut self, payload: &[u8], moved: &mut Moved) -> Result<(), End> {
+    async fn send(&mut self, payload: &[u8]) -> Result<(), End> {
         let datagram = if self.every || !self.sent_header {
             self.buf.clear();
             self.buf.extend_from_slice(&self.header);
@@ -445,7 +503,9 @@ impl Upstream<'_> {
         match self.origin.send(datagram).await {
             Ok(_) => {
                 self.sent_header = true;
-                moved.up += payload.len() as u64;
+                self.counts
+                    .to_origin_bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             // Too big with the header: this datagram is lost, the flow
@@ -495,11 +555,10 @@ async fn origin_socket(origin: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// A socket bound to the edge address and port the client reached and
-/// connected to the client: replies leave from where the client sent.
-/// Several flows share the edge port (`SO_REUSEADDR`); each is connected
-/// to its own client.
-fn client_socket(edge: SocketAddr, client: SocketAddr) -> anyhow::Result<UdpSocket> {
+/// The socket replies leave from: bound to the edge address and port
+/// the clients reached, not connected (so sk_lookup, not this socket,
+/// receives their datagrams).
+fn reply_socket(edge: SocketAddr) -> anyhow::Result<UdpSocket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(edge),
         socket2::Type::DGRAM,
@@ -521,7 +580,6 @@ fn client_socket(edge: SocketAddr, client: SocketAddr) -> anyhow::Result<UdpSock
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&edge.into()).context("bind")?;
-    socket.connect(&client.into()).context("connect")?;
     Ok(UdpSocket::from_std(socket.into())?)
 }
 

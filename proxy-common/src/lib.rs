@@ -410,7 +410,7 @@ pub enum Verdict {
     /// Agent: refused at once, over the concurrent connection limit.
     ConnLimited = 26,
     /// Agent, UDP: an origin datagram dropped (an SPP reply without a
-    /// valid header or naming another client, or too big to pass on).
+    /// valid header, or naming another client than its flow's).
     BadReply = 27,
 }
 
@@ -557,13 +557,15 @@ mod tests {
 
     #[test]
     fn stats_rows_do_not_overlap() {
-        let last_app = stats_index(MAX_APPS - 1, Verdict::BadReply);
+        let last = Verdict::ALL[Verdict::COUNT as usize - 1];
+        let last_app = stats_index(MAX_APPS - 1, last);
         let first_global = stats_index(GLOBAL_SLOT, Verdict::NoListener);
         assert_eq!(last_app + 1, first_global);
-        assert_eq!(
-            stats_index(GLOBAL_SLOT, Verdict::ConnLimited) + 1,
-            STATS_ENTRIES
-        );
+        assert_eq!(stats_index(GLOBAL_SLOT, last) + 1, STATS_ENTRIES);
+        // ALL lists each verdict once, in code order.
+        for (i, verdict) in Verdict::ALL.iter().enumerate() {
+            assert_eq!(*verdict as usize, i, "{}", verdict.name());
+        }
     }
 
     #[test]

@@ -985,7 +985,11 @@ impl Validator {
                 return false;
             }
         };
-        if mode != Some(ProxyProtocol::V2) || protocol != Some(Protocol::Udp) {
+        // An invalid proxy_protocol or protocol was reported already.
+        let (Some(mode), Some(protocol)) = (mode, protocol) else {
+            return false;
+        };
+        if mode != ProxyProtocol::V2 || protocol != Protocol::Udp {
             self.warn(
                 field,
                 value.unwrap_or_default(),
