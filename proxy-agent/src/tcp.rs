@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
     proxy_header::{self, Endpoints, Transport},
-    routes::{Counts, Routes, Target, unmapped},
+    routes::{AppCounts, Counts, Routes, Target, unmapped},
     tls::{self, CertKeyPaths, OriginVerify},
 };
 
@@ -277,12 +277,6 @@ async fn connection(
     let _ = client.set_nodelay(true);
     let mut moved = Moved::default();
     let end = proxy(&state, target, route, client, peer, edge, &mut moved).await;
-    counts
-        .to_origin_bytes
-        .fetch_add(moved.up, Ordering::Relaxed);
-    counts
-        .to_client_bytes
-        .fetch_add(moved.down, Ordering::Relaxed);
     counts.closed.fetch_add(1, Ordering::Relaxed);
     let counter = match &end {
         End::ClientTls(_) => Some(&counts.tls_failed),
@@ -369,7 +363,8 @@ async fn proxy(
         }
         None => Box::new(origin),
     };
-    pump(client, origin, limits.idle_timeout, moved).await
+    let app = state.counts.app(target.index);
+    pump(client, origin, limits.idle_timeout, moved, app).await
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -378,15 +373,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Copies both ways, each direction on its own (a side that stops reading
 /// never stalls the other direction), until both sides have closed; a
 /// side's end of stream is passed on as a half-close. Ends early on an
-/// error, or when nothing moved either way for `idle`.
-async fn pump(a: Box<dyn Stream>, b: Box<dyn Stream>, idle: Duration, moved: &mut Moved) -> End {
+/// error, or when nothing moved either way for `idle`. Bytes are added to
+/// the app's counts as they move (a long connection shows up before it
+/// ends) and returned in `moved` for the connection's log line.
+async fn pump(
+    a: Box<dyn Stream>,
+    b: Box<dyn Stream>,
+    idle: Duration,
+    moved: &mut Moved,
+    app: &AppCounts,
+) -> End {
     let (a_read, a_write) = tokio::io::split(a);
     let (b_read, b_write) = tokio::io::split(b);
     let start = tokio::time::Instant::now();
     let last = AtomicU64::new(0);
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    let up_half = copy_half(a_read, b_write, &up, &last, start, ("client", "origin"));
-    let down_half = copy_half(b_read, a_write, &down, &last, start, ("origin", "client"));
+    let up_half = copy_half(
+        a_read,
+        b_write,
+        [&up, &app.to_origin_bytes],
+        &last,
+        start,
+        ("client", "origin"),
+    );
+    let down_half = copy_half(
+        b_read,
+        a_write,
+        [&down, &app.to_client_bytes],
+        &last,
+        start,
+        ("origin", "client"),
+    );
     tokio::pin!(up_half, down_half);
     let (mut up_done, mut down_done) = (false, false);
     let quiet_since = || start + Duration::from_millis(last.load(Ordering::Relaxed));
@@ -418,11 +435,12 @@ async fn pump(a: Box<dyn Stream>, b: Box<dyn Stream>, idle: Duration, moved: &mu
 
 /// One direction: read, write and flush (a TLS writer may hold records
 /// until flushed), until the reader's end of stream, which is passed on
-/// as a shutdown of the writer. `names`: (reader, writer), for errors.
+/// as a shutdown of the writer. Each of `bytes` counts what was written.
+/// `names`: (reader, writer), for errors.
 async fn copy_half<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut from: R,
     mut to: W,
-    bytes: &AtomicU64,
+    bytes: [&AtomicU64; 2],
     last: &AtomicU64,
     start: tokio::time::Instant,
     names: (&str, &str),
@@ -448,7 +466,9 @@ async fn copy_half<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if let Err(err) = written.await {
             return Err(io_end(&format!("writing to the {}", names.1), err));
         }
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        for counter in bytes {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         touch();
     }
 }

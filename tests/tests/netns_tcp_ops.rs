@@ -142,6 +142,25 @@ fn connections_over_the_limit_are_refused_counted_and_slots_come_back() {
         holders.iter().all(|h| h.log().contains("origin 3000"))
     });
     assert!(both_in, "holders not through\n{}", agent.log());
+    // Bytes are counted as they move: the origin's greetings show while
+    // both connections are still open (none closed yet).
+    let row = |verdict: &str| {
+        agent
+            .stats()
+            .expect("stats")
+            .into_iter()
+            .find(|row| row["app"].as_u64() == Some(0) && row["verdict"] == verdict)
+    };
+    let counted = eventually(Duration::from_secs(3), || {
+        row("conn_closed").is_some_and(|r| r["bytes"].as_u64() > Some(0))
+    });
+    assert!(
+        counted,
+        "no bytes counted for open connections\n{}",
+        agent.log()
+    );
+    let closed = row("conn_closed").map_or(0, |r| r["packets"].as_u64().unwrap_or(0));
+    assert_eq!(closed, 0);
 
     // The third is closed at once, without reaching the origin.
     let started = Instant::now();

@@ -39,7 +39,9 @@ pub fn read<T: Borrow<MapData>>(
                 .get(&index, 0)
                 .with_context(|| format!("reading counter {index}"))?;
             let total = sum_per_cpu(&values);
-            if total.packets > 0 {
+            // Bytes alone count too: the agent adds bytes of connections
+            // still open to rows whose count moves when they close.
+            if total.packets > 0 || total.bytes > 0 {
                 rows.push(StatsRow {
                     app,
                     verdict,
