@@ -137,3 +137,10 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
     }
     sent
 }
+
+/// Whether `ifindex` is one of the edge interfaces (those the agent
+/// attached XDP to, and so checks access rules on).
+#[inline(always)]
+pub fn is_edge_interface(ifindex: u32) -> bool {
+    TX_PORTS.get_ifindex(ifindex).is_some()
+}

@@ -13,13 +13,16 @@ use proxy_common::{
     v4_mapped,
 };
 
-use crate::{apps, listener};
+use crate::{apps, forward, listener};
 
 /// The agent's sockets: `AGENT_TCP_SOCKET` (listening) and `AGENT_UDP_SOCKET`.
 #[map]
 static SOCKETS: SockMap = SockMap::with_max_entries(AGENT_SOCKETS, 0);
 
 const AF_INET6: u32 = 10;
+
+/// `lo` is the first interface of every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 #[sk_lookup]
 pub fn steer(ctx: SkLookupContext) -> u32 {
@@ -29,8 +32,9 @@ pub fn steer(ctx: SkLookupContext) -> u32 {
     // pointer, which the verifier refuses for a context.
     // SAFETY: the kernel hands a valid bpf_sk_lookup for this call.
     let field = |f: *const u32| unsafe { core::ptr::read_volatile(f) };
-    let (proto, family, port, ip4, ip6) = unsafe {
+    let (ingress, proto, family, port, ip4, ip6) = unsafe {
         (
+            field(&raw const (*lookup).ingress_ifindex),
             field(&raw const (*lookup).protocol) as u8,
             field(&raw const (*lookup).family),
             field(&raw const (*lookup).local_port),
@@ -43,6 +47,12 @@ pub fn steer(ctx: SkLookupContext) -> u32 {
             ],
         )
     };
+    // Only what came in through an edge interface (XDP checked its access
+    // rules there) or from this host itself (loopback) is the agent's;
+    // another interface's traffic takes the normal lookup (a reset).
+    if ingress != LOOPBACK_IFINDEX && !forward::is_edge_interface(ingress) {
+        return sk_action::SK_PASS;
+    }
     let socket = match proto {
         ip_proto::TCP => AGENT_TCP_SOCKET,
         ip_proto::UDP => AGENT_UDP_SOCKET,

@@ -143,6 +143,13 @@ pub mod addr {
     pub const EDGE_CLI_IF: &str = "to-cli";
     pub const EDGE_ORG_IF: &str = "to-org";
     pub const ORG_IF: &str = "eth0";
+    /// A fourth host behind an edge interface no config lists (no XDP,
+    /// no access rules): see [`super::Topology::side`].
+    pub const EDGE_SIDE_IF: &str = "to-side";
+    pub const EDGE_SIDE_V4: &str = "10.0.3.1";
+    pub const SIDE_V4: &str = "10.0.3.2";
+    pub const EDGE_SIDE_V6: &str = "fd00:3::1";
+    pub const SIDE_V6: &str = "fd00:3::2";
 }
 
 /// The `edge` object of a test config: both edge interfaces and the
@@ -183,6 +190,23 @@ impl Topology {
             .wire()
             .with_context(|| format!("building topology {prefix}"))?;
         Ok(topology)
+    }
+
+    /// A fourth namespace behind another edge interface (`to-side`) that
+    /// the test configs do not list: the edge routes the pool for it too.
+    /// Deleted when the returned namespace is dropped.
+    pub fn side(&self) -> anyhow::Result<Netns> {
+        use addr::*;
+        let side = Netns::create(&self.edge.name().replace("-edge", "-side"))?;
+        veth(&self.edge, EDGE_SIDE_IF, &side, CLI_IF)?;
+        address(&self.edge, EDGE_SIDE_IF, EDGE_SIDE_V4, 24, EDGE_SIDE_V6)?;
+        address(&side, CLI_IF, SIDE_V4, 24, SIDE_V6)?;
+        side.run("ip", &["route", "add", "default", "via", EDGE_SIDE_V4])?;
+        side.run(
+            "ip",
+            &["-6", "route", "add", "default", "via", EDGE_SIDE_V6],
+        )?;
+        Ok(side)
     }
 
     fn wire(&self) -> anyhow::Result<()> {

@@ -220,3 +220,35 @@ fn shutdown_refuses_new_connections_and_drains_live_ones() {
     assert!(status.success(), "{status}\n{log}");
     assert!(log.contains("TCP path drained"), "{log}");
 }
+
+#[test]
+fn only_edge_interfaces_and_loopback_reach_the_agent_path() {
+    if !root_or_skip("only_edge_interfaces_and_loopback_reach_the_agent_path") {
+        return;
+    }
+    let topology = Topology::new("side").expect("topology");
+    let side = topology.side().expect("side host");
+    let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
+    let config = config(
+        "",
+        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    // Through an edge interface (XDP checked the access rules), and from
+    // the edge host itself: proxied.
+    for (host, ns) in [("cli", &topology.cli), ("edge", &topology.edge)] {
+        let line = greeting(ns).unwrap_or_else(|e| panic!("{host}: {e:#}\n{}", agent.log()));
+        assert_eq!(line, "origin 3000", "{host}");
+    }
+    // Through an interface without XDP, where no access rule ran: not
+    // steered to the agent, so nothing listens (refused).
+    let reply = tcp_exchange(&side, EDGE, PORT, "hello");
+    assert!(
+        reply.as_ref().map_or(true, |r| !r.contains("origin")),
+        "{reply:?}"
+    );
+    let accepted = agent
+        .packets_settled(Some(0), "conn_accepted", 2)
+        .expect("stats");
+    assert_eq!(accepted, 2, "{}", agent.log());
+}
