@@ -327,6 +327,16 @@ impl Validator {
         (edge, pools)
     }
 
+    /// A limit on connections or flows: `slot` keeps its default when
+    /// `value` is absent; out of 1..=1,000,000 is an error on `field`.
+    fn count(&mut self, field: String, value: Option<u64>, slot: &mut usize) {
+        match value {
+            None => {}
+            Some(n @ 1..=1_000_000) => *slot = n as usize,
+            Some(n) => self.error(None, field, n.to_string(), "expected 1 to 1000000"),
+        }
+    }
+
     /// A timeout in seconds: `slot` keeps its default when `value` is absent;
     /// out of 1..=MAX_FLOW_TIMEOUT_SECS is an error on `field`.
     fn seconds(&mut self, field: String, value: Option<u64>, slot: &mut std::time::Duration) {
@@ -359,16 +369,8 @@ impl Validator {
         ] {
             self.seconds(format!("edge.tcp_proxy.{name}"), value, slot);
         }
-        match file.max_connections {
-            None => {}
-            Some(n @ 1..=1_000_000) => out.max_connections = n as usize,
-            Some(n) => self.error(
-                None,
-                "edge.tcp_proxy.max_connections",
-                n.to_string(),
-                "expected 1 to 1000000",
-            ),
-        }
+        let field = "edge.tcp_proxy.max_connections".to_string();
+        self.count(field, file.max_connections, &mut out.max_connections);
         out
     }
 
@@ -376,16 +378,8 @@ impl Validator {
         let mut out = UdpProxy::default();
         let field = "edge.udp_proxy.idle_timeout".to_string();
         self.seconds(field, file.idle_timeout, &mut out.idle_timeout);
-        match file.max_flows {
-            None => {}
-            Some(n @ 1..=1_000_000) => out.max_flows = n as usize,
-            Some(n) => self.error(
-                None,
-                "edge.udp_proxy.max_flows",
-                n.to_string(),
-                "expected 1 to 1000000",
-            ),
-        }
+        let field = "edge.udp_proxy.max_flows".to_string();
+        self.count(field, file.max_flows, &mut out.max_flows);
         out
     }
 
