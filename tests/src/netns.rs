@@ -138,6 +138,17 @@ pub mod addr {
     /// Edge address pool: routed to `edge` and local there.
     pub const POOL_V4: &str = "10.0.100.0/24";
     pub const POOL_V6: &str = "fd00:100::/64";
+
+    /// The pool's IPv4 address of app `app` (apps take the pool's
+    /// addresses in file order: 10.0.100.(app+1)).
+    pub fn edge4(app: usize) -> String {
+        format!("10.0.100.{}", app + 1)
+    }
+
+    /// The pool's IPv6 address of app `app`: fd00:100::(app+1).
+    pub fn edge6(app: usize) -> String {
+        format!("fd00:100::{:x}", app + 1)
+    }
     /// Interface names inside the namespaces.
     pub const CLI_IF: &str = "eth0";
     pub const EDGE_CLI_IF: &str = "to-cli";

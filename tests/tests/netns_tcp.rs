@@ -8,18 +8,13 @@ use tests::{
     agent::Agent,
     certs::Pki,
     client::{socat, tcp_exchange_from, tls_exchange},
-    netns::{Topology, addr, edge_json},
+    netns::{
+        Topology,
+        addr::{self, edge4, edge6},
+        edge_json,
+    },
     root_or_skip, scratch_dir, servers,
 };
-
-/// Edge addresses come from the pool in app order: app `i` gets
-/// 10.0.100.(i+1) and fd00:100::(i+1).
-fn edge4(app: usize) -> String {
-    format!("10.0.100.{}", app + 1)
-}
-fn edge6(app: usize) -> String {
-    format!("fd00:100::{:x}", app + 1)
-}
 
 struct Setup {
     topology: Topology,

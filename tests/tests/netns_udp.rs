@@ -6,19 +6,14 @@
 use tests::{
     agent::Agent,
     client::udp_exchange_from,
-    netns::{Netns, Topology, addr, edge_json},
+    netns::{
+        Netns, Topology,
+        addr::{self, edge4, edge6},
+        edge_json,
+    },
     process::Background,
     root_or_skip, servers,
 };
-
-/// Edge addresses come from the pool in app order: app `i` gets
-/// 10.0.100.(i+1) and fd00:100::(i+1).
-fn edge4(app: usize) -> String {
-    format!("10.0.100.{}", app + 1)
-}
-fn edge6(app: usize) -> String {
-    format!("fd00:100::{:x}", app + 1)
-}
 
 struct Setup {
     topology: Topology,
