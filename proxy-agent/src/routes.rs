@@ -85,6 +85,9 @@ impl<R> Routes<R> {
     /// New addresses of an `origin_dns` app (ignored when this path does
     /// not serve it).
     pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
+        if !self.entries.iter().any(|(target, _)| target.index == app) {
+            return;
+        }
         if let Ok(mut resolved) = self.resolved.write() {
             resolved.insert(app, ips.to_vec());
         }
