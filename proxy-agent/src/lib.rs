@@ -9,6 +9,7 @@
 pub mod access;
 pub mod config;
 pub mod datapath;
+pub mod dns_server;
 pub mod geoip;
 pub mod origin;
 pub mod preflight;

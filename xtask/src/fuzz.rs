@@ -6,7 +6,7 @@ use crate::cmd::{command, nightly_cargo, run, succeeds, target_dir, workspace_ro
 
 /// The targets in `fuzz/fuzz_targets/`, each with a seed corpus in
 /// `fuzz/corpus/<target>/`.
-pub const TARGETS: &[&str] = &["spp_reply", "proxy_header"];
+pub const TARGETS: &[&str] = &["spp_reply", "proxy_header", "dns_query"];
 
 /// Seconds per target when not told otherwise (also what `cargo xtask
 /// test` gives each one).

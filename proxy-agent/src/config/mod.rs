@@ -3,6 +3,7 @@
 //! the field, the value and the reason. Nothing changes a config in place:
 //! a reload loads a new one.
 
+pub mod leases;
 pub mod model;
 pub mod schema;
 mod validate;
@@ -10,7 +11,8 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use self::validate::validate;
+pub(crate) use self::validate::{canonical_name, in_zone};
+pub use self::validate::{validate, validate_with_leases};
 pub use model::*;
 
 /// A validated configuration and what was accepted with a warning.
@@ -39,6 +41,8 @@ pub enum LoadError {
     },
     /// The file parsed but its content was refused.
     Invalid(Vec<model::ConfigError>),
+    /// The edge address leases (`edge.address_pool.state_file`) could not be read.
+    Leases { path: PathBuf, reason: String },
 }
 
 impl fmt::Display for LoadError {
@@ -63,6 +67,9 @@ impl fmt::Display for LoadError {
                     _ => {}
                 }
                 write!(f, ": {message}")
+            }
+            LoadError::Leases { path, reason } => {
+                write!(f, "edge address leases {}: {reason}", path.display())
             }
             LoadError::Invalid(errors) => {
                 for (k, error) in errors.iter().enumerate() {
@@ -95,11 +102,20 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let toml = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
-    let mut loaded = load_str(&text, toml)?;
-    if let Some(dir) = path.parent() {
-        loaded.config.resolve_paths(dir);
-    }
-    Ok(loaded)
+    let file = parse_str(&text, toml)?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let lease_path = match &file.edge.address_pool.state_file {
+        Some(state) => dir.join(state),
+        None => leases::default_path(path),
+    };
+    let held = leases::read(&lease_path).map_err(|reason| LoadError::Leases {
+        path: lease_path.clone(),
+        reason,
+    })?;
+    let (mut config, warnings) = validate_with_leases(&file, &held).map_err(LoadError::Invalid)?;
+    config.resolve_paths(dir);
+    config.edge.lease_file = Some(lease_path);
+    Ok(Loaded { config, warnings })
 }
 
 /// Parses and validates text; `toml` chooses the format.

@@ -110,13 +110,36 @@ pub struct Config {
     pub edge: Edge,
     pub apps: Vec<App>,
     pub access_rules: Vec<AccessRule>,
+    /// The embedded authoritative DNS server; `None`: not started.
+    pub dns_server: Option<DnsServer>,
 }
+
+/// `dns_server`: answers for the apps' `dns.name`s with their edge
+/// addresses, and PTR for the edge addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsServer {
+    /// UDP and TCP sockets it listens on (port 53 unless written).
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Zones it is authoritative for: lower case, no trailing dot.
+    pub zones: Vec<String>,
+    /// The zones' NS target (and SOA MNAME): lower case, no trailing dot.
+    /// When it lies in a served zone, its A/AAAA are the listen addresses.
+    pub nameserver: String,
+    /// TTL of every answer, and the SOA minimum (negative caching).
+    pub ttl: u32,
+}
+
+/// TTL of the embedded DNS server's answers unless `dns_server.ttl` says.
+pub const DEFAULT_DNS_TTL: u32 = 30;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     pub interfaces: Vec<String>,
     pub xdp_mode: Option<XdpMode>,
     pub address_pool: AddressPool,
+    /// Where the pool's leases are kept (`config::leases`); `None` when the
+    /// config was not loaded from a file.
+    pub lease_file: Option<PathBuf>,
     pub origin_source: OriginSource,
     pub geoip: GeoIp,
     /// Source ports the XDP NAT uses toward origins. Keep it apart from the
@@ -477,6 +500,8 @@ pub struct App {
     pub dns: Dns,
     /// Static ips, or ones allocated from the address pool; IPv4 first.
     pub edge_addrs: Vec<IpAddr>,
+    /// Whether `edge_addrs` came from the pool (and are kept as leases).
+    pub edge_ips_dynamic: bool,
     pub origin: Origin,
     pub proxy_protocol: ProxyProtocol,
     /// UDP with `proxy_protocol: v2`: the header in front of every
@@ -729,6 +754,7 @@ mod tests {
                 name: "a.example.com".into(),
             },
             edge_addrs: vec![],
+            edge_ips_dynamic: false,
             origin: Origin::Direct(vec![]),
             proxy_protocol: pp,
             proxy_header_every_datagram: false,
@@ -803,6 +829,7 @@ mod tests {
                 interfaces: vec!["eth0".into()],
                 xdp_mode: None,
                 address_pool: AddressPool::default(),
+                lease_file: None,
                 origin_source: OriginSource::default(),
                 geoip: GeoIp {
                     country_db: Some(dir.clone()),
@@ -816,6 +843,7 @@ mod tests {
             },
             apps: vec![a],
             access_rules: vec![],
+            dns_server: None,
         };
         let errors = config.check_files();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -14,6 +14,26 @@ pub struct ConfigFile {
     pub apps: Vec<AppFile>,
     #[serde(default)]
     pub access_rules: Vec<AccessRuleFile>,
+    #[serde(default)]
+    pub dns_server: Option<DnsServerFile>,
+}
+
+/// The embedded authoritative DNS server.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsServerFile {
+    /// `"192.0.2.53"` (port 53) or `"[2001:db8::53]:5353"`, UDP and TCP.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Zones answered authoritatively, e.g. `"example.com"`.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// NS target of the zones; default `ns.<first zone>`.
+    #[serde(default)]
+    pub nameserver: Option<String>,
+    /// Seconds; default 30.
+    #[serde(default)]
+    pub ttl: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -94,6 +114,10 @@ pub struct AddressPoolFile {
     pub ipv4: Option<String>,
     #[serde(default)]
     pub ipv6: Option<String>,
+    /// Where the agent keeps which app holds which pool address; default
+    /// `<config stem>.edge-ips.json` beside the config.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
 }
 
 /// Address strings, one per family.

@@ -9,20 +9,31 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+use super::leases::Leases;
 use super::model::{
-    AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_NAT_PORTS, Dns, DnsKind,
-    ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts,
-    GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource,
-    PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy,
-    Warning, XdpMode,
+    AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL, DEFAULT_NAT_PORTS,
+    Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS,
+    Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily,
+    OriginSource, PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode,
+    UdpProxy, Warning, XdpMode,
 };
 use super::schema::{
-    AccessRuleFile, AppFile, ConfigFile, EdgeFile, EdgeIpsFile, OriginDnsFile, OriginPortFile,
-    ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile, UdpProxyFile,
+    AccessRuleFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile, OriginDnsFile,
+    OriginPortFile, ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile, UdpProxyFile,
 };
 
-/// Checks a parsed file and builds the model from it.
+/// Checks a parsed file and builds the model from it, as a first start
+/// would: no app holds a pool address yet.
 pub fn validate(file: &ConfigFile) -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
+    validate_with_leases(file, &Leases::default())
+}
+
+/// Checks a parsed file and builds the model from it; apps with dynamic
+/// edge_ips keep the pool addresses `leases` gives them where they still can.
+pub fn validate_with_leases(
+    file: &ConfigFile,
+    leases: &Leases,
+) -> Result<(Config, Vec<Warning>), Vec<ConfigError>> {
     let mut v = Validator::default();
     let (edge, pools) = v.edge(&file.edge);
     let drafts: Vec<AppDraft> = file
@@ -32,16 +43,23 @@ pub fn validate(file: &ConfigFile) -> Result<(Config, Vec<Warning>), Vec<ConfigE
         .map(|(i, app)| v.app(i, app, &pools))
         .collect();
     v.duplicate_ids(&drafts);
-    let edge_addrs = v.edge_addresses(&drafts, &pools);
+    let edge_addrs = v.edge_addresses(&drafts, &pools, leases);
     v.overlapping_listeners(&file.apps, &drafts, &edge_addrs);
     let access_rules = v.access_rules(&file.access_rules, &edge.geoip);
+    let dns_server = file
+        .dns_server
+        .as_ref()
+        .and_then(|d| v.dns_server(d, &file.apps));
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
     let apps: Option<Vec<App>> = drafts
         .into_iter()
         .zip(edge_addrs)
-        .map(|(draft, addrs)| draft.finish(addrs?))
+        .map(|(draft, addrs)| {
+            let dynamic = matches!(draft.edge_ips, Some(EdgeIps::Dynamic { .. }));
+            draft.finish(addrs?, dynamic)
+        })
         .collect();
     match apps {
         Some(apps) => Ok((
@@ -49,6 +67,7 @@ pub fn validate(file: &ConfigFile) -> Result<(Config, Vec<Warning>), Vec<ConfigE
                 edge,
                 apps,
                 access_rules,
+                dns_server,
             },
             v.warnings,
         )),
@@ -151,7 +170,7 @@ struct AppDraft {
 }
 
 impl AppDraft {
-    fn finish(self, edge_addrs: Vec<IpAddr>) -> Option<App> {
+    fn finish(self, edge_addrs: Vec<IpAddr>, edge_ips_dynamic: bool) -> Option<App> {
         let (protocol, edge_ports) = self.protocol?;
         Some(App {
             id: self.id?,
@@ -159,6 +178,7 @@ impl AppDraft {
             edge_ports,
             dns: self.dns?,
             edge_addrs,
+            edge_ips_dynamic,
             origin: self.origin?,
             proxy_protocol: self.proxy_protocol?,
             proxy_header_every_datagram: self.proxy_header_every_datagram,
@@ -316,6 +336,7 @@ impl Validator {
             interfaces: e.interfaces.clone(),
             xdp_mode,
             address_pool,
+            lease_file: e.address_pool.state_file.clone(),
             origin_source,
             geoip,
             nat_ports,
@@ -350,6 +371,101 @@ impl Validator {
                 format!("expected 1 to {MAX_FLOW_TIMEOUT_SECS} seconds"),
             ),
         }
+    }
+
+    fn dns_server(&mut self, d: &DnsServerFile, apps: &[AppFile]) -> Option<DnsServer> {
+        let errors = self.errors.len();
+        if d.listen.is_empty() {
+            self.error(
+                None,
+                "dns_server.listen",
+                "",
+                "needs at least one address to listen on",
+            );
+        }
+        let mut listen = Vec::new();
+        for (k, text) in d.listen.iter().enumerate() {
+            match parse_resolver(text) {
+                Ok(addr) if listen.contains(&addr) => self.error(
+                    None,
+                    format!("dns_server.listen[{k}]"),
+                    text,
+                    "listed twice",
+                ),
+                Ok(addr) => listen.push(addr),
+                Err(_) => self.error(
+                    None,
+                    format!("dns_server.listen[{k}]"),
+                    text,
+                    "expected IP, IP:PORT or [IPv6]:PORT",
+                ),
+            }
+        }
+        if d.zones.is_empty() {
+            self.error(
+                None,
+                "dns_server.zones",
+                "",
+                "needs at least one zone, e.g. \"example.com\"",
+            );
+        }
+        let mut zones: Vec<String> = Vec::new();
+        for (k, text) in d.zones.iter().enumerate() {
+            let field = format!("dns_server.zones[{k}]");
+            match check_dns_name(text, false) {
+                Err(reason) => self.error(None, field, text, reason),
+                Ok(()) => {
+                    let zone = canonical_name(text);
+                    if zones.contains(&zone) {
+                        self.error(None, field, text, "listed twice");
+                    } else {
+                        zones.push(zone);
+                    }
+                }
+            }
+        }
+        let nameserver = match (&d.nameserver, zones.first()) {
+            (Some(text), _) => match check_dns_name(text, false) {
+                Ok(()) => canonical_name(text),
+                Err(reason) => {
+                    self.error(None, "dns_server.nameserver", text, reason);
+                    String::new()
+                }
+            },
+            (None, Some(zone)) => format!("ns.{zone}"),
+            (None, None) => String::new(),
+        };
+        let mut ttl = DEFAULT_DNS_TTL;
+        match d.ttl {
+            None => {}
+            Some(n @ 1..=86_400) => ttl = n as u32,
+            Some(n) => self.error(
+                None,
+                "dns_server.ttl",
+                n.to_string(),
+                "expected 1 to 86400 seconds",
+            ),
+        }
+        if self.errors.len() > errors {
+            return None;
+        }
+        for (i, app) in apps.iter().enumerate() {
+            let name = canonical_name(&app.dns.name);
+            let name = name.strip_prefix("*.").unwrap_or(&name);
+            if !zones.iter().any(|zone| in_zone(name, zone)) {
+                self.warn(
+                    format!("apps[{i}].dns.name"),
+                    &app.dns.name,
+                    "not in any of dns_server.zones; the embedded DNS server will not answer for it",
+                );
+            }
+        }
+        Some(DnsServer {
+            listen,
+            zones,
+            nameserver,
+            ttl,
+        })
     }
 
     fn tcp_proxy(&mut self, file: &TcpProxyFile) -> TcpProxy {
@@ -1101,11 +1217,17 @@ impl Validator {
     }
 
     /// Each app's edge addresses: its static ips, or addresses from the pool.
-    ///
-    /// A stand-in for a persistent pool: apps in file order take, per family
-    /// they need, the first pool host that no app holds statically and no
-    /// earlier app took.
-    fn edge_addresses(&mut self, drafts: &[AppDraft], pools: &Pools) -> Vec<Option<Vec<IpAddr>>> {
+    /// A dynamic app keeps the address its lease names while that is still
+    /// in the pool and not held statically (or by another lease); the others
+    /// take, in config order, the first pool host nobody holds. Leases are
+    /// honoured before any new address is handed out, so an app added in
+    /// front of others does not shift them.
+    fn edge_addresses(
+        &mut self,
+        drafts: &[AppDraft],
+        pools: &Pools,
+        leases: &Leases,
+    ) -> Vec<Option<Vec<IpAddr>>> {
         let mut used: HashSet<IpAddr> = drafts
             .iter()
             .filter_map(|d| match &d.edge_ips {
@@ -1114,6 +1236,40 @@ impl Validator {
             })
             .flatten()
             .collect();
+        // Pass 1: leases still valid. Pass 2: new addresses for the rest.
+        let mut leased: Vec<[Option<IpAddr>; 2]> = vec![[None, None]; drafts.len()];
+        for (i, draft) in drafts.iter().enumerate() {
+            let (Some(EdgeIps::Dynamic { v4, v6, .. }), Some(id)) = (&draft.edge_ips, draft.id)
+            else {
+                continue;
+            };
+            let Some(held) = leases.0.get(&id) else {
+                continue;
+            };
+            for (slot, family, wanted) in [(0, Family::V4, *v4), (1, Family::V6, *v6)] {
+                let Some(&ip) = held.iter().find(|ip| Family::of(**ip) == family) else {
+                    continue;
+                };
+                if !wanted {
+                    continue;
+                }
+                let in_pool = matches!(pools.get(family), Pool::Net(net) if net.contains(&ip));
+                if in_pool && used.insert(ip) {
+                    leased[i][slot] = Some(ip);
+                } else {
+                    let why = if in_pool {
+                        "is now held by another app"
+                    } else {
+                        "is outside the address pool now"
+                    };
+                    self.warn(
+                        format!("apps[{i}].edge_ips"),
+                        ip.to_string(),
+                        format!("the app's leased address {why}; it gets a new one"),
+                    );
+                }
+            }
+        }
         let mut all = Vec::with_capacity(drafts.len());
         for (i, draft) in drafts.iter().enumerate() {
             let addrs = match &draft.edge_ips {
@@ -1126,8 +1282,12 @@ impl Validator {
                 }) => {
                     let mut addrs = Vec::new();
                     let mut ok = true;
-                    for (family, wanted) in [(Family::V4, *v4), (Family::V6, *v6)] {
+                    for (slot, family, wanted) in [(0, Family::V4, *v4), (1, Family::V6, *v6)] {
                         if !wanted {
+                            continue;
+                        }
+                        if let Some(ip) = leased[i][slot] {
+                            addrs.push(ip);
                             continue;
                         }
                         let field = format!("apps[{i}].edge_ips");
@@ -1372,7 +1532,11 @@ fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
     if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
         return Ok(addr);
     }
-    match text.parse::<IpAddr>() {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    match bare.parse::<IpAddr>() {
         Ok(ip) => Ok(std::net::SocketAddr::new(ip, 53)),
         Err(_) => Err("expected IP, IP:PORT or [IPv6]:PORT of a DNS server".to_string()),
     }
@@ -1565,6 +1729,19 @@ fn parse_country(text: &str) -> Result<String, String> {
 /// A DNS name: labels of 1-63 letters, digits and '-', not starting or ending
 /// with '-', 253 characters at most, an optional trailing dot; `*` as the
 /// first label when `wildcard`.
+/// A DNS name as the server compares it: lower case, no trailing dot.
+pub(crate) fn canonical_name(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Whether canonical `name` is `zone` or below it.
+pub(crate) fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone
+        || name
+            .strip_suffix(zone)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 fn check_dns_name(name: &str, wildcard: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name".to_string());
@@ -2475,6 +2652,165 @@ mod tests {
         );
     }
 
+    fn with_leases(
+        file: Value,
+        leases: &[(&Config, usize)],
+        extra: &[(AppId, &[&str])],
+    ) -> (Config, Vec<Warning>) {
+        let mut held = Leases::default();
+        for (config, index) in leases {
+            let app = &config.apps[*index];
+            held.0.insert(app.id, app.edge_addrs.clone());
+        }
+        for (id, ips) in extra {
+            held.0.insert(*id, ips.iter().map(|t| ip(t)).collect());
+        }
+        let file: ConfigFile = serde_json::from_value(file).expect("schema");
+        match validate_with_leases(&file, &held) {
+            Ok(ok) => ok,
+            Err(errors) => panic!("refused: {errors:#?}"),
+        }
+    }
+
+    #[test]
+    fn leased_addresses_stay_when_an_app_is_added_in_front() {
+        let ssh = tcp_app();
+        let dns = udp_app();
+        let (before, _) = accepted(config(vec![ssh.clone(), dns.clone()]));
+        assert_eq!(
+            before.apps[1].edge_addrs,
+            [ip("198.51.100.2"), ip("2001:db8:e::2")]
+        );
+        // Without leases a new first app would shift both; with them it
+        // takes the first address nobody holds.
+        let mut mail = with(tcp_app(), "protocol", json!("tcp/25"));
+        mail["dns"]["name"] = json!("mail.example.com");
+        let file = config(vec![mail.clone(), ssh.clone(), dns.clone()]);
+        let (shifted, _) = accepted(file.clone());
+        assert_ne!(shifted.apps[1].edge_addrs, before.apps[0].edge_addrs);
+        let (after, warnings) = with_leases(file, &[(&before, 0), (&before, 1)], &[]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(after.apps[1].edge_addrs, before.apps[0].edge_addrs);
+        assert_eq!(after.apps[2].edge_addrs, before.apps[1].edge_addrs);
+        assert_eq!(
+            after.apps[0].edge_addrs,
+            [ip("198.51.100.3"), ip("2001:db8:e::3")]
+        );
+        assert!(after.apps.iter().all(|a| a.edge_ips_dynamic));
+        // Removing ssh frees .1 for the next new app, while dns keeps .2.
+        let (later, _) = with_leases(
+            config(vec![dns.clone(), mail]),
+            &[(&after, 2), (&after, 0)],
+            &[],
+        );
+        assert_eq!(later.apps[0].edge_addrs, before.apps[1].edge_addrs);
+        assert_eq!(later.apps[1].edge_addrs, after.apps[0].edge_addrs);
+        let (fresh, _) = with_leases(
+            config(vec![dns, with(tcp_app(), "protocol", json!("tcp/2222"))]),
+            &[(&after, 2)],
+            &[],
+        );
+        assert_eq!(fresh.apps[1].edge_addrs, before.apps[0].edge_addrs);
+    }
+
+    #[test]
+    fn leases_that_no_longer_fit_are_replaced_with_a_warning() {
+        let (base, _) = accepted(config(vec![tcp_app()]));
+        let id = base.apps[0].id;
+        // Outside the pool now (the pool moved), and taken statically.
+        let file = config(vec![tcp_app(), static_ips(udp_app(), &["198.51.100.9"])]);
+        let (config_, warnings) =
+            with_leases(file, &[], &[(id, &["203.0.113.7", "2001:db8:e::5"])]);
+        assert_eq!(
+            config_.apps[0].edge_addrs,
+            [ip("198.51.100.1"), ip("2001:db8:e::5")]
+        );
+        assert!(!config_.apps[1].edge_ips_dynamic);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "apps[0].edge_ips");
+        assert!(warnings[0].message.contains("outside the address pool"));
+        let file = config(vec![tcp_app(), static_ips(udp_app(), &["198.51.100.9"])]);
+        let (config_, warnings) = with_leases(file, &[], &[(id, &["198.51.100.9"])]);
+        assert_eq!(config_.apps[0].edge_addrs[0], ip("198.51.100.1"));
+        assert!(
+            warnings[0].message.contains("held by another app"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn dns_server_checked() {
+        let mut file = config(vec![tcp_app()]);
+        file["dns_server"] = json!({"listen": ["10.0.1.1", "[fd00::1]:5353"],
+                                    "zones": ["Example.COM."]});
+        let (config_, warnings) = accepted(file.clone());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config_.dns_server,
+            Some(DnsServer {
+                listen: vec![
+                    "10.0.1.1:53".parse().unwrap(),
+                    "[fd00::1]:5353".parse().unwrap()
+                ],
+                zones: vec!["example.com".into()],
+                nameserver: "ns.example.com".into(),
+                ttl: DEFAULT_DNS_TTL,
+            })
+        );
+        file["dns_server"]["zones"] = json!(["other.net"]);
+        let (_, warnings) = accepted(file.clone());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "apps[0].dns.name");
+        for (dns, field, value, reason) in [
+            (
+                json!({"zones": ["example.com"]}),
+                "dns_server.listen",
+                "",
+                "at least one",
+            ),
+            (
+                json!({"listen": ["ns1"], "zones": ["example.com"]}),
+                "dns_server.listen[0]",
+                "ns1",
+                "expected IP",
+            ),
+            (
+                json!({"listen": ["10.0.1.1", "10.0.1.1:53"], "zones": ["example.com"]}),
+                "dns_server.listen[1]",
+                "10.0.1.1:53",
+                "twice",
+            ),
+            (
+                json!({"listen": ["10.0.1.1"]}),
+                "dns_server.zones",
+                "",
+                "at least one zone",
+            ),
+            (
+                json!({"listen": ["10.0.1.1"], "zones": ["*.example.com"]}),
+                "dns_server.zones[0]",
+                "*.example.com",
+                "wildcard",
+            ),
+            (
+                json!({"listen": ["10.0.1.1"], "zones": ["example.com"], "ttl": 0}),
+                "dns_server.ttl",
+                "0",
+                "1 to 86400",
+            ),
+            (
+                json!({"listen": ["10.0.1.1"], "zones": ["example.com"], "nameserver": "a..b"}),
+                "dns_server.nameserver",
+                "a..b",
+                "empty label",
+            ),
+        ] {
+            let mut file = config(vec![tcp_app()]);
+            file["dns_server"] = dns;
+            only_error(file, None, field, value, reason);
+        }
+    }
+
     #[test]
     fn static_ips_checked() {
         only_error(
@@ -2676,7 +3012,12 @@ mod tests {
             parse_resolver("[2001:db8::53]:5353"),
             Ok("[2001:db8::53]:5353".parse().unwrap())
         );
+        assert_eq!(
+            parse_resolver("[2001:db8::53]"),
+            Ok("[2001:db8::53]:53".parse().unwrap())
+        );
         assert!(parse_resolver("dns.example.com").is_err());
+        assert!(parse_resolver("[192.0.2.1").is_err());
     }
 
     #[test]

@@ -1,0 +1,1401 @@
+//! The embedded authoritative DNS server (`dns_server` in the config).
+//!
+//! Cloudflare Spectrum publishes an app's `dns.name` in the Cloudflare zone;
+//! a self-hosted edge has no such zone, so the agent can answer for the
+//! names itself. For every zone in `dns_server.zones` it serves:
+//!
+//! - **SOA** at the apex: MNAME = `dns_server.nameserver`, RNAME =
+//!   `hostmaster.<zone>`, refresh 3600, retry 600, expire 86400, minimum =
+//!   `dns_server.ttl` (the negative-caching TTL of RFC 2308).
+//! - **NS** at the apex: `dns_server.nameserver`.
+//! - **A / AAAA** for every app whose canonical `dns.name` is in the zone:
+//!   the app's edge addresses. Apps that share a name (`tcp/22` and
+//!   `udp/53` of `ssh.example.com`) share one RRset, without duplicates.
+//!   CNAME and ADDRESS apps alike get A/AAAA: there is no Spectrum
+//!   hostname here to point a CNAME at.
+//! - **Wildcards**: an app named `*.x.example.com` becomes a wildcard
+//!   RRset, which hickory's in-memory store expands for any name below
+//!   `x.example.com` that has no records of its own. (hickory matches a
+//!   wildcard even below an existing name, which RFC 4592 would not; and a
+//!   name matched only for another type is NXDOMAIN, not NODATA.)
+//! - **The nameserver's own address**: when `nameserver` lies in a served
+//!   zone and no app has that name, its A/AAAA are the listen addresses
+//!   that are not unspecified (`0.0.0.0` and `::` publish nothing).
+//!
+//! **Reverse DNS.** Spectrum gives no control over PTR records; a mail
+//! server behind the edge is then refused by receivers that check that the
+//! forward and the reverse name agree (FCrDNS). So the server also answers
+//! PTR for every edge address, naming the app: an address's PTR is the
+//! first app (in config order) with a non-wildcard name on that address, so
+//! every PTR published resolves back to its address. A wildcard app's
+//! addresses get no PTR from it (no single name to give). The reverse zones
+//! are:
+//!
+//! - `edge.address_pool.ipv4` / `.ipv6`: the `in-addr.arpa` / `ip6.arpa`
+//!   zone of the pool's prefix, rounded down to a multiple of 8 bits (IPv4)
+//!   or 4 bits (IPv6): a /22 pool is served as its /16 zone, a /62 as /60;
+//! - a PTR-bearing edge address in none of those (a static address of a
+//!   family that has no pool): the zone of its /24 (IPv4) or /64 (IPv6).
+//!
+//! Each reverse zone has its own SOA (RNAME `hostmaster.<first zone>`) and
+//! NS. The ISP (or RIR) must delegate that reverse zone to this server.
+//! A record goes to the most specific zone that contains its owner name,
+//! as queries do.
+//!
+//! **Serial**: per zone, a 32-bit FNV-1a fold of the zone's content (every
+//! record but the SOA, plus the SOA's names and minimum). It changes when
+//! the content changes and stays put across restarts and reloads that
+//! change nothing. It is not monotonic; nothing here needs it to be, as
+//! zone transfers (AXFR, IXFR) are refused and there are no secondaries.
+//!
+//! Everything else: a name in a served zone with no records is NXDOMAIN
+//! with the zone's SOA; a name outside every zone is REFUSED (no
+//! recursion); a class other than IN is REFUSED; ANY gets one RRset (RFC
+//! 8482); UPDATE (with a valid zone section), NOTIFY and other opcodes
+//! are NOTIMP; EDNS versions above 0 are BADVERS. Unparsable queries with
+//! a readable header get FORMERR; shorter ones, and messages with QR=1,
+//! are dropped.
+//!
+//! Layers, as elsewhere: [`zone_records`] is a pure function of the config
+//! (what to answer), [`catalog`] turns it into hickory's [`Catalog`],
+//! [`Authority`] holds the current catalog (swapped on reload without a
+//! restart) and answers raw queries ([`Authority::answer`], used by tests
+//! and the fuzzer), and [`DnsServer`] binds the sockets.
+//!
+//! hickory's server logs every answered request at `info` (target
+//! `hickory_server`); a busy server wants `RUST_LOG=info,hickory_server=warn`.
+//! Listen on specific addresses rather than `0.0.0.0` on a host with
+//! several: UDP replies from a wildcard socket leave with the kernel's
+//! choice of source address.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use hickory_server::Server;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider, TokioTime};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA};
+use hickory_server::proto::rr::{
+    DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType, RrKey,
+};
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{
+    AxfrPolicy, Catalog, MessageResponse, MessageResponseBuilder, Queries, ZoneType,
+};
+use tracing::{info, warn};
+
+use crate::config::{self, Config, canonical_name, in_zone};
+
+/// SOA refresh, retry and expire, in seconds (informative: no secondaries).
+pub const SOA_REFRESH: i32 = 3600;
+pub const SOA_RETRY: i32 = 600;
+pub const SOA_EXPIRE: i32 = 86_400;
+
+/// A TCP connection that sends no query for this long is closed.
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// How long [`DnsServer::shutdown`] waits for the listeners to stop.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One served zone: its origin, serial and every record (SOA included),
+/// sorted by owner name and type, without duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    pub origin: Name,
+    pub serial: u32,
+    pub records: Vec<Record>,
+}
+
+/// What the server answers: the forward zones of `dns_server.zones`
+/// and the reverse zones of the edge addresses, by origin.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ZoneSet {
+    pub zones: Vec<Zone>,
+}
+
+impl ZoneSet {
+    /// The zones' origins, without the trailing dot.
+    pub fn origins(&self) -> Vec<String> {
+        self.zones.iter().map(|z| display_name(&z.origin)).collect()
+    }
+
+    /// Distinct owner names across all zones (apexes included).
+    pub fn names(&self) -> usize {
+        self.zones
+            .iter()
+            .flat_map(|z| z.records.iter().map(|r| LowerName::new(&r.name)))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// The records to serve for `config`; empty when it has no `dns_server`.
+///
+/// Fails only on a zone or nameserver that is not a valid DNS name (which
+/// validation already refuses); an app name that is not one is skipped
+/// with a warning.
+pub fn zone_records(config: &Config) -> anyhow::Result<ZoneSet> {
+    let Some(dns) = &config.dns_server else {
+        return Ok(ZoneSet::default());
+    };
+    let ttl = dns.ttl;
+    let mname = fqdn(&dns.nameserver).context("dns_server.nameserver")?;
+    let default_rname = match dns.zones.first() {
+        Some(zone) => format!("hostmaster.{zone}"),
+        None => format!("hostmaster.{}", dns.nameserver),
+    };
+
+    // Origin (canonical, no trailing dot) -> RNAME.
+    let mut origins: BTreeMap<String, String> = BTreeMap::new();
+    for (k, zone) in dns.zones.iter().enumerate() {
+        fqdn(zone).with_context(|| format!("dns_server.zones[{k}]"))?;
+        origins.insert(zone.clone(), format!("hostmaster.{zone}"));
+    }
+
+    // (owner, rdata) pairs, owner canonical; duplicates are dropped later.
+    let mut data: Vec<(String, RData)> = Vec::new();
+    // Edge address -> the name its PTR gives: the first app's.
+    let mut ptrs: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for app in &config.apps {
+        let name = canonical_name(&app.dns.name);
+        for &ip in &app.edge_addrs {
+            data.push((name.clone(), address_rdata(ip)));
+            if !name.starts_with("*.") {
+                ptrs.entry(ip).or_insert_with(|| name.clone());
+            }
+        }
+    }
+    let nameserver_is_app = config
+        .apps
+        .iter()
+        .any(|app| canonical_name(&app.dns.name) == dns.nameserver);
+    if !nameserver_is_app && origins.keys().any(|z| in_zone(&dns.nameserver, z)) {
+        let listen: BTreeSet<IpAddr> = dns
+            .listen
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        if listen.is_empty() {
+            warn!(
+                nameserver = %dns.nameserver,
+                "dns_server.nameserver is in a served zone but every listen address is \
+                 unspecified: it gets no A/AAAA record"
+            );
+        }
+        data.extend(
+            listen
+                .into_iter()
+                .map(|ip| (dns.nameserver.clone(), address_rdata(ip))),
+        );
+    }
+
+    // Reverse zones: the pools', then /24 or /64 for addresses outside all.
+    let pools = [
+        config
+            .edge
+            .address_pool
+            .ipv4
+            .map(|net| reverse_zone(IpAddr::V4(net.network()), net.prefix_len())),
+        config
+            .edge
+            .address_pool
+            .ipv6
+            .map(|net| reverse_zone(IpAddr::V6(net.network()), net.prefix_len())),
+    ];
+    for zone in pools.into_iter().flatten() {
+        origins.entry(zone).or_insert_with(|| default_rname.clone());
+    }
+    for (&ip, name) in &ptrs {
+        let owner = reverse_name(ip);
+        if !origins.keys().any(|z| in_zone(&owner, z)) {
+            let prefix = if ip.is_ipv4() { 24 } else { 64 };
+            origins.insert(reverse_zone(ip, prefix), default_rname.clone());
+        }
+        match fqdn(name) {
+            Ok(target) => data.push((owner, RData::PTR(PTR(target)))),
+            Err(error) => warn!(%name, %error, "not a DNS name; the DNS server skips it"),
+        }
+    }
+
+    // Each record in the most specific zone holding its owner.
+    let mut contents: BTreeMap<String, BTreeMap<RrKey, (Name, Vec<RData>)>> = origins
+        .keys()
+        .map(|origin| (origin.clone(), BTreeMap::new()))
+        .collect();
+    for (owner, rdata) in data {
+        let Some(zone) = origins
+            .keys()
+            .filter(|z| in_zone(&owner, z))
+            .max_by_key(|z| z.len())
+        else {
+            continue; // outside every zone: validation warned about it
+        };
+        let name = match fqdn(&owner) {
+            Ok(name) => name,
+            Err(error) => {
+                warn!(name = %owner, %error, "not a DNS name; the DNS server skips it");
+                continue;
+            }
+        };
+        let Some(records) = contents.get_mut(zone) else {
+            continue;
+        };
+        let key = RrKey::new(LowerName::new(&name), rdata.record_type());
+        let (_, rdatas) = records.entry(key).or_insert_with(|| (name, Vec::new()));
+        if !rdatas.contains(&rdata) {
+            rdatas.push(rdata);
+        }
+    }
+
+    let mut zones = Vec::with_capacity(origins.len());
+    for (origin_text, rname_text) in &origins {
+        let origin = fqdn(origin_text)?;
+        let rname = fqdn(rname_text)?;
+        let mut records = contents.remove(origin_text).unwrap_or_default();
+        records
+            .entry(RrKey::new(LowerName::new(&origin), RecordType::NS))
+            .or_insert_with(|| (origin.clone(), Vec::new()))
+            .1
+            .push(RData::NS(NS(mname.clone())));
+        let serial = content_serial(&records, &mname, &rname, ttl);
+        let soa = SOA::new(
+            mname.clone(),
+            rname,
+            serial,
+            SOA_REFRESH,
+            SOA_RETRY,
+            SOA_EXPIRE,
+            ttl,
+        );
+        records.insert(
+            RrKey::new(LowerName::new(&origin), RecordType::SOA),
+            (origin.clone(), vec![RData::SOA(soa)]),
+        );
+        let records = records
+            .into_values()
+            .flat_map(|(name, rdatas)| {
+                rdatas
+                    .into_iter()
+                    .map(move |rdata| Record::from_rdata(name.clone(), ttl, rdata))
+            })
+            .collect();
+        zones.push(Zone {
+            origin,
+            serial,
+            records,
+        });
+    }
+    Ok(ZoneSet { zones })
+}
+
+/// hickory's catalog of `zones`: one in-memory primary zone each, zone
+/// transfers denied.
+pub fn catalog(zones: &ZoneSet) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::new();
+    for zone in &zones.zones {
+        let mut rrsets: BTreeMap<RrKey, RecordSet> = BTreeMap::new();
+        for record in &zone.records {
+            let key = RrKey::new(LowerName::new(&record.name), record.record_type());
+            rrsets
+                .entry(key)
+                .or_insert_with(|| {
+                    RecordSet::with_ttl(record.name.clone(), record.record_type(), record.ttl)
+                })
+                .insert(record.clone(), zone.serial);
+        }
+        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+            zone.origin.clone(),
+            rrsets,
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        )
+        .map_err(|e| anyhow!("zone {}: {e}", display_name(&zone.origin)))?;
+        catalog.upsert(LowerName::new(&zone.origin), vec![Arc::new(handler)]);
+    }
+    Ok(catalog)
+}
+
+/// The answers: the current catalog, replaced whole on reload. Cheap to
+/// clone (clones share the catalog). It is the server's request handler.
+#[derive(Clone)]
+pub struct Authority {
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+}
+
+impl Authority {
+    pub fn new(zones: &ZoneSet) -> anyhow::Result<Self> {
+        Ok(Authority {
+            catalog: Arc::new(RwLock::new(Arc::new(catalog(zones)?))),
+        })
+    }
+
+    /// The authority for `config`'s `dns_server` (empty when it has none).
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Self::new(&zone_records(config)?)
+    }
+
+    /// Answers from `zones` from now on; queries being answered finish
+    /// with the old ones. On error the old answers stay.
+    pub fn replace(&self, zones: &ZoneSet) -> anyhow::Result<()> {
+        let new = Arc::new(catalog(zones)?);
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = new;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The reply to `query` (a DNS message as received over UDP from
+    /// `src`), exactly as the server would send it, or `None` when the
+    /// server would send nothing: fewer than 12 bytes (no header), or a
+    /// response (QR=1). Input it cannot parse past the header gets FORMERR,
+    /// as in hickory's server loop, which this mirrors.
+    pub async fn answer(&self, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let header = Header::read(&mut BinDecoder::new(query)).ok()?;
+        let capture = Capture::default();
+        match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
+            Ok(request) => {
+                if request.metadata.message_type == MessageType::Response {
+                    return None;
+                }
+                self.handle_request::<_, TokioTime>(&request, capture.clone())
+                    .await;
+            }
+            Err(_) => {
+                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                let response = MessageResponseBuilder::new(&queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                capture.clone().send_response(response).await.ok()?;
+            }
+        }
+        capture.take()
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Authority {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        if let Some(code) = refusal(request) {
+            return send_error(request, code, response_handle).await;
+        }
+        let catalog = self.current();
+        catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+/// What this server refuses before the catalog sees the query: zone
+/// transfers (the catalog would answer IXFR with the SOA) and classes
+/// other than IN (the in-memory store ignores the class).
+fn refusal(request: &Request) -> Option<ResponseCode> {
+    let edns_ok = request.edns.as_ref().is_none_or(|e| e.version() == 0);
+    let [query] = request.queries.queries() else {
+        return None;
+    };
+    let refused = request.metadata.message_type == MessageType::Query
+        && request.metadata.op_code == OpCode::Query
+        && edns_ok
+        && (matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
+            || query.query_class() != DNSClass::IN);
+    refused.then_some(ResponseCode::Refused)
+}
+
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    code: ResponseCode,
+    mut response_handle: R,
+) -> ResponseInfo {
+    let edns = request.edns.as_ref().map(|req| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(req.max_payload().max(512));
+        edns.set_version(0);
+        edns
+    });
+    let response = MessageResponseBuilder::new(&request.queries, edns.as_ref())
+        .error_msg(&request.metadata, code);
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            warn!(%error, "DNS server: cannot send a response");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
+/// A response handler that keeps the encoded reply (as UDP would send it).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Capture {
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // As hickory's `MessageResponse::encode` for UDP: the EDNS payload
+        // size or 512 bytes, and SERVFAIL when the message cannot be built.
+        let id = response.metadata().id;
+        let max_size = response.edns().map_or(512, Edns::max_payload);
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(_) => {
+                bytes.clear();
+                let mut encoder = BinEncoder::new(&mut bytes);
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                };
+                hickory_server::proto::serialize::binary::BinEncodable::emit(
+                    &header,
+                    &mut encoder,
+                )?;
+                ResponseInfo::from(header)
+            }
+        };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+        Ok(info)
+    }
+}
+
+/// The running server: a UDP socket and a TCP listener per listen address.
+pub struct DnsServer {
+    server: Server<Authority>,
+    authority: Authority,
+    listen: Vec<SocketAddr>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl DnsServer {
+    /// Binds every `settings.listen` address (UDP and TCP, same port; port
+    /// 0 picks a free one, see [`local_addrs`](Self::local_addrs)) and
+    /// answers from `zones`. Fails, binding nothing, when an address cannot
+    /// be bound. Needs a tokio runtime.
+    pub async fn start(settings: &config::DnsServer, zones: &ZoneSet) -> anyhow::Result<Self> {
+        let authority = Authority::new(zones)?;
+        let mut sockets = Vec::with_capacity(settings.listen.len());
+        for (k, &addr) in settings.listen.iter().enumerate() {
+            sockets
+                .push(bind_pair(addr).map_err(|e| anyhow!("dns_server.listen[{k}] {addr}: {e}"))?);
+        }
+        let mut server = Server::new(authority.clone());
+        let mut local_addrs = Vec::with_capacity(sockets.len());
+        for (k, (udp, tcp, local)) in sockets.into_iter().enumerate() {
+            let context = || format!("dns_server.listen[{k}] {local}");
+            let udp = tokio::net::UdpSocket::from_std(udp).with_context(context)?;
+            let tcp = tokio::net::TcpListener::from_std(tcp).with_context(context)?;
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
+            local_addrs.push(local);
+        }
+        info!(
+            listen = ?local_addrs,
+            zones = ?zones.origins(),
+            names = zones.names(),
+            "DNS server started"
+        );
+        Ok(DnsServer {
+            server,
+            authority,
+            listen: settings.listen.clone(),
+            local_addrs,
+        })
+    }
+
+    /// The bound addresses, one per `listen` entry in order (with the
+    /// port the kernel chose where the config says 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The answers the server gives (to query it without a socket).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Answers from `config` from now on, with no restart: names, zones,
+    /// nameserver and TTL. A change of `dns_server.listen` needs a restart
+    /// (a warning says so); a config without `dns_server` is an error (shut
+    /// the server down instead). On error the old answers stay.
+    pub fn update(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(settings) = &config.dns_server else {
+            bail!("the config has no dns_server: shut the DNS server down instead");
+        };
+        if settings.listen != self.listen {
+            warn!(
+                old = ?self.listen,
+                new = ?settings.listen,
+                "dns_server.listen changed: the DNS server keeps its sockets until a restart"
+            );
+        }
+        let zones = zone_records(config)?;
+        self.authority.replace(&zones)?;
+        info!(
+            zones = ?zones.origins(),
+            names = zones.names(),
+            "DNS server answers updated"
+        );
+        Ok(())
+    }
+
+    /// Stops accepting queries and waits (briefly) for the listeners to end.
+    pub async fn shutdown(mut self) {
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.server.shutdown_gracefully()).await {
+            Ok(Ok(())) => info!("DNS server stopped"),
+            Ok(Err(error)) => warn!(%error, "DNS server stopped with an error"),
+            Err(_) => warn!("DNS server did not stop in time; its tasks are dropped"),
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same address and port; for port
+/// 0, a port free for both.
+fn bind_pair(
+    addr: SocketAddr,
+) -> Result<(std::net::UdpSocket, std::net::TcpListener, SocketAddr), String> {
+    const ATTEMPTS: usize = 16;
+    for attempt in 1..=ATTEMPTS {
+        let udp = bind_udp(addr).map_err(|e| format!("cannot bind UDP: {e}"))?;
+        let local = udp
+            .local_addr()
+            .map_err(|e| format!("cannot read the UDP address: {e}"))?;
+        match bind_tcp(local) {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            // The kernel's free UDP port may be a busy TCP one: try another.
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < ATTEMPTS => {}
+            Err(e) => return Err(format!("cannot bind TCP: {e}")),
+        }
+    }
+    Err("cannot find a port free for both UDP and TCP".to_string())
+}
+
+fn socket_for(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let protocol = if ty == socket2::Type::DGRAM {
+        socket2::Protocol::UDP
+    } else {
+        socket2::Protocol::TCP
+    };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), ty, Some(protocol))?;
+    // `[::]` must not take IPv4's port too: `0.0.0.0` may be listed as well.
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket_for(addr, socket2::Type::DGRAM)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket_for(addr, socket2::Type::STREAM)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The absolute name of canonical `name` (no trailing dot).
+fn fqdn(name: &str) -> anyhow::Result<Name> {
+    Name::from_ascii(format!("{name}.")).map_err(|e| anyhow!("{name:?} is not a DNS name: {e}"))
+}
+
+/// `name` without the trailing dot.
+fn display_name(name: &Name) -> String {
+    let text = name.to_ascii();
+    match text.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() => bare.to_string(),
+        _ => text,
+    }
+}
+
+fn address_rdata(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+/// The PTR owner of `ip`: `4.3.2.1.in-addr.arpa`, or the 32 reversed
+/// nibbles under `ip6.arpa`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    reverse_zone(ip, if ip.is_ipv4() { 32 } else { 128 })
+}
+
+/// The reverse zone covering `ip/prefix_len`, the prefix rounded down to
+/// whole labels (8 bits for IPv4, 4 for IPv6).
+pub fn reverse_zone(ip: IpAddr, prefix_len: u8) -> String {
+    let (labels, suffix): (Vec<String>, &str) = match ip {
+        IpAddr::V4(v4) => {
+            let n = usize::from(prefix_len.min(32) / 8);
+            let labels = v4.octets()[..n].iter().rev().map(u8::to_string).collect();
+            (labels, "in-addr.arpa")
+        }
+        IpAddr::V6(v6) => {
+            let n = usize::from(prefix_len.min(128) / 4);
+            let nibbles: Vec<u8> = v6
+                .octets()
+                .iter()
+                .flat_map(|b| [b >> 4, b & 0x0f])
+                .collect();
+            let labels = nibbles[..n]
+                .iter()
+                .rev()
+                .map(|nibble| format!("{nibble:x}"))
+                .collect();
+            (labels, "ip6.arpa")
+        }
+    };
+    if labels.is_empty() {
+        suffix.to_string()
+    } else {
+        format!("{}.{suffix}", labels.join("."))
+    }
+}
+
+/// The zone's serial: FNV-1a over its records (in key order) and the SOA
+/// fields that are not the serial, folded to 32 bits.
+fn content_serial(
+    records: &BTreeMap<RrKey, (Name, Vec<RData>)>,
+    mname: &Name,
+    rname: &Name,
+    ttl: u32,
+) -> u32 {
+    let mut text = format!("SOA {mname} {rname} {ttl}\n");
+    for (name, rdatas) in records.values() {
+        for rdata in rdatas {
+            text.push_str(&format!("{name} {} {rdata}\n", rdata.record_type()));
+        }
+    }
+    let hash = config::fnv1a_128(text.as_bytes());
+    (0..4).fold(0u32, |acc, k| acc ^ (hash >> (32 * k)) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::str::FromStr;
+
+    use hickory_server::proto::op::{Message, Query};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const TTL: u32 = 60;
+    const ZONE: &str = "example.test";
+
+    /// ssh (tcp/22 and udp/53, one name, written with upper case and a
+    /// trailing dot, static addresses), mail (dynamic), a wildcard app
+    /// (dynamic), and an app outside the zone.
+    fn config_json() -> serde_json::Value {
+        serde_json::json!({
+            "edge": {
+                "interfaces": ["eth0"],
+                "address_pool": {"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/62"}
+            },
+            "apps": [
+                {
+                    "protocol": "tcp/22",
+                    "dns": {"type": "ADDRESS", "name": "SSH.Example.Test."},
+                    "origin_direct": ["tcp://192.0.2.1:22"],
+                    "edge_ips": {"type": "static", "ips": ["198.51.100.7", "2001:db8:e::7"]}
+                },
+                {
+                    "protocol": "udp/53",
+                    "dns": {"type": "ADDRESS", "name": "ssh.example.test"},
+                    "origin_direct": ["udp://192.0.2.1:53"],
+                    "edge_ips": {"type": "static", "ips": ["198.51.100.7", "2001:db8:e::7"]}
+                },
+                {
+                    "protocol": "tcp/25",
+                    "dns": {"type": "CNAME", "name": "mail.example.test"},
+                    "origin_direct": ["tcp://192.0.2.2:25"]
+                },
+                {
+                    "protocol": "tcp/443",
+                    "dns": {"type": "CNAME", "name": "*.apps.example.test"},
+                    "origin_direct": ["tcp://192.0.2.3:443"]
+                },
+                {
+                    "protocol": "tcp/80",
+                    "dns": {"type": "CNAME", "name": "www.elsewhere.test"},
+                    "origin_direct": ["tcp://192.0.2.4:80"]
+                }
+            ],
+            "dns_server": {"listen": ["127.0.0.1:0"], "zones": [ZONE], "ttl": TTL}
+        })
+    }
+
+    fn load(json: &serde_json::Value) -> Config {
+        match config::load_str(&json.to_string(), false) {
+            Ok(loaded) => loaded.config,
+            Err(e) => panic!("config refused: {e}"),
+        }
+    }
+
+    fn test_config() -> Config {
+        load(&config_json())
+    }
+
+    fn authority(config: &Config) -> Authority {
+        Authority::from_config(config).expect("authority")
+    }
+
+    fn app_addrs(config: &Config, name: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+        let app = config
+            .apps
+            .iter()
+            .find(|a| canonical_name(&a.dns.name) == name)
+            .expect("app");
+        let v4 = app
+            .edge_addrs
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6 = app
+            .edge_addrs
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        (v4, v6)
+    }
+
+    fn src() -> SocketAddr {
+        "192.0.2.99:5353".parse().expect("address")
+    }
+
+    fn query_message(id: u16, name: &str, qtype: RecordType) -> Message {
+        let mut message = Message::query();
+        message.metadata.id = id;
+        message.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
+        message
+    }
+
+    fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+        query_message(0x4242, name, qtype).to_vec().expect("encode")
+    }
+
+    async fn ask_bytes(authority: &Authority, bytes: &[u8]) -> Option<Message> {
+        let reply = authority.answer(bytes, src()).await?;
+        Some(Message::from_vec(&reply).expect("the reply parses"))
+    }
+
+    async fn ask(authority: &Authority, name: &str, qtype: RecordType) -> Message {
+        let bytes = query(name, qtype);
+        let reply = ask_bytes(authority, &bytes).await.expect("a reply");
+        assert_eq!(reply.metadata.id, 0x4242);
+        assert_eq!(reply.metadata.message_type, MessageType::Response);
+        reply
+    }
+
+    fn rdatas(records: &[Record]) -> Vec<RData> {
+        records.iter().map(|r| r.data.clone()).collect()
+    }
+
+    fn name(text: &str) -> Name {
+        Name::from_str(text).expect("name")
+    }
+
+    fn soa_of(records: &[Record]) -> Option<SOA> {
+        records.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.clone()),
+            _ => None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_and_aaaa_give_the_edge_addresses_case_insensitively() {
+        let config = test_config();
+        let authority = authority(&config);
+        let (v4, v6) = app_addrs(&config, "ssh.example.test");
+        assert_eq!((v4.len(), v6.len()), (1, 1));
+        for qname in ["ssh.example.test.", "SSH.EXAMPLE.TEST.", "sSh.Example.test"] {
+            let reply = ask(&authority, qname, RecordType::A).await;
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::NoError,
+                "{qname}"
+            );
+            assert!(reply.metadata.authoritative, "{qname}");
+            // tcp/22 and udp/53 share the name and addresses: one record.
+            assert_eq!(rdatas(&reply.answers), [RData::A(A(v4[0]))], "{qname}");
+            assert!(reply.answers.iter().all(|r| r.ttl == TTL));
+            let reply = ask(&authority, qname, RecordType::AAAA).await;
+            assert!(reply.metadata.authoritative);
+            assert_eq!(rdatas(&reply.answers), [RData::AAAA(AAAA(v6[0]))]);
+            assert!(reply.answers.iter().all(|r| r.ttl == TTL));
+        }
+        // A dynamic (CNAME-type) app gets A and AAAA too.
+        let (v4, v6) = app_addrs(&config, "mail.example.test");
+        let reply = ask(&authority, "mail.example.test.", RecordType::A).await;
+        assert_eq!(rdatas(&reply.answers), [RData::A(A(v4[0]))]);
+        let reply = ask(&authority, "mail.example.test.", RecordType::AAAA).await;
+        assert_eq!(rdatas(&reply.answers), [RData::AAAA(AAAA(v6[0]))]);
+    }
+
+    #[tokio::test]
+    async fn wildcard_app_answers_for_names_below_it() {
+        let config = test_config();
+        let authority = authority(&config);
+        let (v4, _) = app_addrs(&config, "*.apps.example.test");
+        let reply = ask(&authority, "Foo.apps.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(reply.metadata.authoritative);
+        assert_eq!(rdatas(&reply.answers), [RData::A(A(v4[0]))]);
+        assert_eq!(reply.answers[0].name, name("foo.apps.example.test."));
+        // ... but gives its addresses no PTR.
+        let reply = ask(
+            &authority,
+            &reverse_name(IpAddr::V4(v4[0])),
+            RecordType::PTR,
+        )
+        .await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert!(reply.answers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_name_is_nxdomain_with_soa_and_outside_names_are_refused() {
+        let authority = authority(&test_config());
+        let reply = ask(&authority, "nope.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert!(reply.metadata.authoritative);
+        assert!(reply.answers.is_empty());
+        let soa = soa_of(&reply.authorities).expect("SOA in authority");
+        assert_eq!(soa.mname, name("ns.example.test."));
+        assert_eq!(reply.authorities[0].name, name("example.test."));
+        // An existing name without that type: NODATA, with the SOA.
+        let reply = ask(&authority, "ssh.example.test.", RecordType::MX).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(reply.answers.is_empty());
+        assert!(soa_of(&reply.authorities).is_some());
+        // Outside every zone, including a served app's own name.
+        for qname in ["www.elsewhere.test.", "example.com.", "."] {
+            let reply = ask(&authority, qname, RecordType::A).await;
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::Refused,
+                "{qname}"
+            );
+            assert!(reply.answers.is_empty(), "{qname}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ptr_names_the_app_for_v4_and_v6_and_nxdomain_for_free_addresses() {
+        let config = test_config();
+        let authority = authority(&config);
+        for app in ["ssh.example.test", "mail.example.test"] {
+            let (v4, v6) = app_addrs(&config, app);
+            for ip in [IpAddr::V4(v4[0]), IpAddr::V6(v6[0])] {
+                let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
+                assert_eq!(reply.metadata.response_code, ResponseCode::NoError, "{ip}");
+                assert!(reply.metadata.authoritative, "{ip}");
+                let target = name(&format!("{app}."));
+                assert_eq!(rdatas(&reply.answers), [RData::PTR(PTR(target))], "{ip}");
+                assert_eq!(reply.answers[0].ttl, TTL);
+            }
+        }
+        assert_eq!(
+            reverse_name("198.51.100.7".parse().expect("ip")),
+            "7.100.51.198.in-addr.arpa"
+        );
+        assert_eq!(
+            reverse_name("2001:db8:e::7".parse().expect("ip")),
+            "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+        for free in ["198.51.100.200", "2001:db8:e::200", "2001:db8:e:3::1"] {
+            let ip: IpAddr = free.parse().expect("ip");
+            let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::NXDomain,
+                "{free}"
+            );
+            assert!(reply.answers.is_empty(), "{free}");
+            assert!(soa_of(&reply.authorities).is_some(), "{free}");
+        }
+        // Outside the reverse zones: not ours.
+        let ip: IpAddr = "203.0.113.1".parse().expect("ip");
+        let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    }
+
+    #[tokio::test]
+    async fn soa_and_ns_at_the_apex_and_the_nameserver_address() {
+        let authority = authority(&test_config());
+        let reply = ask(&authority, "example.test.", RecordType::SOA).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(reply.metadata.authoritative);
+        let soa = soa_of(&reply.answers).expect("SOA answer");
+        assert_eq!(soa.mname, name("ns.example.test."));
+        assert_eq!(soa.rname, name("hostmaster.example.test."));
+        assert_eq!(
+            (soa.refresh, soa.retry, soa.expire, soa.minimum),
+            (3600, 600, 86400, TTL)
+        );
+        let reply = ask(&authority, "example.test.", RecordType::NS).await;
+        assert_eq!(
+            rdatas(&reply.answers),
+            [RData::NS(NS(name("ns.example.test.")))]
+        );
+        assert!(reply.metadata.authoritative);
+        // The nameserver's address: the (non-unspecified) listen address.
+        let reply = ask(&authority, "ns.example.test.", RecordType::A).await;
+        assert_eq!(rdatas(&reply.answers), [RData::A(A(Ipv4Addr::LOCALHOST))]);
+        // Reverse zones have SOA and NS too.
+        let reply = ask(&authority, "100.51.198.in-addr.arpa.", RecordType::SOA).await;
+        let soa = soa_of(&reply.answers).expect("reverse SOA");
+        assert_eq!(soa.rname, name("hostmaster.example.test."));
+        let reply = ask(&authority, "100.51.198.in-addr.arpa.", RecordType::NS).await;
+        assert_eq!(
+            rdatas(&reply.answers),
+            [RData::NS(NS(name("ns.example.test.")))]
+        );
+    }
+
+    #[tokio::test]
+    async fn zone_transfers_are_refused_and_any_gets_one_rrset() {
+        let authority = authority(&test_config());
+        for zone in ["example.test.", "100.51.198.in-addr.arpa."] {
+            for qtype in [RecordType::AXFR, RecordType::IXFR] {
+                let reply = ask(&authority, zone, qtype).await;
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::Refused,
+                    "{zone} {qtype}"
+                );
+                assert!(reply.answers.is_empty(), "{zone} {qtype}");
+                assert!(reply.authorities.is_empty(), "{zone} {qtype}");
+            }
+        }
+        // ANY (RFC 8482): one RRset, or NOTIMP.
+        for qname in ["ssh.example.test.", "example.test."] {
+            let reply = ask(&authority, qname, RecordType::ANY).await;
+            match reply.metadata.response_code {
+                ResponseCode::NoError => {
+                    let types: BTreeSet<u16> = reply
+                        .answers
+                        .iter()
+                        .map(|r| u16::from(r.record_type()))
+                        .collect();
+                    assert_eq!(types.len(), 1, "{qname}: {:?}", reply.answers);
+                }
+                ResponseCode::NotImp => {}
+                other => panic!("{qname}: ANY answered {other}"),
+            }
+        }
+        // Another class: refused.
+        let mut message = query_message(7, "ssh.example.test.", RecordType::A);
+        message.queries[0].set_query_class(DNSClass::CH);
+        let bytes = message.to_vec().expect("encode");
+        let reply = ask_bytes(&authority, &bytes).await.expect("reply");
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        assert!(reply.answers.is_empty());
+    }
+
+    /// A 12-byte header: id 0x4242, the given flags byte, qdcount.
+    fn header(flags: u8, qdcount: u16) -> Vec<u8> {
+        let mut bytes = vec![0x42, 0x42, flags, 0x00];
+        bytes.extend_from_slice(&qdcount.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        bytes
+    }
+
+    /// QNAME ssh.example.test, type A, class IN.
+    fn question() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for label in ["ssh", "example", "test"] {
+            bytes.push(label.len() as u8);
+            bytes.extend_from_slice(label.as_bytes());
+        }
+        bytes.extend_from_slice(&[0, 0, 1, 0, 1]);
+        bytes
+    }
+
+    async fn expect_formerr(authority: &Authority, bytes: Vec<u8>, what: &str) {
+        let reply = ask_bytes(authority, &bytes).await;
+        let reply = reply.unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(reply.metadata.id, 0x4242, "{what}");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "{what}"
+        );
+        assert!(reply.answers.is_empty(), "{what}");
+    }
+
+    #[tokio::test]
+    async fn malformed_queries_are_answered_per_rfc_or_dropped() {
+        let authority = authority(&test_config());
+        // No header: dropped.
+        for len in 0..12 {
+            let bytes = vec![0x42; len];
+            assert_eq!(authority.answer(&bytes, src()).await, None, "{len} bytes");
+        }
+        // A header that promises a question, and none.
+        expect_formerr(&authority, header(0x01, 1), "missing question").await;
+        // The question cut short.
+        let mut cut = header(0x01, 1);
+        cut.extend_from_slice(&question()[..9]);
+        expect_formerr(&authority, cut, "truncated question").await;
+        // A 64-byte label (0x40 is not a length).
+        let mut long = header(0x01, 1);
+        long.push(64);
+        long.extend_from_slice(&[b'a'; 64]);
+        long.extend_from_slice(&[0, 0, 1, 0, 1]);
+        expect_formerr(&authority, long, "64-byte label").await;
+        // A compression pointer to itself, and two pointing at each other.
+        let mut looped = header(0x01, 1);
+        looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        expect_formerr(&authority, looped, "pointer loop").await;
+        let mut looped = header(0x01, 1);
+        looped.extend_from_slice(&[1, b'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1]);
+        expect_formerr(&authority, looped, "pointer cycle").await;
+        // No question, or two.
+        expect_formerr(&authority, header(0x01, 0), "qdcount 0").await;
+        let mut two = header(0x01, 2);
+        two.extend_from_slice(&question());
+        two.extend_from_slice(&question());
+        expect_formerr(&authority, two, "qdcount 2").await;
+        // A response sent as a query: dropped (no reflection).
+        let mut response = header(0x81, 1);
+        response.extend_from_slice(&question());
+        assert_eq!(authority.answer(&response, src()).await, None);
+        // Unknown opcode (15), STATUS (2), NOTIFY (4): NOTIMP. UPDATE (5):
+        // FORMERR when the zone section is not one SOA (RFC 2136 3.1.1),
+        // else NOTIMP (no dynamic updates).
+        let mut soa_zone = header(5 << 3, 1);
+        soa_zone.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e']);
+        soa_zone.extend_from_slice(&[4, b't', b'e', b's', b't', 0, 0, 6, 0, 1]);
+        let mut cases = Vec::new();
+        for opcode in [15u8, 2, 4, 5] {
+            let mut bytes = header(opcode << 3, 1);
+            bytes.extend_from_slice(&question());
+            let code = if opcode == 5 {
+                ResponseCode::FormErr
+            } else {
+                ResponseCode::NotImp
+            };
+            cases.push((opcode, bytes, code));
+        }
+        cases.push((5, soa_zone, ResponseCode::NotImp));
+        for (opcode, bytes, code) in cases {
+            let reply = ask_bytes(&authority, &bytes).await.expect("reply");
+            assert_eq!(reply.metadata.id, 0x4242);
+            assert_eq!(reply.metadata.response_code, code, "opcode {opcode}");
+            assert!(reply.answers.is_empty());
+        }
+        // EDNS version 1: BADVERS, with an OPT record of version 0.
+        let mut bytes = header(0x01, 1);
+        bytes[11] = 1; // arcount
+        bytes.extend_from_slice(&question());
+        bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 1, 0, 0, 0, 0]);
+        let reply = ask_bytes(&authority, &bytes).await.expect("reply");
+        // 16 is BADVERS in an answer to EDNS (hickory decodes it as BADSIG,
+        // which shares the number).
+        assert_eq!(u16::from(reply.metadata.response_code), 16);
+        assert_eq!(reply.edns.as_ref().map(Edns::version), Some(0));
+        assert!(reply.answers.is_empty());
+        // EDNS version 0 works, and the same query without it too.
+        let mut edns0 = bytes.clone();
+        let version_at = edns0.len() - 5;
+        edns0[version_at] = 0;
+        let reply = ask_bytes(&authority, &edns0).await.expect("reply");
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn update_swaps_the_answers() {
+        let config = test_config();
+        let authority = authority(&config);
+        let (v4, _) = app_addrs(&config, "mail.example.test");
+        let reply = ask(&authority, "mail.example.test.", RecordType::A).await;
+        assert_eq!(reply.answers.len(), 1);
+        let mut json = config_json();
+        json["apps"]
+            .as_array_mut()
+            .expect("apps")
+            .retain(|app| app["dns"]["name"] != "mail.example.test");
+        json["dns_server"]["ttl"] = serde_json::json!(120);
+        let smaller = load(&json);
+        authority
+            .replace(&zone_records(&smaller).expect("zones"))
+            .expect("replace");
+        let reply = ask(&authority, "mail.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        let reply = ask(
+            &authority,
+            &reverse_name(IpAddr::V4(v4[0])),
+            RecordType::PTR,
+        )
+        .await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        let reply = ask(&authority, "ssh.example.test.", RecordType::A).await;
+        assert_eq!(reply.answers[0].ttl, 120);
+    }
+
+    #[test]
+    fn zone_records_dedupes_and_picks_reverse_zones() {
+        let config = test_config();
+        let zones = zone_records(&config).expect("zones");
+        assert_eq!(
+            zones.origins(),
+            [
+                // /62 rounded down to /60: 15 nibbles.
+                "0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+                "100.51.198.in-addr.arpa",
+                "example.test",
+            ]
+        );
+        let forward = &zones.zones[2];
+        // Nothing twice (ssh's two apps), the SOA once, the wildcard kept.
+        for (k, a) in forward.records.iter().enumerate() {
+            for b in &forward.records[k + 1..] {
+                assert!(a != b, "duplicate {a}");
+            }
+        }
+        let owners: BTreeSet<String> = forward.records.iter().map(|r| r.name.to_ascii()).collect();
+        assert_eq!(
+            owners.into_iter().collect::<Vec<_>>(),
+            [
+                "*.apps.example.test.",
+                "example.test.",
+                "mail.example.test.",
+                "ns.example.test.",
+                "ssh.example.test.",
+            ]
+        );
+        // Reverse zones: apex, ssh, mail, and www.elsewhere.test (its PTR
+        // is served though its forward zone is not); not the wildcard.
+        assert_eq!(zones.names(), 5 + 4 + 4);
+        let (v4, _) = app_addrs(&config, "www.elsewhere.test");
+        let ptr = reverse_name(IpAddr::V4(v4[0])) + ".";
+        let ptr = zones.zones[1]
+            .records
+            .iter()
+            .find(|r| r.name.to_ascii() == ptr);
+        assert_eq!(
+            ptr.map(|r| r.data.clone()),
+            Some(RData::PTR(PTR(name("www.elsewhere.test."))))
+        );
+        // Same config, same serials; a change moves the serials of the zones
+        // it changes.
+        let again = zone_records(&test_config()).expect("zones");
+        assert_eq!(zones, again);
+        let mut json = config_json();
+        json["dns_server"]["nameserver"] = serde_json::json!("ns1.example.test");
+        let changed = zone_records(&load(&json)).expect("zones");
+        for (old, new) in zones.zones.iter().zip(&changed.zones) {
+            assert_ne!(old.serial, new.serial, "{}", old.origin);
+            assert_eq!(soa_of(&new.records).map(|s| s.serial), Some(new.serial));
+        }
+        let mut json = config_json();
+        json["apps"][0]["dns"]["name"] = serde_json::json!("ssh2.example.test");
+        json["apps"][1]["dns"]["name"] = serde_json::json!("ssh2.example.test");
+        let renamed = zone_records(&load(&json)).expect("zones");
+        let serials = |z: &ZoneSet| z.zones.iter().map(|zone| zone.serial).collect::<Vec<_>>();
+        let (old, new) = (serials(&zones), serials(&renamed));
+        assert_ne!(old[0], new[0]); // ssh's v6 PTR
+        assert_ne!(old[1], new[1]); // ssh's v4 PTR
+        assert_ne!(old[2], new[2]); // ssh's A/AAAA
+        // The wildcard app has no PTR: renaming it moves the forward
+        // zone's serial only.
+        let mut json = config_json();
+        json["apps"][3]["dns"]["name"] = serde_json::json!("*.web.example.test");
+        let new = serials(&zone_records(&load(&json)).expect("zones"));
+        assert_eq!((old[0], old[1]), (new[0], new[1]));
+        assert_ne!(old[2], new[2]);
+        // No dns_server: nothing.
+        let mut none = config.clone();
+        none.dns_server = None;
+        assert_eq!(zone_records(&none).expect("zones"), ZoneSet::default());
+    }
+
+    #[test]
+    fn addresses_outside_the_pools_get_their_24_or_64() {
+        let mut config = test_config();
+        config.edge.address_pool = config::AddressPool::default();
+        let zones = zone_records(&config).expect("zones");
+        assert_eq!(
+            zones.origins(),
+            [
+                "0.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+                "100.51.198.in-addr.arpa",
+                "example.test",
+            ]
+        );
+        // A pool of /22 is served as its /16, and /8 and /0 round too.
+        let v4 = |prefix| reverse_zone("198.51.100.0".parse().expect("ip"), prefix);
+        assert_eq!(v4(22), "51.198.in-addr.arpa");
+        assert_eq!(v4(31), "100.51.198.in-addr.arpa");
+        assert_eq!(v4(32), "0.100.51.198.in-addr.arpa");
+        assert_eq!(v4(7), "in-addr.arpa");
+        let v6 = |prefix| reverse_zone("2001:db8::".parse().expect("ip"), prefix);
+        assert_eq!(v6(32), "8.b.d.0.1.0.0.2.ip6.arpa");
+        assert_eq!(v6(35), "8.b.d.0.1.0.0.2.ip6.arpa");
+        assert_eq!(v6(36), "0.8.b.d.0.1.0.0.2.ip6.arpa");
+    }
+
+    #[tokio::test]
+    async fn zones_nest_and_records_go_to_the_deepest() {
+        let mut json = config_json();
+        json["dns_server"]["zones"] = serde_json::json!([ZONE, "apps.example.test"]);
+        let zones = zone_records(&load(&json)).expect("zones");
+        let apps = zones
+            .zones
+            .iter()
+            .find(|z| z.origin == name("apps.example.test."))
+            .expect("apps zone");
+        assert!(apps.records.iter().any(|r| r.name.is_wildcard()));
+        let parent = zones
+            .zones
+            .iter()
+            .find(|z| z.origin == name("example.test."))
+            .expect("parent zone");
+        assert!(!parent.records.iter().any(|r| r.name.is_wildcard()));
+        let authority = Authority::new(&zones).expect("authority");
+        let reply = ask(&authority, "x.apps.example.test.", RecordType::A).await;
+        assert_eq!(reply.answers.len(), 1);
+    }
+
+    async fn udp_ask(server: SocketAddr, bytes: &[u8]) -> Message {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        socket.send_to(bytes, server).await.expect("send");
+        let mut buf = vec![0u8; 4096];
+        let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+            .await
+            .expect("UDP reply in time")
+            .expect("recv");
+        Message::from_vec(&buf[..len]).expect("parse")
+    }
+
+    async fn tcp_ask(server: SocketAddr, bytes: &[u8]) -> Message {
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(server).await?;
+            let len = u16::try_from(bytes.len()).expect("short query");
+            stream.write_all(&len.to_be_bytes()).await?;
+            stream.write_all(bytes).await?;
+            let len = stream.read_u16().await?;
+            let mut buf = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut buf).await?;
+            std::io::Result::Ok(buf)
+        };
+        let buf = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("TCP reply in time")
+            .expect("TCP exchange");
+        Message::from_vec(&buf).expect("parse")
+    }
+
+    #[tokio::test]
+    async fn serves_udp_and_tcp_on_an_ephemeral_port() {
+        let config = test_config();
+        let settings = config.dns_server.clone().expect("dns_server");
+        let zones = zone_records(&config).expect("zones");
+        let server = DnsServer::start(&settings, &zones).await.expect("start");
+        let [addr] = server.local_addrs() else {
+            panic!("one listen address: {:?}", server.local_addrs());
+        };
+        let addr = *addr;
+        assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+        assert_ne!(addr.port(), 0);
+        let (v4, v6) = app_addrs(&config, "ssh.example.test");
+
+        let reply = udp_ask(addr, &query("ssh.example.test.", RecordType::A)).await;
+        assert_eq!(reply.metadata.id, 0x4242);
+        assert!(reply.metadata.authoritative);
+        assert_eq!(rdatas(&reply.answers), [RData::A(A(v4[0]))]);
+
+        let reply = tcp_ask(addr, &query("ssh.example.test.", RecordType::AAAA)).await;
+        assert_eq!(reply.metadata.id, 0x4242);
+        assert!(reply.metadata.authoritative);
+        assert_eq!(rdatas(&reply.answers), [RData::AAAA(AAAA(v6[0]))]);
+
+        // A reload reaches the running server.
+        let mut json = config_json();
+        json["apps"]
+            .as_array_mut()
+            .expect("apps")
+            .retain(|app| app["dns"]["name"] != "mail.example.test");
+        server.update(&load(&json)).expect("update");
+        let reply = udp_ask(addr, &query("mail.example.test.", RecordType::A)).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+
+        // The address is taken now: a second server says which and why.
+        let mut busy = settings.clone();
+        busy.listen = vec![addr];
+        let error = match DnsServer::start(&busy, &zones).await {
+            Ok(_) => panic!("bound {addr} twice"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.starts_with(&format!("dns_server.listen[0] {addr}: cannot bind UDP: ")),
+            "{error}"
+        );
+        let mut without = config.clone();
+        without.dns_server = None;
+        assert!(server.update(&without).is_err());
+
+        server.shutdown().await;
+    }
+}
