@@ -18,6 +18,7 @@ use proxy_agent::{
         model::{App, Config, Origin, OriginDns},
     },
     datapath::{conntrack_gc, loader::Datapath, maps, ring, stats, stats::StatsRow},
+    dns_server::{self, DnsServer},
     origin::{OriginResolver, fill_origin_sources, refresh_after},
     tcp::{self, TcpProxyState},
     udp::{self, UdpProxyState},
@@ -115,8 +116,11 @@ fn origins(app: &App) -> Vec<String> {
     }
 }
 
-/// `apps`: one line (or JSON object) per app.
-pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
+/// `apps`: one line (or JSON object) per app; with the counters of a
+/// running agent when `rows` has them.
+pub fn apps(config: &Config, rows: Option<&[StatsRow]>, json: bool) -> anyhow::Result<()> {
+    let totals = rows.map(|rows| stats::app_totals(rows, config.apps.len()));
+    let total = |index: usize| totals.as_ref().and_then(|t| t.get(index)).copied();
     if json {
         let apps: Vec<_> = config
             .apps
@@ -129,6 +133,7 @@ pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
                     "protocol": format!("{}/{}", app.protocol, app.edge_ports),
                     "dns_name": app.dns.name,
                     "edge_ips": app.edge_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "edge_ips_dynamic": app.edge_ips_dynamic,
                     "edge_port_start": app.edge_ports.start,
                     "edge_port_end": app.edge_ports.end,
                     "origins": origins(app),
@@ -136,6 +141,7 @@ pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
                     "proxy_protocol": app.proxy_protocol.to_string(),
                     "ip_firewall": app.ip_firewall,
                     "data_path": data_path(app),
+                    "counters": total(index),
                 })
             })
             .collect();
@@ -157,6 +163,12 @@ pub fn apps(config: &Config, json: bool) -> anyhow::Result<()> {
             app.proxy_protocol,
             app.ip_firewall,
         );
+        if let Some(t) = total(index) {
+            println!(
+                "    packets {} bytes {} opened {} closed {} blocked {} failed {}",
+                t.packets, t.bytes, t.opened, t.closed, t.blocked, t.failed
+            );
+        }
     }
     Ok(())
 }
@@ -259,6 +271,14 @@ pub async fn serve(
         let state = Arc::clone(&paths.udp);
         tokio::spawn(udp::serve(socket, state, paths_stopped.clone()))
     });
+    // Names last: an address is published once its app is served.
+    let dns = match &config.dns_server {
+        Some(settings) => {
+            let zones = dns_server::zone_records(&config)?;
+            Some(DnsServer::start(settings, &zones).await?)
+        }
+        None => None,
+    };
     // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
     info!(
@@ -296,6 +316,9 @@ pub async fn serve(
             connections = paths.tcp.active(),
             "shutting down: draining the TCP path"
         );
+    }
+    if let Some(dns) = dns {
+        dns.shutdown().await;
     }
     let _ = stop_paths.send(true);
     for task in [tcp_task, udp_task].into_iter().flatten() {

@@ -47,12 +47,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// List the apps of a config: edge addresses, ports, origins, data path.
+    /// List the apps of a config: edge addresses, ports, origins, data path,
+    /// and the counters of the agent running it, if one is.
     Apps {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
         json: bool,
+        /// The running agent whose counters are shown.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
     },
     /// Print the counters of a running agent.
     Stats {
@@ -85,9 +91,12 @@ fn main() -> ExitCode {
             bpffs,
         } => run(&config, xdp_mode, &instance, &bpffs),
         Command::Check { files } => return commands::check(&files),
-        Command::Apps { config, json } => {
-            load_config(&config).and_then(|c| commands::apps(&c, json))
-        }
+        Command::Apps {
+            config,
+            json,
+            instance,
+            bpffs,
+        } => list_apps(&config, json, &instance, &bpffs),
         Command::Stats {
             instance,
             bpffs,
@@ -106,7 +115,8 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // hickory-server logs every DNS request at info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -140,6 +150,16 @@ fn run(
     proxy_agent::preflight::raise_open_files();
     // The kernel maps' limits, checked before anything is loaded.
     maps::map_contents(&config)?;
+    // Leases before serving: an address handed out is one a restart keeps.
+    if let Some(path) = &config.edge.lease_file {
+        config::leases::write(path, &config).with_context(|| {
+            format!(
+                "writing edge address leases to {} (set edge.address_pool.state_file to a \
+                 writable path)",
+                path.display()
+            )
+        })?;
+    }
     let mode = match xdp_mode {
         Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
         Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
@@ -158,6 +178,20 @@ fn run(
         mode,
         loader::stats_pin_path(bpffs, instance),
     ))
+}
+
+fn list_apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> anyhow::Result<()> {
+    proxy_agent::preflight::check_instance_name(instance)?;
+    let config = load_config(config_path)?;
+    let pin = loader::stats_pin_path(bpffs, instance);
+    // Counters only when an agent runs this instance; the list stands alone.
+    let rows = if pin.exists() {
+        let map = stats::open_pinned(&pin)?;
+        Some(stats::read(&map, config.apps.len() as u32)?)
+    } else {
+        None
+    };
+    commands::apps(&config, rows.as_deref(), json)
 }
 
 fn print_stats(

@@ -82,6 +82,65 @@ pub fn add(
     Ok(())
 }
 
+/// One app's counters in a few figures, whichever path carried it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppTotals {
+    /// Packets the XDP program forwarded or handed to the agent.
+    pub packets: u64,
+    /// Payload and packet bytes: fast-path packets, plus what the agent
+    /// moved both ways.
+    pub bytes: u64,
+    /// Flows (fast path) and connections or UDP flows (agent) opened.
+    pub opened: u64,
+    /// ... and ended.
+    pub closed: u64,
+    /// Dropped by an access rule.
+    pub blocked: u64,
+    /// Lost to a failure: NAT, route, TLS, origin, limit, bad reply.
+    pub failed: u64,
+}
+
+/// Sums `rows` into one `AppTotals` per app index below `app_count`.
+pub fn app_totals(rows: &[StatsRow], app_count: usize) -> Vec<AppTotals> {
+    use Verdict as V;
+    let mut totals = vec![AppTotals::default(); app_count];
+    for row in rows {
+        let Some(total) = row.app.and_then(|i| totals.get_mut(i as usize)) else {
+            continue;
+        };
+        match row.verdict {
+            V::ToOrigin | V::ToClient | V::NeighborPending | V::ToAgent => {
+                total.packets += row.packets;
+                // Agent apps' bytes are counted by the agent, not here.
+                if row.verdict != V::ToAgent {
+                    total.bytes += row.bytes;
+                }
+            }
+            V::FlowOpened => total.opened += row.packets,
+            V::FlowExpired => total.closed += row.packets,
+            V::ConnAccepted => {
+                total.opened += row.packets;
+                total.bytes += row.bytes;
+            }
+            V::ConnClosed => {
+                total.closed += row.packets;
+                total.bytes += row.bytes;
+            }
+            V::BlockedIp | V::BlockedRange | V::BlockedAsn | V::BlockedCountry => {
+                total.blocked += row.packets;
+            }
+            V::NatFailed
+            | V::NoRoute
+            | V::TlsFailed
+            | V::OriginFailed
+            | V::ConnLimited
+            | V::BadReply => total.failed += row.packets,
+            _ => {}
+        }
+    }
+    totals
+}
+
 /// Opens the counters a running agent pinned at `path`.
 pub fn open_pinned(path: &Path) -> anyhow::Result<PerCpuArray<MapData, Counter>> {
     let data = MapData::from_pin(path).with_context(|| {
@@ -97,6 +156,51 @@ pub fn open_pinned(path: &Path) -> anyhow::Result<PerCpuArray<MapData, Counter>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_totals_sum_both_paths_by_meaning() {
+        let row = |app, verdict, packets, bytes| StatsRow {
+            app,
+            verdict,
+            packets,
+            bytes,
+        };
+        let rows = [
+            row(Some(0), Verdict::ToOrigin, 10, 1000),
+            row(Some(0), Verdict::ToClient, 5, 700),
+            row(Some(0), Verdict::FlowOpened, 2, 0),
+            row(Some(0), Verdict::FlowExpired, 1, 0),
+            row(Some(0), Verdict::BlockedCountry, 3, 180),
+            row(Some(1), Verdict::ToAgent, 4, 400),
+            row(Some(1), Verdict::ConnAccepted, 1, 50),
+            row(Some(1), Verdict::ConnClosed, 1, 70),
+            row(Some(1), Verdict::OriginFailed, 2, 0),
+            row(None, Verdict::NoListener, 9, 900),
+            row(Some(7), Verdict::ToOrigin, 9, 900),
+        ];
+        let totals = app_totals(&rows, 2);
+        assert_eq!(
+            totals,
+            [
+                AppTotals {
+                    packets: 15,
+                    bytes: 1700,
+                    opened: 2,
+                    closed: 1,
+                    blocked: 3,
+                    failed: 0,
+                },
+                AppTotals {
+                    packets: 4,
+                    bytes: 120,
+                    opened: 1,
+                    closed: 1,
+                    blocked: 0,
+                    failed: 2,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn sums_all_cpus() {
