@@ -157,6 +157,11 @@ impl Agent {
         }
     }
 
+    /// The config file the agent runs on.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
     /// SIGTERM, without waiting for the agent to exit (see [`Agent::wait`]).
     pub fn terminate(&self) -> anyhow::Result<()> {
         self.process.signal(libc::SIGTERM)

@@ -90,6 +90,18 @@ pub fn demo() -> anyhow::Result<()> {
     let agent = Agent::start(&topology.edge, &config, "native")?;
     println!("agent ready (XDP attached to to-cli and to-org)");
 
+    banner("the embedded DNS server, asked from cli (dig @10.0.1.1)");
+    for app in &apps {
+        let name = app["dns_name"].as_str().unwrap_or("?");
+        for kind in ["A", "AAAA"] {
+            let answer = dig(&topology, &["+short", name, kind]);
+            println!("  {name} {kind} -> {}", answer.replace('\n', " "));
+        }
+    }
+    if let Some(ip) = apps.first().and_then(|app| app["edge_ips"][0].as_str()) {
+        println!("  PTR {ip} -> {}", dig(&topology, &["+short", "-x", ip]));
+    }
+
     banner("real client traffic from cli (socat for TCP, a UDP socket for UDP)");
     for app in &apps {
         send_to_app(&topology, app);
@@ -148,6 +160,16 @@ pub fn demo() -> anyhow::Result<()> {
     drop(topology);
     println!("demo done");
     Ok(())
+}
+
+/// `dig` in cli against the agent's DNS server: its trimmed output.
+fn dig(topology: &Topology, args: &[&str]) -> String {
+    let mut all = vec!["@10.0.1.1", "+time=2", "+tries=1"];
+    all.extend_from_slice(args);
+    match topology.cli.run("dig", &all) {
+        Ok(out) => out.trim().to_owned(),
+        Err(err) => format!("failed: {err:#}"),
+    }
 }
 
 fn banner(text: &str) {

@@ -46,6 +46,7 @@ fn packages(llvm: &str) -> Vec<String> {
             "ethtool",
             "util-linux",
             "dnsmasq-base",
+            "bind9-dnsutils",
             "iputils-ping",
             "netsniff-ng",
         ]
