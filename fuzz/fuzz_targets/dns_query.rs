@@ -1,6 +1,12 @@
 //! A query to the embedded DNS server: any bytes at all reach
-//! `Authority::answer`, the same handler the UDP and TCP listeners use,
-//! against a small fixed config (two apps, one zone, both reverse zones).
+//! `Authority::answer`, against a small fixed config (two apps, one of
+//! them a wildcard; one zone; both reverse zones). `answer` is not the
+//! server's socket loop: it repeats hickory's decoding of a UDP message
+//! (no header: dropped; QR=1: dropped; undecodable: FORMERR), hands the
+//! request to the same request handler the listeners use (`Authority`:
+//! refusals, the wildcard and NODATA answers, then hickory's catalog), and
+//! encodes the reply as for UDP (the EDNS payload size or 512 bytes).
+//! TCP's length-prefixed framing is not fuzzed.
 //! It must never panic; a reply must parse back as a DNS response, with
 //! the query's id whenever the query had one.
 #![no_main]

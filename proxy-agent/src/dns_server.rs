@@ -14,10 +14,13 @@
 //!   CNAME and ADDRESS apps alike get A/AAAA: there is no Spectrum
 //!   hostname here to point a CNAME at.
 //! - **Wildcards**: an app named `*.x.example.com` becomes a wildcard
-//!   RRset, which hickory's in-memory store expands for any name below
-//!   `x.example.com` that has no records of its own. (hickory matches a
-//!   wildcard even below an existing name, which RFC 4592 would not; and a
-//!   name matched only for another type is NXDOMAIN, not NODATA.)
+//!   RRset, which answers (RFC 4592) for a name below `x.example.com` that
+//!   does not exist, when `x.example.com` is its closest existing ancestor.
+//!   A name it covers that is asked for a type the wildcard lacks (AAAA of
+//!   an IPv4-only app, MX, HTTPS) is NODATA: NOERROR, no answer, the SOA
+//!   in authority (RFC 2308, 8020: an NXDOMAIN there would be cached for
+//!   the whole name, A included). A name below an existing name that has
+//!   no wildcard of its own is NXDOMAIN, not the higher wildcard's.
 //! - **The nameserver's own address**: when `nameserver` lies in a served
 //!   zone and no app has that name, its A/AAAA are the listen addresses
 //!   that are not unspecified (`0.0.0.0` and `::` publish nothing).
@@ -32,8 +35,21 @@
 //! are:
 //!
 //! - `edge.address_pool.ipv4` / `.ipv6`: the `in-addr.arpa` / `ip6.arpa`
-//!   zone of the pool's prefix, rounded down to a multiple of 8 bits (IPv4)
-//!   or 4 bits (IPv6): a /22 pool is served as its /16 zone, a /62 as /60;
+//!   zones of the pool's prefix, whose labels are 8 bits (IPv4) or 4 bits
+//!   (IPv6). A prefix on a label boundary is one zone; another is rounded
+//!   *up* to the next boundary and each of the resulting zones is served:
+//!   a /22 pool is the four /24 zones, a /62 the four /64s. That is where
+//!   ISPs delegate, and the server claims nothing outside the pool. (At
+//!   most 256 zones; more would fall back to the one zone of the prefix
+//!   rounded down, which cannot happen with 8- and 4-bit labels: rounding
+//!   up adds at most 7 bits, 128 zones.) An IPv4 pool longer than /24 (a
+//!   /28, say) is served as its /24 zone: rounding up would make a zone
+//!   per address, and without RFC 2317 (a `0/28.100.51.198.in-addr.arpa`
+//!   zone that the upstream's /24 points into with CNAMEs, which this
+//!   server does not implement) there is nothing in between. The upstream
+//!   must then delegate the /24 to this server, or each pool address's
+//!   own name (`7.100.51.198.in-addr.arpa NS ...`), which the /24 zone
+//!   here answers; an RFC 2317 CNAME has no target here;
 //! - a PTR-bearing edge address in none of those (a static address of a
 //!   family that has no pool): the zone of its /24 (IPv4) or /64 (IPv6).
 //!
@@ -48,27 +64,42 @@
 //! change nothing. It is not monotonic; nothing here needs it to be, as
 //! zone transfers (AXFR, IXFR) are refused and there are no secondaries.
 //!
-//! Everything else: a name in a served zone with no records is NXDOMAIN
-//! with the zone's SOA; a name outside every zone is REFUSED (no
+//! Everything else: a name in a served zone that does not exist (no
+//! records, none below it, no wildcard covering it) is NXDOMAIN with the
+//! zone's SOA; a name that exists without the type asked is NODATA with
+//! the SOA, as is an empty non-terminal (`x.example.com` when only
+//! `a.x.example.com` has records); a name outside every zone is REFUSED (no
 //! recursion); a class other than IN is REFUSED; ANY gets one RRset (RFC
 //! 8482); UPDATE (with a valid zone section), NOTIFY and other opcodes
 //! are NOTIMP; EDNS versions above 0 are BADVERS. Unparsable queries with
-//! a readable header get FORMERR; shorter ones, and messages with QR=1,
-//! are dropped.
+//! a readable header get FORMERR, as do questions with a compression
+//! pointer into the header (hickory takes them; the reply, which copies
+//! the question, would not parse), both without a question section;
+//! shorter ones, and messages with QR=1, are dropped.
 //!
 //! Layers, as elsewhere: [`zone_records`] is a pure function of the config
 //! (what to answer), [`catalog`] turns it into hickory's [`Catalog`],
-//! [`Authority`] holds the current catalog (swapped on reload without a
-//! restart) and answers raw queries ([`Authority::answer`], used by tests
-//! and the fuzzer), and [`DnsServer`] binds the sockets.
+//! [`Authority`] holds the current catalog (replaced whole, with no
+//! restart, by [`DnsServer::update`]), answers the negative cases above
+//! itself (hickory's in-memory store gets wildcards and NODATA wrong: it
+//! tries every wildcard up to the apex, and calls a name that only a
+//! wildcard covers NXDOMAIN for a type the wildcard lacks) and answers
+//! raw queries ([`Authority::answer`], used by tests and the fuzzer), and
+//! [`DnsServer`] binds the sockets.
 //!
 //! hickory's server logs every answered request at `info` (target
 //! `hickory_server`); a busy server wants `RUST_LOG=info,hickory_server=warn`.
 //! Listen on specific addresses rather than `0.0.0.0` on a host with
 //! several: UDP replies from a wildcard socket leave with the kernel's
-//! choice of source address.
+//! choice of source address. A listen address may be an edge pool address
+//! that is local only through an AnyIP route (`ip -6 route add local
+//! fd00:100::/64 dev lo`): IPv4 binds such an address as it is, and an
+//! IPv6 address inside `edge.address_pool.ipv6` is bound with
+//! `IPV6_FREEBIND`. Any other address must be configured on the host, so
+//! that a typo fails to bind rather than listening on nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -79,7 +110,7 @@ use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider, TokioTime};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, LowerQuery, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, PTR, SOA};
 use hickory_server::proto::rr::{
@@ -91,6 +122,7 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponse, MessageResponseBuilder, Queries, ZoneType,
 };
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, canonical_name, in_zone};
@@ -203,19 +235,9 @@ pub fn zone_records(config: &Config) -> anyhow::Result<ZoneSet> {
     }
 
     // Reverse zones: the pools', then /24 or /64 for addresses outside all.
-    let pools = [
-        config
-            .edge
-            .address_pool
-            .ipv4
-            .map(|net| reverse_zone(IpAddr::V4(net.network()), net.prefix_len())),
-        config
-            .edge
-            .address_pool
-            .ipv6
-            .map(|net| reverse_zone(IpAddr::V6(net.network()), net.prefix_len())),
-    ];
-    for zone in pools.into_iter().flatten() {
+    let pool = &config.edge.address_pool;
+    let pools = [pool.ipv4.map(IpNet::V4), pool.ipv6.map(IpNet::V6)];
+    for zone in pools.into_iter().flatten().flat_map(pool_reverse_zones) {
         origins.entry(zone).or_insert_with(|| default_rname.clone());
     }
     for (&ip, name) in &ptrs {
@@ -328,17 +350,146 @@ pub fn catalog(zones: &ZoneSet) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
-/// The answers: the current catalog, replaced whole on reload. Cheap to
-/// clone (clones share the catalog). It is the server's request handler.
+/// The answers: the current catalog and what exists in each zone,
+/// replaced together by [`replace`](Self::replace). Cheap to clone (clones
+/// share them). It is the server's request handler.
 #[derive(Clone)]
 pub struct Authority {
-    catalog: Arc<RwLock<Arc<Catalog>>>,
+    current: Arc<RwLock<Arc<Answers>>>,
+}
+
+/// One generation of answers: hickory's catalog, for positive answers,
+/// and the zones' names, for the negative ones (see [`ZoneNames`]).
+struct Answers {
+    catalog: Catalog,
+    zones: Vec<ZoneNames>,
+}
+
+impl Answers {
+    fn new(zones: &ZoneSet) -> anyhow::Result<Self> {
+        Ok(Answers {
+            catalog: catalog(zones)?,
+            zones: zones
+                .zones
+                .iter()
+                .map(ZoneNames::new)
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
+    /// The negative answer to `qname`/`qtype` (NXDOMAIN, or NOERROR for
+    /// NODATA) with the SOA to put in authority, or `None` when the
+    /// catalog answers: records of that type exist, or `qname` is in no
+    /// zone (REFUSED).
+    fn negative(&self, qname: &LowerName, qtype: RecordType) -> Option<(ResponseCode, &Record)> {
+        // The most specific zone, as the catalog picks it.
+        let zone = self
+            .zones
+            .iter()
+            .filter(|z| z.origin.zone_of(qname))
+            .max_by_key(|z| z.origin.num_labels())?;
+        Some((zone.negative(qname, qtype)?, &zone.soa))
+    }
+}
+
+/// What exists in one zone. hickory's in-memory store gets negative
+/// answers around wildcards wrong: a name that only a wildcard covers is
+/// NXDOMAIN for a type the wildcard lacks (RFC 4592 says NODATA), and it
+/// tries every wildcard from the name up to the apex (RFC 4592: only the
+/// one at the closest encloser), also for names that exist without the
+/// type asked. So those answers are decided here, before the catalog.
+struct ZoneNames {
+    origin: LowerName,
+    /// The apex SOA, for the authority section.
+    soa: Record,
+    /// Every owner name, with its record types.
+    types: BTreeMap<LowerName, BTreeSet<RecordType>>,
+    /// Every name that exists: the owners and their ancestors up to the
+    /// origin (empty non-terminals).
+    exists: BTreeSet<LowerName>,
+}
+
+impl ZoneNames {
+    fn new(zone: &Zone) -> anyhow::Result<Self> {
+        let origin = LowerName::new(&zone.origin);
+        let mut types: BTreeMap<LowerName, BTreeSet<RecordType>> = BTreeMap::new();
+        let mut exists = BTreeSet::new();
+        let mut soa = None;
+        for record in &zone.records {
+            let owner = LowerName::new(&record.name);
+            if !origin.zone_of(&owner) {
+                bail!(
+                    "zone {}: {} is not in it",
+                    display_name(&zone.origin),
+                    record.name
+                );
+            }
+            if record.record_type() == RecordType::SOA && owner == origin {
+                soa = Some(record.clone());
+            }
+            types
+                .entry(owner.clone())
+                .or_default()
+                .insert(record.record_type());
+            let mut name = owner;
+            while exists.insert(name.clone()) && name != origin {
+                name = name.base_name();
+            }
+        }
+        let soa = soa.ok_or_else(|| anyhow!("zone {}: no SOA", display_name(&zone.origin)))?;
+        Ok(ZoneNames {
+            origin,
+            soa,
+            types,
+            exists,
+        })
+    }
+
+    /// The negative response code for `qname` (in this zone) and `qtype`,
+    /// or `None` when records answer it: the name's own, or the wildcard
+    /// at its closest encloser (RFC 4592 section 3.3.1), which hickory
+    /// then expands.
+    fn negative(&self, qname: &LowerName, qtype: RecordType) -> Option<ResponseCode> {
+        // hickory answers ANY with one RRset, and for a name that has none
+        // of its own (a wildcard's), with the A RRset.
+        let answers = |types: &BTreeSet<RecordType>, any_as: Option<RecordType>| {
+            let wanted = match qtype {
+                RecordType::ANY => any_as.is_none_or(|t| types.contains(&t)),
+                _ => types.contains(&qtype),
+            };
+            wanted || types.contains(&RecordType::CNAME)
+        };
+        if let Some(types) = self.types.get(qname) {
+            return (!answers(types, None)).then_some(ResponseCode::NoError);
+        }
+        if self.exists.contains(qname) {
+            return Some(ResponseCode::NoError); // an empty non-terminal
+        }
+        // The closest encloser is the deepest existing ancestor; the
+        // "next closer name" is its child on the way to `qname`.
+        let mut next_closer = qname.clone();
+        loop {
+            let parent = next_closer.base_name();
+            if self.exists.contains(&parent) {
+                break;
+            }
+            if parent.is_root() || !self.origin.zone_of(&parent) {
+                return None; // not below the origin: the catalog refuses it
+            }
+            next_closer = parent;
+        }
+        match self.types.get(&next_closer.into_wildcard()) {
+            Some(types) if answers(types, Some(RecordType::A)) => None,
+            Some(_) => Some(ResponseCode::NoError),
+            None => Some(ResponseCode::NXDomain),
+        }
+    }
 }
 
 impl Authority {
     pub fn new(zones: &ZoneSet) -> anyhow::Result<Self> {
         Ok(Authority {
-            catalog: Arc::new(RwLock::new(Arc::new(catalog(zones)?))),
+            current: Arc::new(RwLock::new(Arc::new(Answers::new(zones)?))),
         })
     }
 
@@ -350,13 +501,13 @@ impl Authority {
     /// Answers from `zones` from now on; queries being answered finish
     /// with the old ones. On error the old answers stay.
     pub fn replace(&self, zones: &ZoneSet) -> anyhow::Result<()> {
-        let new = Arc::new(catalog(zones)?);
-        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = new;
+        let new = Arc::new(Answers::new(zones)?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = new;
         Ok(())
     }
 
-    fn current(&self) -> Arc<Catalog> {
-        self.catalog
+    fn current(&self) -> Arc<Answers> {
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -396,14 +547,79 @@ impl RequestHandler for Authority {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
+        if question_points_into_header(request.queries.as_bytes()) {
+            // hickory echoes the question as received: its pointer would
+            // point into the reply's header. FORMERR, with no question.
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            return match Queries::read(&mut BinDecoder::new(&[]), 0) {
+                Ok(none) => send(request, &none, metadata, &[], response_handle).await,
+                Err(_) => serve_failed(request),
+            };
+        }
         if let Some(code) = refusal(request) {
             return send_error(request, code, response_handle).await;
         }
-        let catalog = self.current();
-        catalog
+        let answers = self.current();
+        if let Some(query) = standard_query(request)
+            && let Some((code, soa)) = answers.negative(query.name(), query.query_type())
+        {
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.authoritative = true;
+            metadata.response_code = code;
+            return send(request, &request.queries, metadata, &[soa], response_handle).await;
+        }
+        answers
+            .catalog
             .handle_request::<R, T>(request, response_handle)
             .await
     }
+}
+
+/// Whether a name in `question` (a question section as received) has a
+/// compression pointer into the 12-byte header. hickory's decoder takes a
+/// pointer to anywhere before the name, which for the first question is
+/// only the header: nonsense, and hickory's reply, which copies the
+/// question's bytes as received, would point at its own header and not
+/// parse.
+fn question_points_into_header(question: &[u8]) -> bool {
+    const HEADER_LEN: usize = 12;
+    let mut at = 0;
+    while at < question.len() {
+        loop {
+            let Some(&len) = question.get(at) else {
+                return false;
+            };
+            if len & 0xc0 == 0xc0 {
+                let low = question.get(at + 1).copied().unwrap_or(0);
+                if (usize::from(len & 0x3f) << 8 | usize::from(low)) < HEADER_LEN {
+                    return true;
+                }
+                at += 2; // a pointer ends the name
+                break;
+            }
+            at += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        at += 4; // type and class
+    }
+    false
+}
+
+/// The question of `request` when it is one the catalog would look up:
+/// a QUERY with one question of class IN and no EDNS version it refuses.
+fn standard_query(request: &Request) -> Option<&LowerQuery> {
+    let edns_ok = request.edns.as_ref().is_none_or(|e| e.version() == 0);
+    let [query] = request.queries.queries() else {
+        return None;
+    };
+    let standard = request.metadata.message_type == MessageType::Query
+        && request.metadata.op_code == OpCode::Query
+        && edns_ok
+        && query.query_class() == DNSClass::IN;
+    standard.then_some(query)
 }
 
 /// What this server refuses before the catalog sees the query: zone
@@ -425,6 +641,20 @@ fn refusal(request: &Request) -> Option<ResponseCode> {
 async fn send_error<R: ResponseHandler>(
     request: &Request,
     code: ResponseCode,
+    response_handle: R,
+) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = code;
+    send(request, &request.queries, metadata, &[], response_handle).await
+}
+
+/// Sends a response to `request` with `queries`, no answers, `authorities`,
+/// and EDNS (version 0) when the request has it, as hickory's catalog does.
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    queries: &Queries,
+    metadata: Metadata,
+    authorities: &[&Record],
     mut response_handle: R,
 ) -> ResponseInfo {
     let edns = request.edns.as_ref().map(|req| {
@@ -433,20 +663,30 @@ async fn send_error<R: ResponseHandler>(
         edns.set_version(0);
         edns
     });
-    let response = MessageResponseBuilder::new(&request.queries, edns.as_ref())
-        .error_msg(&request.metadata, code);
+    let response = MessageResponseBuilder::new(queries, edns.as_ref()).build(
+        metadata,
+        iter::empty(),
+        authorities.iter().copied(),
+        iter::empty(),
+        iter::empty(),
+    );
     match response_handle.send_response(response).await {
         Ok(info) => info,
         Err(error) => {
             warn!(%error, "DNS server: cannot send a response");
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            })
+            serve_failed(request)
         }
     }
+}
+
+/// What the server logs for a request it could not answer.
+fn serve_failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
 }
 
 /// A response handler that keeps the encoded reply (as UDP would send it).
@@ -513,14 +753,23 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds every `settings.listen` address (UDP and TCP, same port; port
     /// 0 picks a free one, see [`local_addrs`](Self::local_addrs)) and
-    /// answers from `zones`. Fails, binding nothing, when an address cannot
-    /// be bound. Needs a tokio runtime.
-    pub async fn start(settings: &config::DnsServer, zones: &ZoneSet) -> anyhow::Result<Self> {
+    /// answers from `zones`. A specific IPv6 address inside `pool.ipv6` is
+    /// bound with `IPV6_FREEBIND` (see [`needs_freebind`]), so that a pool
+    /// address routed to the host as AnyIP works. Fails, binding nothing,
+    /// when an address cannot be bound. Needs a tokio runtime.
+    pub async fn start(
+        settings: &config::DnsServer,
+        pool: &config::AddressPool,
+        zones: &ZoneSet,
+    ) -> anyhow::Result<Self> {
         let authority = Authority::new(zones)?;
         let mut sockets = Vec::with_capacity(settings.listen.len());
         for (k, &addr) in settings.listen.iter().enumerate() {
-            sockets
-                .push(bind_pair(addr).map_err(|e| anyhow!("dns_server.listen[{k}] {addr}: {e}"))?);
+            let freebind = needs_freebind(addr, pool);
+            sockets.push(
+                bind_pair(addr, freebind)
+                    .map_err(|e| anyhow!("dns_server.listen[{k}] {addr}: {e}"))?,
+            );
         }
         let mut server = Server::new(authority.clone());
         let mut local_addrs = Vec::with_capacity(sockets.len());
@@ -557,10 +806,13 @@ impl DnsServer {
         &self.authority
     }
 
-    /// Answers from `config` from now on, with no restart: names, zones,
-    /// nameserver and TTL. A change of `dns_server.listen` needs a restart
-    /// (a warning says so); a config without `dns_server` is an error (shut
-    /// the server down instead). On error the old answers stay.
+    /// Replaces the answers with those of `config` (its `dns_server` and
+    /// apps, as [`zone_records`] makes them): names, zones, nameserver,
+    /// TTL and reverse zones change with no restart, and queries being
+    /// answered finish with the old ones. The sockets stay: a different
+    /// `dns_server.listen` is only warned about (it takes a new
+    /// [`start`](Self::start)). A config without `dns_server` is an error
+    /// (shut the server down instead). On error the old answers stay.
     pub fn update(&self, config: &Config) -> anyhow::Result<()> {
         let Some(settings) = &config.dns_server else {
             bail!("the config has no dns_server: shut the DNS server down instead");
@@ -592,18 +844,32 @@ impl DnsServer {
     }
 }
 
+/// Whether listen address `addr` is bound with `IPV6_FREEBIND`: a
+/// specific IPv6 address (not `::`) inside the edge pool's IPv6 prefix.
+/// Such an address may be local only through an AnyIP route (`ip -6 route
+/// add local <pool> dev lo`), which IPv6, unlike IPv4, refuses to bind
+/// (EADDRNOTAVAIL). Any other address binds only if it is configured, so
+/// that a typo fails loudly.
+pub fn needs_freebind(addr: SocketAddr, pool: &config::AddressPool) -> bool {
+    match addr.ip() {
+        IpAddr::V6(ip) => !ip.is_unspecified() && pool.ipv6.is_some_and(|net| net.contains(&ip)),
+        IpAddr::V4(_) => false,
+    }
+}
+
 /// A UDP socket and a TCP listener on the same address and port; for port
-/// 0, a port free for both.
+/// 0, a port free for both. `freebind`: see [`needs_freebind`].
 fn bind_pair(
     addr: SocketAddr,
+    freebind: bool,
 ) -> Result<(std::net::UdpSocket, std::net::TcpListener, SocketAddr), String> {
     const ATTEMPTS: usize = 16;
     for attempt in 1..=ATTEMPTS {
-        let udp = bind_udp(addr).map_err(|e| format!("cannot bind UDP: {e}"))?;
+        let udp = bind_udp(addr, freebind).map_err(|e| format!("cannot bind UDP: {e}"))?;
         let local = udp
             .local_addr()
             .map_err(|e| format!("cannot read the UDP address: {e}"))?;
-        match bind_tcp(local) {
+        match bind_tcp(local, freebind) {
             Ok(tcp) => return Ok((udp, tcp, local)),
             // The kernel's free UDP port may be a busy TCP one: try another.
             Err(e)
@@ -616,7 +882,11 @@ fn bind_pair(
     Err("cannot find a port free for both UDP and TCP".to_string())
 }
 
-fn socket_for(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+fn socket_for(
+    addr: SocketAddr,
+    ty: socket2::Type,
+    freebind: bool,
+) -> std::io::Result<socket2::Socket> {
     let protocol = if ty == socket2::Type::DGRAM {
         socket2::Protocol::UDP
     } else {
@@ -627,18 +897,45 @@ fn socket_for(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::S
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    if freebind {
+        set_freebind_v6(&socket)?;
+    }
     socket.set_nonblocking(true)?;
     Ok(socket)
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let socket = socket_for(addr, socket2::Type::DGRAM)?;
+/// `IPV6_FREEBIND` on an IPv6 socket: it may bind an address that is not
+/// (yet) local. (socket2's `set_freebind_v6` needs its `all` feature,
+/// which this crate does not ask for.)
+fn set_freebind_v6(socket: &socket2::Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and an option value that lives
+    // through the call with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_IPV6,
+            libc::IPV6_FREEBIND,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn bind_udp(addr: SocketAddr, freebind: bool) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket_for(addr, socket2::Type::DGRAM, freebind)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
 
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = socket_for(addr, socket2::Type::STREAM)?;
+fn bind_tcp(addr: SocketAddr, freebind: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket_for(addr, socket2::Type::STREAM, freebind)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -670,6 +967,36 @@ fn address_rdata(ip: IpAddr) -> RData {
 /// nibbles under `ip6.arpa`.
 pub fn reverse_name(ip: IpAddr) -> String {
     reverse_zone(ip, if ip.is_ipv4() { 32 } else { 128 })
+}
+
+/// Most reverse zones served for one pool (see [`pool_reverse_zones`]).
+pub const MAX_POOL_REVERSE_ZONES: usize = 256;
+
+/// The reverse zones served for the address pool `net`: its prefix length
+/// rounded up to whole labels (8 bits for IPv4, 4 for IPv6), one zone per
+/// resulting prefix, so that the zones cover the pool and nothing else: a
+/// /22 is four /24 zones, a /62 four /64s; a prefix on a boundary is its
+/// own zone. Exceptions, rounded down to one zone instead: an IPv4 prefix
+/// longer than /24 (its /24: no zone per address), and more than
+/// [`MAX_POOL_REVERSE_ZONES`] zones (which 8- and 4-bit labels never
+/// reach: rounding up adds at most 7 bits).
+pub fn pool_reverse_zones(net: IpNet) -> Vec<String> {
+    let (label_bits, max_len) = match net {
+        IpNet::V4(_) => (8, 24),
+        IpNet::V6(_) => (4, 128),
+    };
+    let len = net.prefix_len();
+    let up = len.div_ceil(label_bits) * label_bits;
+    // `up - len` is less than `label_bits`: no overflow.
+    let count = 1usize << (up - len);
+    if up == len || len > max_len || count > MAX_POOL_REVERSE_ZONES {
+        return vec![reverse_zone(net.network(), len.min(max_len))];
+    }
+    match net.subnets(up) {
+        Ok(subnets) => subnets.map(|sub| reverse_zone(sub.network(), up)).collect(),
+        // `up` lies between `len` and the family's maximum.
+        Err(_) => vec![reverse_zone(net.network(), len)],
+    }
 }
 
 /// The reverse zone covering `ip/prefix_len`, the prefix rounded down to
@@ -910,6 +1237,82 @@ mod tests {
         assert!(reply.answers.is_empty());
     }
 
+    /// A NOERROR reply with no answers and the zone's SOA in authority.
+    fn assert_nodata(reply: &Message, what: &str) {
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{what}"
+        );
+        assert!(reply.metadata.authoritative, "{what}");
+        assert!(reply.answers.is_empty(), "{what}: {:?}", reply.answers);
+        assert_eq!(reply.authorities.len(), 1, "{what}");
+        assert_eq!(reply.authorities[0].name, name("example.test."), "{what}");
+        assert!(soa_of(&reply.authorities).is_some(), "{what}");
+    }
+
+    #[tokio::test]
+    async fn wildcard_covered_names_are_nodata_for_types_the_wildcard_lacks() {
+        // The wildcard app with an IPv4 address only.
+        let mut json = config_json();
+        json["apps"][3]["dns"]["type"] = serde_json::json!("ADDRESS");
+        json["apps"][3]["edge_ips"] =
+            serde_json::json!({"type": "static", "ips": ["198.51.100.9"]});
+        let wild = authority(&load(&json));
+        for qname in ["foo.apps.example.test.", "a.b.apps.example.test."] {
+            // RFC 4592 / 8020: the name exists (through the wildcard), so
+            // other types are NODATA, not NXDOMAIN.
+            for qtype in [RecordType::AAAA, RecordType::HTTPS, RecordType::MX] {
+                let reply = ask(&wild, qname, qtype).await;
+                assert_nodata(&reply, &format!("{qname} {qtype}"));
+            }
+            // ... and the A still answers, named as asked.
+            let reply = ask(&wild, qname, RecordType::A).await;
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            assert!(reply.metadata.authoritative);
+            assert_eq!(
+                rdatas(&reply.answers),
+                [RData::A(A("198.51.100.9".parse().expect("ip")))]
+            );
+            assert_eq!(reply.answers[0].name, name(qname));
+            // ANY: the A RRset.
+            let reply = ask(&wild, qname, RecordType::ANY).await;
+            assert_eq!(reply.answers.len(), 1, "{qname} ANY");
+        }
+        // The wildcard's parent exists as an empty non-terminal: NODATA.
+        let reply = ask(&wild, "apps.example.test.", RecordType::A).await;
+        assert_nodata(&reply, "apps.example.test A");
+        // An existing name is not covered by a wildcard: NODATA for a type
+        // it lacks, also under a zone-wide wildcard that has that type.
+        let mut json = config_json();
+        json["apps"][0]["edge_ips"] =
+            serde_json::json!({"type": "static", "ips": ["198.51.100.7"]});
+        json["apps"][1]["edge_ips"] =
+            serde_json::json!({"type": "static", "ips": ["198.51.100.7"]});
+        json["apps"][3]["dns"]["name"] = serde_json::json!("*.example.test");
+        let zone_wide = authority(&load(&json));
+        let reply = ask(&zone_wide, "ssh.example.test.", RecordType::AAAA).await;
+        assert_nodata(&reply, "ssh.example.test AAAA");
+        let reply = ask(&zone_wide, "ssh.example.test.", RecordType::MX).await;
+        assert_nodata(&reply, "ssh.example.test MX");
+        // A name below an existing one: the closest encloser (ssh) has no
+        // wildcard, so NXDOMAIN, not the zone-wide wildcard's records.
+        let reply = ask(&zone_wide, "x.ssh.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert!(reply.answers.is_empty());
+        assert!(soa_of(&reply.authorities).is_some());
+        // A name below the wildcard owner itself: `*` is a plain label there.
+        let reply = ask(&zone_wide, "x.*.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        // Elsewhere the zone-wide wildcard answers, both families.
+        for qtype in [RecordType::A, RecordType::AAAA] {
+            let reply = ask(&zone_wide, "other.example.test.", qtype).await;
+            assert_eq!(reply.answers.len(), 1, "{qtype}");
+        }
+        let reply = ask(&zone_wide, "other.example.test.", RecordType::TXT).await;
+        assert_nodata(&reply, "other.example.test TXT");
+    }
+
     #[tokio::test]
     async fn unknown_name_is_nxdomain_with_soa_and_outside_names_are_refused() {
         let authority = authority(&test_config());
@@ -960,6 +1363,8 @@ mod tests {
             reverse_name("2001:db8:e::7".parse().expect("ip")),
             "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
         );
+        // Free addresses of the pools: 2001:db8:e:3::/64 is the last of
+        // the /62's four zones.
         for free in ["198.51.100.200", "2001:db8:e::200", "2001:db8:e:3::1"] {
             let ip: IpAddr = free.parse().expect("ip");
             let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
@@ -971,9 +1376,29 @@ mod tests {
             assert!(reply.answers.is_empty(), "{free}");
             assert!(soa_of(&reply.authorities).is_some(), "{free}");
         }
-        // Outside the reverse zones: not ours.
-        let ip: IpAddr = "203.0.113.1".parse().expect("ip");
-        let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
+        // Outside every reverse zone (the /62's neighbours too): not ours.
+        for outside in [
+            "203.0.113.1",
+            "198.51.101.1",
+            "2001:db8:e:4::1",
+            "2001:db8:f::1",
+        ] {
+            let ip: IpAddr = outside.parse().expect("ip");
+            let reply = ask(&authority, &reverse_name(ip), RecordType::PTR).await;
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::Refused,
+                "{outside}"
+            );
+            assert!(reply.answers.is_empty(), "{outside}");
+        }
+        // The zone apex above the pool's zones is not served either.
+        let reply = ask(
+            &authority,
+            "0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+            RecordType::SOA,
+        )
+        .await;
         assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
     }
 
@@ -1108,6 +1533,24 @@ mod tests {
         let mut looped = header(0x01, 1);
         looped.extend_from_slice(&[1, b'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1]);
         expect_formerr(&authority, looped, "pointer cycle").await;
+        // A pointer into the header (hickory takes it, and its reply would
+        // copy it): FORMERR without the question.
+        for (name, what) in [
+            (&[0xc0, 2][..], "pointer to the flags"),
+            (&[1, b'a', 0xc0, 4], "label, then pointer to qdcount"),
+        ] {
+            let mut bytes = header(0x01, 1);
+            bytes.extend_from_slice(name);
+            bytes.extend_from_slice(&[0, 1, 0, 1]);
+            let reply = authority.answer(&bytes, src()).await;
+            let reply = Message::from_vec(&reply.expect(what)).expect(what);
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::FormErr,
+                "{what}"
+            );
+            assert!(reply.queries.is_empty(), "{what}");
+        }
         // No question, or two.
         expect_formerr(&authority, header(0x01, 0), "qdcount 0").await;
         let mut two = header(0x01, 2);
@@ -1192,20 +1635,33 @@ mod tests {
         assert_eq!(reply.answers[0].ttl, 120);
     }
 
+    /// The zone of `zones` with origin `origin` (no trailing dot).
+    fn zone_named<'z>(zones: &'z ZoneSet, origin: &str) -> &'z Zone {
+        zones
+            .zones
+            .iter()
+            .find(|z| display_name(&z.origin) == origin)
+            .unwrap_or_else(|| panic!("no zone {origin} in {:?}", zones.origins()))
+    }
+
+    /// The reverse zones of the test config: the /62 pool is four /64s.
+    const V6_ZONES: [&str; 4] = [
+        "0.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        "1.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        "2.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        "3.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    ];
+    const V4_ZONE: &str = "100.51.198.in-addr.arpa";
+
     #[test]
     fn zone_records_dedupes_and_picks_reverse_zones() {
         let config = test_config();
         let zones = zone_records(&config).expect("zones");
-        assert_eq!(
-            zones.origins(),
-            [
-                // /62 rounded down to /60: 15 nibbles.
-                "0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
-                "100.51.198.in-addr.arpa",
-                "example.test",
-            ]
-        );
-        let forward = &zones.zones[2];
+        let mut expected: Vec<&str> = V6_ZONES.to_vec();
+        expected.extend([V4_ZONE, ZONE]);
+        expected.sort_unstable();
+        assert_eq!(zones.origins(), expected);
+        let forward = zone_named(&zones, ZONE);
         // Nothing twice (ssh's two apps), the SOA once, the wildcard kept.
         for (k, a) in forward.records.iter().enumerate() {
             for b in &forward.records[k + 1..] {
@@ -1223,12 +1679,16 @@ mod tests {
                 "ssh.example.test.",
             ]
         );
-        // Reverse zones: apex, ssh, mail, and www.elsewhere.test (its PTR
-        // is served though its forward zone is not); not the wildcard.
-        assert_eq!(zones.names(), 5 + 4 + 4);
+        // Reverse names: each zone's apex; ssh, mail, and
+        // www.elsewhere.test (its PTR is served though its forward zone is
+        // not) in the v4 zone and the first v6 one; not the wildcard.
+        assert_eq!(zones.names(), 5 + (1 + 3) + (4 + 3));
+        for zone in &V6_ZONES[1..] {
+            assert_eq!(zone_named(&zones, zone).records.len(), 2, "{zone}: SOA, NS");
+        }
         let (v4, _) = app_addrs(&config, "www.elsewhere.test");
         let ptr = reverse_name(IpAddr::V4(v4[0])) + ".";
-        let ptr = zones.zones[1]
+        let ptr = zone_named(&zones, V4_ZONE)
             .records
             .iter()
             .find(|r| r.name.to_ascii() == ptr);
@@ -1247,22 +1707,29 @@ mod tests {
             assert_ne!(old.serial, new.serial, "{}", old.origin);
             assert_eq!(soa_of(&new.records).map(|s| s.serial), Some(new.serial));
         }
+        let serial = |z: &ZoneSet, origin: &str| zone_named(z, origin).serial;
         let mut json = config_json();
         json["apps"][0]["dns"]["name"] = serde_json::json!("ssh2.example.test");
         json["apps"][1]["dns"]["name"] = serde_json::json!("ssh2.example.test");
         let renamed = zone_records(&load(&json)).expect("zones");
-        let serials = |z: &ZoneSet| z.zones.iter().map(|zone| zone.serial).collect::<Vec<_>>();
-        let (old, new) = (serials(&zones), serials(&renamed));
-        assert_ne!(old[0], new[0]); // ssh's v6 PTR
-        assert_ne!(old[1], new[1]); // ssh's v4 PTR
-        assert_ne!(old[2], new[2]); // ssh's A/AAAA
+        for (origin, moves) in [
+            (V6_ZONES[0], true), // ssh's v6 PTR
+            (V6_ZONES[1], false),
+            (V4_ZONE, true), // ssh's v4 PTR
+            (ZONE, true),    // ssh's A/AAAA
+        ] {
+            let (old, new) = (serial(&zones, origin), serial(&renamed, origin));
+            assert_eq!(old != new, moves, "{origin}");
+        }
         // The wildcard app has no PTR: renaming it moves the forward
         // zone's serial only.
         let mut json = config_json();
         json["apps"][3]["dns"]["name"] = serde_json::json!("*.web.example.test");
-        let new = serials(&zone_records(&load(&json)).expect("zones"));
-        assert_eq!((old[0], old[1]), (new[0], new[1]));
-        assert_ne!(old[2], new[2]);
+        let renamed = zone_records(&load(&json)).expect("zones");
+        for origin in V6_ZONES.iter().chain([&V4_ZONE]) {
+            assert_eq!(serial(&zones, origin), serial(&renamed, origin), "{origin}");
+        }
+        assert_ne!(serial(&zones, ZONE), serial(&renamed, ZONE));
         // No dns_server: nothing.
         let mut none = config.clone();
         none.dns_server = None;
@@ -1274,15 +1741,8 @@ mod tests {
         let mut config = test_config();
         config.edge.address_pool = config::AddressPool::default();
         let zones = zone_records(&config).expect("zones");
-        assert_eq!(
-            zones.origins(),
-            [
-                "0.0.0.0.e.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
-                "100.51.198.in-addr.arpa",
-                "example.test",
-            ]
-        );
-        // A pool of /22 is served as its /16, and /8 and /0 round too.
+        assert_eq!(zones.origins(), [V6_ZONES[0], V4_ZONE, ZONE]);
+        // reverse_zone rounds down to whole labels.
         let v4 = |prefix| reverse_zone("198.51.100.0".parse().expect("ip"), prefix);
         assert_eq!(v4(22), "51.198.in-addr.arpa");
         assert_eq!(v4(31), "100.51.198.in-addr.arpa");
@@ -1292,6 +1752,85 @@ mod tests {
         assert_eq!(v6(32), "8.b.d.0.1.0.0.2.ip6.arpa");
         assert_eq!(v6(35), "8.b.d.0.1.0.0.2.ip6.arpa");
         assert_eq!(v6(36), "0.8.b.d.0.1.0.0.2.ip6.arpa");
+    }
+
+    #[test]
+    fn pool_reverse_zones_round_up_to_whole_labels() {
+        let zones = |net: &str| pool_reverse_zones(net.parse().expect("net"));
+        // On a boundary: the one zone.
+        assert_eq!(zones("198.51.100.0/24"), ["100.51.198.in-addr.arpa"]);
+        assert_eq!(zones("198.51.0.0/16"), ["51.198.in-addr.arpa"]);
+        assert_eq!(zones("0.0.0.0/0"), ["in-addr.arpa"]);
+        assert_eq!(zones("2001:db8:e::/64"), [V6_ZONES[0]]);
+        // A /22: its four /24s, not the /16.
+        assert_eq!(
+            zones("198.51.100.0/22"),
+            [
+                "100.51.198.in-addr.arpa",
+                "101.51.198.in-addr.arpa",
+                "102.51.198.in-addr.arpa",
+                "103.51.198.in-addr.arpa",
+            ]
+        );
+        // The network is taken, whatever the host bits say.
+        assert_eq!(zones("198.51.101.9/23").len(), 2);
+        assert_eq!(zones("198.51.101.9/23")[0], "100.51.198.in-addr.arpa");
+        // The most: a /17 is 128 /24s, a /9 128 /16s.
+        let v4 = zones("198.51.128.0/17");
+        assert_eq!(v4.len(), 128);
+        assert_eq!(
+            v4.first().map(String::as_str),
+            Some("128.51.198.in-addr.arpa")
+        );
+        assert_eq!(
+            v4.last().map(String::as_str),
+            Some("255.51.198.in-addr.arpa")
+        );
+        assert_eq!(zones("10.0.0.0/9").len(), 128);
+        // Longer than /24: the /24 (no zone per address).
+        for len in [25, 28, 31, 32] {
+            assert_eq!(
+                zones(&format!("198.51.100.16/{len}")),
+                ["100.51.198.in-addr.arpa"],
+                "/{len}"
+            );
+        }
+        // IPv6: a /62 is four /64s, a /61 eight, a /63 two.
+        assert_eq!(zones("2001:db8:e::/62"), V6_ZONES);
+        assert_eq!(zones("2001:db8:e::/61").len(), 8);
+        assert_eq!(zones("2001:db8:e:2::/63"), V6_ZONES[2..]);
+        assert_eq!(
+            zones("2001:db8::/30"),
+            [
+                "8.b.d.0.1.0.0.2.ip6.arpa",
+                "9.b.d.0.1.0.0.2.ip6.arpa",
+                "a.b.d.0.1.0.0.2.ip6.arpa",
+                "b.b.d.0.1.0.0.2.ip6.arpa"
+            ]
+        );
+    }
+
+    #[test]
+    fn freebind_only_for_specific_v6_pool_addresses() {
+        let pool = config::AddressPool {
+            ipv4: Some("198.51.100.0/24".parse().expect("net")),
+            ipv6: Some("fd00:100::/64".parse().expect("net")),
+        };
+        let freebind = |addr: &str| needs_freebind(addr.parse().expect("address"), &pool);
+        assert!(freebind("[fd00:100::53]:53"));
+        assert!(freebind("[fd00:100::ffff:1]:5353"));
+        // Outside the pool (a typo must fail to bind), or not IPv6, or `::`.
+        assert!(!freebind("[fd00:101::53]:53"));
+        assert!(!freebind("[::1]:53"));
+        assert!(!freebind("[::]:53"));
+        assert!(!freebind("198.51.100.53:53"));
+        assert!(!freebind("0.0.0.0:53"));
+        // No IPv6 pool: never.
+        let v4_only = config::AddressPool { ipv6: None, ..pool };
+        assert!(!needs_freebind(
+            "[fd00:100::53]:53".parse().expect("address"),
+            &v4_only
+        ));
     }
 
     #[tokio::test]
@@ -1352,7 +1891,9 @@ mod tests {
         let config = test_config();
         let settings = config.dns_server.clone().expect("dns_server");
         let zones = zone_records(&config).expect("zones");
-        let server = DnsServer::start(&settings, &zones).await.expect("start");
+        let server = DnsServer::start(&settings, &config.edge.address_pool, &zones)
+            .await
+            .expect("start");
         let [addr] = server.local_addrs() else {
             panic!("one listen address: {:?}", server.local_addrs());
         };
@@ -1384,7 +1925,7 @@ mod tests {
         // The address is taken now: a second server says which and why.
         let mut busy = settings.clone();
         busy.listen = vec![addr];
-        let error = match DnsServer::start(&busy, &zones).await {
+        let error = match DnsServer::start(&busy, &config.edge.address_pool, &zones).await {
             Ok(_) => panic!("bound {addr} twice"),
             Err(error) => error.to_string(),
         };
