@@ -247,6 +247,15 @@ pub async fn serve(
     for (index, ips) in &initial {
         apply_origins(&mut datapath, &config, &paths, *index, ips);
     }
+    // The DNS server binds before XDP attaches, so a listen address that
+    // cannot be bound stops the start before anything is served.
+    let dns = match &config.dns_server {
+        Some(settings) => {
+            let zones = dns_server::zone_records(&config)?;
+            Some(DnsServer::start(settings, &config.edge.address_pool, &zones).await?)
+        }
+        None => None,
+    };
     warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
     // Steering after XDP: every packet that reaches the agent's socket has
@@ -271,14 +280,6 @@ pub async fn serve(
         let state = Arc::clone(&paths.udp);
         tokio::spawn(udp::serve(socket, state, paths_stopped.clone()))
     });
-    // Names last: an address is published once its app is served.
-    let dns = match &config.dns_server {
-        Some(settings) => {
-            let zones = dns_server::zone_records(&config)?;
-            Some(DnsServer::start(settings, &zones).await?)
-        }
-        None => None,
-    };
     // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
     info!(
@@ -301,7 +302,7 @@ pub async fn serve(
             Some(event) = block_events.recv() => {
                 event_log.log(&config, &event, Instant::now());
             }
-            _ = hangup.recv() => reload_rules(&mut datapath, &mut config, config_path),
+            _ = hangup.recv() => reload_rules(&mut datapath, &mut config, config_path, dns.as_ref()),
             _ = collect.tick() => match conntrack_gc::collect(&mut datapath, &timeouts) {
                 Ok(expired) if !expired.is_empty() => {
                     debug!(?expired, "expired flows removed (app index: count)");
@@ -332,9 +333,15 @@ pub async fn serve(
 }
 
 /// SIGHUP: reads the config file again and puts its access rules (and
-/// GeoIP databases) in force. A config that fails to load or expand keeps
-/// the rules in force. Other changes need a restart for now.
-fn reload_rules(datapath: &mut Datapath, config: &mut Config, path: &Path) {
+/// GeoIP databases) and its `dns_server` answers (zones, nameserver, ttl,
+/// for the running apps) in force. A config that fails to load or expand
+/// keeps what is in force. Other changes need a restart for now.
+fn reload_rules(
+    datapath: &mut Datapath,
+    config: &mut Config,
+    path: &Path,
+    dns: Option<&DnsServer>,
+) {
     info!(config = %path.display(), "SIGHUP: reloading access rules");
     let loaded = match config::load(path) {
         Ok(loaded) => loaded,
@@ -358,7 +365,24 @@ fn reload_rules(datapath: &mut Datapath, config: &mut Config, path: &Path) {
     let applied = access::build(&next).and_then(|set| access::apply(datapath, &next, &set));
     match applied {
         Ok(()) => *config = next,
-        Err(err) => warn!("reload refused, the rules in force stay: {err:#}"),
+        Err(err) => return warn!("reload refused, the rules in force stay: {err:#}"),
+    }
+    if new.dns_server == config.dns_server {
+        return;
+    }
+    match (dns, &new.dns_server) {
+        (Some(server), Some(_)) => {
+            let mut next = config.clone();
+            next.dns_server = new.dns_server;
+            match server.update(&next) {
+                Ok(()) => {
+                    info!("dns_server answers reloaded");
+                    *config = next;
+                }
+                Err(err) => warn!("dns_server reload refused, the answers in force stay: {err:#}"),
+            }
+        }
+        _ => warn!("dns_server added or removed in the file: restart to apply"),
     }
 }
 

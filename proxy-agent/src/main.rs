@@ -151,15 +151,23 @@ fn run(
     // The kernel maps' limits, checked before anything is loaded.
     maps::map_contents(&config)?;
     // Leases before serving: an address handed out is one a restart keeps.
-    if let Some(path) = &config.edge.lease_file {
-        config::leases::write(path, &config).with_context(|| {
-            format!(
-                "writing edge address leases to {} (set edge.address_pool.state_file to a \
-                 writable path)",
-                path.display()
-            )
-        })?;
-    }
+    // A config without dynamic apps needs no file (its directory may be
+    // read-only), unless one is there to be emptied.
+    let _lease_lock = match &config.edge.lease_file {
+        Some(path) if config.apps.iter().any(|a| a.edge_ips_dynamic) || path.exists() => {
+            let lock = proxy_agent::preflight::lock_leases(path)?;
+            config::leases::write(path, &config).with_context(|| {
+                format!(
+                    "writing edge address leases to {} (set edge.address_pool.state_file \
+                     to a writable path)",
+                    path.display()
+                )
+            })?;
+            Some(lock)
+        }
+        _ => None,
+    };
+    write_running_apps(instance, &config);
     let mode = match xdp_mode {
         Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
         Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
@@ -180,18 +188,67 @@ fn run(
     ))
 }
 
+/// Records which app each counter index is, for `apps` (best effort: only
+/// the counters' names depend on it).
+fn write_running_apps(instance: &str, config: &Config) {
+    let ids: Vec<String> = config.apps.iter().map(|a| a.id.to_string()).collect();
+    let path = proxy_agent::preflight::running_apps_path(instance);
+    let text = serde_json::to_string(&ids).unwrap_or_default();
+    if let Err(err) = std::fs::write(&path, text) {
+        tracing::warn!("writing {}: {err}; `apps` may misname counters", path.display());
+    }
+}
+
 fn list_apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> anyhow::Result<()> {
     proxy_agent::preflight::check_instance_name(instance)?;
     let config = load_config(config_path)?;
-    let pin = loader::stats_pin_path(bpffs, instance);
     // Counters only when an agent runs this instance; the list stands alone.
+    let pin = loader::stats_pin_path(bpffs, instance);
     let rows = if pin.exists() {
-        let map = stats::open_pinned(&pin)?;
-        Some(stats::read(&map, config.apps.len() as u32)?)
+        match running_counters(&pin, instance, &config) {
+            Ok(rows) => Some(rows),
+            Err(err) => {
+                tracing::warn!("counters of --instance {instance} not shown: {err:#}");
+                None
+            }
+        }
     } else {
         None
     };
     commands::apps(&config, rows.as_deref(), json)
+}
+
+/// The running agent's counters, renumbered to `config`'s app order by app
+/// id (the file may have been edited since the agent started); apps it
+/// does not run get none.
+fn running_counters(
+    pin: &Path,
+    instance: &str,
+    config: &Config,
+) -> anyhow::Result<Vec<stats::StatsRow>> {
+    let running: Vec<String> =
+        match std::fs::read_to_string(proxy_agent::preflight::running_apps_path(instance)) {
+            Ok(text) => serde_json::from_str(&text).context("the running agent's app list")?,
+            // No list: assume the file is what the agent runs.
+            Err(_) => config.apps.iter().map(|a| a.id.to_string()).collect(),
+        };
+    let map = stats::open_pinned(pin)?;
+    let rows = stats::read(&map, running.len() as u32)?;
+    let index_of = |running_index: u32| {
+        let id = running.get(running_index as usize)?;
+        let index = config.apps.iter().position(|a| a.id.to_string() == *id)?;
+        u32::try_from(index).ok()
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match row.app {
+            None => Some(row),
+            Some(r) => index_of(r).map(|app| stats::StatsRow {
+                app: Some(app),
+                ..row
+            }),
+        })
+        .collect())
 }
 
 fn print_stats(

@@ -1,7 +1,7 @@
 //! Checks before touching the kernel, each failing with one clear sentence.
 use std::{ffi::CString, path::Path};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 /// bpffs magic number (`BPF_FS_MAGIC` in linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -70,19 +70,52 @@ pub fn check_instance_name(instance: &str) -> anyhow::Result<()> {
 /// file: a second agent with the same instance stops here instead of
 /// taking over the first one's pinned counters.
 pub fn lock_instance(instance: &str) -> anyhow::Result<std::fs::File> {
-    use std::os::fd::AsRawFd as _;
-    let dir = Path::new("/run/proxy-agent");
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{instance}.lock"));
-    let file = std::fs::File::create(&path)?;
-    // SAFETY: a valid fd owned by `file`.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
+    std::fs::create_dir_all(RUN_DIR)?;
+    let path = Path::new(RUN_DIR).join(format!("{instance}.lock"));
+    lock(&path).with_context(|| {
+        format!(
             "another proxy-agent runs with --instance {instance} (lock {} is held)",
             path.display()
-        );
+        )
+    })
+}
+
+/// Holds `<lease file>.lock` for the life of the returned file: two agents
+/// given one `edge.address_pool.state_file` would overwrite each other's
+/// leases.
+pub fn lock_leases(lease_file: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = lease_file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    lock(&path).with_context(|| {
+        format!(
+            "another proxy-agent uses the edge address leases {} (lock {} is held); \
+             give each agent its own edge.address_pool.state_file",
+            lease_file.display(),
+            path.display()
+        )
+    })
+}
+
+/// An exclusive, non-blocking flock on `path` (created if need be).
+fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: a valid fd owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("{}", std::io::Error::last_os_error());
     }
     Ok(file)
+}
+
+/// Where the agents keep their locks and the app ids they run.
+const RUN_DIR: &str = "/run/proxy-agent";
+
+/// The app ids, in counter-index order, of the agent running `instance`:
+/// `apps` names counters by them even after the config file was edited.
+pub fn running_apps_path(instance: &str) -> std::path::PathBuf {
+    Path::new(RUN_DIR).join(format!("{instance}.apps.json"))
 }
 
 /// Raises the open-file limit to its hard limit: every TCP-path connection

@@ -276,6 +276,52 @@ fn addresses_survive_restarts_and_a_removed_app_frees_its_own() {
 }
 
 #[test]
+fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
+    if !root_or_skip("the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup") {
+        return;
+    }
+    let topology = Topology::new("dnspool").expect("topology");
+    let cli = &topology.cli;
+    // The first pool addresses serve DNS (local only through the pool's
+    // route, IPv6 included); the app must get the next ones.
+    let (ns4, ns6) = (addr::edge4(0), addr::edge6(0));
+    let config = |ttl: u32| {
+        format!(
+            r#"{{"edge": {},
+  "dns_server": {{"listen": ["{ns4}", "[{ns6}]"], "zones": ["{ZONE}"], "ttl": {ttl}}},
+  "apps": [{}]}}"#,
+            edge_json(""),
+            app("ssh", 22, 2201)
+        )
+    };
+    let agent = Agent::start(&topology.edge, &config(30), "native").expect("agent");
+    let ask_for = |server: &str, name: &str, kind: &str| {
+        let at = format!("@{server}");
+        cli.run(
+            "dig",
+            &[&at, "+time=2", "+tries=2", "+noall", "+answer", name, kind],
+        )
+        .unwrap_or_else(|e| format!("dig failed: {e:#}"))
+    };
+    let ask = |server: &str, kind: &str| ask_for(server, &format!("ssh.{ZONE}"), kind);
+    let answer = ask(&ns4, "A");
+    assert!(answer.contains(&addr::edge4(1)), "{answer}\n{}", agent.log());
+    let answer = ask(&ns6, "AAAA");
+    assert!(answer.contains(&addr::edge6(1)), "{answer}\n{}", agent.log());
+    // The nameserver's own name gives the listen addresses.
+    let ns = format!("ns.{ZONE}");
+    assert!(ask_for(&ns6, &ns, "A").contains(&ns4));
+    assert!(ask_for(&ns4, &ns, "AAAA").contains(&ns6));
+    assert!(ask(&ns4, "A").contains("\t30\t"), "{}", ask(&ns4, "A"));
+
+    // SIGHUP: a new TTL is served without a restart.
+    assert!(agent.reload(&config(99)).expect("reload"));
+    let answer = ask(&ns6, "A");
+    assert!(answer.contains("\t99\t"), "{answer}\n{}", agent.log());
+    agent.stop().expect("stop");
+}
+
+#[test]
 fn a_static_address_outside_the_pool_is_refused_at_start() {
     if !root_or_skip("a_static_address_outside_the_pool_is_refused_at_start") {
         return;

@@ -95,7 +95,12 @@ pub fn demo() -> anyhow::Result<()> {
         let name = app["dns_name"].as_str().unwrap_or("?");
         for kind in ["A", "AAAA"] {
             let answer = dig(&topology, &["+short", name, kind]);
-            println!("  {name} {kind} -> {}", answer.replace('\n', " "));
+            let shown = if answer.is_empty() {
+                "(none: the app has no address of this family)".to_owned()
+            } else {
+                answer.replace('\n', " ")
+            };
+            println!("  {name} {kind} -> {shown}");
         }
     }
     if let Some(ip) = apps.first().and_then(|app| app["edge_ips"][0].as_str()) {

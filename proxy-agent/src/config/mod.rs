@@ -69,7 +69,11 @@ impl fmt::Display for LoadError {
                 write!(f, ": {message}")
             }
             LoadError::Leases { path, reason } => {
-                write!(f, "edge address leases {}: {reason}", path.display())
+                write!(
+                    f,
+                    "edge address leases {} (edge.address_pool.state_file): {reason}",
+                    path.display()
+                )
             }
             LoadError::Invalid(errors) => {
                 for (k, error) in errors.iter().enumerate() {

@@ -43,13 +43,21 @@ pub fn validate_with_leases(
         .map(|(i, app)| v.app(i, app, &pools))
         .collect();
     v.duplicate_ids(&drafts);
-    let edge_addrs = v.edge_addresses(&drafts, &pools, leases);
-    v.overlapping_listeners(&file.apps, &drafts, &edge_addrs);
-    let access_rules = v.access_rules(&file.access_rules, &edge.geoip);
     let dns_server = file
         .dns_server
         .as_ref()
         .and_then(|d| v.dns_server(d, &file.apps));
+    // The DNS server's own addresses are never handed to an app.
+    let reserved: Vec<IpAddr> = dns_server
+        .iter()
+        .flat_map(|d| d.listen.iter().map(|a| a.ip()))
+        .collect();
+    let edge_addrs = v.edge_addresses(&drafts, &pools, leases, &reserved);
+    v.overlapping_listeners(&file.apps, &drafts, &edge_addrs);
+    if let Some(d) = &dns_server {
+        v.dns_listeners_free(d, &drafts, &edge_addrs);
+    }
+    let access_rules = v.access_rules(&file.access_rules, &edge.geoip);
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
@@ -449,6 +457,29 @@ impl Validator {
         if self.errors.len() > errors {
             return None;
         }
+        if zones.iter().any(|zone| in_zone(&nameserver, zone)) {
+            if listen.iter().all(|a| a.ip().is_unspecified()) {
+                self.warn(
+                    "dns_server.nameserver",
+                    &nameserver,
+                    "lies in a served zone but every listen address is unspecified \
+                     (0.0.0.0 or ::): it gets no A/AAAA, so resolvers cannot reach it by name",
+                );
+            }
+            if let Some(i) = apps
+                .iter()
+                .position(|a| canonical_name(&a.dns.name) == nameserver)
+            {
+                self.warn(
+                    "dns_server.nameserver",
+                    &nameserver,
+                    format!(
+                        "apps[{i}] has this name: its A/AAAA are the app's edge addresses, \
+                         not the DNS server's"
+                    ),
+                );
+            }
+        }
         for (i, app) in apps.iter().enumerate() {
             let name = canonical_name(&app.dns.name);
             let name = name.strip_prefix("*.").unwrap_or(&name);
@@ -466,6 +497,36 @@ impl Validator {
             nameserver,
             ttl,
         })
+    }
+
+    /// A listen address of the DNS server may be an edge address, but no
+    /// app may listen on its port 53.
+    fn dns_listeners_free(
+        &mut self,
+        d: &DnsServer,
+        drafts: &[AppDraft],
+        edge_addrs: &[Option<Vec<IpAddr>>],
+    ) {
+        for (k, listen) in d.listen.iter().enumerate() {
+            for (i, (draft, addrs)) in drafts.iter().zip(edge_addrs).enumerate() {
+                let (Some((protocol, ports)), Some(addrs)) = (draft.protocol, addrs) else {
+                    continue;
+                };
+                let port = listen.port();
+                if addrs.contains(&listen.ip()) && ports.start <= port && port <= ports.end {
+                    let name = draft.dns.as_ref().map_or("?", |d| d.name.as_str());
+                    self.error(
+                        None,
+                        format!("dns_server.listen[{k}]"),
+                        listen.to_string(),
+                        format!(
+                            "apps[{i}] ({name}) listens on {protocol}/{port} of this address; \
+                             the DNS server needs it"
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn tcp_proxy(&mut self, file: &TcpProxyFile) -> TcpProxy {
@@ -1227,15 +1288,19 @@ impl Validator {
         drafts: &[AppDraft],
         pools: &Pools,
         leases: &Leases,
+        reserved: &[IpAddr],
     ) -> Vec<Option<Vec<IpAddr>>> {
-        let mut used: HashSet<IpAddr> = drafts
-            .iter()
-            .filter_map(|d| match &d.edge_ips {
-                Some(EdgeIps::Static(ips)) => Some(ips.iter().copied()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        // Static addresses, by the first app that names them.
+        let mut statics: HashMap<IpAddr, usize> = HashMap::new();
+        for (i, draft) in drafts.iter().enumerate() {
+            if let Some(EdgeIps::Static(ips)) = &draft.edge_ips {
+                for ip in ips {
+                    statics.entry(*ip).or_insert(i);
+                }
+            }
+        }
+        let mut used: HashSet<IpAddr> = statics.keys().copied().collect();
+        used.extend(reserved.iter().copied());
         // Pass 1: leases still valid. Pass 2: new addresses for the rest.
         let mut leased: Vec<[Option<IpAddr>; 2]> = vec![[None, None]; drafts.len()];
         for (i, draft) in drafts.iter().enumerate() {
@@ -1254,11 +1319,24 @@ impl Validator {
                     continue;
                 }
                 let in_pool = matches!(pools.get(family), Pool::Net(net) if net.contains(&ip));
-                if in_pool && used.insert(ip) {
+                if let (true, Some(&j)) = (in_pool, statics.get(&ip)) {
+                    // Taken: a static address may not be one an app holds.
+                    let holder = draft.dns.as_ref().map_or("?", |d| d.name.as_str());
+                    self.error(
+                        None,
+                        format!("apps[{j}].edge_ips.ips"),
+                        ip.to_string(),
+                        format!(
+                            "taken: apps[{i}] ({holder}, id {id}) holds it from the pool \
+                             (edge address lease); remove that app, or its entry in \
+                             edge.address_pool.state_file, to give the address up"
+                        ),
+                    );
+                } else if in_pool && used.insert(ip) {
                     leased[i][slot] = Some(ip);
                 } else {
                     let why = if in_pool {
-                        "is now held by another app"
+                        "is now the DNS server's (dns_server.listen)"
                     } else {
                         "is outside the address pool now"
                     };
@@ -2729,13 +2807,53 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(warnings[0].field, "apps[0].edge_ips");
         assert!(warnings[0].message.contains("outside the address pool"));
-        let file = config(vec![tcp_app(), static_ips(udp_app(), &["198.51.100.9"])]);
-        let (config_, warnings) = with_leases(file, &[], &[(id, &["198.51.100.9"])]);
-        assert_eq!(config_.apps[0].edge_addrs[0], ip("198.51.100.1"));
+    }
+
+    #[test]
+    fn a_static_address_that_an_app_leases_is_refused() {
+        let (base, _) = accepted(config(vec![tcp_app()]));
+        let id = base.apps[0].id;
+        let file: ConfigFile = serde_json::from_value(config(vec![
+            tcp_app(),
+            static_ips(udp_app(), &["2001:db8:e::9", "198.51.100.9"]),
+        ]))
+        .unwrap();
+        let mut held = Leases::default();
+        held.0.insert(id, vec![ip("198.51.100.9")]);
+        let errors = validate_with_leases(&file, &held).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].field, "apps[1].edge_ips.ips");
+        assert_eq!(errors[0].value, "198.51.100.9");
         assert!(
-            warnings[0].message.contains("held by another app"),
-            "{warnings:?}"
+            errors[0].reason.contains("taken: apps[0] (ssh.example.com, id"),
+            "{}",
+            errors[0].reason
         );
+    }
+
+    #[test]
+    fn dns_server_addresses_are_not_handed_out_or_shadowed() {
+        let mut file = config(vec![tcp_app(), udp_app()]);
+        file["dns_server"] = json!({"listen": ["198.51.100.1", "[2001:db8:e::1]"],
+                                    "zones": ["example.com"]});
+        let (config_, _) = accepted(file.clone());
+        assert_eq!(
+            config_.apps[0].edge_addrs,
+            [ip("198.51.100.2"), ip("2001:db8:e::2")]
+        );
+        // A static udp/53 app on the server's address would take its queries.
+        file["apps"] = json!([static_ips(udp_app(), &["198.51.100.1"])]);
+        only_error(
+            file.clone(),
+            None,
+            "dns_server.listen[0]",
+            "198.51.100.1:53",
+            "apps[0] (static.example.com) listens on udp/53",
+        );
+        // On another port of that address it may.
+        file["apps"][0]["protocol"] = json!("udp/5353");
+        file["apps"][0]["origin_direct"] = json!(["udp://192.0.2.53:5353"]);
+        accepted(file);
     }
 
     #[test]
@@ -2761,6 +2879,15 @@ mod tests {
         let (_, warnings) = accepted(file.clone());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(warnings[0].field, "apps[0].dns.name");
+        // A nameserver that is an app's name, or that has no address.
+        let mut named = file.clone();
+        named["dns_server"] = json!({"listen": ["0.0.0.0"], "zones": ["example.com"],
+                                     "nameserver": "ssh.example.com"});
+        let (_, warnings) = accepted(named);
+        let reasons: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(reasons[0].contains("every listen address is unspecified"));
+        assert!(reasons[1].contains("apps[0] has this name"));
         for (dns, field, value, reason) in [
             (
                 json!({"zones": ["example.com"]}),

@@ -97,6 +97,7 @@ pub struct AppTotals {
     /// Dropped by an access rule.
     pub blocked: u64,
     /// Lost to a failure: NAT, route, TLS, origin, limit, bad reply.
+    /// (Idle timeouts are ordinary ends, counted in `closed` only.)
     pub failed: u64,
 }
 
