@@ -195,7 +195,10 @@ fn write_running_apps(instance: &str, config: &Config) {
     let path = proxy_agent::preflight::running_apps_path(instance);
     let text = serde_json::to_string(&ids).unwrap_or_default();
     if let Err(err) = std::fs::write(&path, text) {
-        tracing::warn!("writing {}: {err}; `apps` may misname counters", path.display());
+        tracing::warn!(
+            "writing {}: {err}; `apps` may misname counters",
+            path.display()
+        );
     }
 }
 

@@ -100,8 +100,8 @@ pub fn lock_leases(lease_file: &Path) -> anyhow::Result<std::fs::File> {
 /// An exclusive, non-blocking flock on `path` (created if need be).
 fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::fd::AsRawFd as _;
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     // SAFETY: a valid fd owned by `file`.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         bail!("{}", std::io::Error::last_os_error());

@@ -305,9 +305,17 @@ fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
     };
     let ask = |server: &str, kind: &str| ask_for(server, &format!("ssh.{ZONE}"), kind);
     let answer = ask(&ns4, "A");
-    assert!(answer.contains(&addr::edge4(1)), "{answer}\n{}", agent.log());
+    assert!(
+        answer.contains(&addr::edge4(1)),
+        "{answer}\n{}",
+        agent.log()
+    );
     let answer = ask(&ns6, "AAAA");
-    assert!(answer.contains(&addr::edge6(1)), "{answer}\n{}", agent.log());
+    assert!(
+        answer.contains(&addr::edge6(1)),
+        "{answer}\n{}",
+        agent.log()
+    );
     // The nameserver's own name gives the listen addresses.
     let ns = format!("ns.{ZONE}");
     assert!(ask_for(&ns6, &ns, "A").contains(&ns4));

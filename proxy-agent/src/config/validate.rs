@@ -2825,7 +2825,9 @@ mod tests {
         assert_eq!(errors[0].field, "apps[1].edge_ips.ips");
         assert_eq!(errors[0].value, "198.51.100.9");
         assert!(
-            errors[0].reason.contains("taken: apps[0] (ssh.example.com, id"),
+            errors[0]
+                .reason
+                .contains("taken: apps[0] (ssh.example.com, id"),
             "{}",
             errors[0].reason
         );
