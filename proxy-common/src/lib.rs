@@ -58,6 +58,8 @@ pub const AGENT_SOCKETS: u32 = 2;
 pub const XDP_PROGRAM: &str = "proxy";
 /// The benchmark's minimal router (fib lookup + redirect, no NAT).
 pub const ROUTER_PROGRAM: &str = "router";
+/// Its TC-ingress counterpart (fib lookup + bpf_redirect_neigh, no NAT).
+pub const TC_ROUTER_PROGRAM: &str = "tc_router";
 /// The benchmark's sink (counts and drops IPv4 UDP) and its counter.
 pub const SINK_PROGRAM: &str = "sink";
 pub const SINK_COUNT_MAP: &str = "SINK_COUNT";

@@ -32,6 +32,8 @@ mod sink;
 mod stats;
 #[cfg(target_arch = "bpf")]
 mod steer;
+#[cfg(target_arch = "bpf")]
+mod tc_router;
 
 #[cfg(target_arch = "bpf")]
 mod program {

@@ -2,6 +2,8 @@
 //!
 //! - `router IFACE...`: attach the minimal XDP router (FIB lookup +
 //!   redirect, no NAT) until SIGTERM: the ceiling of any XDP design here.
+//! - `tc-router IFACE...`: the same at TC ingress (FIB lookup +
+//!   bpf_redirect_neigh, no NAT) until SIGTERM: the ceiling of any TC design.
 //! - `sink IFACE`: count and drop IPv4 UDP at the origin until SIGTERM, so
 //!   a flood's delivered rate is not capped by the origin's own stack.
 //! - `xdp-cost --ingress IFACE --config FILE ...`: the proxy program's cost
@@ -22,7 +24,7 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     TestRun as _, TestRunOptions,
-    programs::{Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
@@ -41,7 +43,8 @@ use proxy_agent::{
     origin::fill_origin_sources,
 };
 use proxy_common::{
-    FLOW_REPLIED, FlowKey, FlowValue, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM, ip_proto,
+    FLOW_REPLIED, FlowKey, FlowValue, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
+    TC_ROUTER_PROGRAM, ip_proto,
 };
 
 #[derive(Parser)]
@@ -53,6 +56,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Router {
+        interfaces: Vec<String>,
+    },
+    /// Attach the minimal TC-ingress router to the interfaces until SIGTERM.
+    TcRouter {
         interfaces: Vec<String>,
     },
     /// Count and drop IPv4 UDP on an interface until SIGTERM, then print
@@ -93,6 +100,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Router { interfaces } => router(&interfaces),
+        Command::TcRouter { interfaces } => tc_router(&interfaces),
         Command::Sink { interface } => sink(&interface),
         Command::XdpCost {
             ingress,
@@ -135,6 +143,29 @@ fn router(interfaces: &[String]) -> anyhow::Result<()> {
     }
     println!("router ready");
     wait_for_signal()
+}
+
+fn tc_router(interfaces: &[String]) -> anyhow::Result<()> {
+    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(TC_ROUTER_PROGRAM)
+        .ok_or_else(|| anyhow!("no tc router program"))?
+        .try_into()?;
+    program.load()?;
+    // TCX on 6.6+ (no clsact qdisc needed), netlink cls_bpf before.
+    let mut links = Vec::new();
+    for interface in interfaces {
+        let link = program
+            .attach(interface, TcAttachType::Ingress)
+            .with_context(|| format!("attaching the tc router to {interface}"))?;
+        links.push(link);
+    }
+    println!("tc router ready");
+    let waited = wait_for_signal();
+    for link in links {
+        program.detach(link)?;
+    }
+    waited
 }
 
 fn sink(interface: &str) -> anyhow::Result<()> {
