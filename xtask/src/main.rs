@@ -42,18 +42,23 @@ enum Task {
     /// Set up, build, start the agent on a demo topology of namespaces, send
     /// real client traffic to each demo app and print what happened.
     Demo,
-    /// The proxy against direct routing, a minimal XDP router, HAProxy and
-    /// nginx stream, side by side; writes BENCHMARKS.md and bench/results.json.
+    /// The proxy against direct routing, minimal XDP and TC routers, HAProxy
+    /// and nginx stream, side by side; writes BENCHMARKS.md,
+    /// bench/results.json and bench/plots/*.png.
     Bench {
         /// One short run per figure (2 s) instead of 3 runs of 5 s.
         #[arg(long)]
         quick: bool,
-        /// Only this system: direct, xdp-router, haproxy, nginx, spectrum-xdp;
-        /// or `access-rules` (per-packet rule cost and database load only).
+        /// Comma-separated systems (direct, xdp-router, tc-router, haproxy,
+        /// nginx, spectrum-xdp), metrics (tcp_1_stream, tls_rsa_2048, ...)
+        /// and/or `access-rules`.
         #[arg(long)]
         only: Option<String>,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Directory for the results (default: the workspace root).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -70,10 +75,12 @@ fn main() -> std::process::ExitCode {
             quick,
             only,
             repeats,
+            out,
         } => bench::bench(bench::Options {
             quick,
             only,
             repeats,
+            out,
         }),
     };
     match result {

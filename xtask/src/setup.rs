@@ -49,6 +49,8 @@ fn packages(llvm: &str) -> Vec<String> {
             "bind9-dnsutils",
             "iputils-ping",
             "netsniff-ng",
+            // DejaVu Sans for the benchmark charts (bench_plot.rs).
+            "fonts-dejavu-core",
         ]
         .map(String::from),
     );

@@ -1,85 +1,86 @@
 //! `cargo xtask bench`: the proxy and its peers side by side, in one run,
-//! on one topology (`cli -- edge -- org` namespaces in "wire" mode: the
-//! hosts send complete checksums, every veth has GRO on, as physical NICs
-//! behave). Results are ratios as much as figures: this machine is shared
-//! and absolute numbers drift.
+//! on one topology (`cli -- edge -- org` namespaces). Results are ratios as
+//! much as figures: this machine is shared and absolute numbers drift.
 //!
-//! Systems: direct kernel routing through `edge`; a minimal XDP router (FIB
-//! lookup + redirect, no NAT: the ceiling of any XDP design here); HAProxy
-//! (tcp mode); nginx stream; and this proxy's XDP fast path.
+//! Systems: direct kernel routing through `edge`; minimal eBPF routers at
+//! XDP and at TC ingress (FIB lookup + redirect, no NAT: the ceilings of
+//! any eBPF design at each hook); HAProxy (tcp mode); nginx stream; and
+//! this proxy (its XDP fast path, and its agent for TLS).
+//!
+//! The file tree follows a run: [`peers`] starts each system with an
+//! equivalent generated config, [`measure`] drives the real clients,
+//! [`report`] turns figures into BENCHMARKS.md and JSON, [`plot`] into PNGs.
 //!
 //! Access rules (no topology): the XDP program's cost per packet with no
 //! rules, 10 and 1,000,000 prefixes and a whole country of the GeoIP
 //! database loaded, and how long expanding and loading each set takes.
+mod measure;
+mod peers;
+pub mod plot;
+mod report;
+
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    path::Path,
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
-use tests::{
-    agent::Agent,
-    netns::{Netns, Topology, addr, run_checked},
+use ::tests::{
+    netns::{Topology, addr},
     process::Background,
     scratch_dir, servers,
 };
+use anyhow::{Context as _, bail};
 
-use crate::{
-    build_agent,
-    cmd::{target_dir, workspace_root},
-    setup,
-};
+use crate::{build_agent, cmd::target_dir, cmd::workspace_root, setup};
 
 /// The edge address the proxies listen on.
-const EDGE_IP: &str = "10.0.100.1";
-const IPERF_PORT: u16 = 5201;
-const HTTP_PORT: u16 = 80;
-/// The `--only` value that measures the access rules alone.
+pub const EDGE_IP: &str = "10.0.100.1";
+pub const IPERF_PORT: u16 = 5201;
+pub const HTTP_PORT: u16 = 80;
+/// The latency scenario's echo service.
+pub const ECHO_PORT: u16 = 7;
+/// TLS-terminating listeners (flexible: plain HTTP to the origin), one per
+/// key type.
+pub const TLS_ECDSA_PORT: u16 = 443;
+pub const TLS_RSA_PORT: u16 = 444;
+/// The `--only` value that measures the access rules.
 const ACCESS_RULES: &str = "access-rules";
-/// Where the access-rule part of BENCHMARKS.md starts.
-const RULES_HEADING: &str = "## Access rules";
-/// The country blocked whole in the access-rule benchmark (one with many
-/// networks), and where its allowed client comes from.
-const BLOCKED_COUNTRY: &str = "US";
-const ALLOWED_COUNTRY: &str = "DE";
 
 pub struct Options {
     pub quick: bool,
     pub only: Option<String>,
     pub repeats: usize,
+    /// Where BENCHMARKS.md, bench/results.json and bench/plots go;
+    /// default the workspace root.
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum System {
+pub enum System {
     Direct,
     XdpRouter,
+    TcRouter,
     Haproxy,
     Nginx,
     Ours,
 }
 
 impl System {
-    const ALL: [System; 5] = [
+    pub const ALL: [System; 6] = [
         System::Direct,
         System::XdpRouter,
+        System::TcRouter,
         System::Haproxy,
         System::Nginx,
         System::Ours,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             System::Direct => "direct",
             System::XdpRouter => "xdp-router",
+            System::TcRouter => "tc-router",
             System::Haproxy => "haproxy",
             System::Nginx => "nginx",
             System::Ours => "spectrum-xdp",
@@ -88,305 +89,466 @@ impl System {
 
     /// Where clients connect: the origin itself for the routing baselines,
     /// the edge address for the proxies.
-    fn target(self) -> &'static str {
-        match self {
-            System::Direct | System::XdpRouter => addr::ORG_V4,
-            _ => EDGE_IP,
+    pub fn target(self) -> &'static str {
+        if self.is_router() {
+            addr::ORG_V4
+        } else {
+            EDGE_IP
         }
     }
 
-    fn is_peer(self) -> bool {
-        matches!(self, System::Haproxy | System::Nginx)
+    /// Forwards packets (kernel or eBPF) rather than proxying them.
+    pub fn is_router(self) -> bool {
+        matches!(self, System::Direct | System::XdpRouter | System::TcRouter)
+    }
+}
+
+/// How the veths behave. `Wire` models physical NICs: the hosts send
+/// complete checksums (tx offload off) and every end has GRO on.
+/// `VethDefault` is what veth does out of the box: checksums left to
+/// "hardware" (CHECKSUM_PARTIAL) and no GRO.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum LinkMode {
+    Wire,
+    VethDefault,
+}
+
+impl LinkMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkMode::Wire => "wire",
+            LinkMode::VethDefault => "veth-default",
+        }
     }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Scenario {
-    Tcp1,
-    Tcp8,
+pub enum KeyKind {
+    EcdsaP256,
+    Rsa2048,
+}
+
+impl KeyKind {
+    pub fn port(self) -> u16 {
+        match self {
+            KeyKind::EcdsaP256 => TLS_ECDSA_PORT,
+            KeyKind::Rsa2048 => TLS_RSA_PORT,
+        }
+    }
+}
+
+/// One client program run against one system; it yields one or more
+/// [`Metric`]s.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Measurement {
+    Tcp { streams: u8, mode: LinkMode },
     Udp64,
     ConnRate,
+    Tls(KeyKind),
+    Latency,
 }
 
-impl Scenario {
-    const ALL: [Scenario; 4] = [
-        Scenario::Tcp1,
-        Scenario::Tcp8,
-        Scenario::Udp64,
-        Scenario::ConnRate,
+impl Measurement {
+    /// The metrics this run yields.
+    pub fn metrics(self) -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|m| m.measurement() == self)
+            .collect()
+    }
+
+    pub fn mode(self) -> LinkMode {
+        match self {
+            Measurement::Tcp { mode, .. } => mode,
+            _ => LinkMode::Wire,
+        }
+    }
+}
+
+/// Whether a system can be measured in a scenario, and if not, why.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Support {
+    Yes,
+    /// The system could do it but does not (yet): a gap to close.
+    NotSupported(&'static str),
+    /// The question does not apply (a router terminates no TLS).
+    NotApplicable(&'static str),
+}
+
+pub fn support(measurement: Measurement, system: System) -> Support {
+    use Support::*;
+    match (measurement, system) {
+        (Measurement::Udp64, System::Haproxy) => NotSupported("HAProxy has no UDP proxying"),
+        (
+            Measurement::Tcp {
+                mode: LinkMode::VethDefault,
+                ..
+            },
+            System::XdpRouter | System::Ours,
+        ) => NotSupported("an XDP redirect forwards CHECKSUM_PARTIAL frames unfinished"),
+        (Measurement::Tls(_), s) if s.is_router() => NotApplicable("a router terminates no TLS"),
+        _ => Yes,
+    }
+}
+
+/// A figure in the report.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Metric {
+    Tcp1,
+    Tcp8,
+    CpuPerGb,
+    Tcp1Veth,
+    Tcp8Veth,
+    Udp64,
+    ConnRate,
+    TlsEcdsa,
+    TlsRsa,
+    LatencyP50,
+    LatencyP99,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 11] = [
+        Metric::Tcp1,
+        Metric::Tcp8,
+        Metric::CpuPerGb,
+        Metric::Tcp1Veth,
+        Metric::Tcp8Veth,
+        Metric::Udp64,
+        Metric::ConnRate,
+        Metric::TlsEcdsa,
+        Metric::TlsRsa,
+        Metric::LatencyP50,
+        Metric::LatencyP99,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
-            Scenario::Tcp1 => "tcp_1_stream",
-            Scenario::Tcp8 => "tcp_8_streams",
-            Scenario::Udp64 => "udp_64b",
-            Scenario::ConnRate => "tcp_conn_rate",
+            Metric::Tcp1 => "tcp_1_stream",
+            Metric::Tcp8 => "tcp_8_streams",
+            Metric::CpuPerGb => "tcp_8_cpu_per_gb",
+            Metric::Tcp1Veth => "tcp_1_stream_veth",
+            Metric::Tcp8Veth => "tcp_8_streams_veth",
+            Metric::Udp64 => "udp_64b",
+            Metric::ConnRate => "tcp_conn_rate",
+            Metric::TlsEcdsa => "tls_ecdsa_p256",
+            Metric::TlsRsa => "tls_rsa_2048",
+            Metric::LatencyP50 => "latency_p50",
+            Metric::LatencyP99 => "latency_p99",
         }
     }
 
-    fn unit(self) -> &'static str {
+    pub fn unit(self) -> &'static str {
         match self {
-            Scenario::Tcp1 | Scenario::Tcp8 => "Gbit/s",
-            Scenario::Udp64 => "kpps delivered",
-            Scenario::ConnRate => "conn/s",
+            Metric::Tcp1 | Metric::Tcp8 | Metric::Tcp1Veth | Metric::Tcp8Veth => "Gbit/s",
+            Metric::CpuPerGb => "CPU-s/GB",
+            Metric::Udp64 => "kpps delivered",
+            Metric::ConnRate => "conn/s",
+            Metric::TlsEcdsa | Metric::TlsRsa => "handshakes/s",
+            Metric::LatencyP50 | Metric::LatencyP99 => "us",
         }
     }
 
-    fn applies_to(self, system: System) -> bool {
-        // HAProxy has no UDP proxying.
-        !(self == Scenario::Udp64 && system == System::Haproxy)
+    pub fn lower_is_better(self) -> bool {
+        matches!(
+            self,
+            Metric::CpuPerGb | Metric::LatencyP50 | Metric::LatencyP99
+        )
+    }
+
+    /// The run that yields this figure.
+    pub fn measurement(self) -> Measurement {
+        use LinkMode::*;
+        match self {
+            Metric::Tcp1 => Measurement::Tcp {
+                streams: 1,
+                mode: Wire,
+            },
+            Metric::Tcp8 | Metric::CpuPerGb => Measurement::Tcp {
+                streams: 8,
+                mode: Wire,
+            },
+            Metric::Tcp1Veth => Measurement::Tcp {
+                streams: 1,
+                mode: VethDefault,
+            },
+            Metric::Tcp8Veth => Measurement::Tcp {
+                streams: 8,
+                mode: VethDefault,
+            },
+            Metric::Udp64 => Measurement::Udp64,
+            Metric::ConnRate => Measurement::ConnRate,
+            Metric::TlsEcdsa => Measurement::Tls(KeyKind::EcdsaP256),
+            Metric::TlsRsa => Measurement::Tls(KeyKind::Rsa2048),
+            Metric::LatencyP50 | Metric::LatencyP99 => Measurement::Latency,
+        }
     }
 }
 
-/// Figures of one (scenario, system): one per repetition.
-type Results = BTreeMap<(Scenario, System), Vec<f64>>;
+/// What a run measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub systems: Vec<System>,
+    pub metrics: Vec<Metric>,
+    pub rules: bool,
+    pub seconds: u64,
+    pub repeats: usize,
+}
+
+impl Plan {
+    /// `--only a,b,...` names systems, metrics or `access-rules`: systems
+    /// narrow the systems, metrics the metrics (each kind: all when none is
+    /// named), and the access rules run when named or when nothing is.
+    pub fn new(options: &Options) -> anyhow::Result<Plan> {
+        let (seconds, repeats) = if options.quick {
+            (2, 1)
+        } else {
+            (5, options.repeats.max(1))
+        };
+        let mut plan = Plan {
+            systems: System::ALL.to_vec(),
+            metrics: Metric::ALL.to_vec(),
+            rules: true,
+            seconds,
+            repeats,
+        };
+        let Some(only) = options.only.as_deref() else {
+            return Ok(plan);
+        };
+        let (mut systems, mut metrics, mut rules) = (Vec::new(), Vec::new(), false);
+        for name in only.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == ACCESS_RULES {
+                rules = true;
+            } else if let Some(s) = System::ALL.into_iter().find(|s| s.name() == name) {
+                systems.push(s);
+            } else if let Some(m) = Metric::ALL.into_iter().find(|m| m.name() == name) {
+                metrics.push(m);
+            } else {
+                bail!(
+                    "--only {name}: expected systems ({}), metrics ({}) or {ACCESS_RULES}, \
+                     separated by commas",
+                    System::ALL.map(System::name).join(", "),
+                    Metric::ALL.map(Metric::name).join(", ")
+                );
+            }
+        }
+        if systems.is_empty() && metrics.is_empty() {
+            plan.systems.clear();
+        } else {
+            if !systems.is_empty() {
+                plan.systems = systems;
+            }
+            if !metrics.is_empty() {
+                plan.metrics = metrics;
+            }
+        }
+        plan.rules = rules;
+        Ok(plan)
+    }
+
+    /// The runs the metrics need, wire mode first, each once.
+    pub fn measurements(&self) -> Vec<Measurement> {
+        let mut runs: Vec<Measurement> = self.metrics.iter().map(|m| m.measurement()).collect();
+        runs.sort_by_key(|m| (m.mode(), *m));
+        runs.dedup();
+        runs
+    }
+}
 
 pub fn bench(options: Options) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (systems, measure_rules) = selection(options.only.as_deref())?;
+    let plan = Plan::new(&options)?;
     setup::setup()?;
     build_agent(true)?;
-    let release = target_dir().join("release");
-    let rules = if measure_rules {
-        Some(rules_report(&access_rules(&release)?)?)
+    let out = options.out.unwrap_or_else(workspace_root);
+    run(&plan, &target_dir().join("release"), &out)
+}
+
+/// Runs `plan` with the binaries in `release` and writes the results under
+/// `out`: BENCHMARKS.md, bench/results.json, bench/plots/*.png.
+pub fn run(plan: &Plan, release: &Path, out: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let rules = if plan.rules {
+        Some(report::rules(&measure::access_rules(release)?)?)
     } else {
         None
     };
-    let throughput = if systems.is_empty() {
+    let throughput = if plan.systems.is_empty() || plan.metrics.is_empty() {
         None
     } else {
-        Some(throughput(&systems, &options, &release, started)?)
+        Some(throughput(plan, release, started)?)
     };
-    write_results(throughput.as_ref(), rules.as_ref())?;
-    for report in [&throughput, &rules].into_iter().flatten() {
-        println!("\n{}", report.table);
+    let written = report::write(out, throughput.as_ref(), rules.as_ref())?;
+    for part in [&throughput, &rules].into_iter().flatten() {
+        println!("\n{}", part.table);
     }
     println!(
-        "wrote BENCHMARKS.md and bench/results.json ({} s)",
+        "wrote {} ({} s)",
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         started.elapsed().as_secs()
     );
     Ok(())
 }
 
-/// What `--only` selects: the systems whose throughput is measured, and
-/// whether the access rules are.
-fn selection(only: Option<&str>) -> anyhow::Result<(Vec<System>, bool)> {
-    let Some(only) = only else {
-        return Ok((System::ALL.to_vec(), true));
-    };
-    if only == ACCESS_RULES {
-        return Ok((Vec::new(), true));
+/// The topology, its origins, and the files the systems share.
+pub struct Bed {
+    pub topology: Topology,
+    pub work: PathBuf,
+    pub release: PathBuf,
+    pub tls: peers::TlsFiles,
+    _origins: Vec<Background>,
+}
+
+impl Bed {
+    fn new(release: &Path) -> anyhow::Result<Bed> {
+        let topology = Topology::new("bench")?;
+        let work = scratch_dir().join("bench");
+        std::fs::create_dir_all(&work)?;
+        let tls = peers::TlsFiles::new(&work)?;
+        let org = &topology.org;
+        let iperf = org.spawn(
+            "iperf3-server",
+            "iperf3",
+            &["-s", "-p", &IPERF_PORT.to_string()],
+        )?;
+        servers::wait_listening(org, "t", IPERF_PORT)?;
+        let origins = vec![
+            iperf,
+            peers::nginx_origin(org, &work)?,
+            servers::tcp_echo(org, ECHO_PORT)?,
+        ];
+        let bed = Bed {
+            topology,
+            work,
+            release: release.to_path_buf(),
+            tls,
+            _origins: origins,
+        };
+        bed.set_mode(LinkMode::Wire)?;
+        // Resolve neighbours once, so no system pays for it in its first run.
+        let t = &bed.topology;
+        t.cli.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
+        t.edge.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
+        t.edge.run("ping", &["-c1", "-W2", addr::CLI_V4])?;
+        Ok(bed)
     }
-    match System::ALL.into_iter().find(|s| s.name() == only) {
-        Some(system) => Ok((vec![system], false)),
-        None => bail!(
-            "--only {only}: expected one of {}, {ACCESS_RULES}",
-            System::ALL.map(System::name).join(", ")
-        ),
+
+    fn set_mode(&self, mode: LinkMode) -> anyhow::Result<()> {
+        let t = &self.topology;
+        let (tx, gro) = match mode {
+            LinkMode::Wire => ("off", "on"),
+            LinkMode::VethDefault => ("on", "off"),
+        };
+        for ns in [&t.cli, &t.org] {
+            ns.run("ethtool", &["-K", addr::CLI_IF, "tx", tx, "gro", gro])?;
+        }
+        for dev in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
+            t.edge.run("ethtool", &["-K", dev, "gro", gro])?;
+        }
+        Ok(())
     }
 }
 
+/// Figures of one (metric, system): one per repetition.
+pub type Results = BTreeMap<(Metric, System), Vec<f64>>;
+/// Why a (metric, system) run failed, last error kept.
+pub type Errors = BTreeMap<(Metric, System), String>;
+
 /// The systems side by side on the namespace topology.
-fn throughput(
-    systems: &[System],
-    options: &Options,
-    release: &Path,
-    started: Instant,
-) -> anyhow::Result<Report> {
+fn throughput(plan: &Plan, release: &Path, started: Instant) -> anyhow::Result<report::Part> {
     // SAFETY: single-threaded here; the harness reads this variable.
     unsafe { std::env::set_var("PROXY_AGENT_BIN", release.join("proxy-agent")) };
-    let seconds = if options.quick { 2 } else { 5 };
-    let repeats = if options.quick { 1 } else { options.repeats };
-
-    let topology = Topology::new("bench")?;
-    for dev in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
-        topology.edge.run("ethtool", &["-K", dev, "gro", "on"])?;
-    }
-    let work = scratch_dir().join("bench");
-    std::fs::create_dir_all(&work)?;
-    let _iperf = topology.org.spawn(
-        "iperf3-server",
-        "iperf3",
-        &["-s", "-p", &IPERF_PORT.to_string()],
-    )?;
-    servers::wait_listening(&topology.org, "t", IPERF_PORT)?;
-    let _http = nginx_origin(&topology.org, &work)?;
-    // Resolve neighbours once, so no system pays for it in its first run.
-    topology.cli.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
-    topology.edge.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
-    topology.edge.run("ping", &["-c1", "-W2", addr::CLI_V4])?;
-
+    let bed = Bed::new(release)?;
+    let runs = plan.measurements();
     // Repetitions go round all systems in turn, so the machine's drift
     // spreads over every system instead of landing on one.
     let mut results = Results::new();
-    let mut failed_connections: BTreeMap<System, u64> = BTreeMap::new();
-    for run in 1..=repeats {
-        for &system in systems {
-            let running = start(system, &topology, &work, release)
+    let mut failed: BTreeMap<System, u64> = BTreeMap::new();
+    let mut errors: Errors = BTreeMap::new();
+    for run in 1..=plan.repeats {
+        for &system in &plan.systems {
+            if runs.iter().all(|m| support(*m, system) != Support::Yes) {
+                continue;
+            }
+            println!(
+                "[bench {:>4}s] run {run}/{} starting {}",
+                started.elapsed().as_secs(),
+                plan.repeats,
+                system.name()
+            );
+            let running = peers::start(system, &bed)
                 .with_context(|| format!("starting {}", system.name()))?;
-            for scenario in Scenario::ALL {
-                if !scenario.applies_to(system) {
+            let mut mode = LinkMode::Wire;
+            for &measurement in &runs {
+                if support(measurement, system) != Support::Yes {
                     continue;
                 }
-                let (value, failed) = measure(scenario, system, &topology, release, seconds)
-                    .with_context(|| format!("{} through {}", scenario.name(), system.name()))?;
-                *failed_connections.entry(system).or_default() += failed;
-                println!(
-                    "[bench {:>4}s] run {run}/{repeats} {:<14} {:<13} {value:.2} {}{}",
-                    started.elapsed().as_secs(),
-                    scenario.name(),
-                    system.name(),
-                    scenario.unit(),
-                    if failed > 0 {
-                        format!(" ({failed} connections failed)")
-                    } else {
-                        String::new()
+                if measurement.mode() != mode {
+                    mode = measurement.mode();
+                    bed.set_mode(mode)?;
+                }
+                // A run that fails is reported as failed; the others go on.
+                let figures = match measure::measure(measurement, system, &bed, plan.seconds)
+                    .and_then(measure::Figures::checked)
+                {
+                    Ok(figures) => figures,
+                    Err(err) => {
+                        println!(
+                            "[bench {:>4}s] run {run}/{} {measurement:?} through {} failed: {err:#}",
+                            started.elapsed().as_secs(),
+                            plan.repeats,
+                            system.name()
+                        );
+                        for metric in measurement.metrics() {
+                            errors.insert((metric, system), format!("{err:#}"));
+                        }
+                        continue;
                     }
-                );
-                results.entry((scenario, system)).or_default().push(value);
+                };
+                *failed.entry(system).or_default() += figures.failed;
+                for (metric, value) in figures.values {
+                    if !plan.metrics.contains(&metric) {
+                        continue;
+                    }
+                    println!(
+                        "[bench {:>4}s] run {run}/{} {:<20} {:<13} {value:.2} {}{}",
+                        started.elapsed().as_secs(),
+                        plan.repeats,
+                        metric.name(),
+                        system.name(),
+                        metric.unit(),
+                        if figures.failed > 0 {
+                            format!(" ({} connections failed)", figures.failed)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    results.entry((metric, system)).or_default().push(value);
+                }
+            }
+            if mode != LinkMode::Wire {
+                bed.set_mode(LinkMode::Wire)?;
             }
             running.stop();
         }
     }
-    let cost = xdp_cost(&topology, &work, release);
-    if let Err(err) = &cost {
-        println!("xdp cost per packet not measured: {err:#}");
-    }
-    report(
-        &results,
-        &failed_connections,
-        cost.as_ref().ok(),
-        seconds,
-        repeats,
-    )
-}
-
-/// An HTTP origin answering `ok` and closing, for the connection rate.
-fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
-    let config = format!(
-        "worker_processes 1;\nevents {{ worker_connections 8192; }}\n\
-         http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport; \
-         keepalive_timeout 0; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
-        org = addr::ORG_V4,
-    );
-    let server = servers::nginx(org, "nginx-origin", &work.join("nginx-origin"), &config)?;
-    servers::wait_listening(org, "t", HTTP_PORT)?;
-    Ok(server)
-}
-
-/// What keeps a system running while it is measured.
-enum Running {
-    Nothing,
-    Process(Background),
-    Agent(Agent),
-}
-
-impl Running {
-    /// Stops the system; its log is shown when it did not stop cleanly.
-    fn stop(self) {
-        let stopped = match self {
-            Running::Nothing => return,
-            Running::Process(process) => process.stop(Duration::from_secs(5)),
-            Running::Agent(agent) => {
-                if let Ok(rows) = agent.stats() {
-                    for row in rows {
-                        println!(
-                            "  counter: app {} {} {} packets",
-                            row["app"], row["verdict"], row["packets"]
-                        );
-                    }
-                }
-                agent.stop()
-            }
-        };
-        match stopped {
-            Ok((status, _)) if status.success() || status.code() == Some(143) => {}
-            Ok((status, log)) => println!("  stopped with {status}:\n{log}"),
-            Err(err) => println!("  could not stop: {err:#}"),
+    let cost = if plan.systems.contains(&System::Ours) {
+        let cost = measure::xdp_cost(&bed);
+        if let Err(err) = &cost {
+            println!("xdp cost per packet not measured: {err:#}");
         }
-    }
-}
-
-fn start(
-    system: System,
-    topology: &Topology,
-    work: &Path,
-    release: &Path,
-) -> anyhow::Result<Running> {
-    let edge = &topology.edge;
-    let origin = addr::ORG_V4;
-    Ok(match system {
-        System::Direct => Running::Nothing,
-        System::XdpRouter => {
-            let helper = release.join("bench-helper");
-            let mut router = edge.spawn(
-                "xdp-router",
-                &helper.to_string_lossy(),
-                &["router", addr::EDGE_CLI_IF, addr::EDGE_ORG_IF],
-            )?;
-            wait_for_line(&mut router, "router ready")?;
-            Running::Process(router)
-        }
-        System::Haproxy => {
-            let conf = work.join("haproxy.cfg");
-            std::fs::write(
-                &conf,
-                format!(
-                    "global\n  maxconn 9000\n  nbthread 2\n\
-                     defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-                     listen iperf\n  bind {EDGE_IP}:{IPERF_PORT}\n  server o1 {origin}:{IPERF_PORT}\n\
-                     listen http\n  bind {EDGE_IP}:{HTTP_PORT}\n  server o1 {origin}:{HTTP_PORT}\n"
-                ),
-            )?;
-            let process = edge.spawn(
-                "haproxy",
-                "haproxy",
-                &["-db", "-f", &conf.to_string_lossy()],
-            )?;
-            servers::wait_listening(edge, "t", HTTP_PORT)?;
-            Running::Process(process)
-        }
-        System::Nginx => {
-            let config = format!(
-                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                 worker_processes 2;\nevents {{ worker_connections 8192; }}\n\
-                 stream {{\n\
-                   server {{ listen {EDGE_IP}:{IPERF_PORT}; proxy_pass {origin}:{IPERF_PORT}; }}\n\
-                   server {{ listen {EDGE_IP}:{IPERF_PORT} udp; proxy_pass {origin}:{IPERF_PORT}; proxy_timeout 5s; }}\n\
-                   server {{ listen {EDGE_IP}:{HTTP_PORT}; proxy_pass {origin}:{HTTP_PORT}; }}\n\
-                 }}\n"
-            );
-            let process = servers::nginx(edge, "nginx-proxy", &work.join("nginx-proxy"), &config)?;
-            servers::wait_listening(edge, "t", HTTP_PORT)?;
-            Running::Process(process)
-        }
-        System::Ours => Running::Agent(Agent::start(edge, &ours_config(), "native")?),
-    })
-}
-
-/// The same service as the peers: TCP and UDP 5201 and TCP 80 on EDGE_IP.
-fn ours_config() -> String {
-    let origin = addr::ORG_V4;
-    let app = |protocol: &str, name: &str, port: u16| {
-        format!(
-            r#"{{"protocol": "{protocol}/{port}", "dns": {{"type": "ADDRESS", "name": "{name}"}},
-               "edge_ips": {{"type": "static", "ips": ["{EDGE_IP}"]}},
-               "origin_direct": ["{protocol}://{origin}:{port}"]}}"#
-        )
+        cost.ok()
+    } else {
+        None
     };
-    format!(
-        r#"{{"edge": {{"interfaces": ["{}", "{}"]}},
-            "apps": [{}, {}, {}]}}"#,
-        addr::EDGE_CLI_IF,
-        addr::EDGE_ORG_IF,
-        app("tcp", "iperf.bench", IPERF_PORT),
-        app("udp", "iperf-udp.bench", IPERF_PORT),
-        app("tcp", "http.bench", HTTP_PORT),
-    )
+    report::throughput(plan, &results, &errors, &failed, cost.as_ref())
 }
 
-fn wait_for_line(process: &mut Background, line: &str) -> anyhow::Result<()> {
+/// Waits (20 s at most) until `process` prints `line`.
+pub fn wait_for_line(process: &mut Background, line: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !process.log().contains(line) {
         if let Some(status) = process.exited() {
@@ -400,507 +562,144 @@ fn wait_for_line(process: &mut Background, line: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One figure, and the connections that failed while taking it.
-fn measure(
-    scenario: Scenario,
-    system: System,
-    topology: &Topology,
-    release: &Path,
-    seconds: u64,
-) -> anyhow::Result<(f64, u64)> {
-    let target = system.target();
-    let secs = seconds.to_string();
-    let port = IPERF_PORT.to_string();
-    let iperf = |extra: &[&str]| -> anyhow::Result<serde_json::Value> {
-        let mut args = vec!["-c", target, "-p", &port, "-t", &secs, "-J"];
-        args.extend_from_slice(extra);
-        let out = topology.cli.run("iperf3", &args)?;
-        serde_json::from_str(&out).context("iperf3 JSON")
-    };
-    Ok(match scenario {
-        Scenario::ConnRate => conn_rate(
-            &topology.cli,
-            format!("{target}:{HTTP_PORT}").parse()?,
-            4,
-            Duration::from_secs(seconds),
-        )?,
-        Scenario::Tcp1 | Scenario::Tcp8 => {
-            let streams = if scenario == Scenario::Tcp1 { "1" } else { "8" };
-            let json = iperf(&["-P", streams])?;
-            let bits = json["end"]["sum_received"]["bits_per_second"]
-                .as_f64()
-                .context("no sum_received in iperf3 output")?;
-            (bits / 1e9, 0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(only: Option<&str>) -> Options {
+        Options {
+            quick: false,
+            only: only.map(str::to_owned),
+            repeats: 3,
+            out: None,
         }
-        Scenario::Udp64 => (udp_flood(topology, release, target, seconds)?, 0),
-    })
-}
-
-/// 64-byte UDP datagrams from trafgen (packet mmap, one sender thread: far
-/// faster than a socket sender) toward `target`:5201 for `seconds`; returns
-/// the thousands per second that reached the origin, counted (and dropped)
-/// by an XDP sink on the origin's interface, so the origin's own stack does
-/// not cap the figure.
-fn udp_flood(
-    topology: &Topology,
-    release: &Path,
-    target: &str,
-    seconds: u64,
-) -> anyhow::Result<f64> {
-    let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
-        let out = ns.run("ip", &["-br", "link", "show", dev])?;
-        out.split_whitespace()
-            .nth(2)
-            .map(str::to_owned)
-            .context("no MAC in `ip -br link`")
-    };
-    let edge_mac = mac(&topology.edge, addr::EDGE_CLI_IF)?;
-    let cli_mac = mac(&topology.cli, addr::CLI_IF)?;
-    let conf = scratch_dir().join("bench").join("udp64.trafgen");
-    std::fs::write(
-        &conf,
-        format!(
-            "{{ eth(da={edge_mac}, sa={cli_mac}, type=0x0800), \
-             ipv4(saddr={cli}, daddr={target}, ttl=64, df), \
-             udp(sport=40000, dport={IPERF_PORT}), fill(0x41, 64) }}\n",
-            cli = addr::CLI_V4,
-        ),
-    )?;
-    let helper = release.join("bench-helper");
-    let mut sink = topology.org.spawn(
-        "udp-sink",
-        &helper.to_string_lossy(),
-        &["sink", addr::ORG_IF],
-    )?;
-    wait_for_line(&mut sink, "sink ready")?;
-    let trafgen = topology
-        .cli
-        .command(
-            "timeout",
-            &[
-                &seconds.to_string(),
-                "trafgen",
-                "--dev",
-                addr::CLI_IF,
-                "--conf",
-                &conf.to_string_lossy(),
-                "--cpus",
-                "1",
-            ],
-        )
-        .output()
-        .context("starting trafgen")?;
-    // timeout ends trafgen: 124 is the normal end. Stopped with a full TX
-    // ring, trafgen may also fail to flush it on the way out: harmless
-    // here, the sink counts what arrived.
-    let stderr = String::from_utf8_lossy(&trafgen.stderr);
-    let ended_by_timeout = trafgen.status.code() == Some(124)
-        || (trafgen.status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"));
-    if !trafgen.status.success() && !ended_by_timeout {
-        bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, log) = sink.stop(Duration::from_secs(5))?;
-    let count: u64 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("sink count "))
-        .and_then(|n| n.trim().parse().ok())
-        .with_context(|| format!("no count from the sink:\n{log}"))?;
-    Ok(count as f64 / seconds as f64 / 1e3)
-}
 
-/// New TCP connections per second, each a tiny HTTP/1.0 request and its
-/// answer, from `threads` threads in the client namespace; and how many
-/// failed.
-fn conn_rate(
-    cli: &Netns,
-    target: SocketAddr,
-    threads: usize,
-    duration: Duration,
-) -> anyhow::Result<(f64, u64)> {
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let (done, failed) = (Arc::clone(&done), Arc::clone(&failed));
-            let enter = cli.enter_handle();
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                enter()?;
-                let mut buf = [0u8; 512];
-                while Instant::now() < deadline {
-                    let ok = (|| -> std::io::Result<()> {
-                        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
-                        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                        s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")?;
-                        while s.read(&mut buf)? > 0 {}
-                        Ok(())
-                    })();
-                    match ok {
-                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    #[test]
+    fn only_narrows_systems_metrics_and_rules() {
+        let all = Plan::new(&options(None)).unwrap();
+        assert_eq!(all.systems.len(), System::ALL.len());
+        assert!(all.rules);
+        let rules = Plan::new(&options(Some("access-rules"))).unwrap();
+        assert!(rules.systems.is_empty() && rules.rules);
+        let one = Plan::new(&options(Some("haproxy, tls_rsa_2048"))).unwrap();
+        assert_eq!(one.systems, [System::Haproxy]);
+        assert_eq!(one.metrics, [Metric::TlsRsa]);
+        assert!(!one.rules);
+        let metric = Plan::new(&options(Some("latency_p99"))).unwrap();
+        assert_eq!(metric.systems.len(), System::ALL.len());
+        assert_eq!(metric.measurements(), [Measurement::Latency]);
+        let err = Plan::new(&options(Some("squid"))).unwrap_err().to_string();
+        assert!(
+            err.contains("--only squid") && err.contains("tc-router"),
+            "{err}"
+        );
     }
-    Ok((
-        done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64(),
-        failed.load(Ordering::Relaxed),
-    ))
-}
 
-/// ns/packet of the proxy program (BPF_PROG_TEST_RUN) in the edge namespace.
-fn xdp_cost(topology: &Topology, work: &Path, release: &Path) -> anyhow::Result<serde_json::Value> {
-    let config = work.join("cost.json");
-    std::fs::write(&config, ours_config())?;
-    let helper = release.join("bench-helper");
-    let out = run_checked(&mut topology.edge.command(
-        &helper.to_string_lossy(),
-        &[
-            "xdp-cost",
-            "--ingress",
-            addr::EDGE_CLI_IF,
-            "--config",
-            &config.to_string_lossy(),
-            "--client",
-            addr::CLI_V4,
-            "--edge",
-            EDGE_IP,
-            "--port",
-            &IPERF_PORT.to_string(),
-        ],
-    ))?;
-    serde_json::from_str(&out).context("bench-helper output")
-}
-
-/// One part of the results: its section of BENCHMARKS.md, its JSON, and
-/// its table for the console.
-struct Report {
-    markdown: String,
-    json: serde_json::Value,
-    table: String,
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let n = sorted.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    #[test]
+    fn quick_is_one_short_run() {
+        let mut o = options(None);
+        o.quick = true;
+        let plan = Plan::new(&o).unwrap();
+        assert_eq!((plan.seconds, plan.repeats), (2, 1));
     }
-}
 
-/// When and from which commit the figures come.
-fn date_and_commit() -> (String, String) {
-    (
-        shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        shell("git", &["rev-parse", "--short", "HEAD"]),
-    )
-}
+    #[test]
+    fn runs_are_shared_by_metrics_and_wire_comes_first() {
+        let plan = Plan::new(&options(None)).unwrap();
+        let runs = plan.measurements();
+        // tcp_8_streams and its CPU figure, p50 and p99: one run each.
+        assert_eq!(runs.len(), Metric::ALL.len() - 2);
+        let first_veth = runs
+            .iter()
+            .position(|m| m.mode() == LinkMode::VethDefault)
+            .unwrap();
+        assert!(
+            runs[first_veth..]
+                .iter()
+                .all(|m| m.mode() == LinkMode::VethDefault)
+        );
+    }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
-}
-
-fn shell(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn report(
-    results: &Results,
-    failed_connections: &BTreeMap<System, u64>,
-    cost: Option<&serde_json::Value>,
-    seconds: u64,
-    repeats: usize,
-) -> anyhow::Result<Report> {
-    let (date, commit) = date_and_commit();
-    let mut table = String::new();
-    writeln!(
-        table,
-        "| scenario | unit | {} | ours / direct | ours / xdp-router | ours / best peer |",
-        System::ALL.map(System::name).join(" | ")
-    )?;
-    writeln!(table, "|{}", "---|".repeat(System::ALL.len() + 5))?;
-    let mut json_rows = Vec::new();
-    for scenario in Scenario::ALL {
-        let figure = |system: System| results.get(&(scenario, system)).map(|v| median(v));
-        let mut cells = Vec::new();
-        for system in System::ALL {
-            cells.push(match results.get(&(scenario, system)) {
-                Some(values) if values.len() > 1 => {
-                    let (lo, hi) = values
-                        .iter()
-                        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-                    format!("{:.2} ({lo:.2}-{hi:.2})", median(values))
-                }
-                Some(values) => format!("{:.2}", median(values)),
-                None => "n/a".into(),
-            });
-            if let Some(values) = results.get(&(scenario, system)) {
-                json_rows.push(serde_json::json!({
-                    "scenario": scenario.name(), "system": system.name(), "unit": scenario.unit(),
-                    "median": median(values), "runs": values,
-                }));
-            }
+    /// The harness end to end on one tiny plan, so it cannot rot: the
+    /// report is produced, with numbers (not any particular numbers).
+    #[test]
+    fn the_harness_writes_a_report_with_figures() {
+        if !::tests::root_or_skip("the_harness_writes_a_report_with_figures") {
+            return;
         }
-        let ours = figure(System::Ours);
-        let ratio = |base: Option<f64>| match (ours, base) {
-            (Some(o), Some(b)) if b > 0.0 => format!("{:.2}x", o / b),
-            _ => "n/a".into(),
+        let agent = ::tests::agent::agent_bin();
+        let binaries = agent.parent().expect("the agent's directory");
+        let out = scratch_dir().join("bench-harness");
+        let plan = Plan {
+            systems: vec![System::Direct, System::Ours],
+            metrics: vec![Metric::ConnRate, Metric::TlsRsa],
+            rules: false,
+            seconds: 1,
+            repeats: 1,
         };
-        let best_peer = System::ALL
+        run(&plan, binaries, &out).expect("bench run");
+        let markdown = std::fs::read_to_string(out.join("BENCHMARKS.md")).expect("markdown");
+        let row = markdown
+            .lines()
+            .find(|l| l.starts_with("| tls_rsa_2048 |"))
+            .unwrap_or_else(|| panic!("no TLS row:\n{markdown}"));
+        assert!(row.contains("| n/a |"), "direct terminates no TLS: {row}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("bench/results.json")).unwrap())
+                .unwrap();
+        let rows = json["results"].as_array().expect("rows");
+        let measured: Vec<(&str, &str, f64)> = rows
             .iter()
-            .filter(|s| s.is_peer())
-            .filter_map(|s| figure(*s))
-            .fold(None, |best: Option<f64>, v| {
-                Some(best.map_or(v, |b| b.max(v)))
-            });
-        writeln!(
-            table,
-            "| {} | {} | {} | {} | {} | {} |",
-            scenario.name(),
-            scenario.unit(),
-            cells.join(" | "),
-            ratio(figure(System::Direct)),
-            ratio(figure(System::XdpRouter)),
-            ratio(best_peer)
-        )?;
+            .filter_map(|r| {
+                Some((
+                    r["scenario"].as_str()?,
+                    r["system"].as_str()?,
+                    r["median"].as_f64()?,
+                ))
+            })
+            .collect();
+        for (scenario, system) in [
+            ("tcp_conn_rate", "direct"),
+            ("tcp_conn_rate", "spectrum-xdp"),
+            ("tls_rsa_2048", "spectrum-xdp"),
+        ] {
+            let figure = measured
+                .iter()
+                .find(|(m, s, _)| *m == scenario && *s == system)
+                .map(|(_, _, v)| *v);
+            assert!(
+                figure.is_some_and(|v| v.is_finite() && v > 0.0),
+                "{scenario} {system}: {figure:?} in {json:#}"
+            );
+        }
+        for chart in ["tcp_conn_rate.png", "tls_rsa_2048.png"] {
+            let bytes = std::fs::read(out.join("bench/plots").join(chart)).expect(chart);
+            assert!(bytes.starts_with(b"\x89PNG"), "{chart}");
+        }
     }
-    let mut markdown = String::new();
-    writeln!(markdown, "# Benchmarks\n")?;
-    writeln!(
-        markdown,
-        "Produced by `cargo xtask bench` (do not edit by hand). {date}, commit {commit}, \
-         on {}.\n",
-        machine()
-    )?;
-    writeln!(
-        markdown,
-        "Topology: `cli -- edge -- org` network namespaces joined by veth pairs on one \
-         machine, in \"wire\" mode (client and origin veths with tx checksum offload off, \
-         GRO on everywhere). Each figure is the median of {repeats} run(s) of {seconds} s \
-         (min-max in brackets). Client, proxy and origin share the machine's cores, so \
-         ratios matter more than absolute figures.\n"
-    )?;
-    writeln!(markdown, "{table}")?;
-    writeln!(
-        markdown,
-        "- direct: kernel IP forwarding in `edge`, clients address the origin.\n\
-         - xdp-router: a minimal XDP program in `edge` (FIB lookup + redirect, no NAT, no \
-           conntrack): the ceiling of any XDP design here.\n\
-         - haproxy (tcp mode, 2 threads) and nginx stream (2 workers): L4 proxies in `edge`; \
-           HAProxy has no UDP.\n\
-         - spectrum-xdp: this proxy's XDP fast path (conntrack, NAT, checksums, redirect).\n\
-         - tcp_*: iperf3, bytes received by the origin. udp_64b: trafgen (packet \
-           mmap, one thread) sends 64-byte-payload datagrams of one flow as fast as it \
-           can; the figure is datagrams per second that reached the origin's interface, \
-           counted and dropped there by an XDP sink. tcp_conn_rate: 4 client threads, \
-           each connection one HTTP/1.0 request to an nginx origin that closes it.\n"
-    )?;
-    let failures: Vec<String> = failed_connections
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(system, n)| format!("{} {n}", system.name()))
-        .collect();
-    if failures.is_empty() {
-        writeln!(
-            markdown,
-            "No connection failed in the connection-rate runs.\n"
-        )?;
-    } else {
-        writeln!(
-            markdown,
-            "Connections that failed (all runs): {}.\n",
-            failures.join(", ")
-        )?;
-    }
-    if let Some(cost) = cost {
-        writeln!(
-            markdown,
-            "XDP program cost per packet (BPF_PROG_TEST_RUN, {} repetitions): fast-path hit \
-             (flow lookup + NAT + checksums + FIB lookup; two flows that rewrite into each \
-             other, so every repetition is a hit) {} ns; packet to no listener {} ns; \
-             non-IP frame {} ns.",
-            cost["repeat"], cost["fast_path_hit_ns"], cost["no_listener_ns"], cost["not_ip_ns"]
-        )?;
-    }
-    let json = serde_json::json!({
-        "date": date, "commit": commit, "machine": machine(), "seconds": seconds,
-        "repeats": repeats, "results": json_rows, "xdp_cost": cost,
-        "failed_connections": failed_connections
-            .iter()
-            .map(|(system, n)| (system.name(), *n))
-            .collect::<BTreeMap<_, _>>(),
-    });
-    Ok(Report {
-        markdown,
-        json,
-        table,
-    })
-}
 
-/// The access rules' figures, from `bench-helper rule-cost` (BPF objects
-/// only: no namespace, no interface).
-fn access_rules(release: &Path) -> anyhow::Result<serde_json::Value> {
-    let helper = release.join("bench-helper");
-    let out = run_checked(Command::new(helper).args([
-        "rule-cost",
-        "--database",
-        setup::GEOIP_COUNTRY_DB,
-        "--country",
-        BLOCKED_COUNTRY,
-        "--allowed-country",
-        ALLOWED_COUNTRY,
-    ]))
-    .context("measuring the access rules")?;
-    serde_json::from_str(&out).context("bench-helper rule-cost output")
-}
-
-fn rules_report(figures: &serde_json::Value) -> anyhow::Result<Report> {
-    let (date, commit) = date_and_commit();
-    let rows = figures["rule_sets"]
-        .as_array()
-        .context("no rule_sets in the bench-helper output")?;
-    let ns = |v: &serde_json::Value| v.as_u64().map_or("n/a".into(), |n| n.to_string());
-    let ms = |v: &serde_json::Value| {
-        v.as_u64()
-            .map_or("n/a".into(), |us| format!("{:.1}", us as f64 / 1e3))
-    };
-    let mut table = String::new();
-    writeln!(
-        table,
-        "| rule set | networks | prefixes loaded | expand + merge (ms) | kernel load (ms) \
-         | blocked (ns/packet) | allowed (ns/packet) |"
-    )?;
-    writeln!(table, "|{}", "---|".repeat(7))?;
-    for row in rows {
-        writeln!(
-            table,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            row["rule_set"].as_str().unwrap_or("?"),
-            row["networks"],
-            row["prefixes"],
-            ms(&row["expand_us"]),
-            ms(&row["load_us"]),
-            ns(&row["blocked_ns"]),
-            ns(&row["allowed_ns"]),
-        )?;
+    #[test]
+    fn every_metric_says_who_cannot_be_measured() {
+        assert_eq!(
+            support(Measurement::Udp64, System::Haproxy),
+            Support::NotSupported("HAProxy has no UDP proxying")
+        );
+        assert!(matches!(
+            support(Metric::TlsEcdsa.measurement(), System::TcRouter),
+            Support::NotApplicable(_)
+        ));
+        assert_eq!(
+            support(Metric::TlsRsa.measurement(), System::Ours),
+            Support::Yes
+        );
+        assert!(matches!(
+            support(Metric::Tcp1Veth.measurement(), System::Ours),
+            Support::NotSupported(_)
+        ));
+        assert_eq!(
+            support(Metric::Tcp1Veth.measurement(), System::TcRouter),
+            Support::Yes
+        );
     }
-    let mut markdown = String::new();
-    writeln!(markdown, "{RULES_HEADING}\n")?;
-    writeln!(
-        markdown,
-        "Produced by `cargo xtask bench` (or `--only {ACCESS_RULES}`). {date}, commit {commit}, \
-         on {}.\n",
-        machine()
-    )?;
-    writeln!(
-        markdown,
-        "XDP program cost per packet (BPF_PROG_TEST_RUN, mean of {} repetitions of one frame): \
-         a TCP SYN to an app with `ip_firewall` on, from a client the rule set blocks \
-         (XDP_DROP, counted, block event sampled) and from one it lets through (XDP_PASS, \
-         handed to the agent: the app has PROXY headers, so no flow is opened and every \
-         repetition takes the same path). Only a client's first packet meets the rules: \
-         packets of an open flow are forwarded before them. Each set is loaded into a freshly \
-         loaded program.\n",
-        figures["repeat"]
-    )?;
-    writeln!(markdown, "{table}")?;
-    writeln!(
-        markdown,
-        "- synthetic: one ASN rule over every other /24 from 16.0.0.0 (so none merge); the \
-           blocked client is in the middle /24, the allowed one in the gap after it.\n\
-         - country {country}: every network (IPv4 and IPv6) that {package}@{version} (installed \
-           by `cargo xtask setup`) gives {country}; the allowed client is a {allowed} address. \
-           Expansion: reading the database and merging.\n\
-         - kernel load: one map update per prefix into the generation not in force, then the \
-           switch (`Datapath::load_rules`).\n\
-         - A lookup walks one path of the trie: its cost grows with the path's depth (about \
-           log2 of the number of prefixes, for prefixes spread like these), not with the \
-           number of prefixes. One frame repeated keeps that path in cache; clients from \
-           all over the address space would miss it more often.",
-        country = figures["country"].as_str().unwrap_or(BLOCKED_COUNTRY),
-        allowed = figures["allowed_country"]
-            .as_str()
-            .unwrap_or(ALLOWED_COUNTRY),
-        package = setup::GEOIP_PACKAGE,
-        version = setup::GEOIP_VERSION,
-    )?;
-    let mut json = figures.clone();
-    json["date"] = date.into();
-    json["commit"] = commit.into();
-    json["machine"] = machine().into();
-    Ok(Report {
-        markdown,
-        json,
-        table,
-    })
-}
-
-/// BENCHMARKS.md and bench/results.json each hold two parts, the
-/// throughput comparison and the access rules. A run rewrites the parts it
-/// measured and keeps the other: `--only access-rules` leaves the
-/// throughput figures alone, `--only haproxy` the rules.
-fn write_results(throughput: Option<&Report>, rules: Option<&Report>) -> anyhow::Result<()> {
-    let root = workspace_root();
-    let markdown_path = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&markdown_path).unwrap_or_default();
-    let (old_throughput, old_rules) = old.split_at(old.find(RULES_HEADING).unwrap_or(old.len()));
-    let mut markdown = match throughput {
-        Some(report) => report.markdown.trim_end(),
-        None if old_throughput.trim().is_empty() => "# Benchmarks",
-        None => old_throughput.trim_end(),
-    }
-    .to_owned();
-    let rules_markdown = rules.map_or(old_rules, |report| &report.markdown);
-    if !rules_markdown.trim().is_empty() {
-        write!(markdown, "\n\n{}", rules_markdown.trim_end())?;
-    }
-    markdown.push('\n');
-    std::fs::write(&markdown_path, markdown)?;
-
-    let json_path = root.join("bench/results.json");
-    let old: Option<serde_json::Value> = std::fs::read_to_string(&json_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .filter(serde_json::Value::is_object);
-    let old_rules = old.as_ref().and_then(|o| o.get("access_rules")).cloned();
-    let mut json = match throughput {
-        Some(report) => report.json.clone(),
-        None => old.unwrap_or_else(|| serde_json::json!({})),
-    };
-    if let Some(rules) = rules.map(|r| r.json.clone()).or(old_rules) {
-        json["access_rules"] = rules;
-    }
-    std::fs::create_dir_all(root.join("bench"))?;
-    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
-    Ok(())
 }

@@ -1,0 +1,485 @@
+//! The clients: each measurement drives real traffic from `cli` through
+//! one system for a fixed time and returns its figures.
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ::tests::netns::{Netns, addr, run_checked};
+use anyhow::{Context as _, bail};
+
+use super::{
+    Bed, ECHO_PORT, EDGE_IP, HTTP_PORT, IPERF_PORT, KeyKind, Measurement, Metric, System, peers,
+    wait_for_line,
+};
+use crate::setup;
+
+/// What one measurement yields.
+pub struct Figures {
+    pub values: Vec<(Metric, f64)>,
+    /// Connections that failed while it ran.
+    pub failed: u64,
+}
+
+impl Figures {
+    /// A run in which every connection failed measured nothing.
+    pub fn checked(self) -> anyhow::Result<Figures> {
+        if self.failed > 0 && self.values.iter().all(|(_, v)| *v == 0.0) {
+            bail!("all {} connections failed", self.failed);
+        }
+        Ok(self)
+    }
+
+    fn one(metric: Metric, value: f64) -> Figures {
+        Figures {
+            values: vec![(metric, value)],
+            failed: 0,
+        }
+    }
+}
+
+pub fn measure(
+    measurement: Measurement,
+    system: System,
+    bed: &Bed,
+    seconds: u64,
+) -> anyhow::Result<Figures> {
+    let target = system.target();
+    let cli = &bed.topology.cli;
+    let duration = Duration::from_secs(seconds);
+    Ok(match measurement {
+        Measurement::Tcp { streams, mode } => {
+            let cpu_before = busy_cpu_seconds()?;
+            let (gbits, bytes) = iperf(cli, target, streams, seconds)?;
+            let cpu = busy_cpu_seconds()? - cpu_before;
+            let veth = mode == super::LinkMode::VethDefault;
+            let metric = match (streams, veth) {
+                (1, false) => Metric::Tcp1,
+                (1, true) => Metric::Tcp1Veth,
+                (_, false) => Metric::Tcp8,
+                (_, true) => Metric::Tcp8Veth,
+            };
+            let mut values = vec![(metric, gbits)];
+            if metric == Metric::Tcp8 && bytes > 0.0 {
+                values.push((Metric::CpuPerGb, cpu / (bytes / 1e9)));
+            }
+            Figures { values, failed: 0 }
+        }
+        Measurement::Udp64 => Figures::one(Metric::Udp64, udp_flood(bed, target, seconds)?),
+        Measurement::ConnRate => {
+            let to = format!("{target}:{HTTP_PORT}").parse()?;
+            let (rate, failed) = conn_rate(cli, to, 4, duration)?;
+            Figures {
+                values: vec![(Metric::ConnRate, rate)],
+                failed,
+            }
+        }
+        Measurement::Tls(kind) => {
+            let to = format!("{target}:{}", kind.port()).parse()?;
+            let (rate, failed) = tls_rate(cli, to, 4, duration)?;
+            let metric = match kind {
+                KeyKind::EcdsaP256 => Metric::TlsEcdsa,
+                KeyKind::Rsa2048 => Metric::TlsRsa,
+            };
+            Figures {
+                values: vec![(metric, rate)],
+                failed,
+            }
+        }
+        Measurement::Latency => {
+            let to = format!("{target}:{ECHO_PORT}").parse()?;
+            let (p50, p99) = latency(cli, to, duration)?;
+            Figures {
+                values: vec![(Metric::LatencyP50, p50), (Metric::LatencyP99, p99)],
+                failed: 0,
+            }
+        }
+    })
+}
+
+/// iperf3 from `cli` to `target`: Gbit/s and bytes received by the origin.
+fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let (secs, port, streams) = (
+        seconds.to_string(),
+        IPERF_PORT.to_string(),
+        streams.to_string(),
+    );
+    let out = cli.run(
+        "iperf3",
+        &["-c", target, "-p", &port, "-t", &secs, "-J", "-P", &streams],
+    )?;
+    let json: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    let received = &json["end"]["sum_received"];
+    let bits = received["bits_per_second"]
+        .as_f64()
+        .context("no sum_received in iperf3 output")?;
+    Ok((bits / 1e9, received["bytes"].as_f64().unwrap_or(0.0)))
+}
+
+/// CPU time the whole machine spent busy (all cores, everything but idle
+/// and iowait), from /proc/stat. Client, edge and origin share the
+/// machine, so a figure per GB compares systems, not the edge alone.
+fn busy_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((total - idle) / ticks)
+}
+
+/// 64-byte UDP datagrams from trafgen (packet mmap, one sender thread: far
+/// faster than a socket sender) toward `target`:5201 for `seconds`; returns
+/// the thousands per second that reached the origin, counted (and dropped)
+/// by an XDP sink on the origin's interface, so the origin's own stack does
+/// not cap the figure.
+fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<f64> {
+    let topology = &bed.topology;
+    let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
+        let out = ns.run("ip", &["-br", "link", "show", dev])?;
+        out.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .context("no MAC in `ip -br link`")
+    };
+    let edge_mac = mac(&topology.edge, addr::EDGE_CLI_IF)?;
+    let cli_mac = mac(&topology.cli, addr::CLI_IF)?;
+    let conf = bed.work.join("udp64.trafgen");
+    std::fs::write(
+        &conf,
+        format!(
+            "{{ eth(da={edge_mac}, sa={cli_mac}, type=0x0800), \
+             ipv4(saddr={cli}, daddr={target}, ttl=64, df), \
+             udp(sport=40000, dport={IPERF_PORT}), fill(0x41, 64) }}\n",
+            cli = addr::CLI_V4,
+        ),
+    )?;
+    let helper = bed.release.join("bench-helper");
+    let mut sink = topology.org.spawn(
+        "udp-sink",
+        &helper.to_string_lossy(),
+        &["sink", addr::ORG_IF],
+    )?;
+    wait_for_line(&mut sink, "sink ready")?;
+    let trafgen = topology
+        .cli
+        .command(
+            "timeout",
+            &[
+                &seconds.to_string(),
+                "trafgen",
+                "--dev",
+                addr::CLI_IF,
+                "--conf",
+                &conf.to_string_lossy(),
+                "--cpus",
+                "1",
+            ],
+        )
+        .output()
+        .context("starting trafgen")?;
+    // timeout ends trafgen: 124 is the normal end. Stopped with a full TX
+    // ring, trafgen may also fail to flush it on the way out: harmless
+    // here, the sink counts what arrived.
+    let stderr = String::from_utf8_lossy(&trafgen.stderr);
+    let ended_by_timeout = trafgen.status.code() == Some(124)
+        || (trafgen.status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"));
+    if !trafgen.status.success() && !ended_by_timeout {
+        bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, log) = sink.stop(Duration::from_secs(5))?;
+    let count: u64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("sink count "))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no count from the sink:\n{log}"))?;
+    Ok(count as f64 / seconds as f64 / 1e3)
+}
+
+/// Runs `connection` in a loop on `threads` threads in `cli` for
+/// `duration`: completed per second, and how many failed.
+fn rate<F>(
+    cli: &Netns,
+    threads: usize,
+    duration: Duration,
+    connection: F,
+) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn() -> std::io::Result<()> + Send + Sync + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let connection = Arc::new(connection);
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (done, failed) = (Arc::clone(&done), Arc::clone(&failed));
+            let connection = Arc::clone(&connection);
+            let enter = cli.enter_handle();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                enter()?;
+                while Instant::now() < deadline {
+                    match connection() {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    }
+    Ok((
+        done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64(),
+        failed.load(Ordering::Relaxed),
+    ))
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n";
+
+/// New TCP connections per second, each a tiny HTTP/1.0 request and its
+/// answer; and how many failed.
+fn conn_rate(
+    cli: &Netns,
+    target: SocketAddr,
+    threads: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, u64)> {
+    rate(cli, threads, duration, move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(REQUEST)?;
+        let mut buf = [0u8; 512];
+        while s.read(&mut buf)? > 0 {}
+        Ok(())
+    })
+}
+
+/// Full TLS 1.3 handshakes per second (no resumption), each followed by
+/// one HTTP/1.0 request through to the origin; and how many failed.
+fn tls_rate(
+    cli: &Netns,
+    target: SocketAddr,
+    threads: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, u64)> {
+    let config = Arc::new(tls_client_config()?);
+    let name = rustls::pki_types::ServerName::try_from("bench.test")?;
+    rate(cli, threads, duration, move || {
+        let conn = rustls::ClientConnection::new(Arc::clone(&config), name.clone())
+            .map_err(std::io::Error::other)?;
+        let sock = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        sock.set_nodelay(true)?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(REQUEST)?;
+        let mut answer = Vec::new();
+        // Peers may close without close_notify once the origin is done.
+        match tls.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        if !answer.starts_with(b"HTTP/1.") {
+            return Err(std::io::Error::other("no HTTP answer"));
+        }
+        Ok(())
+    })
+}
+
+/// A client that checks the server's signature (the work a real client
+/// does per handshake) but not its chain: the certificates are self-signed.
+fn tls_client_config() -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(SignatureOnly(provider.signature_verification_algorithms));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 client")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct SignatureOnly(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for SignatureOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// Messages per second of the latency run: moderate, far below any
+/// system's capacity, so the figure is the path's delay, not a queue.
+const LATENCY_RATE: u32 = 1000;
+
+/// Round trips of a 32-byte message on one connection to the echo origin,
+/// LATENCY_RATE a second for `duration`: p50 and p99 in microseconds.
+fn latency(cli: &Netns, target: SocketAddr, duration: Duration) -> anyhow::Result<(f64, f64)> {
+    let enter = cli.enter_handle();
+    let worker = std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+        enter()?;
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.set_nodelay(true)?;
+        // The echo origin greets first: `origin <port>\n`.
+        let mut greeting = [0u8; 1];
+        while s.read(&mut greeting)? == 1 && greeting[0] != b'\n' {}
+        let message = [b'x'; 32];
+        let mut back = [0u8; 32];
+        let period = Duration::from_secs(1) / LATENCY_RATE;
+        let count = (duration.as_secs_f64() * f64::from(LATENCY_RATE)) as usize;
+        let mut samples = Vec::with_capacity(count);
+        let start = Instant::now();
+        for k in 0..count {
+            let due = start + period * k as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let sent = Instant::now();
+            s.write_all(&message)?;
+            s.read_exact(&mut back)?;
+            samples.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(samples)
+    });
+    let mut samples = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the latency client panicked"))??;
+    if samples.is_empty() {
+        bail!("no round trip measured");
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 50.0), percentile(&samples, 99.0)))
+}
+
+/// The `p`th percentile of sorted `samples` (nearest rank).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// ns/packet of the proxy program (BPF_PROG_TEST_RUN) in the edge namespace.
+pub fn xdp_cost(bed: &Bed) -> anyhow::Result<serde_json::Value> {
+    let config = bed.work.join("cost.json");
+    std::fs::write(&config, peers::cost_config(bed))?;
+    let helper = bed.release.join("bench-helper");
+    let out = run_checked(&mut bed.topology.edge.command(
+        &helper.to_string_lossy(),
+        &[
+            "xdp-cost",
+            "--ingress",
+            addr::EDGE_CLI_IF,
+            "--config",
+            &config.to_string_lossy(),
+            "--client",
+            addr::CLI_V4,
+            "--edge",
+            EDGE_IP,
+            "--port",
+            &IPERF_PORT.to_string(),
+        ],
+    ))?;
+    serde_json::from_str(&out).context("bench-helper output")
+}
+
+/// The country blocked whole in the access-rule benchmark (one with many
+/// networks), and where its allowed client comes from.
+pub const BLOCKED_COUNTRY: &str = "US";
+pub const ALLOWED_COUNTRY: &str = "DE";
+
+/// The access rules' figures, from `bench-helper rule-cost` (BPF objects
+/// only: no namespace, no interface).
+pub fn access_rules(release: &Path) -> anyhow::Result<serde_json::Value> {
+    let helper = release.join("bench-helper");
+    let out = run_checked(Command::new(helper).args([
+        "rule-cost",
+        "--database",
+        setup::GEOIP_COUNTRY_DB,
+        "--country",
+        BLOCKED_COUNTRY,
+        "--allowed-country",
+        ALLOWED_COUNTRY,
+    ]))
+    .context("measuring the access rules")?;
+    serde_json::from_str(&out).context("bench-helper rule-cost output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&samples, 50.0), 50.0);
+        assert_eq!(percentile(&samples, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn busy_cpu_time_moves_with_work() {
+        let before = busy_cpu_seconds().unwrap();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        let after = busy_cpu_seconds().unwrap();
+        assert!(after - before >= 0.1, "{before} -> {after}");
+    }
+}

@@ -1,0 +1,289 @@
+//! Starting each system with an equivalent config, generated here (no
+//! hand-edited files): the same ports on the edge address, the same
+//! origins, the same certificates.
+use std::{path::Path, path::PathBuf, time::Duration};
+
+use ::tests::{
+    agent::Agent,
+    netns::{Netns, addr, run_checked},
+    process::Background,
+    servers,
+};
+
+use super::{
+    Bed, ECHO_PORT, EDGE_IP, HTTP_PORT, IPERF_PORT, KeyKind, System, TLS_ECDSA_PORT, TLS_RSA_PORT,
+    wait_for_line,
+};
+
+/// A certificate and key per key type (self-signed, `bench.test`), and the
+/// combined PEM HAProxy wants.
+pub struct TlsFiles {
+    pub ecdsa: (PathBuf, PathBuf),
+    pub rsa: (PathBuf, PathBuf),
+}
+
+impl TlsFiles {
+    pub fn new(work: &Path) -> anyhow::Result<TlsFiles> {
+        let make = |name: &str, key_args: &[&str]| -> anyhow::Result<(PathBuf, PathBuf)> {
+            let cert = work.join(format!("{name}.crt"));
+            let key = work.join(format!("{name}.key"));
+            let (cert_s, key_s) = (cert.to_string_lossy(), key.to_string_lossy());
+            let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
+            args.extend_from_slice(key_args);
+            args.extend_from_slice(&[
+                "-keyout",
+                &key_s,
+                "-out",
+                &cert_s,
+                "-subj",
+                "/CN=bench.test",
+                "-addext",
+                "subjectAltName=DNS:bench.test",
+            ]);
+            run_checked(std::process::Command::new("openssl").args(&args))?;
+            // HAProxy: certificate and key in one file.
+            let both = std::fs::read_to_string(&cert)? + &std::fs::read_to_string(&key)?;
+            std::fs::write(work.join(format!("{name}.pem")), both)?;
+            Ok((cert, key))
+        };
+        Ok(TlsFiles {
+            ecdsa: make(
+                "ecdsa",
+                &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+            )?,
+            rsa: make("rsa", &["-newkey", "rsa:2048"])?,
+        })
+    }
+
+    pub fn pair(&self, kind: KeyKind) -> &(PathBuf, PathBuf) {
+        match kind {
+            KeyKind::EcdsaP256 => &self.ecdsa,
+            KeyKind::Rsa2048 => &self.rsa,
+        }
+    }
+
+    fn haproxy_pem(&self, kind: KeyKind) -> PathBuf {
+        self.pair(kind).0.with_extension("pem")
+    }
+}
+
+/// An HTTP origin answering `ok` and closing, for the connection and TLS
+/// rates.
+pub fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
+    let config = format!(
+        "worker_processes 1;\nevents {{ worker_connections 8192; }}\n\
+         http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport; \
+         keepalive_timeout 0; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
+        org = addr::ORG_V4,
+    );
+    let server = servers::nginx(org, "nginx-origin", &work.join("nginx-origin"), &config)?;
+    servers::wait_listening(org, "t", HTTP_PORT)?;
+    Ok(server)
+}
+
+/// What keeps a system running while it is measured.
+pub enum Running {
+    Nothing,
+    Process(Background),
+    Agent(Agent),
+}
+
+impl Running {
+    /// Stops the system; its log is shown when it did not stop cleanly.
+    pub fn stop(self) {
+        let stopped = match self {
+            Running::Nothing => return,
+            Running::Process(process) => process.stop(Duration::from_secs(5)),
+            Running::Agent(agent) => {
+                if let Ok(rows) = agent.stats() {
+                    for row in rows {
+                        println!(
+                            "  counter: app {} {} {} packets",
+                            row["app"], row["verdict"], row["packets"]
+                        );
+                    }
+                }
+                agent.stop()
+            }
+        };
+        match stopped {
+            Ok((status, _)) if status.success() || status.code() == Some(143) => {}
+            Ok((status, log)) => println!("  stopped with {status}:\n{log}"),
+            Err(err) => println!("  could not stop: {err:#}"),
+        }
+    }
+}
+
+pub fn start(system: System, bed: &Bed) -> anyhow::Result<Running> {
+    let edge = &bed.topology.edge;
+    let helper = bed.release.join("bench-helper");
+    let router = |command: &str, ready: &str| -> anyhow::Result<Running> {
+        let mut process = edge.spawn(
+            command,
+            &helper.to_string_lossy(),
+            &[command, addr::EDGE_CLI_IF, addr::EDGE_ORG_IF],
+        )?;
+        wait_for_line(&mut process, ready)?;
+        Ok(Running::Process(process))
+    };
+    Ok(match system {
+        System::Direct => Running::Nothing,
+        System::XdpRouter => router("router", "router ready")?,
+        System::TcRouter => router("tc-router", "tc router ready")?,
+        System::Haproxy => {
+            let conf = bed.work.join("haproxy.cfg");
+            std::fs::write(&conf, haproxy_config(&bed.tls))?;
+            let process = edge.spawn(
+                "haproxy",
+                "haproxy",
+                &["-db", "-f", &conf.to_string_lossy()],
+            )?;
+            servers::wait_listening(edge, "t", HTTP_PORT)?;
+            Running::Process(process)
+        }
+        System::Nginx => {
+            let process = servers::nginx(
+                edge,
+                "nginx-proxy",
+                &bed.work.join("nginx-proxy"),
+                &nginx_config(&bed.tls),
+            )?;
+            servers::wait_listening(edge, "t", HTTP_PORT)?;
+            Running::Process(process)
+        }
+        System::Ours => Running::Agent(Agent::start(edge, &ours_config(&bed.tls), "native")?),
+    })
+}
+
+/// TCP services: (name, edge port, origin port, TLS key).
+fn tcp_services() -> [(&'static str, u16, u16, Option<KeyKind>); 5] {
+    [
+        ("iperf", IPERF_PORT, IPERF_PORT, None),
+        ("http", HTTP_PORT, HTTP_PORT, None),
+        ("echo", ECHO_PORT, ECHO_PORT, None),
+        (
+            "tls-ecdsa",
+            TLS_ECDSA_PORT,
+            HTTP_PORT,
+            Some(KeyKind::EcdsaP256),
+        ),
+        ("tls-rsa", TLS_RSA_PORT, HTTP_PORT, Some(KeyKind::Rsa2048)),
+    ]
+}
+
+fn haproxy_config(tls: &TlsFiles) -> String {
+    let origin = addr::ORG_V4;
+    let mut conf = "global\n  maxconn 9000\n  nbthread 2\n\
+                    defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+                    timeout server 60s\n"
+        .to_owned();
+    for (name, port, origin_port, key) in tcp_services() {
+        let ssl = key.map_or(String::new(), |k| {
+            format!(" ssl crt {}", tls.haproxy_pem(k).display())
+        });
+        conf += &format!(
+            "listen {name}\n  bind {EDGE_IP}:{port}{ssl}\n  server o1 {origin}:{origin_port}\n"
+        );
+    }
+    conf
+}
+
+fn nginx_config(tls: &TlsFiles) -> String {
+    let origin = addr::ORG_V4;
+    let mut servers = String::new();
+    for (_, port, origin_port, key) in tcp_services() {
+        let ssl = key.map_or(String::new(), |k| {
+            let (cert, key) = tls.pair(k);
+            format!(
+                // nginx 1.22 stream leaves TLS 1.3 off unless asked.
+                " ssl; ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate {}; ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            )
+        });
+        servers += &format!(
+            "  server {{ listen {EDGE_IP}:{port}{ssl}; proxy_pass {origin}:{origin_port}; }}\n"
+        );
+    }
+    format!(
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+         worker_processes 2;\nevents {{ worker_connections 8192; }}\n\
+         stream {{\n{servers}\
+           server {{ listen {EDGE_IP}:{IPERF_PORT} udp; proxy_pass {origin}:{IPERF_PORT}; proxy_timeout 5s; }}\n\
+         }}\n"
+    )
+}
+
+/// The same services as the peers: the plain ones on the XDP fast path,
+/// the TLS ones (flexible) on the agent.
+fn ours_config(tls: &TlsFiles) -> String {
+    let origin = addr::ORG_V4;
+    let mut apps: Vec<String> = tcp_services()
+        .into_iter()
+        .map(|(name, port, origin_port, key)| {
+            let tls = key.map_or(String::new(), |k| {
+                let (cert, key) = tls.pair(k);
+                format!(
+                    r#", "tls": "flexible", "tls_cert": "{}", "tls_key": "{}""#,
+                    cert.display(),
+                    key.display()
+                )
+            });
+            format!(
+                r#"{{"protocol": "tcp/{port}", "dns": {{"type": "ADDRESS", "name": "{name}.bench"}},
+                   "edge_ips": {{"type": "static", "ips": ["{EDGE_IP}"]}},
+                   "origin_direct": ["tcp://{origin}:{origin_port}"]{tls}}}"#
+            )
+        })
+        .collect();
+    apps.push(format!(
+        r#"{{"protocol": "udp/{IPERF_PORT}", "dns": {{"type": "ADDRESS", "name": "udp.bench"}},
+            "edge_ips": {{"type": "static", "ips": ["{EDGE_IP}"]}},
+            "origin_direct": ["udp://{origin}:{IPERF_PORT}"]}}"#
+    ));
+    format!(
+        r#"{{"edge": {{"interfaces": ["{}", "{}"]}}, "apps": [{}]}}"#,
+        addr::EDGE_CLI_IF,
+        addr::EDGE_ORG_IF,
+        apps.join(",\n")
+    )
+}
+
+/// The fast-path config alone, for the XDP cost measurement.
+pub fn cost_config(bed: &Bed) -> String {
+    ours_config(&bed.tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> TlsFiles {
+        TlsFiles {
+            ecdsa: ("/w/ecdsa.crt".into(), "/w/ecdsa.key".into()),
+            rsa: ("/w/rsa.crt".into(), "/w/rsa.key".into()),
+        }
+    }
+
+    #[test]
+    fn every_system_serves_the_same_ports() {
+        let files = files();
+        let haproxy = haproxy_config(&files);
+        let nginx = nginx_config(&files);
+        let ours = ours_config(&files);
+        for (_, port, _, key) in tcp_services() {
+            let listen = format!("{EDGE_IP}:{port}");
+            assert!(haproxy.contains(&listen), "haproxy lacks {listen}");
+            assert!(nginx.contains(&listen), "nginx lacks {listen}");
+            assert!(ours.contains(&format!("tcp/{port}\"")), "ours lacks {port}");
+            if key.is_some() {
+                assert!(haproxy.contains(&format!("{listen} ssl crt /w/")));
+            }
+        }
+        assert!(haproxy.contains("crt /w/rsa.pem") && haproxy.contains("crt /w/ecdsa.pem"));
+        assert!(nginx.contains("ssl_certificate /w/rsa.crt"));
+        assert_eq!(ours.matches(r#""tls": "flexible""#).count(), 2);
+        let parsed: serde_json::Value = serde_json::from_str(&ours).expect("ours is JSON");
+        assert_eq!(parsed["apps"].as_array().map(Vec::len), Some(6));
+    }
+}
