@@ -1124,22 +1124,13 @@ mod tests {
             .iter()
             .find(|a| canonical_name(&a.dns.name) == name)
             .expect("app");
-        let v4 = app
-            .edge_addrs
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let v6 = app
-            .edge_addrs
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(v6) => Some(*v6),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for ip in &app.edge_addrs {
+            match ip {
+                IpAddr::V4(a) => v4.push(*a),
+                IpAddr::V6(a) => v6.push(*a),
+            }
+        }
         (v4, v6)
     }
 
