@@ -157,6 +157,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The config file the agent runs on.
     pub fn config_path(&self) -> &std::path::Path {
         &self.config

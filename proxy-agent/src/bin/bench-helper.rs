@@ -232,9 +232,12 @@ fn xdp_cost(
     datapath.sync(&map_contents(&config)?)?;
     datapath.add_redirect_targets(&config.edge.interfaces)?;
     // A fast-path hit rewrites the frame, and BPF_PROG_TEST_RUN repeats on
-    // the rewritten frame: two flow entries that rewrite into each other
-    // make every repetition a hit (client -> origin, then back).
-    let frame = tcp_frame(client, edge, 31000, port, 0x10);
+    // the rewritten frame. Two flows that rewrite into each other, both
+    // toward routable neighbours, keep every repetition a hit that ends in
+    // a redirect: edge -> client (as a reply leaves) becomes edge-source ->
+    // origin, which becomes edge -> client again. (Their other halves are
+    // absent, so the once-a-second peer refresh adds them and goes on.)
+    let frame = tcp_frame(edge, client, port, 31000, 0x10);
     let (source, origin) = (
         config
             .edge
@@ -274,16 +277,31 @@ fn xdp_cost(
         state: FLOW_REPLIED,
         ..FlowValue::default()
     };
+    let to_client = FlowKey {
+        src: addr16(edge.into()),
+        dst: addr16(client.into()),
+        src_port: port,
+        dst_port: 31000,
+        ..to_origin
+    };
     {
         let mut flows = datapath.flows()?;
-        flows.insert(to_origin, into(&rewritten), 0)?;
-        flows.insert(rewritten, into(&to_origin), 0)?;
+        flows.insert(to_client, into(&rewritten), 0)?;
+        flows.insert(rewritten, into(&to_client), 0)?;
     }
     let ingress = Some(proxy_agent::preflight::interface_index(
         ingress,
         "--ingress",
     )?);
     let hit = cost_per_packet(&mut datapath, &frame, ingress, repeat)?;
+    // Out through another interface (redirect) or the one it came in on (TX).
+    anyhow::ensure!(
+        hit.0 == XDP_REDIRECT || hit.0 == XDP_TX,
+        "the fast-path frame ended with XDP action {} after {repeat} repetitions, not \
+         XDP_REDIRECT or XDP_TX: the flows did not stay on the fast path (routes and \
+         neighbours of the client and the origin must be known in this namespace)",
+        hit.0
+    );
     let miss = tcp_frame(client, edge, 31000, 9, 0x10);
     let (_, miss_cost) = cost_per_packet(&mut datapath, &miss, ingress, repeat)?;
     let arp = [0xffu8; 42];
@@ -326,6 +344,8 @@ fn cost_per_packet(
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
 const RULE_EDGE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const RULE_PORT: u16 = 443;
 

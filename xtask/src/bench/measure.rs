@@ -36,19 +36,15 @@ impl Figures {
         }
         Ok(self)
     }
-
-    fn one(metric: Metric, value: f64) -> Figures {
-        Figures {
-            values: vec![(metric, value)],
-            failed: 0,
-        }
-    }
 }
 
+/// Runs `measurement` through `system`; `proxy` is the system's process
+/// (its CPU time is read), if it has one.
 pub fn measure(
     measurement: Measurement,
     system: System,
     bed: &Bed,
+    proxy: Option<u32>,
     seconds: u64,
 ) -> anyhow::Result<Figures> {
     let target = system.target();
@@ -57,8 +53,13 @@ pub fn measure(
     Ok(match measurement {
         Measurement::Tcp { streams, mode } => {
             let cpu_before = busy_cpu_seconds()?;
+            let proxy_before = proxy.map(process_tree_cpu_seconds).transpose()?;
             let (gbits, bytes) = iperf(cli, target, streams, seconds)?;
             let cpu = busy_cpu_seconds()? - cpu_before;
+            let proxy_cpu = match (proxy, proxy_before) {
+                (Some(pid), Some(before)) => Some(process_tree_cpu_seconds(pid)? - before),
+                _ => None,
+            };
             let veth = mode == super::LinkMode::VethDefault;
             let metric = match (streams, veth) {
                 (1, false) => Metric::Tcp1,
@@ -68,11 +69,29 @@ pub fn measure(
             };
             let mut values = vec![(metric, gbits)];
             if metric == Metric::Tcp8 && bytes > 0.0 {
-                values.push((Metric::CpuPerGb, cpu / (bytes / 1e9)));
+                let gb = bytes / 1e9;
+                values.push((Metric::CpuPerGb, cpu / gb));
+                if let Some(proxy_cpu) = proxy_cpu.filter(|_| !system.is_router()) {
+                    values.push((Metric::ProxyCpuPerGb, proxy_cpu / gb));
+                }
             }
             Figures { values, failed: 0 }
         }
-        Measurement::Udp64 => Figures::one(Metric::Udp64, udp_flood(bed, target, seconds)?),
+        Measurement::Udp64 => {
+            let (sent, delivered) = udp_flood(bed, target, seconds)?;
+            let lost = if sent > 0 {
+                100.0 * sent.saturating_sub(delivered) as f64 / sent as f64
+            } else {
+                0.0
+            };
+            Figures {
+                values: vec![
+                    (Metric::Udp64, delivered as f64 / seconds as f64 / 1e3),
+                    (Metric::Udp64Loss, lost),
+                ],
+                failed: 0,
+            }
+        }
         Measurement::ConnRate => {
             let to = format!("{target}:{HTTP_PORT}").parse()?;
             let (rate, failed) = conn_rate(cli, to, 4, duration)?;
@@ -111,9 +130,25 @@ fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result
         IPERF_PORT.to_string(),
         streams.to_string(),
     );
+    // Bounded: a broken path must not hang the run.
+    let limit = (seconds + 15).to_string();
     let out = cli.run(
-        "iperf3",
-        &["-c", target, "-p", &port, "-t", &secs, "-J", "-P", &streams],
+        "timeout",
+        &[
+            &limit,
+            "iperf3",
+            "-c",
+            target,
+            "-p",
+            &port,
+            "-t",
+            &secs,
+            "-J",
+            "-P",
+            &streams,
+            "--connect-timeout",
+            "3000",
+        ],
     )?;
     let json: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
     let received = &json["end"]["sum_received"];
@@ -123,9 +158,10 @@ fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result
     Ok((bits / 1e9, received["bytes"].as_f64().unwrap_or(0.0)))
 }
 
-/// CPU time the whole machine spent busy (all cores, everything but idle
-/// and iowait), from /proc/stat. Client, edge and origin share the
-/// machine, so a figure per GB compares systems, not the edge alone.
+/// CPU time the whole machine spent working (all cores: user, nice,
+/// system, irq, softirq; not idle, iowait or a hypervisor's steal), from
+/// /proc/stat. Client, edge and origin share the machine, so a figure per
+/// GB compares systems, not the edge alone.
 fn busy_cpu_seconds() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = stat
@@ -138,19 +174,73 @@ fn busy_cpu_seconds() -> anyhow::Result<f64> {
         .filter_map(|f| f.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal ...
-    let total: f64 = fields.iter().take(8).sum();
-    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    let busy: f64 = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&k| fields.get(k).copied().unwrap_or(0.0))
+        .sum();
+    Ok(busy / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok((total - idle) / ticks)
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// User and system CPU time of process `pid` and all its descendants
+/// (nginx's workers, the agent's threads), from /proc/*/stat.
+fn process_tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    // (pid, parent, utime + stime in ticks) of every process.
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("reading /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end while this reads: skip it.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // After ")": state ppid ... utime (12th) stime (13th).
+        let number = |k: usize| fields.get(k).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(ppid), Some(utime), Some(stime)) = (number(1), number(11), number(12)) {
+            procs.push((p, ppid as u32, utime + stime));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut k = 0;
+    while k < tree.len() {
+        let parent = tree[k];
+        tree.extend(
+            procs
+                .iter()
+                .filter(|(_, pp, _)| *pp == parent)
+                .map(|(p, _, _)| *p),
+        );
+        k += 1;
+    }
+    let ticks: u64 = procs
+        .iter()
+        .filter(|(p, _, _)| tree.contains(p))
+        .map(|(_, _, t)| t)
+        .sum();
+    Ok(ticks as f64 / clock_ticks())
 }
 
 /// 64-byte UDP datagrams from trafgen (packet mmap, one sender thread: far
 /// faster than a socket sender) toward `target`:5201 for `seconds`; returns
-/// the thousands per second that reached the origin, counted (and dropped)
-/// by an XDP sink on the origin's interface, so the origin's own stack does
-/// not cap the figure.
-fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<f64> {
+/// how many the client's interface sent and how many reached the origin,
+/// counted (and dropped) by an XDP sink on the origin's interface, so the
+/// origin's own stack does not cap the figure.
+fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)> {
     let topology = &bed.topology;
     let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
         let out = ns.run("ip", &["-br", "link", "show", dev])?;
@@ -178,6 +268,7 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<f64> {
         &["sink", addr::ORG_IF],
     )?;
     wait_for_line(&mut sink, "sink ready")?;
+    let sent_before = sent_packets(&topology.cli, addr::CLI_IF)?;
     let trafgen = topology
         .cli
         .command(
@@ -205,13 +296,29 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<f64> {
         bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
     }
     std::thread::sleep(Duration::from_millis(300));
+    let sent = sent_packets(&topology.cli, addr::CLI_IF)?.saturating_sub(sent_before);
     let (_, log) = sink.stop(Duration::from_secs(5))?;
     let count: u64 = log
         .lines()
         .find_map(|l| l.strip_prefix("sink count "))
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("no count from the sink:\n{log}"))?;
-    Ok(count as f64 / seconds as f64 / 1e3)
+    Ok((sent, count))
+}
+
+/// Packets `dev` in `ns` has put on the wire (`ip -s -j link`): a veth
+/// counts the ones its peer could not take as dropped, not as sent, and
+/// those were offered all the same.
+fn sent_packets(ns: &Netns, dev: &str) -> anyhow::Result<u64> {
+    let out = ns.run("ip", &["-s", "-j", "link", "show", dev])?;
+    let json: serde_json::Value = serde_json::from_str(&out).context("ip -j link")?;
+    let tx = &json[0]["stats64"]["tx"];
+    let count = |key: &str| {
+        tx[key]
+            .as_u64()
+            .with_context(|| format!("no tx {key} count for {dev}: {out}"))
+    };
+    Ok(count("packets")? + count("dropped")?)
 }
 
 /// Runs `connection` in a loop on `threads` threads in `cli` for
@@ -468,6 +575,30 @@ mod tests {
         assert_eq!(percentile(&samples, 50.0), 50.0);
         assert_eq!(percentile(&samples, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn a_process_tree_counts_its_children() {
+        let me = std::process::id();
+        let before = process_tree_cpu_seconds(me).unwrap();
+        // A child that spins, then waits: while it waits, its time is
+        // still that of a live descendant.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 2",
+            ])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut during = before;
+        while during - before < 0.1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            during = process_tree_cpu_seconds(me).unwrap();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(during - before >= 0.1, "{before} -> {during}");
     }
 
     #[test]

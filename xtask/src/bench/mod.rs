@@ -30,7 +30,7 @@ use ::tests::{
     process::Background,
     scratch_dir, servers,
 };
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::{build_agent, cmd::target_dir, cmd::workspace_root, setup};
 
@@ -45,7 +45,7 @@ pub const ECHO_PORT: u16 = 7;
 pub const TLS_ECDSA_PORT: u16 = 443;
 pub const TLS_RSA_PORT: u16 = 444;
 /// The `--only` value that measures the access rules.
-const ACCESS_RULES: &str = "access-rules";
+pub const ACCESS_RULES: &str = "access-rules";
 
 pub struct Options {
     pub quick: bool,
@@ -191,15 +191,26 @@ pub fn support(measurement: Measurement, system: System) -> Support {
     }
 }
 
+/// [`support`] for one figure of a run: a proxy process's CPU time exists
+/// only for the userspace proxies.
+pub fn metric_support(metric: Metric, system: System) -> Support {
+    if metric == Metric::ProxyCpuPerGb && (system.is_router() || system == System::Ours) {
+        return Support::NotApplicable("forwarding runs in the kernel (softirq), not a process");
+    }
+    support(metric.measurement(), system)
+}
+
 /// A figure in the report.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Metric {
     Tcp1,
     Tcp8,
     CpuPerGb,
+    ProxyCpuPerGb,
     Tcp1Veth,
     Tcp8Veth,
     Udp64,
+    Udp64Loss,
     ConnRate,
     TlsEcdsa,
     TlsRsa,
@@ -208,13 +219,15 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 13] = [
         Metric::Tcp1,
         Metric::Tcp8,
         Metric::CpuPerGb,
+        Metric::ProxyCpuPerGb,
         Metric::Tcp1Veth,
         Metric::Tcp8Veth,
         Metric::Udp64,
+        Metric::Udp64Loss,
         Metric::ConnRate,
         Metric::TlsEcdsa,
         Metric::TlsRsa,
@@ -227,9 +240,11 @@ impl Metric {
             Metric::Tcp1 => "tcp_1_stream",
             Metric::Tcp8 => "tcp_8_streams",
             Metric::CpuPerGb => "tcp_8_cpu_per_gb",
+            Metric::ProxyCpuPerGb => "tcp_8_proxy_cpu_per_gb",
             Metric::Tcp1Veth => "tcp_1_stream_veth",
             Metric::Tcp8Veth => "tcp_8_streams_veth",
             Metric::Udp64 => "udp_64b",
+            Metric::Udp64Loss => "udp_64b_loss",
             Metric::ConnRate => "tcp_conn_rate",
             Metric::TlsEcdsa => "tls_ecdsa_p256",
             Metric::TlsRsa => "tls_rsa_2048",
@@ -241,8 +256,9 @@ impl Metric {
     pub fn unit(self) -> &'static str {
         match self {
             Metric::Tcp1 | Metric::Tcp8 | Metric::Tcp1Veth | Metric::Tcp8Veth => "Gbit/s",
-            Metric::CpuPerGb => "CPU-s/GB",
+            Metric::CpuPerGb | Metric::ProxyCpuPerGb => "CPU-s/GB",
             Metric::Udp64 => "kpps delivered",
+            Metric::Udp64Loss => "% lost",
             Metric::ConnRate => "conn/s",
             Metric::TlsEcdsa | Metric::TlsRsa => "handshakes/s",
             Metric::LatencyP50 | Metric::LatencyP99 => "us",
@@ -252,7 +268,11 @@ impl Metric {
     pub fn lower_is_better(self) -> bool {
         matches!(
             self,
-            Metric::CpuPerGb | Metric::LatencyP50 | Metric::LatencyP99
+            Metric::CpuPerGb
+                | Metric::ProxyCpuPerGb
+                | Metric::Udp64Loss
+                | Metric::LatencyP50
+                | Metric::LatencyP99
         )
     }
 
@@ -264,7 +284,7 @@ impl Metric {
                 streams: 1,
                 mode: Wire,
             },
-            Metric::Tcp8 | Metric::CpuPerGb => Measurement::Tcp {
+            Metric::Tcp8 | Metric::CpuPerGb | Metric::ProxyCpuPerGb => Measurement::Tcp {
                 streams: 8,
                 mode: Wire,
             },
@@ -276,7 +296,7 @@ impl Metric {
                 streams: 8,
                 mode: VethDefault,
             },
-            Metric::Udp64 => Measurement::Udp64,
+            Metric::Udp64 | Metric::Udp64Loss => Measurement::Udp64,
             Metric::ConnRate => Measurement::ConnRate,
             Metric::TlsEcdsa => Measurement::Tls(KeyKind::EcdsaP256),
             Metric::TlsRsa => Measurement::Tls(KeyKind::Rsa2048),
@@ -346,6 +366,13 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Measures fewer systems or metrics than a full run (the access
+    /// rules alone are a part of their own, not a partial run).
+    pub fn is_partial(&self) -> bool {
+        let some_systems = !self.systems.is_empty() && self.systems.len() < System::ALL.len();
+        some_systems || (!self.systems.is_empty() && self.metrics.len() < Metric::ALL.len())
+    }
+
     /// The runs the metrics need, wire mode first, each once.
     pub fn measurements(&self) -> Vec<Measurement> {
         let mut runs: Vec<Measurement> = self.metrics.iter().map(|m| m.measurement()).collect();
@@ -359,8 +386,24 @@ pub fn bench(options: Options) -> anyhow::Result<()> {
     let plan = Plan::new(&options)?;
     setup::setup()?;
     build_agent(true)?;
-    let out = options.out.unwrap_or_else(workspace_root);
-    run(&plan, &target_dir().join("release"), &out)
+    let release = target_dir().join("release");
+    // SAFETY: no other thread runs yet; the harness reads this variable.
+    unsafe { std::env::set_var("PROXY_AGENT_BIN", release.join("proxy-agent")) };
+    // A partial run never overwrites the full results in the repository.
+    let out = match options.out {
+        Some(out) => out,
+        None if plan.is_partial() => {
+            let out = target_dir().join("bench-partial");
+            println!(
+                "--only without --out: results go to {} (the workspace's BENCHMARKS.md keeps \
+                 the last full run)",
+                out.display()
+            );
+            out
+        }
+        None => workspace_root(),
+    };
+    run(&plan, &release, &out)
 }
 
 /// Runs `plan` with the binaries in `release` and writes the results under
@@ -454,85 +497,100 @@ impl Bed {
 
 /// Figures of one (metric, system): one per repetition.
 pub type Results = BTreeMap<(Metric, System), Vec<f64>>;
-/// Why a (metric, system) run failed, last error kept.
-pub type Errors = BTreeMap<(Metric, System), String>;
+/// Why the repetitions of a (metric, system) that failed did.
+pub type Errors = BTreeMap<(Metric, System), Vec<String>>;
+/// Connections that failed while a (metric, system) was measured.
+pub type Failed = BTreeMap<(Metric, System), u64>;
 
 /// The systems side by side on the namespace topology.
 fn throughput(plan: &Plan, release: &Path, started: Instant) -> anyhow::Result<report::Part> {
-    // SAFETY: single-threaded here; the harness reads this variable.
-    unsafe { std::env::set_var("PROXY_AGENT_BIN", release.join("proxy-agent")) };
     let bed = Bed::new(release)?;
     let runs = plan.measurements();
+    let progress = |run: usize, text: &str| {
+        println!(
+            "[bench {:>4}s] run {run}/{} {text}",
+            started.elapsed().as_secs(),
+            plan.repeats
+        );
+    };
     // Repetitions go round all systems in turn, so the machine's drift
     // spreads over every system instead of landing on one.
     let mut results = Results::new();
-    let mut failed: BTreeMap<System, u64> = BTreeMap::new();
-    let mut errors: Errors = BTreeMap::new();
+    let mut failed = Failed::new();
+    let mut errors = Errors::new();
+    let mut note_error = |measurements: &[Measurement], system: System, error: String| {
+        for metric in measurements.iter().flat_map(|m| m.metrics()) {
+            errors
+                .entry((metric, system))
+                .or_default()
+                .push(error.clone());
+        }
+    };
     for run in 1..=plan.repeats {
         for &system in &plan.systems {
-            if runs.iter().all(|m| support(*m, system) != Support::Yes) {
+            let runnable: Vec<Measurement> = runs
+                .iter()
+                .copied()
+                .filter(|m| support(*m, system) == Support::Yes)
+                .collect();
+            if runnable.is_empty() {
                 continue;
             }
-            println!(
-                "[bench {:>4}s] run {run}/{} starting {}",
-                started.elapsed().as_secs(),
-                plan.repeats,
-                system.name()
-            );
-            let running = peers::start(system, &bed)
-                .with_context(|| format!("starting {}", system.name()))?;
-            let mut mode = LinkMode::Wire;
-            for &measurement in &runs {
-                if support(measurement, system) != Support::Yes {
+            progress(run, &format!("starting {}", system.name()));
+            // A system that does not start fails its runs; the others go on.
+            let running = match peers::start(system, &bed) {
+                Ok(running) => running,
+                Err(err) => {
+                    let error = format!("starting {}: {err:#}", system.name());
+                    progress(run, &error);
+                    note_error(&runnable, system, error);
                     continue;
                 }
-                if measurement.mode() != mode {
-                    mode = measurement.mode();
-                    bed.set_mode(mode)?;
-                }
-                // A run that fails is reported as failed; the others go on.
-                let figures = match measure::measure(measurement, system, &bed, plan.seconds)
-                    .and_then(measure::Figures::checked)
-                {
+            };
+            for &measurement in &runnable {
+                let figures = bed
+                    .set_mode(measurement.mode())
+                    .and_then(|()| {
+                        measure::measure(measurement, system, &bed, running.pid(), plan.seconds)
+                    })
+                    .and_then(measure::Figures::checked);
+                let figures = match figures {
                     Ok(figures) => figures,
                     Err(err) => {
-                        println!(
-                            "[bench {:>4}s] run {run}/{} {measurement:?} through {} failed: {err:#}",
-                            started.elapsed().as_secs(),
-                            plan.repeats,
-                            system.name()
+                        let error = format!("{err:#}");
+                        progress(
+                            run,
+                            &format!("{measurement:?} through {} failed: {error}", system.name()),
                         );
-                        for metric in measurement.metrics() {
-                            errors.insert((metric, system), format!("{err:#}"));
-                        }
+                        note_error(&[measurement], system, error);
                         continue;
                     }
                 };
-                *failed.entry(system).or_default() += figures.failed;
                 for (metric, value) in figures.values {
                     if !plan.metrics.contains(&metric) {
                         continue;
                     }
-                    println!(
-                        "[bench {:>4}s] run {run}/{} {:<20} {:<13} {value:.2} {}{}",
-                        started.elapsed().as_secs(),
-                        plan.repeats,
-                        metric.name(),
-                        system.name(),
-                        metric.unit(),
-                        if figures.failed > 0 {
-                            format!(" ({} connections failed)", figures.failed)
-                        } else {
-                            String::new()
-                        }
+                    *failed.entry((metric, system)).or_default() += figures.failed;
+                    let note = match figures.failed {
+                        0 => String::new(),
+                        n => format!(" ({n} connections failed)"),
+                    };
+                    progress(
+                        run,
+                        &format!(
+                            "{:<22} {:<13} {value:.2} {}{note}",
+                            metric.name(),
+                            system.name(),
+                            metric.unit()
+                        ),
                     );
                     results.entry((metric, system)).or_default().push(value);
                 }
             }
-            if mode != LinkMode::Wire {
-                bed.set_mode(LinkMode::Wire)?;
-            }
             running.stop();
+            if let Err(err) = bed.set_mode(LinkMode::Wire) {
+                progress(run, &format!("restoring wire mode failed: {err:#}"));
+            }
         }
     }
     let cost = if plan.systems.contains(&System::Ours) {
@@ -608,8 +666,9 @@ mod tests {
     fn runs_are_shared_by_metrics_and_wire_comes_first() {
         let plan = Plan::new(&options(None)).unwrap();
         let runs = plan.measurements();
-        // tcp_8_streams and its CPU figure, p50 and p99: one run each.
-        assert_eq!(runs.len(), Metric::ALL.len() - 2);
+        // tcp_8_streams and its two CPU figures, UDP rate and loss, p50 and
+        // p99: one run each.
+        assert_eq!(runs.len(), Metric::ALL.len() - 4);
         let first_veth = runs
             .iter()
             .position(|m| m.mode() == LinkMode::VethDefault)
@@ -673,6 +732,9 @@ mod tests {
                 "{scenario} {system}: {figure:?} in {json:#}"
             );
         }
+        // The XDP cost was measured on a real hit (XDP_TX or XDP_REDIRECT).
+        let action = json["xdp_cost"]["fast_path_hit_action"].as_u64();
+        assert!(matches!(action, Some(3 | 4)), "{json:#}");
         for chart in ["tcp_conn_rate.png", "tls_rsa_2048.png"] {
             let bytes = std::fs::read(out.join("bench/plots").join(chart)).expect(chart);
             assert!(bytes.starts_with(b"\x89PNG"), "{chart}");

@@ -89,6 +89,15 @@ pub enum Running {
 }
 
 impl Running {
+    /// The proxy's process id (nginx: its master), if it has one.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Running::Nothing => None,
+            Running::Process(process) => process.pid(),
+            Running::Agent(agent) => agent.pid(),
+        }
+    }
+
     /// Stops the system; its log is shown when it did not stop cleanly.
     pub fn stop(self) {
         let stopped = match self {
@@ -249,7 +258,7 @@ fn ours_config(tls: &TlsFiles) -> String {
     )
 }
 
-/// The fast-path config alone, for the XDP cost measurement.
+/// Our config (the fast-path apps the XDP cost measurement uses among them).
 pub fn cost_config(bed: &Bed) -> String {
     ours_config(&bed.tls)
 }

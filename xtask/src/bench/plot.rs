@@ -66,6 +66,8 @@ struct Chart {
     scenario: String,
     mode: String,
     unit: String,
+    /// From the rows' `"lower_is_better"`: said in the title.
+    lower_is_better: bool,
     bars: Vec<Bar>,
 }
 
@@ -163,6 +165,7 @@ fn group(rows: &[Value]) -> anyhow::Result<Vec<Chart>> {
                     scenario: scenario.to_string(),
                     mode: mode.to_string(),
                     unit: String::new(),
+                    lower_is_better: false,
                     bars: Vec::new(),
                 });
                 charts.len() - 1
@@ -172,6 +175,10 @@ fn group(rows: &[Value]) -> anyhow::Result<Vec<Chart>> {
         if chart.unit.is_empty() {
             chart.unit = text("unit").unwrap_or("").to_string();
         }
+        chart.lower_is_better |= row
+            .get("lower_is_better")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if chart.bars.iter().any(|b| b.system == system) {
             continue;
         }
@@ -286,11 +293,14 @@ fn draw(chart: &Chart, caption: &str, path: &Path) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
 
-    let title = if chart.unit.is_empty() {
+    let mut title = if chart.unit.is_empty() {
         chart.scenario.clone()
     } else {
         format!("{} ({})", chart.scenario, chart.unit)
     };
+    if chart.lower_is_better {
+        title.push_str(", lower is better");
+    }
     let caption = if chart.mode.is_empty() {
         caption.to_string()
     } else if caption.is_empty() {

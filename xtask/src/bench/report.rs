@@ -2,7 +2,6 @@
 //! commit), bench/results.json (every run, for comparing commits) and
 //! bench/plots/*.png (one bar chart per metric).
 use std::{
-    collections::BTreeMap,
     fmt::Write as _,
     path::{Path, PathBuf},
     process::Command,
@@ -11,16 +10,14 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    Errors, Metric, Plan, Results, Support, System,
+    ACCESS_RULES, Errors, Failed, Metric, Plan, Results, Support, System,
     measure::{ALLOWED_COUNTRY, BLOCKED_COUNTRY},
-    plot, support,
+    metric_support, plot,
 };
 use crate::{cmd::workspace_root, setup};
 
 /// Where the access-rule part of BENCHMARKS.md starts.
 const RULES_HEADING: &str = "## Access rules";
-/// The `--only` value that measures the access rules alone.
-const ACCESS_RULES: &str = "access-rules";
 
 /// One part of the results: its section of BENCHMARKS.md, its JSON, and
 /// its table for the console.
@@ -47,7 +44,8 @@ pub fn median(values: &[f64]) -> f64 {
 fn date_and_commit() -> (String, String) {
     (
         shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        shell("git", &["rev-parse", "--short", "HEAD"]),
+        // `-dirty` when the figures come from uncommitted code.
+        shell("git", &["describe", "--always", "--dirty", "--abbrev=12"]),
     )
 }
 
@@ -101,6 +99,13 @@ fn spread(values: &[f64]) -> (f64, f64) {
 /// whichever way the metric runs (throughput: ours/base; latency and CPU:
 /// base/ours).
 fn advantage(metric: Metric, ours: Option<f64>, base: Option<f64>) -> String {
+    if metric == Metric::Udp64Loss {
+        // A share: the difference in points (positive: ours loses less).
+        return match (ours, base) {
+            (Some(o), Some(b)) => format!("{:+.1} pts", b - o),
+            _ => "n/a".into(),
+        };
+    }
     match (ours, base) {
         (Some(o), Some(b)) if o > 0.0 && b > 0.0 => {
             let factor = if metric.lower_is_better() {
@@ -118,7 +123,7 @@ pub fn throughput(
     plan: &Plan,
     results: &Results,
     errors: &Errors,
-    failed_connections: &BTreeMap<System, u64>,
+    failed_connections: &Failed,
     cost: Option<&serde_json::Value>,
 ) -> anyhow::Result<Part> {
     let (date, commit) = date_and_commit();
@@ -153,15 +158,21 @@ pub fn throughput(
         let mut cells = Vec::new();
         for &system in systems {
             let values = results.get(&(metric, system));
-            let why = support(metric.measurement(), system);
+            let why = metric_support(metric, system);
             cells.push(cell(values, why));
+            let failed_runs = errors.get(&(metric, system)).map_or(&[][..], Vec::as_slice);
             let mut row = serde_json::json!({
                 "scenario": metric.name(),
                 "system": system.name(),
                 "unit": metric.unit(),
                 "link_mode": metric.measurement().mode().name(),
                 "lower_is_better": metric.lower_is_better(),
+                "failed_runs": failed_runs.len(),
+                "failed_connections": failed_connections.get(&(metric, system)).copied().unwrap_or(0),
             });
+            if !failed_runs.is_empty() {
+                row["errors"] = failed_runs.into();
+            }
             match (values, why) {
                 (Some(values), _) => {
                     row["median"] = median(values).into();
@@ -175,9 +186,6 @@ pub fn throughput(
                 (None, Support::Yes) => {
                     row["median"] = serde_json::Value::Null;
                     row["support"] = "failed".into();
-                    if let Some(error) = errors.get(&(metric, system)) {
-                        row["not_measured"] = error.as_str().into();
-                    }
                 }
             }
             rows.push(row);
@@ -210,7 +218,8 @@ pub fn throughput(
          (checksums left partial, no GRO). Each figure is the median of {} run(s) of {} s \
          (min-max in brackets). Client, proxy and origin share the machine's cores, so \
          ratios matter more than absolute figures. \"ours vs X\" is a factor where more \
-         is better for every metric (for latency and CPU, X's figure over ours).\n",
+         is better for every metric (for latency and CPU, X's figure over ours; for UDP loss, \
+         X's loss minus ours in percentage points).\n",
         plan.repeats, plan.seconds
     )?;
     writeln!(markdown, "{table}")?;
@@ -236,7 +245,8 @@ pub fn throughput(
            8-stream run; the edge's share is the difference between systems.\n\
          - udp_64b: trafgen (packet mmap, one thread) sends 64-byte-payload datagrams of one \
            flow as fast as it can; the figure is datagrams per second that reached the \
-           origin's interface, counted and dropped there by an XDP sink.\n\
+           origin's interface, counted and dropped there by an XDP sink; udp_64b_loss is the \
+           share of what the client's interface sent that never arrived.\n\
          - tcp_conn_rate: 4 client threads, each connection one HTTP/1.0 request to an nginx \
            origin that closes it.\n\
          - tls_*: 4 client threads (rustls, TLS 1.3, no resumption, the server's signature \
@@ -249,7 +259,7 @@ pub fn throughput(
     let failures: Vec<String> = failed_connections
         .iter()
         .filter(|(_, n)| **n > 0)
-        .map(|(system, n)| format!("{} {n}", system.name()))
+        .map(|((metric, system), n)| format!("{} through {} {n}", metric.name(), system.name()))
         .collect();
     if failures.is_empty() {
         writeln!(
@@ -263,32 +273,31 @@ pub fn throughput(
             failures.join(", ")
         )?;
     }
-    for ((metric, system), error) in errors {
+    for ((metric, system), failed) in errors {
         writeln!(
             markdown,
-            "Failed: {} through {}: {error}.\n",
+            "Runs that failed: {} through {}, {} of {}: {}.\n",
             metric.name(),
-            system.name()
+            system.name(),
+            failed.len(),
+            plan.repeats,
+            failed.first().map_or("", String::as_str)
         )?;
     }
     if let Some(cost) = cost {
         writeln!(
             markdown,
             "XDP program cost per packet (BPF_PROG_TEST_RUN, {} repetitions): fast-path hit \
-             (flow lookup + NAT + checksums + FIB lookup; two flows that rewrite into each \
-             other, so every repetition is a hit) {} ns; packet to no listener (passed to \
-             the stack) {} ns; non-IP frame {} ns. A blocked packet's cost is in the access \
-             rules part below.",
+             (flow lookup + NAT + checksums + redirect with the flow's cached next hop; flows \
+             that rewrite into each other, so every repetition is a hit, checked to end in \
+             XDP_TX or XDP_REDIRECT) {} ns; packet to no listener (passed to the stack) {} ns; non-IP \
+             frame {} ns. A blocked packet's cost is in the access rules part below.",
             cost["repeat"], cost["fast_path_hit_ns"], cost["no_listener_ns"], cost["not_ip_ns"]
         )?;
     }
     let json = serde_json::json!({
         "date": date, "commit": commit, "machine": machine(), "seconds": plan.seconds,
         "repeats": plan.repeats, "results": rows, "xdp_cost": cost,
-        "failed_connections": failed_connections
-            .iter()
-            .map(|(system, n)| (system.name(), *n))
-            .collect::<BTreeMap<_, _>>(),
     });
     Ok(Part {
         markdown,
@@ -425,4 +434,38 @@ pub fn write(
         written.extend(plot::write_charts(&part.json, &out.join("bench/plots"))?);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_is_better_whichever_way_a_metric_runs() {
+        assert_eq!(advantage(Metric::Tcp1, Some(6.0), Some(3.0)), "2.00x");
+        assert_eq!(
+            advantage(Metric::LatencyP50, Some(40.0), Some(80.0)),
+            "2.00x"
+        );
+        assert_eq!(
+            advantage(Metric::Udp64Loss, Some(1.5), Some(40.0)),
+            "+38.5 pts"
+        );
+        assert_eq!(
+            advantage(Metric::Udp64Loss, Some(10.0), Some(0.0)),
+            "-10.0 pts"
+        );
+        assert_eq!(advantage(Metric::Tcp1, None, Some(3.0)), "n/a");
+    }
+
+    #[test]
+    fn cells_say_why_there_is_no_figure() {
+        assert_eq!(
+            cell(Some(&vec![1.0, 3.0, 2.0]), Support::Yes),
+            "2.00 (1.00-3.00)"
+        );
+        assert_eq!(cell(None, Support::NotSupported("x")), "not supported");
+        assert_eq!(cell(None, Support::NotApplicable("x")), "n/a");
+        assert_eq!(cell(None, Support::Yes), "failed");
+    }
 }
