@@ -71,7 +71,7 @@ pub fn measure(
             if metric == Metric::Tcp8 && bytes > 0.0 {
                 let gb = bytes / 1e9;
                 values.push((Metric::CpuPerGb, cpu / gb));
-                if let Some(proxy_cpu) = proxy_cpu.filter(|_| !system.is_router()) {
+                if let Some(proxy_cpu) = proxy_cpu {
                     values.push((Metric::ProxyCpuPerGb, proxy_cpu / gb));
                 }
             }

@@ -567,7 +567,11 @@ fn throughput(plan: &Plan, release: &Path, started: Instant) -> anyhow::Result<r
                     }
                 };
                 for (metric, value) in figures.values {
-                    if !plan.metrics.contains(&metric) {
+                    // A run may yield figures that do not apply to this
+                    // system (the agent's CPU while XDP forwards).
+                    if !plan.metrics.contains(&metric)
+                        || metric_support(metric, system) != Support::Yes
+                    {
                         continue;
                     }
                     *failed.entry((metric, system)).or_default() += figures.failed;

@@ -246,7 +246,9 @@ pub fn throughput(
          - udp_64b: trafgen (packet mmap, one thread) sends 64-byte-payload datagrams of one \
            flow as fast as it can; the figure is datagrams per second that reached the \
            origin's interface, counted and dropped there by an XDP sink; udp_64b_loss is the \
-           share of what the client's interface sent that never arrived.\n\
+           share of what the client's interface sent that never arrived. The generator \
+           shares the cores with the edge, so a costlier path also slows the sender: \
+           rates differ even where nothing is lost.\n\
          - tcp_conn_rate: 4 client threads, each connection one HTTP/1.0 request to an nginx \
            origin that closes it.\n\
          - tls_*: 4 client threads (rustls, TLS 1.3, no resumption, the server's signature \
