@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use aya::programs::XdpMode;
 use proxy_agent::{
     access::{self, EventLog},
+    api,
     config::{
         self,
         model::{App, Config, Origin, OriginDns},
@@ -256,6 +257,17 @@ pub async fn serve(
         }
         None => None,
     };
+    // The API's token and socket too: a bad one stops the start here.
+    let api = match &config.api {
+        Some(settings) => {
+            let token = api::read_token(&settings.token_file)?;
+            let listener = TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("api.listen {}: cannot bind", settings.listen))?;
+            Some((settings.clone(), token, listener))
+        }
+        None => None,
+    };
     warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
     // Steering after XDP: every packet that reaches the agent's socket has
@@ -279,6 +291,21 @@ pub async fn serve(
     let udp_task = udp_socket.map(|socket| {
         let state = Arc::clone(&paths.udp);
         tokio::spawn(udp::serve(socket, state, paths_stopped.clone()))
+    });
+    let api_task = api.map(|(settings, token, listener)| {
+        let pin = stats_pin.clone();
+        let app_count = config.apps.len() as u32;
+        let counters: api::CounterSource = Arc::new(move || {
+            let map = stats::open_pinned(&pin)?;
+            stats::read(&map, app_count)
+        });
+        let state = api::ApiState::new(Arc::new(config.clone()), &token, &settings.zone, counters);
+        let mut stopped = paths_stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        info!(listen = %settings.listen, zone = %settings.zone, "management API serving");
+        tokio::spawn(api::serve(listener, state, stop))
     });
     // Counters pinned last: their presence means ready.
     datapath.pin_stats(&stats_pin)?;
@@ -324,6 +351,11 @@ pub async fn serve(
     let _ = stop_paths.send(true);
     for task in [tcp_task, udp_task].into_iter().flatten() {
         let _ = task.await;
+    }
+    if let Some(task) = api_task
+        && let Ok(Err(err)) = task.await
+    {
+        warn!("management API: {err}");
     }
     paths.flush_counts(&mut datapath);
     info!("shutting down: detaching XDP and removing pinned counters");

@@ -7,6 +7,7 @@
 //! `datapath::loader` talks to the kernel.
 
 pub mod access;
+pub mod api;
 pub mod config;
 pub mod datapath;
 pub mod dns_server;

@@ -112,6 +112,18 @@ pub struct Config {
     pub access_rules: Vec<AccessRule>,
     /// The embedded authoritative DNS server; `None`: not started.
     pub dns_server: Option<DnsServer>,
+    /// The management API; `None`: not started.
+    pub api: Option<Api>,
+}
+
+/// `api`: the management API and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    pub listen: std::net::SocketAddr,
+    /// Its first line is the bearer token every request must carry.
+    pub token_file: PathBuf,
+    /// The zone id in the paths (`/zones/{zone}/spectrum/apps`).
+    pub zone: String,
 }
 
 /// `dns_server`: answers for the apps' `dns.name`s with their edge
@@ -612,6 +624,11 @@ impl Config {
             }
         };
         resolve(&mut self.edge.geoip.country_db);
+        if let Some(api) = &mut self.api
+            && api.token_file.is_relative()
+        {
+            api.token_file = base.join(&api.token_file);
+        }
         resolve(&mut self.edge.geoip.asn_db);
         for app in &mut self.apps {
             resolve(&mut app.tls_cert);
@@ -658,8 +675,13 @@ impl Config {
             .chain(sni)
         });
         let geoip = geoip.map(|(field, path)| (field, path.as_ref()));
+        let api = (
+            "api.token_file".to_string(),
+            self.api.as_ref().map(|a| &a.token_file),
+        );
         geoip
             .into_iter()
+            .chain(std::iter::once(api))
             .chain(tls)
             .filter_map(|(field, path)| {
                 let path = path.map(PathBuf::as_path)?;
@@ -844,6 +866,7 @@ mod tests {
             apps: vec![a],
             access_rules: vec![],
             dns_server: None,
+            api: None,
         };
         let errors = config.check_files();
         std::fs::remove_dir_all(&dir).unwrap();

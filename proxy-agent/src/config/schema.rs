@@ -16,6 +16,23 @@ pub struct ConfigFile {
     pub access_rules: Vec<AccessRuleFile>,
     #[serde(default)]
     pub dns_server: Option<DnsServerFile>,
+    #[serde(default)]
+    pub api: Option<ApiFile>,
+}
+
+/// The management API.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    /// `"127.0.0.1:8080"` or `"[::1]:8080"`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// A file whose first line is the bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The zone id the apps live in (`/zones/{zone}/...`).
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// The embedded authoritative DNS server.

@@ -11,15 +11,16 @@ use ipnet::IpNet;
 
 use super::leases::Leases;
 use super::model::{
-    AccessRule, AddressPool, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL, DEFAULT_NAT_PORTS,
-    Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR, ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS,
-    Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily,
-    OriginSource, PortRange, Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode,
-    UdpProxy, Warning, XdpMode,
+    AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
+    DEFAULT_NAT_PORTS, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
+    ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
+    OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
+    RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Warning, XdpMode,
 };
 use super::schema::{
-    AccessRuleFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile, OriginDnsFile,
-    OriginPortFile, ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile, UdpProxyFile,
+    AccessRuleFile, ApiFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile,
+    OriginDnsFile, OriginPortFile, ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile,
+    UdpProxyFile,
 };
 
 /// Checks a parsed file and builds the model from it, as a first start
@@ -58,6 +59,7 @@ pub fn validate_with_leases(
         v.dns_listeners_free(d, &drafts, &edge_addrs);
     }
     let access_rules = v.access_rules(&file.access_rules, &edge.geoip);
+    let api = file.api.as_ref().and_then(|a| v.api(a));
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
@@ -76,6 +78,7 @@ pub fn validate_with_leases(
                 apps,
                 access_rules,
                 dns_server,
+                api,
             },
             v.warnings,
         )),
@@ -496,6 +499,51 @@ impl Validator {
             zones,
             nameserver,
             ttl,
+        })
+    }
+
+    fn api(&mut self, a: &ApiFile) -> Option<Api> {
+        let errors = self.errors.len();
+        let listen = match a.listen.as_deref() {
+            None => {
+                self.error(None, "api.listen", "", "required, e.g. \"127.0.0.1:8080\"");
+                None
+            }
+            Some(text) => match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(None, "api.listen", text, "expected IP:PORT or [IPv6]:PORT");
+                    None
+                }
+            },
+        };
+        if a.token_file.is_none() {
+            self.error(
+                None,
+                "api.token_file",
+                "",
+                "required: a file whose first line is the bearer token",
+            );
+        }
+        let zone = a.zone.clone().unwrap_or_default();
+        let zone_ok = !zone.is_empty()
+            && zone.len() <= 64
+            && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !zone_ok {
+            self.error(
+                None,
+                "api.zone",
+                &zone,
+                "expected a zone id: 1-64 letters, digits or '-'",
+            );
+        }
+        if self.errors.len() > errors {
+            return None;
+        }
+        Some(Api {
+            listen: listen?,
+            token_file: a.token_file.clone()?,
+            zone,
         })
     }
 
@@ -2856,6 +2904,46 @@ mod tests {
         file["apps"][0]["protocol"] = json!("udp/5353");
         file["apps"][0]["origin_direct"] = json!(["udp://192.0.2.53:5353"]);
         accepted(file);
+    }
+
+    #[test]
+    fn api_checked() {
+        let mut file = config(vec![tcp_app()]);
+        file["api"] = json!({"listen": "127.0.0.1:8080", "token_file": "token", "zone": "z-1"});
+        let (config_, _) = accepted(file.clone());
+        let api = config_.api.expect("api");
+        assert_eq!(api.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(api.zone, "z-1");
+        for (api, field, value, reason) in [
+            (
+                json!({"token_file": "t", "zone": "z"}),
+                "api.listen",
+                "",
+                "required",
+            ),
+            (
+                json!({"listen": "localhost:80", "token_file": "t", "zone": "z"}),
+                "api.listen",
+                "localhost:80",
+                "IP:PORT",
+            ),
+            (
+                json!({"listen": "127.0.0.1:80", "zone": "z"}),
+                "api.token_file",
+                "",
+                "required",
+            ),
+            (
+                json!({"listen": "127.0.0.1:80", "token_file": "t", "zone": "a/b"}),
+                "api.zone",
+                "a/b",
+                "zone id",
+            ),
+        ] {
+            let mut file = config(vec![tcp_app()]);
+            file["api"] = api;
+            only_error(file, None, field, value, reason);
+        }
     }
 
     #[test]
