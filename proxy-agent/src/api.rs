@@ -528,6 +528,38 @@ mod tests {
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 
+    /// The OpenAPI description in docs/ names every route the router
+    /// serves, with the codes the handlers answer.
+    #[test]
+    fn the_openapi_description_matches_the_routes() {
+        let doc: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        assert_eq!(
+            documented,
+            [
+                "/metrics",
+                "/zones/{zone}/spectrum/apps",
+                "/zones/{zone}/spectrum/apps/{app_id}"
+            ]
+        );
+        for (path, item) in paths {
+            let responses = item["get"]["responses"].as_object().expect("responses");
+            assert!(responses.contains_key("200"), "{path}");
+            assert!(
+                responses.contains_key("401"),
+                "{path}: every route needs the token"
+            );
+        }
+        let schema = &doc["components"]["schemas"]["App"]["required"];
+        let app = app_json(&load_str(CONFIG, false).unwrap().config.apps[0]);
+        for field in schema.as_array().expect("required") {
+            let field = field.as_str().expect("name");
+            assert!(app.get(field).is_some(), "app_json lacks {field}");
+        }
+    }
+
     #[test]
     fn the_token_is_the_first_line_and_not_empty() {
         let dir = std::env::temp_dir().join(format!("api-token-{}", std::process::id()));
