@@ -1,8 +1,10 @@
 //! The management API (`api` in the config), shaped like Cloudflare's
 //! Spectrum API: `GET /zones/{zone}/spectrum/apps[/{app_id}]` in
-//! Cloudflare's envelope, and `GET /metrics` in Prometheus text format.
+//! Cloudflare's envelope, and `GET /metrics` in OpenMetrics text.
 //! Every request needs `Authorization: Bearer <token>` (the token file's
-//! first line): none or a wrong one is 401, another zone is 404.
+//! first line), checked by a layer before routing: none or a wrong one is
+//! 401 whatever the path or method; then another zone is 404, another
+//! method 405, a bad query 400, each in the envelope.
 //!
 //! Read-only for now: the apps are those the agent runs. Changes (POST,
 //! PUT, DELETE, access rules) and live apply come later.
@@ -10,8 +12,12 @@ use std::{net::IpAddr, path::Path, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Path as UrlPath, Query, State},
+    extract::{
+        Path as UrlPath, Query, Request, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -31,6 +37,13 @@ const CODE_AUTH: u32 = 10000;
 const CODE_ROUTE: u32 = 7003;
 const CODE_NOT_FOUND: u32 = 10006;
 const CODE_BAD_QUERY: u32 = 7000;
+/// The shortest token accepted: a guessable one would open the API.
+const MIN_TOKEN_LEN: usize = 16;
+/// The routes (also checked against docs/openapi.json by a test).
+const APPS: &str = "/zones/{zone}/spectrum/apps";
+const APP: &str = "/zones/{zone}/spectrum/apps/{app_id}";
+const METRICS: &str = "/metrics";
+pub const ROUTES: [&str; 3] = [APPS, APP, METRICS];
 /// Page size when `per_page` is absent, and the largest allowed.
 const DEFAULT_PER_PAGE: usize = 20;
 const MAX_PER_PAGE: usize = 100;
@@ -58,26 +71,39 @@ impl ApiState {
     }
 }
 
-/// The token: the file's first line, trimmed; an empty one is refused.
+/// The token: the file's first line, trimmed; one shorter than
+/// MIN_TOKEN_LEN is refused.
 pub fn read_token(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("api.token_file {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     anyhow::ensure!(
-        !token.is_empty(),
-        "api.token_file {}: empty; write the bearer token on its first line",
-        path.display()
+        token.len() >= MIN_TOKEN_LEN,
+        "api.token_file {}: the token on its first line is {} bytes; use at least \
+         {MIN_TOKEN_LEN} random ones (e.g. `openssl rand -hex 24`)",
+        path.display(),
+        token.len()
     );
     Ok(token)
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/zones/{zone}/spectrum/apps", get(list_apps))
-        .route("/zones/{zone}/spectrum/apps/{app_id}", get(get_app))
-        .route("/metrics", get(metrics))
+        .route(APPS, get(list_apps))
+        .route(APP, get(get_app))
+        .route(METRICS, get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routes: no answer of any kind without the token.
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    match unauthorized(&state, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
 }
 
 /// Serves `router` on `listener` until `stop` resolves.
@@ -112,11 +138,13 @@ fn error(status: StatusCode, code: u32, message: impl Into<String>) -> Response 
 /// The token check, in constant time over the token's length: the
 /// refusal, or None when the request may go on.
 fn unauthorized(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    // The scheme's name is case-insensitive (RFC 9110).
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     let want = state.token.as_bytes();
     let same = given.len() == want.len()
         && given
@@ -165,18 +193,34 @@ fn page_numbers(page: &Page) -> Result<(usize, usize), String> {
     ))
 }
 
+/// A path that did not decode (not UTF-8): no such object.
+fn bad_path(rejection: PathRejection) -> Response {
+    error(StatusCode::NOT_FOUND, CODE_ROUTE, rejection.body_text())
+}
+
 async fn list_apps(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    UrlPath(zone): UrlPath<String>,
-    Query(page): Query<Page>,
+    zone: Result<UrlPath<String>, PathRejection>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Response {
+    let UrlPath(zone) = match zone {
+        Ok(zone) => zone,
+        Err(rejection) => return bad_path(rejection),
+    };
     let path = format!("/zones/{zone}/spectrum/apps");
-    if let Some(refused) =
-        unauthorized(&state, &headers).or_else(|| other_zone(&state, &zone, &path))
-    {
+    if let Some(refused) = other_zone(&state, &zone, &path) {
         return refused;
     }
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                CODE_BAD_QUERY,
+                rejection.body_text(),
+            );
+        }
+    };
     let (page, per_page) = match page_numbers(&page) {
         Ok(numbers) => numbers,
         Err(reason) => return error(StatusCode::BAD_REQUEST, CODE_BAD_QUERY, reason),
@@ -196,13 +240,14 @@ async fn list_apps(
 
 async fn get_app(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    UrlPath((zone, app_id)): UrlPath<(String, String)>,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> Response {
+    let UrlPath((zone, app_id)) = match ids {
+        Ok(ids) => ids,
+        Err(rejection) => return bad_path(rejection),
+    };
     let path = format!("/zones/{zone}/spectrum/apps/{app_id}");
-    if let Some(refused) =
-        unauthorized(&state, &headers).or_else(|| other_zone(&state, &zone, &path))
-    {
+    if let Some(refused) = other_zone(&state, &zone, &path) {
         return refused;
     }
     let wanted = app_id.to_ascii_lowercase();
@@ -221,11 +266,16 @@ async fn get_app(
     }
 }
 
-async fn not_found(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = unauthorized(&state, &headers) {
-        return refused;
-    }
+async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, CODE_ROUTE, "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        CODE_ROUTE,
+        "this endpoint answers GET only (the API is read-only for now)",
+    )
 }
 
 /// An app in Cloudflare's shape (what a `GET` of the app returns there).
@@ -292,18 +342,20 @@ struct CounterLabels {
     verdict: String,
 }
 
-async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = unauthorized(&state, &headers) {
-        return refused;
-    }
-    let rows = match (state.counters)() {
-        Ok(rows) => rows,
-        Err(err) => {
+async fn metrics(State(state): State<ApiState>) -> Response {
+    // Reading the per-CPU map is a run of syscalls: off the async workers.
+    let counters = Arc::clone(&state.counters);
+    let rows = match tokio::task::spawn_blocking(move || counters()).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(err)) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("counters unavailable: {err:#}\n"),
             )
                 .into_response();
+        }
+        Err(err) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response();
         }
     };
     match render_metrics(&state.config, &rows) {
@@ -321,6 +373,8 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
 
 /// The counters in OpenMetrics text: per app and verdict, packets (or
 /// connections and flows, for the verdicts that count those) and bytes.
+/// Label values are app names, which validation limits to letters, digits,
+/// '.', '-' and '*': nothing there needs escaping.
 pub fn render_metrics(config: &Config, rows: &[StatsRow]) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("spectrum");
     let packets = Family::<CounterLabels, Counter>::default();
@@ -400,7 +454,11 @@ mod tests {
     }
 
     async fn get(uri: &str, token: Option<&str>) -> (StatusCode, String) {
-        let mut request = Request::get(uri);
+        send("GET", uri, token).await
+    }
+
+    async fn send(method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -434,6 +492,60 @@ mod tests {
         let (status, body) = get("/zones/other/spectrum/apps", Some("s3cret")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(parsed(&body)["errors"][0]["code"], CODE_ROUTE);
+        // Without the token nothing tells which routes or methods exist.
+        for (method, uri) in [
+            ("POST", "/metrics"),
+            ("OPTIONS", apps.as_str()),
+            ("DELETE", "/nope"),
+            ("GET", "/zones/%FF/spectrum/apps"),
+            ("GET", "/zones/z/spectrum/apps?page=1&page=2"),
+        ] {
+            let (status, body) = send(method, uri, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+        }
+        // The scheme's name is case-insensitive.
+        let request = Request::get(&apps).header("authorization", "bearer s3cret");
+        let response = router(state())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn refusals_after_the_token_are_envelopes_too() {
+        let apps = format!("/zones/{ZONE}/spectrum/apps");
+        for (method, uri, status, code) in [
+            (
+                "POST",
+                apps.clone(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                CODE_ROUTE,
+            ),
+            (
+                "GET",
+                format!("{apps}?page=1&page=2"),
+                StatusCode::BAD_REQUEST,
+                CODE_BAD_QUERY,
+            ),
+            (
+                "GET",
+                "/zones/%FF/spectrum/apps".to_owned(),
+                StatusCode::NOT_FOUND,
+                CODE_ROUTE,
+            ),
+            ("GET", "/nope".to_owned(), StatusCode::NOT_FOUND, CODE_ROUTE),
+        ] {
+            let (got, body) = send(method, &uri, Some("s3cret")).await;
+            assert_eq!(got, status, "{method} {uri}: {body}");
+            let body = parsed(&body);
+            assert_eq!(body["success"], false, "{method} {uri}");
+            assert_eq!(body["errors"][0]["code"], code, "{method} {uri}");
+        }
+        // The last page and beyond: empty, never a panic.
+        let (status, body) = get(&format!("{apps}?page={}", usize::MAX), Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(parsed(&body)["result"], json!([]));
     }
 
     #[tokio::test]
@@ -520,7 +632,13 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("verdict=\"to_origin\"} 1200"), "{text}");
+        assert!(
+            text.contains(
+                "spectrum_bytes_total{app=\"range.example.com\",\
+                 app_id=\"0123456789abcdef0123456789abcdef\",verdict=\"to_origin\"} 1200"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("spectrum_events_total{app=\"-\",app_id=\"\",verdict=\"no_listener\"} 3")
         );
@@ -535,15 +653,10 @@ mod tests {
         let doc: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
         let paths = doc["paths"].as_object().expect("paths");
         let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut served = ROUTES.to_vec();
         documented.sort_unstable();
-        assert_eq!(
-            documented,
-            [
-                "/metrics",
-                "/zones/{zone}/spectrum/apps",
-                "/zones/{zone}/spectrum/apps/{app_id}"
-            ]
-        );
+        served.sort_unstable();
+        assert_eq!(documented, served);
         for (path, item) in paths {
             let responses = item["get"]["responses"].as_object().expect("responses");
             assert!(responses.contains_key("200"), "{path}");
@@ -553,10 +666,13 @@ mod tests {
             );
         }
         let schema = &doc["components"]["schemas"]["App"]["required"];
-        let app = app_json(&load_str(CONFIG, false).unwrap().config.apps[0]);
-        for field in schema.as_array().expect("required") {
-            let field = field.as_str().expect("name");
-            assert!(app.get(field).is_some(), "app_json lacks {field}");
+        // A direct-origin app and an origin_dns one.
+        for app in &load_str(CONFIG, false).unwrap().config.apps[..2] {
+            let app = app_json(app);
+            for field in schema.as_array().expect("required") {
+                let field = field.as_str().expect("name");
+                assert!(app.get(field).is_some(), "app_json lacks {field}: {app}");
+            }
         }
     }
 
@@ -565,10 +681,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("api-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
-        std::fs::write(&file, "  abc  \nignored\n").unwrap();
-        assert_eq!(read_token(&file).unwrap(), "abc");
-        std::fs::write(&file, "\n").unwrap();
-        assert!(read_token(&file).unwrap_err().to_string().contains("empty"));
+        std::fs::write(&file, "  0123456789abcdef  \nignored\n").unwrap();
+        assert_eq!(read_token(&file).unwrap(), "0123456789abcdef");
+        for short in ["\n", "change-me\n"] {
+            std::fs::write(&file, short).unwrap();
+            let err = read_token(&file).unwrap_err().to_string();
+            assert!(err.contains("at least 16"), "{err}");
+        }
         assert!(read_token(&dir.join("missing")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -352,10 +352,15 @@ pub async fn serve(
     for task in [tcp_task, udp_task].into_iter().flatten() {
         let _ = task.await;
     }
-    if let Some(task) = api_task
-        && let Ok(Err(err)) = task.await
-    {
-        warn!("management API: {err}");
+    if let Some(task) = api_task {
+        // Graceful, but bounded: a client holding a connection open does
+        // not hold the shutdown.
+        let abort = task.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(err))) => warn!("management API: {err}"),
+            Ok(_) => {}
+            Err(_) => abort.abort(),
+        }
     }
     paths.flush_counts(&mut datapath);
     info!("shutting down: detaching XDP and removing pinned counters");

@@ -10,7 +10,7 @@ use tests::{
 };
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
-const TOKEN: &str = "test-token-4b1d";
+const TOKEN: &str = "test-token-4b1d-0123456789";
 const PORT: u16 = 8080;
 
 /// curl in `cli`: (HTTP status, body).

@@ -56,10 +56,17 @@ pub fn validate_with_leases(
     let edge_addrs = v.edge_addresses(&drafts, &pools, leases, &reserved);
     v.overlapping_listeners(&file.apps, &drafts, &edge_addrs);
     if let Some(d) = &dns_server {
-        v.dns_listeners_free(d, &drafts, &edge_addrs);
+        let sockets: Vec<_> = (d.listen.iter().enumerate())
+            .map(|(k, addr)| (format!("dns_server.listen[{k}]"), *addr))
+            .collect();
+        v.own_sockets_free(&sockets, "the DNS server", &drafts, &edge_addrs);
     }
     let access_rules = v.access_rules(&file.access_rules, &edge.geoip);
     let api = file.api.as_ref().and_then(|a| v.api(a));
+    if let Some(a) = &api {
+        let sockets = [("api.listen".to_string(), a.listen)];
+        v.own_sockets_free(&sockets, "the management API", &drafts, &edge_addrs);
+    }
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
@@ -547,15 +554,17 @@ impl Validator {
         })
     }
 
-    /// A listen address of the DNS server may be an edge address, but no
-    /// app may listen on its port 53.
-    fn dns_listeners_free(
+    /// The agent's own sockets (the DNS server's, the API's) may sit on an
+    /// edge address, but no app may listen on their port there: XDP or
+    /// sk_lookup would take their packets. `field` names each entry.
+    fn own_sockets_free(
         &mut self,
-        d: &DnsServer,
+        sockets: &[(String, std::net::SocketAddr)],
+        what: &str,
         drafts: &[AppDraft],
         edge_addrs: &[Option<Vec<IpAddr>>],
     ) {
-        for (k, listen) in d.listen.iter().enumerate() {
+        for (field, listen) in sockets {
             for (i, (draft, addrs)) in drafts.iter().zip(edge_addrs).enumerate() {
                 let (Some((protocol, ports)), Some(addrs)) = (draft.protocol, addrs) else {
                     continue;
@@ -565,11 +574,11 @@ impl Validator {
                     let name = draft.dns.as_ref().map_or("?", |d| d.name.as_str());
                     self.error(
                         None,
-                        format!("dns_server.listen[{k}]"),
+                        field.clone(),
                         listen.to_string(),
                         format!(
                             "apps[{i}] ({name}) listens on {protocol}/{port} of this address; \
-                             the DNS server needs it"
+                             {what} needs it"
                         ),
                     );
                 }
@@ -2914,6 +2923,15 @@ mod tests {
         let api = config_.api.expect("api");
         assert_eq!(api.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(api.zone, "z-1");
+        // On an app's address and port, XDP would take the API's packets.
+        file["api"]["listen"] = json!("198.51.100.1:22");
+        only_error(
+            file,
+            None,
+            "api.listen",
+            "198.51.100.1:22",
+            "apps[0] (ssh.example.com) listens on tcp/22 of this address; the management API",
+        );
         for (api, field, value, reason) in [
             (
                 json!({"token_file": "t", "zone": "z"}),
