@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AppId, Config};
+use super::model::{App, AppId, Config};
 
 /// What the file says: app id -> its addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,23 +73,13 @@ fn parse(text: &str) -> Result<Leases, String> {
     Ok(Leases(leases))
 }
 
-/// The leases a config holds: its apps with dynamic edge_ips.
-pub fn of(config: &Config) -> Leases {
-    Leases(
-        config
-            .apps
-            .iter()
-            .filter(|app| app.edge_ips_dynamic)
-            .map(|app| (app.id, app.edge_addrs.clone()))
-            .collect(),
-    )
+/// The apps that hold leases: those with dynamic edge_ips.
+fn holders(config: &Config) -> impl Iterator<Item = &App> {
+    config.apps.iter().filter(|app| app.edge_ips_dynamic)
 }
 
 fn render(config: &Config) -> String {
-    let apps = config
-        .apps
-        .iter()
-        .filter(|app| app.edge_ips_dynamic)
+    let apps = holders(config)
         .map(|app| {
             let entry = LeaseEntry {
                 name: app.dns.name.clone(),
@@ -141,6 +131,15 @@ pub fn write(path: &Path, config: &Config) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::load_str;
+
+    /// The leases a config holds, as `read` gives them back.
+    fn of(config: &Config) -> Leases {
+        Leases(
+            holders(config)
+                .map(|app| (app.id, app.edge_addrs.clone()))
+                .collect(),
+        )
+    }
 
     const CONFIG: &str = r#"{
       "edge": {"interfaces": ["eth0"],

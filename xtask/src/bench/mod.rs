@@ -442,6 +442,8 @@ pub struct Bed {
     pub work: PathBuf,
     pub release: PathBuf,
     pub tls: peers::TlsFiles,
+    /// The link mode in force; None after a change that failed half-way.
+    mode: std::cell::Cell<Option<LinkMode>>,
     _origins: Vec<Background>,
 }
 
@@ -468,6 +470,7 @@ impl Bed {
             work,
             release: release.to_path_buf(),
             tls,
+            mode: std::cell::Cell::new(None),
             _origins: origins,
         };
         bed.set_mode(LinkMode::Wire)?;
@@ -479,7 +482,12 @@ impl Bed {
         Ok(bed)
     }
 
+    /// Sets the veths for `mode`; nothing to do when it is in force.
     fn set_mode(&self, mode: LinkMode) -> anyhow::Result<()> {
+        if self.mode.get() == Some(mode) {
+            return Ok(());
+        }
+        self.mode.set(None);
         let t = &self.topology;
         let (tx, gro) = match mode {
             LinkMode::Wire => ("off", "on"),
@@ -491,6 +499,7 @@ impl Bed {
         for dev in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
             t.edge.run("ethtool", &["-K", dev, "gro", gro])?;
         }
+        self.mode.set(Some(mode));
         Ok(())
     }
 }

@@ -100,9 +100,7 @@ impl Chart {
         if bar.median.is_none() || bar.runs.len() < 2 {
             return None;
         }
-        let min = bar.runs.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = bar.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some((min, max))
+        Some(super::report::spread(&bar.runs))
     }
 
     /// The y range: from 0 (or below, for a negative value) to the highest

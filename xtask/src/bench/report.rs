@@ -89,7 +89,9 @@ fn cell(values: Option<&Vec<f64>>, support: Support) -> String {
     }
 }
 
-fn spread(values: &[f64]) -> (f64, f64) {
+/// The lowest and highest of `values` (the table's brackets, the charts'
+/// whiskers).
+pub fn spread(values: &[f64]) -> (f64, f64) {
     values
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
