@@ -381,7 +381,9 @@ struct RuleCase {
 
 fn block(target: RuleTarget) -> AccessRule {
     AccessRule {
-        id: None,
+        id: String::new(),
+        created_on: None,
+        modified_on: None,
         action: RuleAction::Block,
         target,
         notes: None,

@@ -507,6 +507,15 @@ impl fmt::Display for TlsMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub id: AppId,
+    /// The app's row in the kernel maps (`APPS`, `ORIGINS`, counters):
+    /// its position in the file when loaded; a live change keeps the slot
+    /// of an unchanged app and gives a new or changed app a fresh one, so
+    /// flows of the version they started with keep their row.
+    pub slot: u32,
+    /// When the API created or last changed the app (RFC 3339), as kept
+    /// in the file; not part of what the app does.
+    pub created_on: Option<String>,
+    pub modified_on: Option<String>,
     pub protocol: Protocol,
     pub edge_ports: PortRange,
     pub dns: Dns,
@@ -540,6 +549,16 @@ impl App {
         let offset = self.edge_ports.offset_of(edge_port)?;
         let port = origin_ports.start.checked_add(offset)?;
         origin_ports.contains(port).then_some(port)
+    }
+
+    /// Whether `other` serves exactly as this app does: every field but
+    /// the slot and the timestamps equal.
+    pub fn same_service(&self, other: &App) -> bool {
+        let mut other = other.clone();
+        other.slot = self.slot;
+        other.created_on.clone_from(&self.created_on);
+        other.modified_on.clone_from(&self.modified_on);
+        *self == other
     }
 
     /// True when the kernel can proxy this app alone: TLS off and no PROXY header.
@@ -580,7 +599,11 @@ pub enum OriginFamily {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessRule {
-    pub id: Option<String>,
+    /// As written, or derived from mode, target and value when the file
+    /// gives none (see [`AccessRule::derived_id`]).
+    pub id: String,
+    pub created_on: Option<String>,
+    pub modified_on: Option<String>,
     pub action: RuleAction,
     pub target: RuleTarget,
     pub notes: Option<String>,
@@ -589,10 +612,15 @@ pub struct AccessRule {
 impl AccessRule {
     /// How logs and errors name the rule at `index` of `access_rules`.
     pub fn name(&self, index: usize) -> String {
-        match &self.id {
-            Some(id) => format!("access_rules[{index}] (id {id})"),
-            None => format!("access_rules[{index}]"),
-        }
+        format!("access_rules[{index}] (id {})", self.id)
+    }
+
+    /// The id of a rule written without one: 32 hex digits from its mode,
+    /// target and value (and `nth`, its rank among identical rules), so
+    /// the API can name it and a reload finds the same id.
+    pub fn derived_id(mode: &str, target: &str, value: &str, nth: usize) -> String {
+        let key = format!("{mode}|{target}|{}|{nth}", value.to_ascii_lowercase());
+        format!("{:032x}", fnv1a_128(key.as_bytes()))
     }
 }
 
@@ -768,6 +796,9 @@ mod tests {
 
     fn app(edge_ports: PortRange, tls: TlsMode, pp: ProxyProtocol) -> App {
         App {
+            slot: 0,
+            created_on: None,
+            modified_on: None,
             id: AppId([0; 16]),
             protocol: Protocol::Tcp,
             edge_ports,

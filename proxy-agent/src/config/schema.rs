@@ -291,6 +291,11 @@ pub struct AccessRuleFile {
     pub configuration: RuleConfigurationFile,
     #[serde(default)]
     pub notes: Option<String>,
+    /// Set by the API (RFC 3339); accepted from Cloudflare exports too.
+    #[serde(default)]
+    pub created_on: Option<serde_json::Value>,
+    #[serde(default)]
+    pub modified_on: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

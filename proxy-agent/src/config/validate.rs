@@ -73,9 +73,12 @@ pub fn validate_with_leases(
     let apps: Option<Vec<App>> = drafts
         .into_iter()
         .zip(edge_addrs)
-        .map(|(draft, addrs)| {
+        .enumerate()
+        .map(|(slot, (draft, addrs))| {
             let dynamic = matches!(draft.edge_ips, Some(EdgeIps::Dynamic { .. }));
-            draft.finish(addrs?, dynamic)
+            let mut app = draft.finish(addrs?, dynamic)?;
+            app.slot = slot as u32;
+            Some(app)
         })
         .collect();
     match apps {
@@ -96,6 +99,12 @@ pub fn validate_with_leases(
             "internal error: an app was refused without a reason",
         )]),
     }
+}
+
+/// A `created_on`/`modified_on` as kept: a string, or nothing (other
+/// values, from an export, are ignored as before).
+fn timestamp(value: Option<&serde_json::Value>) -> Option<String> {
+    value.and_then(serde_json::Value::as_str).map(str::to_owned)
 }
 
 #[derive(Default)]
@@ -185,6 +194,8 @@ struct AppDraft {
     origin_sni: Option<String>,
     origin_ca: Option<PathBuf>,
     ip_firewall: bool,
+    created_on: Option<String>,
+    modified_on: Option<String>,
 }
 
 impl AppDraft {
@@ -192,6 +203,9 @@ impl AppDraft {
         let (protocol, edge_ports) = self.protocol?;
         Some(App {
             id: self.id?,
+            slot: 0,
+            created_on: self.created_on,
+            modified_on: self.modified_on,
             protocol,
             edge_ports,
             dns: self.dns?,
@@ -790,6 +804,8 @@ impl Validator {
             origin_sni: a.origin_sni.clone(),
             origin_ca: a.origin_ca.clone(),
             ip_firewall: a.ip_firewall.unwrap_or(false),
+            created_on: timestamp(a.created_on.as_ref()),
+            modified_on: timestamp(a.modified_on.as_ref()),
         }
     }
 
@@ -1581,8 +1597,27 @@ impl Validator {
             let needs_db = !matches!(mode, Mode::Ignored);
             let target = self.rule_target(i, rule, geoip, needs_db);
             if let (Mode::Act(action), Some(target)) = (mode, target) {
+                let id = rule.id.clone().unwrap_or_else(|| {
+                    let (mode, target, value) = (
+                        rule.mode.as_str(),
+                        rule.configuration.target.as_str(),
+                        rule.configuration.value.as_str(),
+                    );
+                    let nth = rules[..i]
+                        .iter()
+                        .filter(|r| {
+                            r.id.is_none()
+                                && r.mode == mode
+                                && r.configuration.target == target
+                                && r.configuration.value.eq_ignore_ascii_case(value)
+                        })
+                        .count();
+                    AccessRule::derived_id(mode, target, value, nth)
+                });
                 out.push(AccessRule {
-                    id: rule.id.clone(),
+                    id,
+                    created_on: timestamp(rule.created_on.as_ref()),
+                    modified_on: timestamp(rule.modified_on.as_ref()),
                     action,
                     target,
                     notes: rule.notes.clone(),
@@ -2505,7 +2540,7 @@ mod tests {
                 (RuleAction::Allow, RuleTarget::Country("CH".into())),
             ]
         );
-        assert_eq!(config_.access_rules[0].id.as_deref(), Some("r1"));
+        assert_eq!(config_.access_rules[0].id, "r1");
         assert_eq!(config_.access_rules[0].notes.as_deref(), Some("bad actor"));
         let warned: Vec<(&str, &str)> = warnings
             .iter()

@@ -156,7 +156,9 @@ mod tests {
 
     fn rule(action: RuleAction, target: RuleTarget) -> AccessRule {
         AccessRule {
-            id: None,
+            id: String::new(),
+            created_on: None,
+            modified_on: None,
             action,
             target,
             notes: None,
