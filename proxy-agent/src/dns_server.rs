@@ -87,6 +87,12 @@
 //! raw queries ([`Authority::answer`], used by tests and the fuzzer), and
 //! [`DnsServer`] binds the sockets.
 //!
+//! **Counting.** [`Authority`] counts every answer it sends by response
+//! code and query type ([`DnsAnswers`], for `/metrics`). The FORMERR that
+//! hickory's own loop sends for a message it cannot parse past the header
+//! never reaches the handler, so the server cannot count it; the same
+//! answer from [`Authority::answer`] is counted.
+//!
 //! hickory's server logs every answered request at `info` (target
 //! `hickory_server`); a busy server wants `RUST_LOG=info,hickory_server=warn`.
 //! Listen on specific addresses rather than `0.0.0.0` on a host with
@@ -356,6 +362,108 @@ pub fn catalog(zones: &ZoneSet) -> anyhow::Result<Catalog> {
 #[derive(Clone)]
 pub struct Authority {
     current: Arc<RwLock<Arc<Answers>>>,
+    /// Outlives [`replace`](Self::replace): counters are cumulative
+    /// across reloads, as Prometheus expects of a counter.
+    counts: DnsAnswers,
+}
+
+/// Answers sent, by (response code, query type). Cheap to clone: clones
+/// share the counts, so the metrics endpoint keeps a handle while the
+/// server counts.
+///
+/// Keys are `&'static str` from fixed sets (the RFC mnemonics of the
+/// response codes, hickory's record type names with `Unknown` for every
+/// type it does not know, `-` for no single question): a client choosing
+/// query types cannot make the number of series grow past a few hundred.
+#[derive(Clone, Debug, Default)]
+pub struct DnsAnswers(Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>);
+
+impl DnsAnswers {
+    /// One more answer with `rcode` to a question of `qtype`.
+    fn count(&self, rcode: ResponseCode, qtype: &'static str) {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry((rcode_name(rcode), qtype)).or_default() += 1;
+    }
+
+    /// Every (rcode, qtype, answers) counted so far, sorted.
+    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(&(rcode, qtype), &n)| (rcode.to_string(), qtype.to_string(), n))
+            .collect()
+    }
+}
+
+/// The RFC mnemonic of `code` (`NOERROR`, `NXDOMAIN`, ...), as dig prints
+/// it. 16 is BADVERS: hickory decodes it as BADSIG (TSIG), which this
+/// server never uses.
+fn rcode_name(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS | ResponseCode::BADSIG => "BADVERS",
+        ResponseCode::BADKEY => "BADKEY",
+        ResponseCode::BADTIME => "BADTIME",
+        ResponseCode::BADMODE => "BADMODE",
+        ResponseCode::BADNAME => "BADNAME",
+        ResponseCode::BADALG => "BADALG",
+        ResponseCode::BADTRUNC => "BADTRUNC",
+        ResponseCode::BADCOOKIE => "BADCOOKIE",
+        ResponseCode::Unknown(_) => "UNKNOWN",
+    }
+}
+
+/// The query type an answer to `request` is counted under: the type of
+/// its one question, or `-` when it has none, several, or one this
+/// server calls unparsable (a pointer into the header).
+fn counted_qtype(request: &Request) -> &'static str {
+    match request.queries.queries() {
+        [query] if !question_points_into_header(request.queries.as_bytes()) => {
+            query.query_type().into()
+        }
+        _ => "-",
+    }
+}
+
+/// A response handler that counts what `inner` sends: wrapping the
+/// handle rather than counting in each branch catches every answer,
+/// hickory's catalog's included, with the code actually sent (SERVFAIL
+/// when the message could not be encoded).
+#[derive(Clone)]
+struct Counted<R> {
+    inner: R,
+    counts: DnsAnswers,
+    qtype: &'static str,
+}
+
+#[async_trait::async_trait]
+impl<R: ResponseHandler> ResponseHandler for Counted<R> {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let info = self.inner.send_response(response).await?;
+        self.counts.count(info.response_code, self.qtype);
+        Ok(info)
+    }
 }
 
 /// One generation of answers: hickory's catalog, for positive answers,
@@ -490,7 +598,13 @@ impl Authority {
     pub fn new(zones: &ZoneSet) -> anyhow::Result<Self> {
         Ok(Authority {
             current: Arc::new(RwLock::new(Arc::new(Answers::new(zones)?))),
+            counts: DnsAnswers::default(),
         })
+    }
+
+    /// The answers counted so far, and from now on (a shared handle).
+    pub fn answers(&self) -> DnsAnswers {
+        self.counts.clone()
     }
 
     /// The authority for `config`'s `dns_server` (empty when it has none).
@@ -533,7 +647,12 @@ impl Authority {
                 let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
                 let response = MessageResponseBuilder::new(&queries, None)
                     .error_msg(&header.metadata, ResponseCode::FormErr);
-                capture.clone().send_response(response).await.ok()?;
+                let mut counted = Counted {
+                    inner: capture.clone(),
+                    counts: self.counts.clone(),
+                    qtype: "-",
+                };
+                counted.send_response(response).await.ok()?;
             }
         }
         capture.take()
@@ -543,6 +662,22 @@ impl Authority {
 #[async_trait::async_trait]
 impl RequestHandler for Authority {
     async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let counted = Counted {
+            inner: response_handle,
+            counts: self.counts.clone(),
+            qtype: counted_qtype(request),
+        };
+        self.respond::<_, T>(request, counted).await
+    }
+}
+
+impl Authority {
+    /// The answer to `request`, sent through `response_handle`.
+    async fn respond<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
         response_handle: R,
@@ -804,6 +939,11 @@ impl DnsServer {
     /// The answers the server gives (to query it without a socket).
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// A handle on the counts of answers sent (see [`DnsAnswers`]).
+    pub fn answers(&self) -> DnsAnswers {
+        self.authority.answers()
     }
 
     /// Replaces the answers with those of `config` (its `dns_server` and
@@ -1928,6 +2068,73 @@ mod tests {
         without.dns_server = None;
         assert!(server.update(&without).is_err());
 
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn answers_are_counted_by_rcode_and_qtype() {
+        let config = test_config();
+        let settings = config.dns_server.clone().expect("dns_server");
+        let zones = zone_records(&config).expect("zones");
+        let server = DnsServer::start(&settings, &config.edge.address_pool, &zones)
+            .await
+            .expect("start");
+        let addr = server.local_addrs()[0];
+        let answers = server.answers();
+        assert_eq!(answers.snapshot(), []);
+
+        // Real queries over UDP and TCP.
+        udp_ask(addr, &query("ssh.example.test.", RecordType::A)).await;
+        udp_ask(addr, &query("ssh.example.test.", RecordType::A)).await;
+        tcp_ask(addr, &query("ssh.example.test.", RecordType::AAAA)).await;
+        udp_ask(addr, &query("nope.example.test.", RecordType::MX)).await;
+        udp_ask(addr, &query("www.elsewhere.test.", RecordType::A)).await;
+        udp_ask(addr, &query("example.test.", RecordType::AXFR)).await;
+        // EDNS version 1: BADVERS.
+        let mut badvers = header(0x01, 1);
+        badvers[11] = 1;
+        badvers.extend_from_slice(&question());
+        badvers.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 1, 0, 0, 0, 0]);
+        udp_ask(addr, &badvers).await;
+        // No question, and a pointer into the header: FORMERR, qtype "-".
+        udp_ask(addr, &header(0x01, 0)).await;
+        let mut pointer = header(0x01, 1);
+        pointer.extend_from_slice(&[0xc0, 2, 0, 1, 0, 1]);
+        udp_ask(addr, &pointer).await;
+        // A question cut short, answered without a socket (hickory's own
+        // loop answers that one over the network, uncounted).
+        let mut cut = header(0x01, 1);
+        cut.extend_from_slice(&question()[..9]);
+        assert!(server.authority().answer(&cut, src()).await.is_some());
+        // Sent nothing, counted nothing: a response, and no header.
+        let mut response = header(0x81, 1);
+        response.extend_from_slice(&question());
+        assert_eq!(server.authority().answer(&response, src()).await, None);
+        assert_eq!(server.authority().answer(&[0; 5], src()).await, None);
+
+        let expected: Vec<(String, String, u64)> = [
+            ("BADVERS", "A", 1),
+            ("FORMERR", "-", 3),
+            ("NOERROR", "A", 2),
+            ("NOERROR", "AAAA", 1),
+            ("NXDOMAIN", "MX", 1),
+            ("REFUSED", "A", 1),
+            ("REFUSED", "AXFR", 1),
+        ]
+        .into_iter()
+        .map(|(rcode, qtype, n)| (rcode.to_string(), qtype.to_string(), n))
+        .collect();
+        assert_eq!(answers.snapshot(), expected);
+
+        // The counts survive a reload (they are counters).
+        server.update(&config).expect("update");
+        udp_ask(addr, &query("ssh.example.test.", RecordType::A)).await;
+        let noerror_a = server
+            .answers()
+            .snapshot()
+            .into_iter()
+            .find(|(rcode, qtype, _)| rcode == "NOERROR" && qtype == "A");
+        assert_eq!(noerror_a.map(|(_, _, n)| n), Some(3));
         server.shutdown().await;
     }
 }
