@@ -61,14 +61,18 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
         elapsed_ms = loaded.elapsed.as_millis() as u64,
         "access rules in force"
     );
-    let firewalled: Vec<bool> = config.apps.iter().map(|app| app.ip_firewall).collect();
+    let firewalled: std::collections::BTreeSet<u32> = config
+        .apps
+        .iter()
+        .filter(|app| app.ip_firewall)
+        .map(|app| app.slot)
+        .collect();
     // Nothing can be blocked: no need to walk the flow table.
-    if set.block.is_empty() || !firewalled.contains(&true) {
+    if set.block.is_empty() || firewalled.is_empty() {
         return Ok(());
     }
     let cut = cut_flows(datapath, |datapath, client, app| {
-        firewalled.get(app as usize).copied().unwrap_or(false)
-            && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+        firewalled.contains(&app) && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
     });
     // The new rules are in force either way: a failed walk is not a failed
     // reload.
@@ -138,8 +142,7 @@ impl EventLog {
         }
         self.logged += 1;
         let app = config
-            .apps
-            .get(event.app as usize)
+            .app_in_slot(event.app)
             .map_or("?", |app| app.dns.name.as_str());
         let reason = Verdict::ALL
             .get(event.verdict as usize)

@@ -1,17 +1,21 @@
 //! The management API (`api` in the config), shaped like Cloudflare's
-//! Spectrum API: `GET /zones/{zone}/spectrum/apps[/{app_id}]` in
-//! Cloudflare's envelope, and `GET /metrics` in OpenMetrics text.
-//! Every request needs `Authorization: Bearer <token>` (the token file's
-//! first line), checked by a layer before routing: none or a wrong one is
-//! 401 whatever the path or method; then another zone is 404, another
-//! method 405, a bad query 400, each in the envelope.
+//! Spectrum API: apps at `/zones/{zone}/spectrum/apps[/{app_id}]` (GET,
+//! POST, PUT, DELETE), IP Access Rules at
+//! `/zones/{zone}/firewall/access_rules/rules[/{rule_id}]` (GET, POST,
+//! PATCH, DELETE), in Cloudflare's envelope, and `GET /metrics` in
+//! OpenMetrics text. Every request needs `Authorization: Bearer <token>`
+//! (the token file's first line), checked by a layer before routing: none
+//! or a wrong one is 401 whatever the path or method; then another zone is
+//! 404, another method 405, a bad query or body 400, each in the envelope.
 //!
-//! Read-only for now: the apps are those the agent runs. Changes (POST,
-//! PUT, DELETE, access rules) and live apply come later.
-use std::{net::IpAddr, path::Path, sync::Arc};
+//! A change is an edit of the config document sent to the agent's main
+//! loop ([`live::ChangeRequest`]), which validates the whole config, writes
+//! the file back and applies the change live; the answer says how it went.
+use std::{net::IpAddr, path::Path, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{
         Path as UrlPath, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
@@ -19,55 +23,91 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
-};
-use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    routing::{get, patch},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::model::{App, Config, Origin, OriginFamily};
+use crate::config::edit::{EditError, now_rfc3339};
+use crate::config::model::{AccessRule, App, Config, Origin, OriginFamily, RuleAction, RuleTarget};
 use crate::datapath::stats::StatsRow;
+use crate::dns_server::DnsAnswers;
+use crate::live::{ChangeError, ChangeRequest, Edit};
 
 /// Cloudflare's codes for what this API refuses.
 const CODE_AUTH: u32 = 10000;
 const CODE_ROUTE: u32 = 7003;
 const CODE_NOT_FOUND: u32 = 10006;
 const CODE_BAD_QUERY: u32 = 7000;
+/// A value the API refuses that has no Spectrum code of its own.
+const CODE_INVALID: u32 = 1004;
+/// A change that validated but could not be put in force.
+const CODE_APPLY: u32 = 10002;
 /// The shortest token accepted: a guessable one would open the API.
 const MIN_TOKEN_LEN: usize = 16;
 /// The routes (also checked against docs/openapi.json by a test).
 const APPS: &str = "/zones/{zone}/spectrum/apps";
 const APP: &str = "/zones/{zone}/spectrum/apps/{app_id}";
+const RULES: &str = "/zones/{zone}/firewall/access_rules/rules";
+const RULE: &str = "/zones/{zone}/firewall/access_rules/rules/{rule_id}";
 const METRICS: &str = "/metrics";
-pub const ROUTES: [&str; 3] = [APPS, APP, METRICS];
+pub const ROUTES: [&str; 5] = [APPS, APP, RULES, RULE, METRICS];
+/// The largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a change may take to be validated and applied.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Page size when `per_page` is absent, and the largest allowed.
 const DEFAULT_PER_PAGE: usize = 20;
 const MAX_PER_PAGE: usize = 100;
 
 /// Where the counters come from: the agent's pinned map in production, a
-/// fixed list in tests.
-pub type CounterSource = Arc<dyn Fn() -> anyhow::Result<Vec<StatsRow>> + Send + Sync>;
+/// fixed list in tests. The argument is how many app slots to read.
+pub type CounterSource = Arc<dyn Fn(u32) -> anyhow::Result<Vec<StatsRow>> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct ApiState {
-    config: Arc<Config>,
+    /// The config in force, as the agent publishes it after each change.
+    config: watch::Receiver<Arc<Config>>,
     token: Arc<str>,
     zone: Arc<str>,
     counters: CounterSource,
+    /// Where changes go; without it every change is refused (503).
+    changes: Option<mpsc::Sender<ChangeRequest>>,
+    dns: Option<DnsAnswers>,
 }
 
 impl ApiState {
-    pub fn new(config: Arc<Config>, token: &str, zone: &str, counters: CounterSource) -> Self {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        token: &str,
+        zone: &str,
+        counters: CounterSource,
+    ) -> Self {
         ApiState {
             config,
             token: token.into(),
             zone: zone.into(),
             counters,
+            changes: None,
+            dns: None,
         }
+    }
+
+    /// Accepts changes, sent to `changes` (the agent's main loop).
+    pub fn with_changes(mut self, changes: mpsc::Sender<ChangeRequest>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// Reports the DNS server's answers in `/metrics`.
+    pub fn with_dns_answers(mut self, dns: Option<DnsAnswers>) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
     }
 }
 
@@ -89,8 +129,10 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route(APPS, get(list_apps))
-        .route(APP, get(get_app))
+        .route(APPS, get(list_apps).post(create_app))
+        .route(APP, get(get_app).put(replace_app).delete(delete_app))
+        .route(RULES, get(list_rules).post(create_rule))
+        .route(RULE, patch(patch_rule).delete(delete_rule))
         .route(METRICS, get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -198,19 +240,37 @@ fn bad_path(rejection: PathRejection) -> Response {
     error(StatusCode::NOT_FOUND, CODE_ROUTE, rejection.body_text())
 }
 
-async fn list_apps(
-    State(state): State<ApiState>,
+/// A refusal on its way out of a helper (boxed: a `Response` is large).
+type Refusal = Box<Response>;
+
+/// The zone of a collection path, or the refusal.
+fn collection_zone(
+    state: &ApiState,
     zone: Result<UrlPath<String>, PathRejection>,
-    page: Result<Query<Page>, QueryRejection>,
-) -> Response {
-    let UrlPath(zone) = match zone {
-        Ok(zone) => zone,
-        Err(rejection) => return bad_path(rejection),
-    };
-    let path = format!("/zones/{zone}/spectrum/apps");
-    if let Some(refused) = other_zone(&state, &zone, &path) {
-        return refused;
+    tail: &str,
+) -> Result<String, Refusal> {
+    let UrlPath(zone) = zone.map_err(|r| Box::new(bad_path(r)))?;
+    match other_zone(state, &zone, &format!("/zones/{zone}/{tail}")) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(zone),
     }
+}
+
+/// The zone and object id of an object path, or the refusal.
+fn object_ids(
+    state: &ApiState,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+    tail: &str,
+) -> Result<(String, String), Refusal> {
+    let UrlPath((zone, id)) = ids.map_err(|r| Box::new(bad_path(r)))?;
+    match other_zone(state, &zone, &format!("/zones/{zone}/{tail}/{id}")) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok((zone, id)),
+    }
+}
+
+/// One page of `items` in the envelope, or the refusal of a bad query.
+fn page_of(items: Vec<Value>, page: Result<Query<Page>, QueryRejection>) -> Response {
     let page = match page {
         Ok(Query(page)) => page,
         Err(rejection) => {
@@ -225,45 +285,339 @@ async fn list_apps(
         Ok(numbers) => numbers,
         Err(reason) => return error(StatusCode::BAD_REQUEST, CODE_BAD_QUERY, reason),
     };
-    let apps = &state.config.apps;
-    let start = (page - 1).saturating_mul(per_page).min(apps.len());
-    let end = start.saturating_add(per_page).min(apps.len());
-    let result: Vec<Value> = apps[start..end].iter().map(app_json).collect();
+    let total = items.len();
+    let start = (page - 1).saturating_mul(per_page).min(total);
+    let end = start.saturating_add(per_page).min(total);
+    let result: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
     let info = json!({
         "page": page,
         "per_page": per_page,
         "count": result.len(),
-        "total_count": apps.len(),
+        "total_count": total,
     });
     envelope(StatusCode::OK, Value::Array(result), Some(info))
+}
+
+async fn list_apps(
+    State(state): State<ApiState>,
+    zone: Result<UrlPath<String>, PathRejection>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Response {
+    if let Err(refused) = collection_zone(&state, zone, "spectrum/apps") {
+        return *refused;
+    }
+    page_of(state.config().apps.iter().map(app_json).collect(), page)
 }
 
 async fn get_app(
     State(state): State<ApiState>,
     ids: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> Response {
-    let UrlPath((zone, app_id)) = match ids {
+    let (zone, app_id) = match object_ids(&state, ids, "spectrum/apps") {
         Ok(ids) => ids,
-        Err(rejection) => return bad_path(rejection),
+        Err(refused) => return *refused,
     };
-    let path = format!("/zones/{zone}/spectrum/apps/{app_id}");
-    if let Some(refused) = other_zone(&state, &zone, &path) {
-        return refused;
+    match find_app(&state.config(), &app_id) {
+        Some(app) => envelope(StatusCode::OK, app_json(app), None),
+        None => no_such("app", &app_id, &zone),
     }
-    let wanted = app_id.to_ascii_lowercase();
-    match state
-        .config
-        .apps
-        .iter()
-        .find(|a| a.id.to_string() == wanted)
-    {
+}
+
+async fn create_app(
+    State(state): State<ApiState>,
+    zone: Result<UrlPath<String>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = collection_zone(&state, zone, "spectrum/apps") {
+        return *refused;
+    }
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    let now = now_rfc3339();
+    let edit: Edit = Box::new(move |doc| doc.add_app(body, &now));
+    match submit(&state, edit).await {
+        Ok((config, id)) => app_answer(&config, &id),
+        Err(refused) => *refused,
+    }
+}
+
+async fn replace_app(
+    State(state): State<ApiState>,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    let (_, app_id) = match object_ids(&state, ids, "spectrum/apps") {
+        Ok(ids) => ids,
+        Err(refused) => return *refused,
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    let now = now_rfc3339();
+    let edit: Edit = Box::new(move |doc| {
+        doc.replace_app(&app_id, body, &now)?;
+        Ok(app_id)
+    });
+    match submit(&state, edit).await {
+        Ok((config, id)) => app_answer(&config, &id),
+        Err(refused) => *refused,
+    }
+}
+
+async fn delete_app(
+    State(state): State<ApiState>,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+) -> Response {
+    let (_, app_id) = match object_ids(&state, ids, "spectrum/apps") {
+        Ok(ids) => ids,
+        Err(refused) => return *refused,
+    };
+    let edit: Edit = Box::new(move |doc| {
+        doc.delete_app(&app_id)?;
+        Ok(app_id)
+    });
+    match submit(&state, edit).await {
+        Ok((_, id)) => envelope(StatusCode::OK, json!({"id": id}), None),
+        Err(refused) => *refused,
+    }
+}
+
+async fn list_rules(
+    State(state): State<ApiState>,
+    zone: Result<UrlPath<String>, PathRejection>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Response {
+    if let Err(refused) = collection_zone(&state, zone, "firewall/access_rules/rules") {
+        return *refused;
+    }
+    page_of(
+        state.config().access_rules.iter().map(rule_json).collect(),
+        page,
+    )
+}
+
+async fn create_rule(
+    State(state): State<ApiState>,
+    zone: Result<UrlPath<String>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = collection_zone(&state, zone, "firewall/access_rules/rules") {
+        return *refused;
+    }
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    let sent = body.clone();
+    let now = now_rfc3339();
+    let edit: Edit = Box::new(move |doc| doc.add_rule(body, &now));
+    match submit(&state, edit).await {
+        Ok((config, id)) => rule_answer(&config, &id, sent),
+        Err(refused) => *refused,
+    }
+}
+
+async fn patch_rule(
+    State(state): State<ApiState>,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    let (_, rule_id) = match object_ids(&state, ids, "firewall/access_rules/rules") {
+        Ok(ids) => ids,
+        Err(refused) => return *refused,
+    };
+    let body = match json_body(&body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    let sent = body.clone();
+    let now = now_rfc3339();
+    let edit: Edit = Box::new(move |doc| {
+        doc.patch_rule(&rule_id, body, &now)?;
+        Ok(rule_id)
+    });
+    match submit(&state, edit).await {
+        Ok((config, id)) => rule_answer(&config, &id, sent),
+        Err(refused) => *refused,
+    }
+}
+
+async fn delete_rule(
+    State(state): State<ApiState>,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+) -> Response {
+    let (_, rule_id) = match object_ids(&state, ids, "firewall/access_rules/rules") {
+        Ok(ids) => ids,
+        Err(refused) => return *refused,
+    };
+    let edit: Edit = Box::new(move |doc| {
+        doc.delete_rule(&rule_id)?;
+        Ok(rule_id)
+    });
+    match submit(&state, edit).await {
+        Ok((_, id)) => envelope(StatusCode::OK, json!({"id": id}), None),
+        Err(refused) => *refused,
+    }
+}
+
+/// The app with `id` (any case), if it runs.
+fn find_app<'a>(config: &'a Config, id: &str) -> Option<&'a App> {
+    let wanted = id.to_ascii_lowercase();
+    config.apps.iter().find(|a| a.id.to_string() == wanted)
+}
+
+fn no_such(kind: &str, id: &str, zone: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        CODE_NOT_FOUND,
+        format!("no {kind} {id} in zone {zone}"),
+    )
+}
+
+/// The app a change created or changed, as it now runs.
+fn app_answer(config: &Config, id: &str) -> Response {
+    match find_app(config, id) {
         Some(app) => envelope(StatusCode::OK, app_json(app), None),
         None => error(
-            StatusCode::NOT_FOUND,
-            CODE_NOT_FOUND,
-            format!("no app {app_id} in zone {zone}"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            CODE_APPLY,
+            format!("app {id} accepted but not found afterwards"),
         ),
     }
+}
+
+/// The rule a change created or changed, as it now runs; a rule of a mode
+/// Spectrum ignores (challenges) is kept in the file but not in force, and
+/// is answered as sent.
+fn rule_answer(config: &Config, id: &str, sent: Value) -> Response {
+    match config
+        .access_rules
+        .iter()
+        .find(|r| r.id.eq_ignore_ascii_case(id))
+    {
+        Some(rule) => envelope(StatusCode::OK, rule_json(rule), None),
+        None => {
+            let mut result = sent;
+            result["id"] = id.into();
+            envelope(StatusCode::OK, result, None)
+        }
+    }
+}
+
+/// A request body as JSON, or the 400 naming what is wrong with it.
+fn json_body(bytes: &Bytes) -> Result<Value, Refusal> {
+    if bytes.len() > MAX_BODY {
+        return Err(Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            CODE_BAD_QUERY,
+            format!("the body is {} bytes; at most {MAX_BODY}", bytes.len()),
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            CODE_BAD_QUERY,
+            format!("the body is not JSON: {e}"),
+        ))
+    })
+}
+
+/// Hands `edit` to the agent and waits for its outcome: the config in
+/// force afterwards and the id the edit named, or the refusal.
+async fn submit(state: &ApiState, edit: Edit) -> Result<(Arc<Config>, String), Refusal> {
+    let unavailable = |message: &str| {
+        Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            CODE_APPLY,
+            message.to_owned(),
+        ))
+    };
+    let Some(changes) = &state.changes else {
+        return Err(unavailable("this API does not accept changes"));
+    };
+    let (reply, outcome) = oneshot::channel();
+    changes
+        .try_send(ChangeRequest { edit, reply })
+        .map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => unavailable("too many changes queued; try again"),
+            mpsc::error::TrySendError::Closed(_) => unavailable("the agent is shutting down"),
+        })?;
+    match tokio::time::timeout(CHANGE_TIMEOUT, outcome).await {
+        Ok(Ok(Ok(done))) => Ok(done),
+        Ok(Ok(Err(refused))) => Err(Box::new(change_refused(refused))),
+        Ok(Err(_)) => Err(unavailable("the agent is shutting down")),
+        Err(_) => Err(unavailable(
+            "the change is taking too long; check the agent's log",
+        )),
+    }
+}
+
+/// A refused change in the envelope: one error per problem.
+fn change_refused(refused: ChangeError) -> Response {
+    match refused {
+        ChangeError::Edit(EditError::NotFound { kind, id }) => error(
+            StatusCode::NOT_FOUND,
+            CODE_NOT_FOUND,
+            format!("no {kind} {id}"),
+        ),
+        ChangeError::Edit(EditError::Shape { field, message })
+        | ChangeError::Parse { field, message } => {
+            let at = if field.is_empty() {
+                String::new()
+            } else {
+                format!("{field}: ")
+            };
+            error(
+                StatusCode::BAD_REQUEST,
+                CODE_BAD_QUERY,
+                format!("{at}{message}"),
+            )
+        }
+        ChangeError::Edit(EditError::Invalid {
+            field,
+            value,
+            message,
+        }) => error(
+            StatusCode::BAD_REQUEST,
+            CODE_INVALID,
+            format!("{field}: {value:?}: {message}"),
+        ),
+        ChangeError::Invalid(errors) => {
+            let errors: Vec<Value> = errors
+                .iter()
+                .map(|e| json!({"code": e.code.unwrap_or(CODE_INVALID), "message": e.to_string()}))
+                .collect();
+            let body = json!({"success": false, "errors": errors, "messages": [], "result": null});
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        ChangeError::Apply(reason) => error(StatusCode::INTERNAL_SERVER_ERROR, CODE_APPLY, reason),
+    }
+}
+
+/// A rule in Cloudflare's shape.
+pub fn rule_json(rule: &AccessRule) -> Value {
+    let mode = match rule.action {
+        RuleAction::Allow => "whitelist",
+        RuleAction::Block => "block",
+    };
+    let (target, value) = match &rule.target {
+        RuleTarget::Ip(ip @ IpAddr::V4(_)) => ("ip", ip.to_string()),
+        RuleTarget::Ip(ip) => ("ip6", ip.to_string()),
+        RuleTarget::Range(net) => ("ip_range", net.to_string()),
+        RuleTarget::Asn(asn) => ("asn", format!("AS{asn}")),
+        RuleTarget::Country(code) => ("country", code.clone()),
+    };
+    json!({
+        "id": rule.id,
+        "mode": mode,
+        "configuration": {"target": target, "value": value},
+        "notes": rule.notes.clone().unwrap_or_default(),
+        "created_on": rule.created_on,
+        "modified_on": rule.modified_on,
+    })
 }
 
 async fn not_found() -> Response {
@@ -274,7 +628,7 @@ async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         CODE_ROUTE,
-        "this endpoint answers GET only (the API is read-only for now)",
+        "this endpoint does not answer that method",
     )
 }
 
@@ -309,6 +663,8 @@ pub fn app_json(app: &App) -> Value {
         "edge_ips": edge_ips,
         // Not part of Cloudflare's shape: the addresses in use.
         "edge_addresses": app.edge_addrs.iter().map(IpAddr::to_string).collect::<Vec<_>>(),
+        "created_on": app.created_on,
+        "modified_on": app.modified_on,
     });
     match &app.origin {
         Origin::Direct(origins) => {
@@ -335,17 +691,12 @@ pub fn app_json(app: &App) -> Value {
     value
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CounterLabels {
-    app: String,
-    app_id: String,
-    verdict: String,
-}
-
 async fn metrics(State(state): State<ApiState>) -> Response {
+    let config = state.config();
+    let slots = config.apps.iter().map(|a| a.slot + 1).max().unwrap_or(0);
     // Reading the per-CPU map is a run of syscalls: off the async workers.
     let counters = Arc::clone(&state.counters);
-    let rows = match tokio::task::spawn_blocking(move || counters()).await {
+    let rows = match tokio::task::spawn_blocking(move || counters(slots)).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(err)) => {
             return (
@@ -358,7 +709,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             return (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response();
         }
     };
-    match render_metrics(&state.config, &rows) {
+    match crate::metrics::render(&config, &rows, state.dns.as_ref()) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -369,41 +720,6 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
     }
-}
-
-/// The counters in OpenMetrics text: per app and verdict, packets (or
-/// connections and flows, for the verdicts that count those) and bytes.
-/// Label values are app names, which validation limits to letters, digits,
-/// '.', '-' and '*': nothing there needs escaping.
-pub fn render_metrics(config: &Config, rows: &[StatsRow]) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::with_prefix("spectrum");
-    let packets = Family::<CounterLabels, Counter>::default();
-    let bytes = Family::<CounterLabels, Counter>::default();
-    let apps = Gauge::<i64>::default();
-    apps.set(config.apps.len() as i64);
-    registry.register(
-        "events",
-        "Packets, connections or flows by app and verdict (the verdict says which)",
-        packets.clone(),
-    );
-    registry.register("bytes", "Bytes by app and verdict", bytes.clone());
-    registry.register("apps", "Apps the agent runs", apps);
-    for row in rows {
-        let (name, id) = match row.app.and_then(|i| config.apps.get(i as usize)) {
-            Some(app) => (app.dns.name.clone(), app.id.to_string()),
-            None => ("-".to_owned(), String::new()),
-        };
-        let labels = CounterLabels {
-            app: name,
-            app_id: id,
-            verdict: row.verdict.name().to_owned(),
-        };
-        packets.get_or_create(&labels).inc_by(row.packets);
-        bytes.get_or_create(&labels).inc_by(row.bytes);
-    }
-    let mut text = String::new();
-    encode(&mut text, &registry)?;
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -450,7 +766,212 @@ mod tests {
                 bytes: 180,
             },
         ];
-        ApiState::new(config, "s3cret", ZONE, Arc::new(move || Ok(rows.clone())))
+        let (_, config) = watch::channel(config);
+        ApiState::new(config, "s3cret", ZONE, Arc::new(move |_| Ok(rows.clone())))
+    }
+
+    /// An API whose changes go to an in-memory stand-in for the agent's
+    /// main loop: the edit runs on the document, the result is validated
+    /// as the agent validates it (minus the kernel) and becomes the config
+    /// in force. Returns the state and the document's text as it evolves.
+    fn state_with_changes() -> (ApiState, Arc<std::sync::Mutex<String>>) {
+        let text = Arc::new(std::sync::Mutex::new(CONFIG.to_owned()));
+        let (published, config) = watch::channel(Arc::new(load_str(CONFIG, false).unwrap().config));
+        let (tx, mut rx) = mpsc::channel::<ChangeRequest>(4);
+        let file = Arc::clone(&text);
+        tokio::spawn(async move {
+            while let Some(ChangeRequest { edit, reply }) = rx.recv().await {
+                let current = file.lock().unwrap().clone();
+                let mut doc = crate::config::edit::Document::parse(&current, false).unwrap();
+                doc.pin_ids(&load_str(&current, false).unwrap().config);
+                let outcome = edit(&mut doc).map_err(ChangeError::Edit).and_then(|id| {
+                    let rendered = doc.render().unwrap();
+                    let loaded = load_str(&rendered, false).map_err(ChangeError::from)?;
+                    *file.lock().unwrap() = rendered;
+                    let config = Arc::new(loaded.config);
+                    published.send_replace(Arc::clone(&config));
+                    Ok((config, id))
+                });
+                let _ = reply.send(outcome);
+            }
+        });
+        let state =
+            ApiState::new(config, "s3cret", ZONE, Arc::new(|_| Ok(Vec::new()))).with_changes(tx);
+        (state, text)
+    }
+
+    /// A request with a body, to `state`'s router: (status, parsed body).
+    async fn call(state: &ApiState, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer s3cret")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, parsed(&String::from_utf8_lossy(&bytes)))
+    }
+
+    #[tokio::test]
+    async fn apps_are_created_replaced_and_deleted_and_the_document_follows() {
+        let (state, text) = state_with_changes();
+        let apps = format!("/zones/{ZONE}/spectrum/apps");
+        let body = r#"{"protocol": "tcp/2222", "dns": {"type": "CNAME", "name": "new.example.com"},
+                       "origin_direct": ["tcp://192.0.2.9:22"]}"#;
+        let (status, created) = call(&state, "POST", &apps, body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let id = created["result"]["id"].as_str().expect("id").to_owned();
+        assert_eq!(id.len(), 32);
+        assert_eq!(created["result"]["origin_direct"][0], "tcp://192.0.2.9:22");
+        assert!(created["result"]["created_on"].is_string(), "{created}");
+        assert_eq!(
+            created["result"]["edge_addresses"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert!(text.lock().unwrap().contains(&id));
+        let (_, list) = call(&state, "GET", &apps, "").await;
+        assert_eq!(list["result_info"]["total_count"], 4);
+
+        let one = format!("{apps}/{id}");
+        let changed = body.replace("192.0.2.9:22", "192.0.2.9:2200");
+        let (status, replaced) = call(&state, "PUT", &one, &changed).await;
+        assert_eq!(status, StatusCode::OK, "{replaced}");
+        assert_eq!(
+            replaced["result"]["origin_direct"][0],
+            "tcp://192.0.2.9:2200"
+        );
+        assert_eq!(
+            replaced["result"]["created_on"],
+            created["result"]["created_on"]
+        );
+        let other_id = changed.replacen('{', r#"{"id": "0123456789abcdef0123456789abcdee", "#, 1);
+        let (status, refused) = call(&state, "PUT", &one, &other_id).await;
+        assert_eq!(
+            (status, &refused["errors"][0]["code"]),
+            (StatusCode::BAD_REQUEST, &json!(CODE_INVALID))
+        );
+
+        let (status, deleted) = call(&state, "DELETE", &one, "").await;
+        assert_eq!(status, StatusCode::OK, "{deleted}");
+        assert_eq!(deleted["result"]["id"], id.as_str());
+        assert!(!text.lock().unwrap().contains(&id));
+        let (status, gone) = call(&state, "GET", &one, "").await;
+        assert_eq!(
+            (status, &gone["errors"][0]["code"]),
+            (StatusCode::NOT_FOUND, &json!(CODE_NOT_FOUND))
+        );
+        let (status, gone) = call(&state, "DELETE", &one, "").await;
+        assert_eq!(
+            (status, &gone["errors"][0]["code"]),
+            (StatusCode::NOT_FOUND, &json!(CODE_NOT_FOUND))
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_app_changes_name_the_code_and_leave_the_document() {
+        let (state, text) = state_with_changes();
+        let apps = format!("/zones/{ZONE}/spectrum/apps");
+        for (body, status, code) in [
+            (
+                r#"{"protocol": "tcp/2222", "dns": {"type": "CNAME", "name": "x.example.com"},
+                    "origin_direct": ["tcp://192.0.2.9:22"],
+                    "origin_dns": {"name": "o.example.com"}, "origin_port": 22}"#,
+                StatusCode::BAD_REQUEST,
+                11000,
+            ),
+            (
+                r#"{"protocol": "tcp/2222", "dns": {"type": "CNAME", "name": "x.example.com"},
+                    "origin_direct": ["tcp://192.0.2.300:22"]}"#,
+                StatusCode::BAD_REQUEST,
+                11002,
+            ),
+            (
+                r#"{"protocol": "tcp/2222", "dns": {"type": "ADDRESS", "name": "x.example.com"},
+                    "origin_direct": ["tcp://192.0.2.9:22"], "edge_ips": {"type": "dynamic"}}"#,
+                StatusCode::BAD_REQUEST,
+                11004,
+            ),
+            ("{", StatusCode::BAD_REQUEST, CODE_BAD_QUERY),
+            (
+                r#"{"protocol": "tcp/2222", "dns": {"type": "CNAME", "name": "x.example.com"},
+                    "origin_direct": ["tcp://192.0.2.9:22"], "colour": "blue"}"#,
+                StatusCode::BAD_REQUEST,
+                CODE_BAD_QUERY,
+            ),
+        ] {
+            let (got, answer) = call(&state, "POST", &apps, body).await;
+            assert_eq!(got, status, "{body}: {answer}");
+            assert_eq!(answer["success"], false);
+            let codes: Vec<&Value> = answer["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .map(|e| &e["code"])
+                .collect();
+            assert!(codes.contains(&&json!(code)), "{body}: {answer}");
+        }
+        assert_eq!(
+            *text.lock().unwrap(),
+            CONFIG,
+            "a refused change leaves the file"
+        );
+    }
+
+    #[tokio::test]
+    async fn access_rules_are_created_patched_and_deleted() {
+        let (state, text) = state_with_changes();
+        let rules = format!("/zones/{ZONE}/firewall/access_rules/rules");
+        let body = r#"{"mode": "block", "configuration": {"target": "ip_range", "value": "203.0.113.0/24"}, "notes": "test"}"#;
+        let (status, created) = call(&state, "POST", &rules, body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let id = created["result"]["id"].as_str().expect("id").to_owned();
+        assert_eq!(
+            created["result"]["configuration"]["value"],
+            "203.0.113.0/24"
+        );
+        let (_, list) = call(&state, "GET", &rules, "").await;
+        assert_eq!(list["result_info"]["total_count"], 1);
+        let one = format!("{rules}/{id}");
+        let (status, patched) = call(
+            &state,
+            "PATCH",
+            &one,
+            r#"{"mode": "whitelist", "notes": "ok"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(
+            (&patched["result"]["mode"], &patched["result"]["notes"]),
+            (&json!("whitelist"), &json!("ok"))
+        );
+        let (status, refused) = call(
+            &state,
+            "PATCH",
+            &one,
+            r#"{"configuration": {"target": "ip", "value": "192.0.2.1"}}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, &refused["errors"][0]["code"]),
+            (StatusCode::BAD_REQUEST, &json!(CODE_BAD_QUERY))
+        );
+        let (status, refused) = call(
+            &state,
+            "POST",
+            &rules,
+            r#"{"mode": "block", "configuration": {"target": "ip", "value": "not-an-ip"}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let (status, _) = call(&state, "DELETE", &one, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!text.lock().unwrap().contains(&id));
+        let (status, _) = call(&state, "DELETE", &one, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     async fn get(uri: &str, token: Option<&str>) -> (StatusCode, String) {
@@ -517,10 +1038,16 @@ mod tests {
         let apps = format!("/zones/{ZONE}/spectrum/apps");
         for (method, uri, status, code) in [
             (
-                "POST",
+                "PATCH",
                 apps.clone(),
                 StatusCode::METHOD_NOT_ALLOWED,
                 CODE_ROUTE,
+            ),
+            (
+                "POST",
+                apps.clone(),
+                StatusCode::BAD_REQUEST,
+                CODE_BAD_QUERY,
             ),
             (
                 "GET",
@@ -658,12 +1185,33 @@ mod tests {
         served.sort_unstable();
         assert_eq!(documented, served);
         for (path, item) in paths {
-            let responses = item["get"]["responses"].as_object().expect("responses");
-            assert!(responses.contains_key("200"), "{path}");
-            assert!(
-                responses.contains_key("401"),
-                "{path}: every route needs the token"
-            );
+            let operations = item.as_object().expect("path item");
+            for (method, operation) in operations {
+                if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let responses = operation["responses"].as_object().expect("responses");
+                assert!(responses.contains_key("200"), "{method} {path}");
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path}: every route needs the token"
+                );
+            }
+        }
+        // The methods each route answers.
+        for (path, methods) in [
+            (APPS, &["get", "post"][..]),
+            (APP, &["get", "put", "delete"][..]),
+            (RULES, &["get", "post"][..]),
+            (RULE, &["patch", "delete"][..]),
+            (METRICS, &["get"][..]),
+        ] {
+            for method in methods {
+                assert!(
+                    paths[path].get(*method).is_some(),
+                    "{method} {path} undocumented"
+                );
+            }
         }
         let schema = &doc["components"]["schemas"]["App"]["required"];
         // A direct-origin app and an origin_dns one.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod datapath;
 pub mod dns_server;
 pub mod geoip;
+pub mod live;
 pub mod metrics;
 pub mod origin;
 pub mod preflight;

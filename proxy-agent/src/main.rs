@@ -13,6 +13,7 @@ use proxy_agent::{
 use proxy_common::MAX_APPS;
 
 mod commands;
+mod runtime;
 
 #[derive(Parser)]
 #[command(
@@ -154,7 +155,12 @@ fn run(
     // A config without dynamic apps needs no file (its directory may be
     // read-only), unless one is there to be emptied.
     let _lease_lock = match &config.edge.lease_file {
-        Some(path) if config.apps.iter().any(|a| a.edge_ips_dynamic) || path.exists() => {
+        // With the API, apps with dynamic addresses may come at any time.
+        Some(path)
+            if config.apps.iter().any(|a| a.edge_ips_dynamic)
+                || path.exists()
+                || config.api.is_some() =>
+        {
             let lock = proxy_agent::preflight::lock_leases(path)?;
             config::leases::write(path, &config).with_context(|| {
                 format!(
@@ -167,7 +173,7 @@ fn run(
         }
         _ => None,
     };
-    write_running_apps(instance, &config);
+    proxy_agent::preflight::write_running_apps(instance, &config);
     let mode = match xdp_mode {
         Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
         Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
@@ -180,26 +186,15 @@ fn run(
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(commands::serve(
+    runtime.block_on(runtime::serve(
         config,
-        config_path,
         mode,
-        loader::stats_pin_path(bpffs, instance),
+        runtime::RunPaths {
+            config: config_path.to_path_buf(),
+            stats_pin: loader::stats_pin_path(bpffs, instance),
+            instance: instance.to_owned(),
+        },
     ))
-}
-
-/// Records which app each counter index is, for `apps` (best effort: only
-/// the counters' names depend on it).
-fn write_running_apps(instance: &str, config: &Config) {
-    let ids: Vec<String> = config.apps.iter().map(|a| a.id.to_string()).collect();
-    let path = proxy_agent::preflight::running_apps_path(instance);
-    let text = serde_json::to_string(&ids).unwrap_or_default();
-    if let Err(err) = std::fs::write(&path, text) {
-        tracing::warn!(
-            "writing {}: {err}; `apps` may misname counters",
-            path.display()
-        );
-    }
 }
 
 fn list_apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> anyhow::Result<()> {
@@ -221,32 +216,35 @@ fn list_apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> an
     commands::apps(&config, rows.as_deref(), json)
 }
 
-/// The running agent's counters, renumbered to `config`'s app order by app
-/// id (the file may have been edited since the agent started); apps it
-/// does not run get none.
+/// The running agent's counters, renumbered to `config`'s app slots by app
+/// id (the file may have been edited since the agent started, and the API
+/// changes apps live); apps it does not run get none.
 fn running_counters(
     pin: &Path,
     instance: &str,
     config: &Config,
 ) -> anyhow::Result<Vec<stats::StatsRow>> {
-    let running: Vec<String> =
-        match std::fs::read_to_string(proxy_agent::preflight::running_apps_path(instance)) {
-            Ok(text) => serde_json::from_str(&text).context("the running agent's app list")?,
-            // No list: assume the file is what the agent runs.
-            Err(_) => config.apps.iter().map(|a| a.id.to_string()).collect(),
-        };
+    // No list: assume the file is what the agent runs.
+    let running = proxy_agent::preflight::read_running_apps(instance)?.unwrap_or_else(|| {
+        config
+            .apps
+            .iter()
+            .map(|a| (a.slot, a.id.to_string()))
+            .collect()
+    });
     let map = stats::open_pinned(pin)?;
-    let rows = stats::read(&map, running.len() as u32)?;
-    let index_of = |running_index: u32| {
-        let id = running.get(running_index as usize)?;
-        let index = config.apps.iter().position(|a| a.id.to_string() == *id)?;
-        u32::try_from(index).ok()
+    let slots = running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0);
+    let rows = stats::read(&map, slots)?;
+    let slot_in_config = |running_slot: u32| {
+        let (_, id) = running.iter().find(|(slot, _)| *slot == running_slot)?;
+        let app = config.apps.iter().find(|a| a.id.to_string() == *id)?;
+        Some(app.slot)
     };
     Ok(rows
         .into_iter()
         .filter_map(|row| match row.app {
             None => Some(row),
-            Some(r) => index_of(r).map(|app| stats::StatsRow {
+            Some(r) => slot_in_config(r).map(|app| stats::StatsRow {
                 app: Some(app),
                 ..row
             }),
@@ -263,7 +261,14 @@ fn print_stats(
     proxy_agent::preflight::check_instance_name(instance)?;
     let config = config_path.map(load_config).transpose()?;
     let map = stats::open_pinned(&loader::stats_pin_path(bpffs, instance))?;
-    let app_count = config.as_ref().map_or(MAX_APPS, |c| c.apps.len() as u32);
+    let app_count = match (
+        &config,
+        proxy_agent::preflight::read_running_apps(instance)?,
+    ) {
+        (_, Some(running)) => running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0),
+        (Some(config), None) => config.apps.len() as u32,
+        (None, None) => MAX_APPS,
+    };
     let rows = stats::read(&map, app_count)?;
     commands::print_stats(&rows, config.as_ref(), json);
     Ok(())

@@ -33,19 +33,18 @@ pub fn source_address_for(origin: IpAddr) -> std::io::Result<IpAddr> {
 
 /// Fills `edge.origin_source` for each family that is not configured, from
 /// the route to the first origin of that family: a direct one, or one an
-/// `origin_dns` name resolved to (`resolved`, by app index).
+/// `origin_dns` name resolved to (`resolved`, by app slot).
 pub fn fill_origin_sources(
     config: &mut Config,
-    resolved: &BTreeMap<usize, Vec<IpAddr>>,
+    resolved: &BTreeMap<u32, Vec<IpAddr>>,
 ) -> anyhow::Result<()> {
     let first_origin = |ipv6: bool| {
         config
             .apps
             .iter()
-            .enumerate()
-            .flat_map(|(index, app)| match &app.origin {
+            .flat_map(|app| match &app.origin {
                 Origin::Direct(origins) => origins.iter().map(|o| o.ip).collect::<Vec<_>>(),
-                Origin::Dns(_) => resolved.get(&index).cloned().unwrap_or_default(),
+                Origin::Dns(_) => resolved.get(&app.slot).cloned().unwrap_or_default(),
             })
             .find(|ip| ip.is_ipv6() == ipv6)
     };

@@ -112,10 +112,46 @@ fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
 /// Where the agents keep their locks and the app ids they run.
 const RUN_DIR: &str = "/run/proxy-agent";
 
-/// The app ids, in counter-index order, of the agent running `instance`:
-/// `apps` names counters by them even after the config file was edited.
+/// The (slot, app id) pairs of the agent running `instance`: `apps` and
+/// `stats` name counters by them even after the config file was edited or
+/// the API changed apps.
 pub fn running_apps_path(instance: &str) -> std::path::PathBuf {
     Path::new(RUN_DIR).join(format!("{instance}.apps.json"))
+}
+
+/// Records the running apps' slots and ids (best effort: only the
+/// counters' names depend on it), atomically so a reader never sees half.
+pub fn write_running_apps(instance: &str, config: &crate::config::Config) {
+    let pairs: Vec<(u32, String)> = config
+        .apps
+        .iter()
+        .map(|a| (a.slot, a.id.to_string()))
+        .collect();
+    let path = running_apps_path(instance);
+    let temp = path.with_extension("json.tmp");
+    let written = serde_json::to_string(&pairs)
+        .map_err(std::io::Error::other)
+        .and_then(|text| std::fs::write(&temp, text))
+        .and_then(|()| std::fs::rename(&temp, &path));
+    if let Err(err) = written {
+        tracing::warn!(
+            "writing {}: {err}; `apps` may misname counters",
+            path.display()
+        );
+    }
+}
+
+/// The running agent's (slot, app id) pairs, or None when no agent wrote
+/// them.
+pub fn read_running_apps(instance: &str) -> anyhow::Result<Option<Vec<(u32, String)>>> {
+    let path = running_apps_path(instance);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("the running agent's app list {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Raises the open-file limit to its hard limit: every TCP-path connection

@@ -6,33 +6,68 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{
-        RwLock,
+        Arc, RwLock,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
 use anyhow::Context as _;
-use proxy_common::{Counter, Verdict};
+use proxy_common::{Counter, MAX_APPS, Verdict};
 
 use crate::config::model::{App, Config, Origin, PortRange};
 
 /// One agent-path app: where clients reach it and where its origins are.
 pub struct Target {
+    /// The app's slot (its row of counters).
     pub index: u32,
     pub name: String,
     pub edge_ports: PortRange,
     origin: Origin,
     /// Round robin over the app's origins.
     next_origin: AtomicUsize,
+    /// Current addresses of an `origin_dns` app.
+    resolved: RwLock<Vec<IpAddr>>,
 }
 
-/// The apps one path serves, each with that path's own data `R`.
-pub struct Routes<R> {
-    entries: Vec<(Target, R)>,
+impl Target {
+    /// The origin for a new connection or flow to edge port `port`: round
+    /// robin over the app's origins (any family: the agent bridges IPv4 and
+    /// IPv6), at the same offset in the origin's port range.
+    pub fn pick_origin(&self, port: u16) -> Option<SocketAddr> {
+        let offset = self.edge_ports.offset_of(port)?;
+        let turn = self.next_origin.fetch_add(1, Ordering::Relaxed);
+        match &self.origin {
+            Origin::Direct(origins) => {
+                let origin = origins.get(turn % origins.len().max(1))?;
+                let port = origin.ports.start.checked_add(offset)?;
+                Some(SocketAddr::new(origin.ip, port))
+            }
+            Origin::Dns(dns) => {
+                let ips = self.resolved.read().ok()?;
+                let ip = ips.get(turn % ips.len().max(1))?;
+                let port = dns.ports.start.checked_add(offset)?;
+                Some(SocketAddr::new(*ip, port))
+            }
+        }
+    }
+}
+
+/// An app as one path serves it: its target and that path's own data.
+/// Connections and flows hold it while they last, so a change of the
+/// routes never pulls an app from under them.
+pub type Entry<R> = Arc<(Target, R)>;
+
+/// The apps one path serves at one time.
+pub struct Table<R> {
+    entries: Vec<Entry<R>>,
     /// Edge address -> indexes in `entries` of the apps on it.
     by_addr: HashMap<IpAddr, Vec<usize>>,
-    /// Current addresses of `origin_dns` apps, by app index.
-    resolved: RwLock<HashMap<u32, Vec<IpAddr>>>,
+}
+
+/// The apps one path serves, each with that path's own data `R`; replaced
+/// whole by a live change ([`Routes::prepare`], then [`Routes::install`]).
+pub struct Routes<R> {
+    table: RwLock<Arc<Table<R>>>,
 }
 
 impl<R> Routes<R> {
@@ -41,77 +76,107 @@ impl<R> Routes<R> {
     pub fn build(
         config: &Config,
         serves: fn(&App) -> bool,
-        mut make: impl FnMut(&App) -> anyhow::Result<R>,
+        make: impl FnMut(&App) -> anyhow::Result<R>,
     ) -> anyhow::Result<Self> {
-        let mut entries = Vec::new();
-        let mut by_addr: HashMap<IpAddr, Vec<usize>> = HashMap::new();
-        for (index, app) in config.apps.iter().enumerate() {
-            if !serves(app) {
-                continue;
-            }
-            let data = make(app).with_context(|| format!("apps[{index}] ({})", app.dns.name))?;
-            for addr in &app.edge_addrs {
-                by_addr.entry(*addr).or_default().push(entries.len());
-            }
-            let target = Target {
-                index: index as u32,
-                name: app.dns.name.clone(),
-                edge_ports: app.edge_ports,
-                origin: app.origin.clone(),
-                next_origin: AtomicUsize::new(0),
-            };
-            entries.push((target, data));
-        }
+        let empty = Table {
+            entries: Vec::new(),
+            by_addr: HashMap::new(),
+        };
+        let table = Self::table_for(&empty, config, serves, make)?;
         Ok(Self {
-            entries,
-            by_addr,
-            resolved: RwLock::default(),
+            table: RwLock::new(Arc::new(table)),
         })
     }
 
+    /// The table for `config`, not yet in force: an app whose slot is in
+    /// force already keeps its entry (a slot is one version of an app),
+    /// with its resolved origins; only new ones are built. Fails, changing
+    /// nothing, when `make` fails.
+    pub fn prepare(
+        &self,
+        config: &Config,
+        serves: fn(&App) -> bool,
+        make: impl FnMut(&App) -> anyhow::Result<R>,
+    ) -> anyhow::Result<Table<R>> {
+        Self::table_for(&self.current(), config, serves, make)
+    }
+
+    /// Puts `table` in force for new connections and flows.
+    pub fn install(&self, table: Table<R>) {
+        if let Ok(mut current) = self.table.write() {
+            *current = Arc::new(table);
+        }
+    }
+
+    fn current(&self) -> Arc<Table<R>> {
+        match self.table.read() {
+            Ok(table) => Arc::clone(&table),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn table_for(
+        old: &Table<R>,
+        config: &Config,
+        serves: fn(&App) -> bool,
+        mut make: impl FnMut(&App) -> anyhow::Result<R>,
+    ) -> anyhow::Result<Table<R>> {
+        let mut entries = Vec::new();
+        let mut by_addr: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+        for (position, app) in config.apps.iter().enumerate() {
+            if !serves(app) {
+                continue;
+            }
+            let kept = old.entries.iter().find(|e| e.0.index == app.slot);
+            let entry = match kept {
+                Some(entry) => Arc::clone(entry),
+                None => {
+                    let data = make(app)
+                        .with_context(|| format!("apps[{position}] ({})", app.dns.name))?;
+                    let target = Target {
+                        index: app.slot,
+                        name: app.dns.name.clone(),
+                        edge_ports: app.edge_ports,
+                        origin: app.origin.clone(),
+                        next_origin: AtomicUsize::new(0),
+                        resolved: RwLock::default(),
+                    };
+                    Arc::new((target, data))
+                }
+            };
+            for addr in &app.edge_addrs {
+                by_addr.entry(*addr).or_default().push(entries.len());
+            }
+            entries.push(entry);
+        }
+        Ok(Table { entries, by_addr })
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.current().entries.is_empty()
     }
 
     /// The app a client reached at `edge`.
-    pub fn route_for(&self, edge: SocketAddr) -> Option<&(Target, R)> {
-        self.by_addr
+    pub fn route_for(&self, edge: SocketAddr) -> Option<Entry<R>> {
+        let table = self.current();
+        table
+            .by_addr
             .get(&edge.ip())?
             .iter()
-            .map(|i| &self.entries[*i])
-            .find(|(target, _)| target.edge_ports.contains(edge.port()))
+            .map(|i| &table.entries[*i])
+            .find(|entry| entry.0.edge_ports.contains(edge.port()))
+            .cloned()
     }
 
     /// New addresses of an `origin_dns` app (ignored when this path does
     /// not serve it).
     pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
-        if !self.entries.iter().any(|(target, _)| target.index == app) {
+        let table = self.current();
+        let Some(entry) = table.entries.iter().find(|e| e.0.index == app) else {
             return;
-        }
-        if let Ok(mut resolved) = self.resolved.write() {
-            resolved.insert(app, ips.to_vec());
-        }
-    }
-
-    /// The origin for a new connection or flow to edge port `port`: round
-    /// robin over the app's origins (any family: the agent bridges IPv4 and
-    /// IPv6), at the same offset in the origin's port range.
-    pub fn pick_origin(&self, target: &Target, port: u16) -> Option<SocketAddr> {
-        let offset = target.edge_ports.offset_of(port)?;
-        let turn = target.next_origin.fetch_add(1, Ordering::Relaxed);
-        match &target.origin {
-            Origin::Direct(origins) => {
-                let origin = origins.get(turn % origins.len().max(1))?;
-                let port = origin.ports.start.checked_add(offset)?;
-                Some(SocketAddr::new(origin.ip, port))
-            }
-            Origin::Dns(dns) => {
-                let resolved = self.resolved.read().ok()?;
-                let ips = resolved.get(&target.index)?;
-                let ip = ips.get(turn % ips.len().max(1))?;
-                let port = dns.ports.start.checked_add(offset)?;
-                Some(SocketAddr::new(*ip, port))
-            }
+        };
+        if let Ok(mut resolved) = entry.0.resolved.write() {
+            *resolved = ips.to_vec();
         }
     }
 }
@@ -131,16 +196,21 @@ pub struct AppCounts {
     pub bad_replies: AtomicU64,
 }
 
-/// One [`AppCounts`] per app of the config, by app index.
+/// One [`AppCounts`] per app slot (all of them: apps come and go live).
 pub struct Counts(Vec<AppCounts>);
 
-impl Counts {
-    pub fn new(config: &Config) -> Self {
-        Self(config.apps.iter().map(|_| AppCounts::default()).collect())
+impl Default for Counts {
+    fn default() -> Self {
+        Self((0..MAX_APPS).map(|_| AppCounts::default()).collect())
     }
+}
 
+impl Counts {
+    /// The counts of slot `index` (slots are below MAX_APPS; one past it
+    /// shares the last row rather than panic).
     pub fn app(&self, index: u32) -> &AppCounts {
-        &self.0[index as usize]
+        let last = self.0.len().saturating_sub(1);
+        &self.0[(index as usize).min(last)]
     }
 
     /// Counts since the last call, as kernel counter rows.

@@ -32,12 +32,12 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
     proxy_header::{self, Endpoints, Transport},
-    routes::{AppCounts, Counts, Routes, Target, unmapped},
+    routes::{AppCounts, Counts, Routes, Table, Target, unmapped},
     tls::{self, CertKeyPaths, OriginVerify},
 };
 
 /// What the TCP path adds to an app's [`Target`].
-struct Route {
+pub struct Route {
     proxy_protocol: ProxyProtocol,
     edge_tls: Option<TlsAcceptor>,
     /// The connector, and the name the origin's certificate must carry
@@ -65,7 +65,7 @@ impl TcpProxyState {
         let limits = config.edge.tcp_proxy;
         Ok(Self {
             routes: Routes::build(config, serves, Route::new)?,
-            counts: Counts::new(config),
+            counts: Counts::default(),
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
         })
@@ -79,6 +79,18 @@ impl TcpProxyState {
     /// New addresses of an `origin_dns` app.
     pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
         self.routes.set_origins(app, ips);
+    }
+
+    /// The routes for `config`, built (certificates and keys loaded for
+    /// new apps) but not in force; fails naming the app, changing nothing.
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<Table<Route>> {
+        self.routes.prepare(config, serves, Route::new)
+    }
+
+    /// Puts routes from [`Self::prepare`] in force for new connections;
+    /// connections in progress keep the app they started with.
+    pub fn install(&self, table: Table<Route>) {
+        self.routes.install(table);
     }
 
     /// Counts since the last call, as kernel counter rows.
@@ -265,9 +277,10 @@ async fn connection(
         Ok(addr) => unmapped(addr),
         Err(err) => return debug!(%err, "connection gone before it was read"),
     };
-    let Some((target, route)) = state.routes.route_for(edge) else {
+    let Some(entry) = state.routes.route_for(edge) else {
         return warn!(client = %peer, %edge, "connection to no agent-path app: closed");
     };
+    let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
     let Some(_slot) = slot else {
         counts.limited.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +333,7 @@ async fn proxy(
         },
         None => Box::new(client),
     };
-    let Some(origin_addr) = state.routes.pick_origin(target, edge.port()) else {
+    let Some(origin_addr) = target.pick_origin(edge.port()) else {
         return End::OriginConnect("no origin address (origin_dns not resolved)".into(), false);
     };
     let mut origin = match timeout(limits.connect_timeout, TcpStream::connect(origin_addr)).await {

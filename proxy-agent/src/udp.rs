@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Protocol, ProxyProtocol, UdpProxy},
     proxy_header::{self, Endpoints, Transport},
-    routes::{AppCounts, Counts, Routes, Target, unmapped},
+    routes::{AppCounts, Counts, Entry, Routes, Table, Target, unmapped},
 };
 
 /// Receive buffers hold any UDP payload (IPv6's largest is 65,527
@@ -67,7 +67,7 @@ enum Header {
 }
 
 /// What the UDP path adds to an app's [`Target`].
-struct Route {
+pub struct Route {
     header: Header,
     /// Flows open now.
     flows: AtomicUsize,
@@ -154,7 +154,7 @@ impl UdpProxyState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             routes: Routes::build(config, serves, Route::new)?,
-            counts: Counts::new(config),
+            counts: Counts::default(),
             limits: config.edge.udp_proxy,
             flows: Mutex::default(),
             next_flow: AtomicU64::new(0),
@@ -170,6 +170,18 @@ impl UdpProxyState {
     /// New addresses of an `origin_dns` app.
     pub fn set_origins(&self, app: u32, ips: &[IpAddr]) {
         self.routes.set_origins(app, ips);
+    }
+
+    /// The routes for `config`, not yet in force (see
+    /// [`TcpProxyState::prepare`](crate::tcp::TcpProxyState::prepare)).
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<Table<Route>> {
+        self.routes.prepare(config, serves, Route::new)
+    }
+
+    /// Puts routes from [`Self::prepare`] in force for new flows; flows in
+    /// progress keep the app they started with.
+    pub fn install(&self, table: Table<Route>) {
+        self.routes.install(table);
     }
 
     /// Counts since the last call, as kernel counter rows.
@@ -328,9 +340,10 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
             }
         }
     }
-    let Some((target, route)) = state.routes.route_for(edge) else {
+    let Some(entry) = state.routes.route_for(edge) else {
         return debug!(%client, %edge, "datagram to no agent-path UDP app: dropped");
     };
+    let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
     if route.flows.load(Ordering::Relaxed) >= state.limits.max_flows {
         counts.limited.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +359,7 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let state = Arc::clone(state);
     let first = payload.to_vec();
-    tokio::spawn(async move { flow(state, id, client, edge, first, rx).await });
+    tokio::spawn(async move { flow(state, entry, id, client, edge, first, rx).await });
 }
 
 /// Why a flow ended.
@@ -360,15 +373,16 @@ enum End {
 
 async fn flow(
     state: Arc<UdpProxyState>,
+    entry: Entry<Route>,
     id: u64,
     client: SocketAddr,
     edge: SocketAddr,
     first: Vec<u8>,
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) {
-    let Some((target, route)) = state.routes.route_for(edge) else {
-        return;
-    };
+    // The app as it was when the flow opened: a live change does not
+    // move a flow to another app.
+    let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
     let end = run(&state, target, route, client, edge, first, &mut rx).await;
     // Out of the table before `rx` goes: a datagram that finds the queue
@@ -403,7 +417,7 @@ async fn run(
     first: Vec<u8>,
     rx: &mut mpsc::Receiver<Vec<u8>>,
 ) -> End {
-    let Some(origin_addr) = state.routes.pick_origin(target, edge.port()) else {
+    let Some(origin_addr) = target.pick_origin(edge.port()) else {
         return End::Origin("no origin address (origin_dns not resolved)".into());
     };
     let origin = match origin_socket(origin_addr).await {

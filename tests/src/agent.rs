@@ -131,10 +131,10 @@ impl Agent {
     }
 
     /// Writes `config_json` over the agent's config file and sends SIGHUP;
-    /// waits (10 s at most) until the agent says the rules are in force
+    /// waits (10 s at most) until the agent says the change is in force
     /// (`Ok(true)`) or that it refused the reload (`Ok(false)`).
     pub fn reload(&self, config_json: &str) -> anyhow::Result<bool> {
-        const APPLIED: &str = "access rules in force";
+        const APPLIED: &str = "config change in force";
         const REFUSED: &str = "reload refused";
         let count = |log: &str| (log.matches(APPLIED).count(), log.matches(REFUSED).count());
         let before = count(&self.log());

@@ -104,10 +104,17 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         path: path.to_path_buf(),
         source,
     })?;
+    load_as(path, &text)
+}
+
+/// Validates `text` as if it were the file at `path` (its format, its
+/// directory for relative paths, its leases): what a change through the API
+/// is checked with before the file is written.
+pub fn load_as(path: &Path, text: &str) -> Result<Loaded, LoadError> {
     let toml = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
-    let file = parse_str(&text, toml)?;
+    let file = parse_str(text, toml)?;
     let dir = path.parent().unwrap_or(Path::new(""));
     let lease_path = match &file.edge.address_pool.state_file {
         Some(state) => dir.join(state),

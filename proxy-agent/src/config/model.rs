@@ -640,6 +640,11 @@ pub enum RuleTarget {
 }
 
 impl Config {
+    /// The app whose kernel rows are slot `slot`, if one runs there.
+    pub fn app_in_slot(&self, slot: u32) -> Option<&App> {
+        self.apps.iter().find(|app| app.slot == slot)
+    }
+
     /// Makes the relative paths the config names (TLS cert/key, GeoIP
     /// databases) relative to `base`, the directory of the config file, so
     /// a config means the same whatever the agent's working directory.

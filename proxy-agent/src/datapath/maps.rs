@@ -1,7 +1,8 @@
 //! Config model -> BPF map contents. Pure: no kernel, no I/O, unit-tested.
 //!
 //! An application's index in `APPS` (and its row of counters) is its
-//! position in the config's `apps` list.
+//! slot (`App::slot`): its position in the file when loaded, then kept
+//! across live changes while the app is unchanged.
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use proxy_common::{
@@ -77,9 +78,19 @@ pub fn addr16(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// The map contents for `config`.
+/// The map contents for `config`, `origin_dns` apps not yet resolved.
 pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
-    if config.apps.len() > MAX_APPS as usize {
+    map_contents_resolved(config, &BTreeMap::new())
+}
+
+/// The map contents for `config`, with the addresses `origin_dns` apps
+/// resolved to (by slot).
+pub fn map_contents_resolved(
+    config: &Config,
+    resolved: &BTreeMap<u32, Vec<IpAddr>>,
+) -> Result<MapContents, CapacityError> {
+    let slots_fit = config.apps.iter().all(|app| app.slot < MAX_APPS);
+    if config.apps.len() > MAX_APPS as usize || !slots_fit {
         return Err(CapacityError::TooManyApps {
             apps: config.apps.len(),
         });
@@ -99,10 +110,18 @@ pub fn map_contents(config: &Config) -> Result<MapContents, CapacityError> {
         settings: settings(config),
         ..MapContents::default()
     };
-    for (index, app) in config.apps.iter().enumerate() {
-        let index = index as u32;
-        let origins = app_origins(index, app, &[])?;
-        contents.apps.push(origins.app);
+    let slots = config
+        .apps
+        .iter()
+        .map(|app| app.slot + 1)
+        .max()
+        .unwrap_or(0);
+    contents.apps = vec![AppValue::default(); slots as usize];
+    for app in &config.apps {
+        let index = app.slot;
+        let ips = resolved.get(&index).map_or(&[][..], Vec::as_slice);
+        let origins = app_origins(index, app, ips)?;
+        contents.apps[index as usize] = origins.app;
         contents.origins.extend(origins.slots);
         let proto = app.protocol.ip_proto();
         for addr in &app.edge_addrs {

@@ -82,6 +82,21 @@ pub fn add(
     Ok(())
 }
 
+/// Sets the counters of app slot `app` to zero on every CPU: a slot handed
+/// to a new app starts clean.
+pub fn clear_slot(datapath: &mut super::loader::Datapath, app: u32) -> anyhow::Result<()> {
+    let mut stats = datapath.stats()?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+    for verdict in Verdict::ALL {
+        let zeros = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])
+            .context("per-CPU values")?;
+        stats
+            .set(stats_index(app, verdict), zeros, 0)
+            .with_context(|| format!("clearing {}", verdict.name()))?;
+    }
+    Ok(())
+}
+
 /// One app's counters in a few figures, whichever path carried it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AppTotals {
@@ -101,14 +116,15 @@ pub struct AppTotals {
     pub failed: u64,
 }
 
-/// Sums `rows` into one `AppTotals` per app index below `app_count`.
-pub fn app_totals(rows: &[StatsRow], app_count: usize) -> Vec<AppTotals> {
+/// Sums `rows` into one `AppTotals` per app slot that has rows.
+pub fn app_totals(rows: &[StatsRow]) -> std::collections::BTreeMap<u32, AppTotals> {
     use Verdict as V;
-    let mut totals = vec![AppTotals::default(); app_count];
+    let mut totals = std::collections::BTreeMap::<u32, AppTotals>::new();
     for row in rows {
-        let Some(total) = row.app.and_then(|i| totals.get_mut(i as usize)) else {
+        let Some(slot) = row.app else {
             continue;
         };
+        let total = totals.entry(slot).or_default();
         match row.verdict {
             V::ToOrigin | V::ToClient | V::NeighborPending | V::ToAgent => {
                 total.packets += row.packets;
@@ -179,9 +195,11 @@ mod tests {
             row(None, Verdict::NoListener, 9, 900),
             row(Some(7), Verdict::ToOrigin, 9, 900),
         ];
-        let totals = app_totals(&rows, 2);
+        let totals = app_totals(&rows);
+        assert_eq!(totals.len(), 3, "one entry per slot with rows");
+        assert_eq!(totals[&7].packets, 9);
         assert_eq!(
-            totals,
+            [totals[&0], totals[&1]],
             [
                 AppTotals {
                     packets: 15,
