@@ -1,0 +1,1287 @@
+//! Live changes through the management API: a real HTTP client (curl in
+//! `cli`) creates, changes and deletes apps and access rules; after each
+//! accepted change the config file on disk holds exactly that change and
+//! real traffic follows it; refused changes leave the file's bytes alone.
+//! Then "reload under load": two apps carry a long byte-exact TCP transfer
+//! and a UDP request/response stream while a third app is added, changed
+//! and deleted 50 times, and neither stream loses a byte or a datagram.
+use std::{
+    collections::BTreeSet,
+    io::{ErrorKind, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tests::{
+    agent::Agent,
+    client::{tcp_exchange, udp_exchange},
+    netns::{Netns, Topology, addr, edge_json},
+    process::Background,
+    root_or_skip, scratch_dir, servers,
+};
+
+const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+const TOKEN: &str = "test-token-live-0123456789abcdef";
+const API_PORT: u16 = 8080;
+/// An app id no test creates.
+const UNKNOWN_ID: &str = "0123456789abcdef0123456789abcdef";
+
+// ---- the API from curl in `cli` ----
+
+/// Parsed answer: HTTP status and body (the raw text as a JSON string when
+/// it is not JSON, so that assertions show it).
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Answer {
+    fn codes(&self) -> Vec<u64> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["code"].as_u64()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {}", self.status, self.body)
+    }
+}
+
+struct Api<'a> {
+    cli: &'a Netns,
+}
+
+impl Api<'_> {
+    /// `method path` with the token and `body` (JSON text) if given.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        self.call_with(method, path, body, Some(TOKEN))
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Answer {
+        let url = format!("http://{}:{API_PORT}{path}", addr::EDGE_CLI_V4);
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let mut args = vec!["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}"];
+        if let Some(auth) = &auth {
+            args.extend(["-H", auth.as_str()]);
+        }
+        if let Some(body) = body {
+            args.extend([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        }
+        args.push(&url);
+        let out = self
+            .cli
+            .run("curl", &args)
+            .unwrap_or_else(|e| panic!("curl {method} {path}: {e:#}"));
+        let (text, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+        Answer {
+            status: status.trim().parse().unwrap_or(0),
+            body: serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())),
+        }
+    }
+}
+
+fn apps_path() -> String {
+    format!("/zones/{ZONE}/spectrum/apps")
+}
+
+fn app_path(id: &str) -> String {
+    format!("/zones/{ZONE}/spectrum/apps/{id}")
+}
+
+fn rules_path() -> String {
+    format!("/zones/{ZONE}/firewall/access_rules/rules")
+}
+
+fn rule_path(id: &str) -> String {
+    format!("/zones/{ZONE}/firewall/access_rules/rules/{id}")
+}
+
+/// The last `n` lines of an agent log.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Expects 200 and `success: true`; returns `result`.
+fn accepted(agent: &Agent, what: &str, answer: Answer) -> Value {
+    assert!(
+        answer.status == 200 && answer.body["success"] == true,
+        "{what}: expected 200, got {answer}\nagent log:\n{}",
+        tail(&agent.log(), 40)
+    );
+    answer.body["result"].clone()
+}
+
+/// Expects `status` with exactly the error codes `codes` and
+/// `success: false`.
+fn refused(agent: &Agent, what: &str, answer: &Answer, status: u16, codes: &[u64]) {
+    assert!(
+        answer.status == status && answer.body["success"] == false && answer.codes() == codes,
+        "{what}: expected {status} {codes:?}, got {answer}\nagent log:\n{}",
+        tail(&agent.log(), 20)
+    );
+}
+
+/// RFC 3339 in UTC as the API writes it: `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
+fn is_rfc3339_utc(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return false;
+    };
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && text.ends_with('Z')
+        && (b.len() == 20 || (b[19] == b'.' && digits(20..b.len() - 1) && b.len() > 21))
+}
+
+/// The config file as JSON.
+fn file_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
+}
+
+/// The entries of `list` (`apps` or `access_rules`) in the file.
+fn file_list(path: &Path, list: &str) -> Vec<Value> {
+    file_json(path)[list]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The ids of the file's `list`; every entry must carry one.
+fn file_ids(path: &Path, list: &str) -> BTreeSet<String> {
+    file_list(path, list)
+        .iter()
+        .map(|entry| {
+            entry["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{list} entry without an id in the file: {entry}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The file's entry of `list` with `id`.
+fn file_entry(path: &Path, list: &str, id: &str) -> Value {
+    file_list(path, list)
+        .into_iter()
+        .find(|entry| entry["id"] == id)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {list} entry {id} in the file:\n{}",
+                std::fs::read_to_string(path).unwrap_or_default()
+            )
+        })
+}
+
+/// The file without the entry `id` of `list`, and without the other
+/// entries' ids (the API may write ids that the file left to be derived):
+/// what must stay the same across a change of that entry.
+fn file_rest(file: &Value, list: &str, id: &str) -> Value {
+    let mut rest = file.clone();
+    // get_mut, not [], which would add the list when absent.
+    if let Some(entries) = rest.get_mut(list).and_then(Value::as_array_mut) {
+        entries.retain(|entry| entry["id"] != id);
+    }
+    for name in ["apps", "access_rules"] {
+        if let Some(entries) = rest.get_mut(name).and_then(Value::as_array_mut) {
+            for entry in entries {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("id");
+                }
+            }
+        }
+    }
+    // An empty list and no list are the same file.
+    if let Some(object) = rest.as_object_mut() {
+        object.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
+    }
+    rest
+}
+
+/// Asserts that from `before` to the file now only entry `id` of `list`
+/// changed (appeared, changed or went).
+fn assert_only_change(path: &Path, before: &Value, list: &str, id: &str, what: &str) {
+    let after = file_json(path);
+    assert_eq!(
+        file_rest(&after, list, id),
+        file_rest(before, list, id),
+        "{what} changed more than {list} entry {id}:\nbefore: {before}\nafter: {after}"
+    );
+}
+
+/// The ids in a list answer's `result`.
+fn result_ids(result: &Value) -> BTreeSet<String> {
+    result
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first IPv4 address of an app's `edge_addresses`.
+fn edge_v4(app: &Value) -> String {
+    app["edge_addresses"]
+        .as_array()
+        .and_then(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .unwrap_or_else(|| panic!("no IPv4 edge address in {app}"))
+        .to_owned()
+}
+
+fn token_file(topology: &Topology) -> String {
+    let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
+    std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
+    path.to_string_lossy().into_owned()
+}
+
+fn api_json(topology: &Topology) -> String {
+    format!(
+        r#"{{"listen": "{}:{API_PORT}", "token_file": "{}", "zone": "{ZONE}"}}"#,
+        addr::EDGE_CLI_V4,
+        token_file(topology)
+    )
+}
+
+// ---- test 1: CRUD through the API, the file and the traffic follow ----
+
+/// The app this test creates: `tcp/3000` to `org`'s `origin_port`, with
+/// `ip_firewall` so that access rules apply to it.
+fn live_app(origin_port: u16) -> Value {
+    json!({
+        "protocol": "tcp/3000",
+        "dns": {"type": "CNAME", "name": "live.example.test"},
+        "origin_direct": [format!("tcp://{}:{origin_port}", addr::ORG_V4)],
+        "proxy_protocol": "off",
+        "tls": "off",
+        "ip_firewall": true,
+    })
+}
+
+/// The app's fields as the file should hold them after the API wrote them.
+fn assert_file_app(path: &Path, id: &str, origin_port: u16, api_app: &Value) {
+    let entry = file_entry(path, "apps", id);
+    assert_eq!(entry["protocol"], "tcp/3000", "{entry}");
+    assert_eq!(entry["dns"]["name"], "live.example.test", "{entry}");
+    assert_eq!(
+        entry["origin_direct"],
+        json!([format!("tcp://{}:{origin_port}", addr::ORG_V4)]),
+        "{entry}"
+    );
+    assert_eq!(entry["ip_firewall"], true, "{entry}");
+    assert!(entry.get("origin_dns").is_none(), "{entry}");
+    // The timestamps the API showed are the file's.
+    assert_eq!(entry["created_on"], api_app["created_on"], "{entry}");
+    assert_eq!(entry["modified_on"], api_app["modified_on"], "{entry}");
+}
+
+#[test]
+fn apps_and_rules_change_through_the_api_and_the_file_follows() {
+    if !root_or_skip("apps_and_rules_change_through_the_api_and_the_file_follows") {
+        return;
+    }
+    let topology = Topology::new("apil").expect("topology");
+    let (cli, org) = (&topology.cli, &topology.org);
+    let _origins: Vec<Background> = [2201, 5000, 5001]
+        .into_iter()
+        .map(|port| servers::tcp_echo(org, port).expect("origin"))
+        .collect();
+    // One app from the start, without access rules (ip_firewall off).
+    let config = format!(
+        r#"{{"edge": {},
+  "api": {},
+  "apps": [{{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "seed.example.test"}},
+             "origin_direct": ["tcp://{}:2201"]}}]}}"#,
+        edge_json(""),
+        api_json(&topology),
+        addr::ORG_V4
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let file = agent.config_path().to_owned();
+    let api = Api { cli };
+    let seed_reachable = |when: &str| {
+        let reply = tcp_exchange(cli, &addr::edge4(0), 22, "seed")
+            .unwrap_or_else(|e| panic!("seed app {when}: {e:#}\n{}", tail(&agent.log(), 20)));
+        assert_eq!(reply, "origin 2201\nseed\n", "seed app {when}");
+    };
+
+    let list = accepted(&agent, "first list", api.call("GET", &apps_path(), None));
+    let seed_id = list[0]["id"].as_str().expect("seed id").to_owned();
+    assert_eq!(result_ids(&list).len(), 1, "{list}");
+
+    // Refused before anything changed: the file keeps its bytes.
+    let original = std::fs::read(&file).expect("config file");
+    let unchanged = |what: &str, before: &[u8]| {
+        let now = std::fs::read(&file).expect("config file");
+        assert!(
+            now == before,
+            "{what}: a refused change rewrote the file:\n{}",
+            String::from_utf8_lossy(&now)
+        );
+    };
+    let body = live_app(5000).to_string();
+    let answer = api.call_with("POST", &apps_path(), Some(&body), None);
+    refused(&agent, "POST without a token", &answer, 401, &[10000]);
+    unchanged("POST without a token", &original);
+
+    let answer = api.call("POST", &apps_path(), Some(r#"{"protocol": "tcp/3000","#));
+    refused(&agent, "malformed JSON", &answer, 400, &[7000]);
+    unchanged("malformed JSON", &original);
+
+    let mut unknown_field = live_app(5000);
+    unknown_field["bogus_field"] = json!(1);
+    let answer = api.call("POST", &apps_path(), Some(&unknown_field.to_string()));
+    refused(&agent, "unknown field", &answer, 400, &[7000]);
+    assert!(
+        answer.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bogus_field")),
+        "the message names the field: {answer}"
+    );
+    unchanged("unknown field", &original);
+
+    let mut both = live_app(5000);
+    both["origin_dns"] = json!({"name": "origin.example.test"});
+    both["origin_port"] = json!(5000);
+    let answer = api.call("POST", &apps_path(), Some(&both.to_string()));
+    refused(
+        &agent,
+        "origin_direct and origin_dns",
+        &answer,
+        400,
+        &[11000],
+    );
+    unchanged("origin_direct and origin_dns", &original);
+
+    let mut bad_origin = live_app(5000);
+    bad_origin["origin_direct"] = json!(["tcp://10.0.2.300:5000"]);
+    let answer = api.call("POST", &apps_path(), Some(&bad_origin.to_string()));
+    refused(&agent, "bad origin address", &answer, 400, &[11002]);
+    unchanged("bad origin address", &original);
+
+    let mut address_dynamic = live_app(5000);
+    address_dynamic["dns"] = json!({"type": "ADDRESS", "name": "live.example.test"});
+    address_dynamic["edge_ips"] = json!({"type": "dynamic", "connectivity": "all"});
+    let answer = api.call("POST", &apps_path(), Some(&address_dynamic.to_string()));
+    refused(
+        &agent,
+        "ADDRESS with dynamic edge_ips",
+        &answer,
+        400,
+        &[11004],
+    );
+    unchanged("ADDRESS with dynamic edge_ips", &original);
+
+    for (method, body) in [
+        ("GET", None),
+        ("PUT", Some(body.as_str())),
+        ("DELETE", None),
+    ] {
+        let answer = api.call(method, &app_path(UNKNOWN_ID), body);
+        refused(
+            &agent,
+            &format!("{method} unknown app"),
+            &answer,
+            404,
+            &[10006],
+        );
+        unchanged(&format!("{method} unknown app"), &original);
+    }
+
+    // POST: the app, its id, its timestamps, in the file and in force.
+    let before_change = file_json(&file);
+    let created = accepted(
+        &agent,
+        "POST app",
+        api.call("POST", &apps_path(), Some(&body)),
+    );
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_only_change(&file, &before_change, "apps", &id, "POST app");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "id {id:?}"
+    );
+    assert!(is_rfc3339_utc(&created["created_on"]), "{created}");
+    assert!(is_rfc3339_utc(&created["modified_on"]), "{created}");
+    assert_eq!(created["protocol"], "tcp/3000");
+    assert_eq!(
+        created["origin_direct"],
+        json!([format!("tcp://{}:5000", addr::ORG_V4)])
+    );
+    assert_eq!(created["ip_firewall"], true);
+    assert_file_app(&file, &id, 5000, &created);
+    assert_eq!(
+        file_ids(&file, "apps"),
+        BTreeSet::from([seed_id.clone(), id.clone()]),
+        "the file holds the seed and the new app, nothing else"
+    );
+    let one = accepted(&agent, "GET app", api.call("GET", &app_path(&id), None));
+    assert_eq!(one, created, "GET shows what POST answered");
+    let edge = edge_v4(&created);
+    let reply = tcp_exchange(cli, &edge, 3000, "post")
+        .unwrap_or_else(|e| panic!("new app at {edge}: {e:#}\n{}", tail(&agent.log(), 30)));
+    assert_eq!(reply, "origin 5000\npost\n");
+    seed_reachable("after POST");
+
+    // Pagination: two apps, one per page.
+    let mut seen = BTreeSet::new();
+    for page in [1, 2] {
+        let answer = api.call(
+            "GET",
+            &format!("{}?page={page}&per_page=1", apps_path()),
+            None,
+        );
+        assert_eq!(answer.status, 200, "{answer}");
+        let info = &answer.body["result_info"];
+        assert_eq!(
+            (
+                &info["page"],
+                &info["per_page"],
+                &info["count"],
+                &info["total_count"]
+            ),
+            (&json!(page), &json!(1), &json!(1), &json!(2)),
+            "page {page}: {answer}"
+        );
+        seen.extend(result_ids(&answer.body["result"]));
+    }
+    assert_eq!(seen, BTreeSet::from([seed_id.clone(), id.clone()]));
+    let answer = api.call("GET", &format!("{}?page=3&per_page=1", apps_path()), None);
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(answer.body["result"], json!([]), "{answer}");
+    assert_eq!(answer.body["result_info"]["count"], 0, "{answer}");
+
+    // The same id again is refused.
+    let before = std::fs::read(&file).expect("config file");
+    let mut duplicate = live_app(5000);
+    duplicate["id"] = json!(id);
+    duplicate["protocol"] = json!("tcp/3001");
+    let answer = api.call("POST", &apps_path(), Some(&duplicate.to_string()));
+    refused(&agent, "POST with a used id", &answer, 400, &[1004]);
+    unchanged("POST with a used id", &before);
+
+    // PUT: a new origin port for new connections; created_on kept.
+    let before_change = file_json(&file);
+    let answer = api.call("PUT", &app_path(&id), Some(&live_app(5001).to_string()));
+    let updated = accepted(&agent, "PUT app", answer);
+    assert_only_change(&file, &before_change, "apps", &id, "PUT app");
+    assert_eq!(updated["id"], json!(id));
+    assert_eq!(updated["created_on"], created["created_on"]);
+    assert!(is_rfc3339_utc(&updated["modified_on"]), "{updated}");
+    let seconds = |v: &Value| v.as_str().unwrap_or_default().get(..19).map(str::to_owned);
+    assert!(
+        seconds(&updated["modified_on"]) >= seconds(&created["modified_on"]),
+        "modified_on went back: {created} -> {updated}"
+    );
+    assert_eq!(
+        updated["origin_direct"],
+        json!([format!("tcp://{}:5001", addr::ORG_V4)])
+    );
+    assert_file_app(&file, &id, 5001, &updated);
+    assert_eq!(
+        file_ids(&file, "apps"),
+        BTreeSet::from([seed_id.clone(), id.clone()])
+    );
+    let edge = edge_v4(&updated);
+    let reply = tcp_exchange(cli, &edge, 3000, "put")
+        .unwrap_or_else(|e| panic!("changed app: {e:#}\n{}", tail(&agent.log(), 30)));
+    assert_eq!(
+        reply, "origin 5001\nput\n",
+        "new connections reach the new port"
+    );
+
+    // Refused PUTs: another id in the body, a bad origin. Nothing changes.
+    let before = std::fs::read(&file).expect("config file");
+    let mut other_id = live_app(5000);
+    other_id["id"] = json!(UNKNOWN_ID);
+    let answer = api.call("PUT", &app_path(&id), Some(&other_id.to_string()));
+    refused(&agent, "PUT with another id", &answer, 400, &[1004]);
+    unchanged("PUT with another id", &before);
+    let answer = api.call("PUT", &app_path(&id), Some(&bad_origin.to_string()));
+    refused(&agent, "PUT with a bad origin", &answer, 400, &[11002]);
+    unchanged("PUT with a bad origin", &before);
+    let reply = tcp_exchange(cli, &edge, 3000, "still").expect("app after refused PUTs");
+    assert_eq!(reply, "origin 5001\nstill\n");
+
+    // An access rule blocking `cli`: the firewalled app stops answering,
+    // the seed app (no ip_firewall) does not.
+    let rule_body = json!({"mode": "block",
+        "configuration": {"target": "ip", "value": addr::CLI_V4}, "notes": "no cli"});
+    let before_change = file_json(&file);
+    let answer = api.call("POST", &rules_path(), Some(&rule_body.to_string()));
+    let rule = accepted(&agent, "POST rule", answer);
+    let rule_id = rule["id"].as_str().expect("rule id").to_owned();
+    assert_only_change(&file, &before_change, "access_rules", &rule_id, "POST rule");
+    assert_eq!(rule["mode"], "block", "{rule}");
+    assert_eq!(
+        rule["configuration"],
+        json!({"target": "ip", "value": addr::CLI_V4})
+    );
+    assert_eq!(rule["notes"], "no cli");
+    assert!(is_rfc3339_utc(&rule["created_on"]), "{rule}");
+    assert!(is_rfc3339_utc(&rule["modified_on"]), "{rule}");
+    let in_file = file_entry(&file, "access_rules", &rule_id);
+    assert_eq!(in_file["mode"], "block", "{in_file}");
+    assert_eq!(in_file["configuration"]["value"], addr::CLI_V4, "{in_file}");
+    assert_eq!(in_file["created_on"], rule["created_on"], "{in_file}");
+    assert_eq!(
+        file_ids(&file, "access_rules"),
+        BTreeSet::from([rule_id.clone()])
+    );
+    assert_eq!(
+        file_ids(&file, "apps"),
+        BTreeSet::from([seed_id.clone(), id.clone()])
+    );
+    let rules = api.call("GET", &rules_path(), None);
+    assert_eq!(rules.status, 200, "{rules}");
+    assert_eq!(
+        result_ids(&rules.body["result"]),
+        BTreeSet::from([rule_id.clone()])
+    );
+    assert_eq!(rules.body["result_info"]["total_count"], 1, "{rules}");
+    let blocked = tcp_exchange(cli, &edge, 3000, "blocked");
+    assert!(
+        blocked.is_err(),
+        "a blocked client got through: {blocked:?}"
+    );
+    seed_reachable("with the block rule");
+
+    // PATCH the notes: the rule stays in force.
+    let before_change = file_json(&file);
+    let answer = api.call(
+        "PATCH",
+        &rule_path(&rule_id),
+        Some(r#"{"notes": "still no cli"}"#),
+    );
+    let patched = accepted(&agent, "PATCH rule", answer);
+    assert_only_change(
+        &file,
+        &before_change,
+        "access_rules",
+        &rule_id,
+        "PATCH rule",
+    );
+    assert_eq!(patched["notes"], "still no cli");
+    assert_eq!(patched["mode"], "block");
+    assert_eq!(patched["created_on"], rule["created_on"]);
+    let in_file = file_entry(&file, "access_rules", &rule_id);
+    assert_eq!(in_file["notes"], "still no cli", "{in_file}");
+    assert_eq!(in_file["mode"], "block", "{in_file}");
+    let blocked = tcp_exchange(cli, &edge, 3000, "blocked");
+    assert!(blocked.is_err(), "blocked after PATCH: {blocked:?}");
+    // Only mode and notes may be patched.
+    let before = std::fs::read(&file).expect("config file");
+    let answer = api.call(
+        "PATCH",
+        &rule_path(&rule_id),
+        Some(r#"{"configuration": {"target": "ip", "value": "10.0.1.99"}}"#),
+    );
+    refused(&agent, "PATCH configuration", &answer, 400, &[7000]);
+    unchanged("PATCH configuration", &before);
+
+    let before_change = file_json(&file);
+    // DELETE the rule: reachable again.
+    let answer = api.call("DELETE", &rule_path(&rule_id), None);
+    let deleted = accepted(&agent, "DELETE rule", answer);
+    assert_only_change(
+        &file,
+        &before_change,
+        "access_rules",
+        &rule_id,
+        "DELETE rule",
+    );
+    assert_eq!(deleted, json!({"id": rule_id}));
+    assert!(
+        file_ids(&file, "access_rules").is_empty(),
+        "rule left in the file"
+    );
+    let reply = tcp_exchange(cli, &edge, 3000, "free")
+        .unwrap_or_else(|e| panic!("after the rule went: {e:#}\n{}", tail(&agent.log(), 30)));
+    assert_eq!(reply, "origin 5001\nfree\n");
+    let before = std::fs::read(&file).expect("config file");
+    let answer = api.call("DELETE", &rule_path(&rule_id), None);
+    refused(&agent, "DELETE a deleted rule", &answer, 404, &[10006]);
+    unchanged("DELETE a deleted rule", &before);
+
+    // DELETE the app: gone from the API, the file and the edge.
+    let before_change = file_json(&file);
+    let answer = api.call("DELETE", &app_path(&id), None);
+    let deleted = accepted(&agent, "DELETE app", answer);
+    assert_only_change(&file, &before_change, "apps", &id, "DELETE app");
+    assert_eq!(deleted, json!({"id": id}));
+    assert_eq!(file_ids(&file, "apps"), BTreeSet::from([seed_id.clone()]));
+    let answer = api.call("GET", &app_path(&id), None);
+    refused(&agent, "GET a deleted app", &answer, 404, &[10006]);
+    let list = accepted(&agent, "last list", api.call("GET", &apps_path(), None));
+    assert_eq!(result_ids(&list), BTreeSet::from([seed_id.clone()]));
+    let gone = tcp_exchange(cli, &edge, 3000, "gone");
+    assert!(gone.is_err(), "a deleted app answered: {gone:?}");
+    seed_reachable("after DELETE");
+    let before = std::fs::read(&file).expect("config file");
+    let answer = api.call("DELETE", &app_path(&id), None);
+    refused(&agent, "DELETE a deleted app", &answer, 404, &[10006]);
+    unchanged("DELETE a deleted app", &before);
+
+    let (status, log) = agent.stop().expect("stop");
+    assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));
+}
+
+// ---- test 2: reload under load ----
+
+/// A reproducible byte stream (xorshift64), so that the receiver checks
+/// every byte against what the sender sent without keeping either.
+struct Pattern {
+    state: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Pattern {
+    fn new() -> Self {
+        Self {
+            state: 0x9e37_79b9_7f4a_7c15,
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        // What is left of the current word, then whole words, then a part.
+        let head = (8 - self.used).min(out.len());
+        out[..head].copy_from_slice(&self.word[self.used..self.used + head]);
+        self.used += head;
+        let mut words = out[head..].chunks_exact_mut(8);
+        for word in &mut words {
+            word.copy_from_slice(&self.next());
+        }
+        let rest = words.into_remainder();
+        if !rest.is_empty() {
+            self.word = self.next();
+            rest.copy_from_slice(&self.word[..rest.len()]);
+            self.used = rest.len();
+        }
+    }
+
+    fn next(&mut self) -> [u8; 8] {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state.to_le_bytes()
+    }
+}
+
+/// The sender and the receiver cut the stream differently: the bytes must
+/// not depend on where.
+#[test]
+fn the_pattern_is_the_same_however_it_is_cut() {
+    let mut whole = vec![0u8; 1000];
+    Pattern::new().fill(&mut whole);
+    let mut pieces = Pattern::new();
+    let mut cut = Vec::new();
+    for len in [0, 1, 7, 8, 3, 64, 5, 400].into_iter().cycle().take(60) {
+        let mut part = vec![0u8; len.min(1000 - cut.len())];
+        pieces.fill(&mut part);
+        cut.extend(part);
+    }
+    assert_eq!(cut.len(), 1000);
+    assert_eq!(cut, whole);
+    assert!(whole.windows(8).any(|w| w != [0; 8]), "not all zeros");
+}
+
+/// The TCP transfer's sending pace while B changes, at least this much
+/// in all, and at most that much.
+const TCP_RATE: u64 = 25_000_000;
+const TCP_MIN_BYTES: u64 = 100_000_000;
+const TCP_MAX_BYTES: u64 = 200_000_000;
+/// No thread runs longer than this.
+const STREAM_DEADLINE: Duration = Duration::from_secs(240);
+/// Iterations of add, change, delete of app B, and the time they may take
+/// (well inside `STREAM_DEADLINE`, so that the streams outlive them).
+const ROUNDS: usize = 50;
+const CHURN_DEADLINE: Duration = Duration::from_secs(150);
+
+/// What the origin's TCP sink saw.
+#[derive(Debug, Default)]
+struct SinkReport {
+    bytes: u64,
+    first_mismatch: Option<u64>,
+    /// How the stream ended: `None` for a clean EOF.
+    error: Option<String>,
+}
+
+/// A TCP origin in `org` on `port` that takes one connection and checks
+/// every byte against [`Pattern`]. Listening when this returns.
+fn tcp_pattern_sink(org: &Netns, port: u16) -> JoinHandle<SinkReport> {
+    let enter = org.enter_handle();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let listener = enter()
+            .and_then(|()| Ok(TcpListener::bind(("0.0.0.0", port))?))
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            });
+        let listener = match listener {
+            Ok(l) => {
+                let _ = ready_tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+                return SinkReport::default();
+            }
+        };
+        let deadline = Instant::now() + STREAM_DEADLINE;
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return SinkReport {
+                        error: Some(format!("accept: {e}")),
+                        ..SinkReport::default()
+                    };
+                }
+            }
+        };
+        let mut report = SinkReport::default();
+        let setup = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(30))));
+        if let Err(e) = setup {
+            report.error = Some(format!("socket setup: {e}"));
+            return report;
+        }
+        let mut pattern = Pattern::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut want = vec![0u8; buf.len()];
+        loop {
+            if Instant::now() > deadline {
+                report.error = Some("still receiving at the deadline".into());
+                return report;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => return report,
+                Ok(n) => {
+                    pattern.fill(&mut want[..n]);
+                    if report.first_mismatch.is_none()
+                        && let Some(k) = (0..n).find(|&k| buf[k] != want[k])
+                    {
+                        report.first_mismatch = Some(report.bytes + k as u64);
+                    }
+                    report.bytes += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    report.error = Some(format!("read after {} bytes: {e}", report.bytes));
+                    return report;
+                }
+            }
+        }
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(())) => handle,
+        Ok(Err(e)) => panic!("tcp sink: {e}"),
+        Err(e) => panic!("tcp sink not ready: {e}"),
+    }
+}
+
+/// What the TCP client sent and how it ended.
+#[derive(Debug, Default)]
+struct SenderReport {
+    sent: u64,
+    error: Option<String>,
+}
+
+/// A TCP client in `cli` sending [`Pattern`] to `target`: at `TCP_RATE`
+/// until `stop`, then at full speed up to `TCP_MIN_BYTES`; never more than
+/// `TCP_MAX_BYTES`. Then it half-closes and waits for the origin's FIN.
+/// `progress` counts bytes written.
+fn tcp_pattern_sender(
+    cli: &Netns,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+) -> JoinHandle<SenderReport> {
+    let enter = cli.enter_handle();
+    std::thread::spawn(move || {
+        let mut report = SenderReport::default();
+        let deadline = Instant::now() + STREAM_DEADLINE;
+        let connected = enter().and_then(|()| {
+            let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            Ok(s)
+        });
+        let mut stream = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                report.error = Some(format!("connect {target}: {e:#}"));
+                return report;
+            }
+        };
+        let mut pattern = Pattern::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let started = Instant::now();
+        loop {
+            if Instant::now() > deadline {
+                report.error = Some(format!("still sending at the deadline ({})", report.sent));
+                return report;
+            }
+            let stopping = stop.load(Ordering::Relaxed);
+            if stopping && report.sent >= TCP_MIN_BYTES || report.sent >= TCP_MAX_BYTES {
+                if stopping {
+                    break;
+                }
+                // The most it may send is out: wait for the stop.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            if !stopping {
+                let allowed = started.elapsed().as_secs_f64() * TCP_RATE as f64;
+                if report.sent as f64 > allowed {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+            }
+            let n = chunk.len().min((TCP_MAX_BYTES - report.sent) as usize);
+            pattern.fill(&mut chunk[..n]);
+            if let Err(e) = stream.write_all(&chunk[..n]) {
+                report.error = Some(format!("write after {} bytes: {e}", report.sent));
+                return report;
+            }
+            report.sent += n as u64;
+            progress.store(report.sent, Ordering::Relaxed);
+        }
+        if let Err(e) = stream.shutdown(std::net::Shutdown::Write) {
+            report.error = Some(format!("shutdown: {e}"));
+            return report;
+        }
+        // The origin closes once it has read everything: a FIN, not a reset.
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => report.error = Some("the origin sent data".into()),
+            Err(e) => report.error = Some(format!("waiting for the origin's FIN: {e}")),
+        }
+        report
+    })
+}
+
+/// A UDP origin in `org` on `port` that echoes every datagram and counts
+/// them, until `stop`. Bound when this returns.
+fn udp_counting_echo(org: &Netns, port: u16, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    let enter = org.enter_handle();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let socket = enter()
+            .and_then(|()| Ok(UdpSocket::bind(("0.0.0.0", port))?))
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                Ok(s)
+            });
+        let socket = match socket {
+            Ok(s) => {
+                let _ = ready_tx.send(Ok(()));
+                s
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+                return 0;
+            }
+        };
+        let deadline = Instant::now() + STREAM_DEADLINE;
+        let mut count = 0;
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                count += 1;
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+        count
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(())) => handle,
+        Ok(Err(e)) => panic!("udp origin: {e}"),
+        Err(e) => panic!("udp origin not ready: {e}"),
+    }
+}
+
+/// What the UDP client saw.
+#[derive(Debug, Default)]
+struct UdpReport {
+    sent: u64,
+    answered: u64,
+    /// Sequence numbers with no (or a wrong) answer within 1 s; the first few.
+    lost: Vec<u64>,
+    lost_count: u64,
+    error: Option<String>,
+}
+
+/// A UDP client in `cli`: one socket (one flow), datagram `seq N`, then
+/// its echo within 1 s, no retries; until `stop`. `progress` counts answers.
+fn udp_request_loop(
+    cli: &Netns,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+) -> JoinHandle<UdpReport> {
+    let enter = cli.enter_handle();
+    std::thread::spawn(move || {
+        let mut report = UdpReport::default();
+        let socket = enter().and_then(|()| {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            s.connect(target)?;
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            Ok(s)
+        });
+        let socket = match socket {
+            Ok(s) => s,
+            Err(e) => {
+                report.error = Some(format!("socket to {target}: {e:#}"));
+                return report;
+            }
+        };
+        let deadline = Instant::now() + STREAM_DEADLINE;
+        let mut buf = [0u8; 2048];
+        // Bounded: 100,000 datagrams at most, about 500 a second.
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && report.sent < 100_000 {
+            let request = format!("seq {:08}", report.sent);
+            if let Err(e) = socket.send(request.as_bytes()) {
+                report.error = Some(format!("send {request}: {e}"));
+                return report;
+            }
+            report.sent += 1;
+            match socket.recv(&mut buf) {
+                Ok(n) if &buf[..n] == request.as_bytes() => {
+                    report.answered += 1;
+                    progress.store(report.answered, Ordering::Relaxed);
+                }
+                _ => {
+                    report.lost_count += 1;
+                    if report.lost.len() < 10 {
+                        report.lost.push(report.sent - 1);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        report
+    })
+}
+
+/// Waits (10 s at most) until `counter` passes `floor`.
+fn wait_past(counter: &AtomicU64, floor: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.load(Ordering::Relaxed) <= floor {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One shape of app B: on `tcp/2000` or `udp/2000`, fast path (no header)
+/// or agent path (a PROXY header), to an origin port on `org`.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    udp: bool,
+    proxy_protocol: &'static str,
+    origin_port: u16,
+}
+
+const B_PORT: u16 = 2000;
+
+impl Shape {
+    fn body(self) -> Value {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        json!({
+            "protocol": format!("{proto}/{B_PORT}"),
+            "dns": {"type": "CNAME", "name": "b.example.test"},
+            "origin_direct": [format!("{proto}://{}:{}", addr::ORG_V4, self.origin_port)],
+            "proxy_protocol": self.proxy_protocol,
+        })
+    }
+
+    /// One exchange through B at `edge`; an error says what came instead.
+    fn check(self, cli: &Netns, edge: &str) -> Result<(), String> {
+        let port = self.origin_port;
+        let reply = if self.udp {
+            udp_exchange(cli, edge, B_PORT, "hello")
+        } else {
+            tcp_exchange(cli, edge, B_PORT, "hello")
+        }
+        .map_err(|e| format!("{self:?} at {edge}: {e:#}"))?;
+        let fits = match (self.udp, self.proxy_protocol) {
+            (false, "off") => reply == format!("origin {port}\nhello\n"),
+            // tcp_echo echoes the PROXY v1 line the agent put first.
+            (false, _) => {
+                reply.starts_with(&format!(
+                    "origin {port}\nPROXY TCP4 {} {edge} ",
+                    addr::CLI_V4
+                )) && reply.ends_with(&format!(" {B_PORT}\r\nhello\n"))
+            }
+            (true, "off") => reply == format!("origin {port}: hello\n"),
+            // udp-pp-origin says what the PROXY v2 header named.
+            (true, _) => {
+                reply.starts_with(&format!("client={}:", addr::CLI_V4))
+                    && reply.contains(&format!("proxy={edge}:{B_PORT} headers=1 payload=hello"))
+            }
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!("{self:?} at {edge}: unexpected reply {reply:?}"))
+        }
+    }
+}
+
+/// Round `i`'s shapes of B, as POSTed and as PUT: fast path to agent path
+/// and back for TCP; a new origin port, and agent path to fast path, for UDP.
+fn shapes(i: usize) -> (Shape, Shape) {
+    let s = |udp, proxy_protocol, origin_port| Shape {
+        udp,
+        proxy_protocol,
+        origin_port,
+    };
+    match i % 4 {
+        0 => (s(false, "off", 4000), s(false, "v1", 4001)),
+        1 => (s(false, "v1", 4001), s(false, "off", 4000)),
+        2 => (s(true, "off", 4000), s(true, "off", 4001)),
+        _ => (s(true, "v2", 4002), s(true, "off", 4000)),
+    }
+}
+
+/// Adds, changes and deletes B `ROUNDS` times; every answer must be 200,
+/// and B must answer in each of its shapes.
+fn churn(api: &Api) -> Result<(), String> {
+    let cli = api.cli;
+    let fail =
+        |round: usize, step: &str, detail: String| Err(format!("round {round}, {step}: {detail}"));
+    let deadline = Instant::now() + CHURN_DEADLINE;
+    for round in 0..ROUNDS {
+        if Instant::now() > deadline {
+            return fail(
+                round,
+                "start",
+                format!("rounds still going after {CHURN_DEADLINE:?}"),
+            );
+        }
+        let (posted, put) = shapes(round);
+        let answer = api.call("POST", &apps_path(), Some(&posted.body().to_string()));
+        if answer.status != 200 {
+            return fail(round, "POST", answer.to_string());
+        }
+        let created = &answer.body["result"];
+        let Some(id) = created["id"].as_str().map(str::to_owned) else {
+            return fail(round, "POST", format!("no id: {answer}"));
+        };
+        if let Err(e) = posted.check(cli, &edge_v4(created)) {
+            return fail(round, "traffic after POST", e);
+        }
+        let answer = api.call("PUT", &app_path(&id), Some(&put.body().to_string()));
+        if answer.status != 200 {
+            return fail(round, "PUT", answer.to_string());
+        }
+        if let Err(e) = put.check(cli, &edge_v4(&answer.body["result"])) {
+            return fail(round, "traffic after PUT", e);
+        }
+        let answer = api.call("DELETE", &app_path(&id), None);
+        if answer.status != 200 || answer.body["result"] != json!({"id": id}) {
+            return fail(round, "DELETE", answer.to_string());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
+    if !root_or_skip("app_a_keeps_running_byte_exact_while_app_b_changes_50_times") {
+        return;
+    }
+    let topology = Topology::new("apiload").expect("topology");
+    let (cli, org) = (&topology.cli, &topology.org);
+    // A's origins (this process checks every byte and counts datagrams),
+    // and B's: echo servers that say which port answered.
+    let sink = tcp_pattern_sink(org, 3000);
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let udp_origin = udp_counting_echo(org, 6300, Arc::clone(&udp_stop));
+    let _b_origins = [
+        servers::tcp_echo(org, 4000).expect("origin"),
+        servers::tcp_echo(org, 4001).expect("origin"),
+        servers::udp_echo(org, 4000).expect("origin"),
+        servers::udp_echo(org, 4001).expect("origin"),
+        servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
+    ];
+    let org4 = addr::ORG_V4;
+    let config = format!(
+        r#"{{"edge": {edge},
+  "api": {api},
+  "apps": [
+    {{"protocol": "tcp/1000", "dns": {{"type": "CNAME", "name": "a-tcp.example.test"}},
+      "origin_direct": ["tcp://{org4}:3000"], "tls": "off", "proxy_protocol": "off"}},
+    {{"protocol": "udp/5300", "dns": {{"type": "CNAME", "name": "a-udp.example.test"}},
+      "origin_direct": ["udp://{org4}:6300"], "proxy_protocol": "off"}}
+  ]}}"#,
+        edge = edge_json(""),
+        api = api_json(&topology),
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let file = agent.config_path().to_owned();
+    let api = Api { cli };
+    let first = api.call("GET", &apps_path(), None);
+    assert_eq!(first.status, 200, "{first}");
+    assert_eq!(first.body["result_info"]["total_count"], 2, "{first}");
+
+    // A's streams, started before B's first change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tcp_progress, udp_progress) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sender = tcp_pattern_sender(
+        cli,
+        format!("{}:1000", addr::edge4(0)).parse().expect("addr"),
+        Arc::clone(&stop),
+        Arc::clone(&tcp_progress),
+    );
+    let udp_client = udp_request_loop(
+        cli,
+        format!("{}:5300", addr::edge4(1)).parse().expect("addr"),
+        Arc::clone(&stop),
+        Arc::clone(&udp_progress),
+    );
+    wait_past(&tcp_progress, 0, "the TCP transfer");
+    wait_past(&udp_progress, 0, "the UDP stream");
+    let at_start = (
+        tcp_progress.load(Ordering::Relaxed),
+        udp_progress.load(Ordering::Relaxed),
+    );
+    let started = Instant::now();
+    let churned = churn(&api);
+    let churn_time = started.elapsed();
+    let at_end = (
+        tcp_progress.load(Ordering::Relaxed),
+        udp_progress.load(Ordering::Relaxed),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().expect("sender thread");
+    let received = sink.join().expect("sink thread");
+    let udp = udp_client.join().expect("udp client thread");
+    udp_stop.store(true, Ordering::Relaxed);
+    let udp_at_origin = udp_origin.join().expect("udp origin thread");
+    eprintln!(
+        "{ROUNDS} rounds in {churn_time:?}; TCP {} bytes ({} during the rounds); \
+         UDP {} sent, {} answered ({} during the rounds), {} at the origin",
+        sent.sent,
+        at_end.0 - at_start.0,
+        udp.sent,
+        udp.answered,
+        at_end.1 - at_start.1,
+        udp_at_origin
+    );
+
+    // Every problem at once: a failed round and what the streams saw.
+    let mut problems = Vec::new();
+    if let Err(e) = churned {
+        problems.push(e);
+    }
+    // Both streams ran through the rounds.
+    if at_end.0 <= at_start.0 {
+        problems.push("no TCP bytes went while B changed".to_owned());
+    }
+    if at_end.1 <= at_start.1 {
+        problems.push("no UDP answers while B changed".to_owned());
+    }
+    // TCP: everything sent arrived, byte for byte, and ended with FINs.
+    if let Some(e) = &sent.error {
+        problems.push(format!("TCP sender: {e}"));
+    }
+    if sent.sent < TCP_MIN_BYTES {
+        problems.push(format!("TCP: sent only {} bytes", sent.sent));
+    }
+    if let Some(e) = &received.error {
+        problems.push(format!("TCP origin: {e}"));
+    }
+    if let Some(offset) = received.first_mismatch {
+        problems.push(format!("TCP: the bytes differ from offset {offset}"));
+    }
+    if received.bytes != sent.sent {
+        problems.push(format!(
+            "TCP: {} bytes sent, {} received",
+            sent.sent, received.bytes
+        ));
+    }
+    // UDP: every request answered, the first time.
+    if let Some(e) = &udp.error {
+        problems.push(format!("UDP client: {e}"));
+    }
+    if udp.lost_count != 0 || udp.answered != udp.sent {
+        problems.push(format!(
+            "UDP: {} sent, {} answered, {} lost (first: {:?})",
+            udp.sent, udp.answered, udp.lost_count, udp.lost
+        ));
+    }
+    if udp_at_origin != udp.sent {
+        problems.push(format!(
+            "UDP: {} sent, {udp_at_origin} reached the origin",
+            udp.sent
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nagent log:\n{}",
+        problems.join("\n"),
+        tail(&agent.log(), 40)
+    );
+
+    // The apps end as they began, in the API and in the file.
+    let last = api.call("GET", &apps_path(), None);
+    assert_eq!(last.status, 200, "{last}");
+    assert_eq!(last.body["result"], first.body["result"], "apps changed");
+    assert_eq!(last.body["result_info"], first.body["result_info"]);
+    assert_eq!(file_ids(&file, "apps"), result_ids(&first.body["result"]));
+    let (status, log) = agent.stop().expect("stop");
+    assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));
+}
