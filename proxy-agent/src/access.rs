@@ -3,6 +3,7 @@
 //! is put in force at once; flows that the new set blocks are cut; and the
 //! kernel's sampled block events are logged, rate-limited.
 use std::{
+    collections::BTreeSet,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -61,32 +62,39 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
         elapsed_ms = loaded.elapsed.as_millis() as u64,
         "access rules in force"
     );
-    let firewalled: std::collections::BTreeSet<u32> = config
+    let firewalled: BTreeSet<u32> = config
         .apps
         .iter()
         .filter(|app| app.ip_firewall)
         .map(|app| app.slot)
         .collect();
     // Nothing can be blocked: no need to walk the flow table.
-    if set.block.is_empty() || firewalled.is_empty() {
-        return Ok(());
+    if !set.block.is_empty() {
+        cut_blocked_flows(datapath, &firewalled);
+    }
+    Ok(())
+}
+
+/// Cuts the fast-path flows, counted in the app slots `slots`, of clients
+/// the rules in force block. A failed walk is logged, not returned: the
+/// rules are in force either way, and new packets are checked one by one.
+pub fn cut_blocked_flows(datapath: &mut Datapath, slots: &BTreeSet<u32>) {
+    if slots.is_empty() {
+        return;
     }
     let cut = cut_flows(datapath, |datapath, client, app| {
-        firewalled.contains(&app) && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+        slots.contains(&app) && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
     });
-    // The new rules are in force either way: a failed walk is not a failed
-    // reload.
     match cut {
         Ok(cut) if !cut.is_empty() => {
             info!(
                 ?cut,
-                "flows of clients the new rules block were cut (app index: flows)"
+                "flows of clients the rules block were cut (app slot: flows)"
             )
         }
         Ok(_) => {}
-        Err(err) => warn!("cutting flows of newly blocked clients: {err:#}"),
+        Err(err) => warn!("cutting flows of blocked clients: {err:#}"),
     }
-    Ok(())
 }
 
 /// `access_rules[i]`, with the rule's id when it has one.

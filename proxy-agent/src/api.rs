@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::edit::{EditError, now_rfc3339};
+use crate::config::edit::{Document, EditError, now_rfc3339};
 use crate::config::model::{AccessRule, App, Config, Origin, OriginFamily, RuleAction, RuleTarget};
 use crate::datapath::stats::StatsRow;
 use crate::dns_server::DnsAnswers;
@@ -411,11 +411,15 @@ async fn create_rule(
         Ok(body) => body,
         Err(refused) => return *refused,
     };
-    let sent = body.clone();
     let now = now_rfc3339();
-    let edit: Edit = Box::new(move |doc| doc.add_rule(body, &now));
+    let (stored, keep) = rule_slot();
+    let edit: Edit = Box::new(move |doc| {
+        let id = doc.add_rule(body, &now)?;
+        keep_rule(&keep, doc, &id);
+        Ok(id)
+    });
     match submit(&state, edit).await {
-        Ok((config, id)) => rule_answer(&config, &id, sent),
+        Ok((config, id)) => rule_answer(&config, &id, &stored),
         Err(refused) => *refused,
     }
 }
@@ -433,14 +437,15 @@ async fn patch_rule(
         Ok(body) => body,
         Err(refused) => return *refused,
     };
-    let sent = body.clone();
     let now = now_rfc3339();
+    let (stored, keep) = rule_slot();
     let edit: Edit = Box::new(move |doc| {
         doc.patch_rule(&rule_id, body, &now)?;
+        keep_rule(&keep, doc, &rule_id);
         Ok(rule_id)
     });
     match submit(&state, edit).await {
-        Ok((config, id)) => rule_answer(&config, &id, sent),
+        Ok((config, id)) => rule_answer(&config, &id, &stored),
         Err(refused) => *refused,
     }
 }
@@ -489,22 +494,50 @@ fn app_answer(config: &Config, id: &str) -> Response {
     }
 }
 
+/// Where an edit leaves the rule it wrote, as the file holds it.
+type RuleSlot = Arc<std::sync::Mutex<Option<Value>>>;
+
+fn rule_slot() -> (RuleSlot, RuleSlot) {
+    let slot = RuleSlot::default();
+    (Arc::clone(&slot), slot)
+}
+
+/// Keeps the file's entry of rule `id` in `slot`.
+fn keep_rule(slot: &RuleSlot, doc: &Document, id: &str) {
+    let entry = doc.value()["access_rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["id"] == id).cloned());
+    if let Ok(mut slot) = slot.lock() {
+        *slot = entry;
+    }
+}
+
 /// The rule a change created or changed, as it now runs; a rule of a mode
 /// Spectrum ignores (challenges) is kept in the file but not in force, and
-/// is answered as sent.
-fn rule_answer(config: &Config, id: &str, sent: Value) -> Response {
-    match config
+/// is answered as the file holds it.
+fn rule_answer(config: &Config, id: &str, stored: &RuleSlot) -> Response {
+    if let Some(rule) = config
         .access_rules
         .iter()
         .find(|r| r.id.eq_ignore_ascii_case(id))
     {
-        Some(rule) => envelope(StatusCode::OK, rule_json(rule), None),
-        None => {
-            let mut result = sent;
-            result["id"] = id.into();
-            envelope(StatusCode::OK, result, None)
+        return envelope(StatusCode::OK, rule_json(rule), None);
+    }
+    let mut result = stored
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+        .unwrap_or_else(|| json!({}));
+    result["id"] = id.into();
+    if result.get("notes").is_none_or(Value::is_null) {
+        result["notes"] = "".into();
+    }
+    for field in ["created_on", "modified_on"] {
+        if result.get(field).is_none() {
+            result[field] = Value::Null;
         }
     }
+    envelope(StatusCode::OK, result, None)
 }
 
 /// A request body as JSON, or the 400 naming what is wrong with it.
@@ -593,6 +626,7 @@ fn change_refused(refused: ChangeError) -> Response {
             let body = json!({"success": false, "errors": errors, "messages": [], "result": null});
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
+        ChangeError::Refused(reason) => error(StatusCode::BAD_REQUEST, CODE_INVALID, reason),
         ChangeError::Apply(reason) => error(StatusCode::INTERNAL_SERVER_ERROR, CODE_APPLY, reason),
     }
 }

@@ -36,7 +36,10 @@ pub enum ChangeError {
     Parse { field: String, message: String },
     /// The resulting config fails validation: one error per problem.
     Invalid(Vec<ConfigError>),
-    /// The config on disk, the kernel or the file system refused.
+    /// The config validates but cannot be put in force as asked: a
+    /// certificate or database that does not load, the maps full.
+    Refused(String),
+    /// The config on disk, the kernel or the file system failed.
     Apply(String),
 }
 
@@ -59,7 +62,7 @@ impl fmt::Display for ChangeError {
                 let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 f.write_str(&lines.join("\n"))
             }
-            ChangeError::Apply(reason) => f.write_str(reason),
+            ChangeError::Refused(reason) | ChangeError::Apply(reason) => f.write_str(reason),
         }
     }
 }
@@ -87,16 +90,25 @@ impl Plan {
 /// Gives `next`'s apps their slots against `running`: an app present in
 /// both (same id) and serving the same keeps its slot; every other app gets
 /// the lowest slot that no app of either config holds and `busy` (slots
-/// the kernel's flows still count in) does not name. Fails when the slots
-/// run out.
+/// the kernel's flows still count in; asked only when a slot is needed,
+/// since it walks the flow table) does not name. Fails when the slots run
+/// out.
 pub fn assign_slots(
     running: &Config,
     next: &mut Config,
-    busy: &BTreeSet<u32>,
+    busy: impl FnOnce() -> BTreeSet<u32>,
 ) -> Result<Plan, String> {
     let mut plan = Plan::default();
     let mut taken: BTreeSet<u32> = running.apps.iter().map(|app| app.slot).collect();
-    taken.extend(busy);
+    let needs_slots = next.apps.iter().any(|app| {
+        !running
+            .apps
+            .iter()
+            .any(|old| old.id == app.id && old.same_service(app))
+    });
+    if needs_slots {
+        taken.extend(busy());
+    }
     let mut candidates = (0..MAX_APPS).filter(|slot| !taken.contains(slot));
     for app in &mut next.apps {
         let before = running.apps.iter().find(|old| old.id == app.id);
@@ -184,7 +196,7 @@ mod tests {
         let running = config(&[&app("a", 22), &app("b", 22), &app("c", 22)]);
         // b deleted, d added in front, c and a unchanged (order changed).
         let mut next = config(&[&app("d", 22), &app("c", 22), &app("a", 22)]);
-        let plan = assign_slots(&running, &mut next, &BTreeSet::new()).expect("slots");
+        let plan = assign_slots(&running, &mut next, BTreeSet::new).expect("slots");
         let slots: Vec<u32> = next.apps.iter().map(|a| a.slot).collect();
         assert_eq!(slots, vec![3, 2, 0], "d gets the first slot no app held");
         assert_eq!(plan.kept, vec![2, 0]);
@@ -200,7 +212,7 @@ mod tests {
         let mut next = config(&[&app("a", 22), &app("b", 2222)]);
         // Slot 2 still has flows of an app deleted earlier.
         let busy = BTreeSet::from([2]);
-        let plan = assign_slots(&running, &mut next, &busy).expect("slots");
+        let plan = assign_slots(&running, &mut next, || busy.clone()).expect("slots");
         assert_eq!(next.apps[1].slot, 3);
         assert_eq!(plan.retired, vec![1]);
         assert_eq!(plan.fresh, vec![3]);
@@ -212,7 +224,7 @@ mod tests {
         let running = config(&[&app("a", 22), &app("b", 22)]);
         let mut next = running.clone();
         next.apps[1].modified_on = Some("2026-11-26T08:00:00Z".into());
-        let plan = assign_slots(&running, &mut next, &BTreeSet::new()).expect("slots");
+        let plan = assign_slots(&running, &mut next, BTreeSet::new).expect("slots");
         assert!(!plan.changes_apps());
         assert_eq!(plan.kept, vec![0, 1]);
     }
@@ -222,7 +234,7 @@ mod tests {
         let running = config(&[&app("a", 22)]);
         let mut next = config(&[&app("a", 23)]);
         let busy: BTreeSet<u32> = (0..MAX_APPS).collect();
-        let err = assign_slots(&running, &mut next, &busy).expect_err("no slot");
+        let err = assign_slots(&running, &mut next, || busy.clone()).expect_err("no slot");
         assert!(err.contains("no free app slot"), "{err}");
     }
 

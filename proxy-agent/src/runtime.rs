@@ -361,10 +361,14 @@ impl Runtime {
         if next.dns_server.is_some() != self.config.dns_server.is_some() {
             next.dns_server = self.config.dns_server.clone();
         }
-        let busy = slots_with_flows(&mut self.datapath);
-        let plan =
-            live::assign_slots(&self.config, &mut next, &busy).map_err(ChangeError::Apply)?;
+        let datapath = &mut self.datapath;
+        let plan = live::assign_slots(&self.config, &mut next, || slots_with_flows(datapath))
+            .map_err(ChangeError::Refused)?;
         let apply = |e: anyhow::Error| ChangeError::Apply(format!("{e:#}"));
+        // What the new config asks for cannot be had (a certificate that
+        // does not load, a GeoIP database missing, the maps full): the
+        // asker's to fix.
+        let refused = |e: anyhow::Error| ChangeError::Refused(format!("{e:#}"));
         // Origin names of new apps resolved first, so their maps are whole.
         let fresh: BTreeSet<u32> = plan.fresh.iter().copied().collect();
         let mut resolved: BTreeMap<u32, Vec<IpAddr>> = self
@@ -382,16 +386,16 @@ impl Runtime {
         let rules = if next.access_rules != self.config.access_rules
             || next.edge.geoip != self.config.edge.geoip
         {
-            Some(access::build(&next).map_err(apply)?)
+            Some(access::build(&next).map_err(refused)?)
         } else {
             None
         };
-        let tcp = self.agent.tcp.prepare(&next).map_err(apply)?;
-        let udp = self.agent.udp.prepare(&next).map_err(apply)?;
+        let tcp = self.agent.tcp.prepare(&next).map_err(refused)?;
+        let udp = self.agent.udp.prepare(&next).map_err(refused)?;
         let contents = maps::map_contents_resolved(&next, &resolved)
-            .map_err(|e| ChangeError::Apply(e.to_string()))?;
+            .map_err(|e| ChangeError::Refused(e.to_string()))?;
         if next.dns_server.is_some() {
-            dns_server::zone_records(&next).map_err(apply)?;
+            dns_server::zone_records(&next).map_err(refused)?;
         }
         Ok(Prepared {
             next,
@@ -424,6 +428,17 @@ impl Runtime {
         if let Some(rules) = rules {
             access::apply(&mut self.datapath, &next, &rules)?;
         }
+        // An app that turns ip_firewall on: its old version's flows of
+        // clients the rules block go now, not when they end.
+        let firewalled: BTreeSet<u32> = self
+            .config
+            .apps
+            .iter()
+            .filter(|old| !old.ip_firewall && plan.retired.contains(&old.slot))
+            .filter(|old| next.apps.iter().any(|a| a.id == old.id && a.ip_firewall))
+            .map(|old| old.slot)
+            .collect();
+        access::cut_blocked_flows(&mut self.datapath, &firewalled);
         self.agent.tcp.install(tcp);
         self.agent.udp.install(udp);
         for slot in &plan.fresh {

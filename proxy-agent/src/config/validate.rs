@@ -784,6 +784,8 @@ impl Validator {
             );
         }
 
+        let terminates = matches!(tls, Some(mode) if mode != TlsMode::Off);
+        let to_origin = matches!(tls, Some(TlsMode::Full | TlsMode::Strict));
         AppDraft {
             id,
             id_generated,
@@ -794,15 +796,18 @@ impl Validator {
             proxy_protocol,
             proxy_header_every_datagram,
             tls,
-            tls_cert: a.tls_cert.clone(),
-            tls_key: a.tls_key.clone(),
+            // What a mode ignores (warned about above) stays out of the
+            // model: nothing reads or checks those files.
+            tls_cert: a.tls_cert.clone().filter(|_| terminates),
+            tls_key: a.tls_key.clone().filter(|_| terminates),
             tls_sni_certs: a
                 .tls_sni_certs
                 .iter()
+                .filter(|_| terminates)
                 .map(|pair| (pair.cert.clone(), pair.key.clone()))
                 .collect(),
-            origin_sni: a.origin_sni.clone(),
-            origin_ca: a.origin_ca.clone(),
+            origin_sni: a.origin_sni.clone().filter(|_| to_origin),
+            origin_ca: a.origin_ca.clone().filter(|_| tls == Some(TlsMode::Strict)),
             ip_firewall: a.ip_firewall.unwrap_or(false),
             created_on: timestamp(a.created_on.as_ref()),
             modified_on: timestamp(a.modified_on.as_ref()),
@@ -1559,7 +1564,19 @@ impl Validator {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             if let Some(id) = rule.id.as_deref() {
-                if let Some(&j) = ids.get(id) {
+                let fits = (1..=64).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+                if !fits {
+                    self.error(
+                        None,
+                        format!("access_rules[{i}].id"),
+                        id,
+                        "expected 1 to 64 letters, digits, '-', '_', '.' or ':' \
+                         (the id is part of the rule's API path)",
+                    );
+                } else if let Some(&j) = ids.get(id) {
                     self.error(
                         None,
                         format!("access_rules[{i}].id"),
@@ -2692,6 +2709,35 @@ mod tests {
     }
 
     #[test]
+    fn rule_ids_must_fit_in_a_path() {
+        for id in ["", "a/b", "has space", &"x".repeat(65)] {
+            let rule = json!({"id": id, "mode": "block",
+                              "configuration": {"target": "ip", "value": "192.0.2.1"}});
+            let mut file = config(vec![]);
+            file["access_rules"] = json!([rule]);
+            only_error(file, None, "access_rules[0].id", id, "1 to 64 letters");
+        }
+    }
+
+    #[test]
+    fn files_a_tls_mode_ignores_stay_out_of_the_model() {
+        let app = with(
+            with(tcp_app(), "tls_key", json!("/missing/k.pem")),
+            "origin_ca",
+            json!("/missing/ca.pem"),
+        );
+        let (config_, warnings) = accepted(config(vec![app]));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(config_.apps[0].tls_key, None);
+        assert_eq!(config_.apps[0].origin_ca, None);
+        let checked = config_.check_files();
+        assert!(
+            !checked.iter().any(|e| e.field.starts_with("apps[0]")),
+            "nothing ignored is checked: {checked:?}"
+        );
+    }
+
+    #[test]
     fn generated_ids_are_stable() {
         let (first, _) = accepted(config(vec![tcp_app(), udp_app()]));
         let (again, _) = accepted(config(vec![udp_app(), tcp_app()]));
@@ -3150,8 +3196,10 @@ mod tests {
             assert_eq!(a.tls, want);
             assert!(!a.fast_path());
             assert_eq!(a.tls_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
-            assert_eq!(a.origin_sni.as_deref(), Some("origin.example.com"));
-            // origin_sni means nothing when the origin leg is plain TCP.
+            // origin_sni means nothing when the origin leg is plain TCP:
+            // warned about and left out.
+            let sni = (mode != "flexible").then_some("origin.example.com");
+            assert_eq!(a.origin_sni.as_deref(), sni);
             assert_eq!(
                 warnings.len(),
                 usize::from(mode == "flexible"),
