@@ -24,6 +24,16 @@ const GEOIP_FILE_IN_PACKAGE: &str = "package/geo-whois-asn-country.mmdb";
 const GEOIP_SHA512: &str = "614e1f441b66ad37b6a8fd6edc5a202a1b9bb4bddaf2ff69bddfab466a81753a\
                             1324c79cafb44e987e33355ed75f61b09d91521cc94dbb604edf50f57c6150b9";
 
+/// Schemathesis (from PyPI) in its own virtualenv, outside the work tree so
+/// that it outlives `cargo clean` and a fresh checkout: the property test of
+/// the management API (tests/tests/netns_api_schema.rs) runs `bin/st` from
+/// here, and looks at the same path (or `PROXY_SCHEMATHESIS`).
+pub const SCHEMATHESIS_VENV: &str = "/opt/proxy-tools/schemathesis";
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// Debian's Python, which python3-venv is for (not a pyenv or conda one
+/// that PATH may find first).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
 /// Debian packages: the bpf-linker build, and the real clients and servers
 /// that the tests, the demo and the benchmark drive.
 fn packages(llvm: &str) -> Vec<String> {
@@ -51,6 +61,8 @@ fn packages(llvm: &str) -> Vec<String> {
             "netsniff-ng",
             // DejaVu Sans for the benchmark charts (bench_plot.rs).
             "fonts-dejavu-core",
+            // The virtualenv Schemathesis is installed in.
+            "python3-venv",
         ]
         .map(String::from),
     );
@@ -71,6 +83,7 @@ pub fn setup() -> anyhow::Result<()> {
     cargo_fuzz()?;
     bpffs()?;
     geoip_country_db()?;
+    schemathesis()?;
     println!("setup: done");
     Ok(())
 }
@@ -292,6 +305,56 @@ fn download_package(spec: &str, work: &Path) -> anyhow::Result<PathBuf> {
         .map(|entry| entry.path())
         .find(|path| path.extension().is_some_and(|e| e == "tgz"))
         .with_context(|| format!("no .tgz in {} after the download", work.display()))
+}
+
+/// Installs the pinned Schemathesis into SCHEMATHESIS_VENV unless `st
+/// --version` there already says that version: a virtualenv of Debian's
+/// Python (made again if it is broken), then `pip install` from PyPI.
+fn schemathesis() -> anyhow::Result<()> {
+    let venv = Path::new(SCHEMATHESIS_VENV);
+    let st = venv.join("bin/st");
+    let wanted = format!("version {SCHEMATHESIS_VERSION}");
+    let installed = output(&mut command(&st.to_string_lossy(), &["--version"]));
+    if let Some(version) = installed.as_deref().filter(|v| v.contains(&wanted)) {
+        println!("setup: Schemathesis present ({})", version.trim());
+        return Ok(());
+    }
+    require_root("installing Schemathesis")?;
+    let python = venv.join("bin/python");
+    if !succeeds(&mut command(
+        &python.to_string_lossy(),
+        &["-m", "pip", "--version"],
+    )) {
+        if let Some(parent) = venv.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        run(&mut command(
+            SYSTEM_PYTHON,
+            &["-m", "venv", "--clear", &venv.to_string_lossy()],
+        ))
+        .context("creating the Schemathesis virtualenv (python3-venv)")?;
+    }
+    run(&mut command(
+        &python.to_string_lossy(),
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+        ],
+    ))
+    .context("installing Schemathesis from PyPI")?;
+    let version = output(&mut command(&st.to_string_lossy(), &["--version"]))
+        .with_context(|| format!("{} does not run after the install", st.display()))?;
+    println!(
+        "setup: Schemathesis installed: {} ({})",
+        st.display(),
+        version.trim()
+    );
+    Ok(())
 }
 
 /// The hex SHA-512 of a file (`sha512sum`, coreutils).

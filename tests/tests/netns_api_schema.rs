@@ -1,0 +1,231 @@
+//! The management API against its own description (docs/openapi.json):
+//! Schemathesis, run in `cli`, generates requests for every documented
+//! operation (apps and access rules created, replaced, patched, deleted;
+//! lists, pages, /metrics) and sends them to an agent in `edge`. No answer
+//! may be a server error (5xx), and the agent must still serve and its
+//! written-back config file still validate afterwards.
+//!
+//! Schemathesis comes from `cargo xtask setup` (a virtualenv at
+//! [`SCHEMATHESIS_VENV`], or the `st` that `PROXY_SCHEMATHESIS` names).
+//! Missing, the test fails under CI (`CI=true`) and is skipped elsewhere.
+//! `PROXY_SCHEMATHESIS_ARGS` adds options to its command line: e.g.
+//! `--seed N` with the seed a failed run printed replays that run.
+//!
+//! What it sends stays in the test's namespaces: the edge's default route
+//! and its resolver for `origin_dns` names are in `org`, which forwards
+//! nothing, and no client connects to the apps Schemathesis creates.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use tests::{
+    agent::{Agent, agent_bin},
+    netns::{Netns, Topology, addr, edge_json},
+    process::Background,
+    root_or_skip, scratch_dir, servers,
+};
+
+const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+const TOKEN: &str = "test-token-5c4e-9876543210";
+const PORT: u16 = 8080;
+/// Where `cargo xtask setup` installs Schemathesis (xtask's
+/// `setup::SCHEMATHESIS_VENV`: keep the two in step).
+const SCHEMATHESIS_VENV: &str = "/opt/proxy-tools/schemathesis";
+/// Test cases per operation and phase: enough to reach every operation
+/// with valid and invalid bodies, few enough to finish well within
+/// RUN_LIMIT on two cores.
+const MAX_EXAMPLES: &str = "50";
+/// Schemathesis is stopped (and the test fails) past this.
+const RUN_LIMIT: Duration = Duration::from_secs(150);
+
+/// The `st` program, or None when it is not installed.
+fn schemathesis() -> Option<PathBuf> {
+    let st = std::env::var_os("PROXY_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(SCHEMATHESIS_VENV).join("bin/st"));
+    st.exists().then_some(st)
+}
+
+fn openapi_json() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+}
+
+/// curl in `cli`: the HTTP status of a GET.
+fn get_status(cli: &Netns, path: &str) -> u16 {
+    let url = format!("http://{}:{PORT}{path}", addr::EDGE_CLI_V4);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let args = [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-m",
+        "5",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &auth,
+        &url,
+    ];
+    cli.run("curl", &args)
+        .unwrap_or_else(|e| panic!("curl {path}: {e:#}"))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A number of Schemathesis's summary: the first on the line after the
+/// line `heading` (`Test cases:` then `  1298 generated, 1298 passed`
+/// gives 1298), or on the same line (`Tested: 10` gives 10).
+fn summary_count(output: &str, heading: &str) -> Option<u64> {
+    let mut lines = output.lines().map(str::trim);
+    lines.find(|line| line.starts_with(heading))?;
+    let rest = match lines.next()? {
+        line if line.starts_with("Selected:") => lines.next()?.strip_prefix("Tested:")?,
+        line => line,
+    };
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn the_api_answers_schemathesis_without_server_errors() {
+    if !root_or_skip("the_api_answers_schemathesis_without_server_errors") {
+        return;
+    }
+    let Some(st) = schemathesis() else {
+        let message = format!(
+            "Schemathesis is not installed ({SCHEMATHESIS_VENV}/bin/st, or PROXY_SCHEMATHESIS): \
+             run `cargo xtask setup`"
+        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("skipped the_api_answers_schemathesis_without_server_errors: {message}");
+        return;
+    };
+    let topology = Topology::new("apist").expect("topology");
+    let (cli, org) = (&topology.cli, &topology.org);
+    let _tcp_origin = servers::tcp_echo(org, 2201).expect("tcp origin");
+    let _udp_origin = servers::udp_echo(org, 5301).expect("udp origin");
+    // Like a real edge, a default route (the origin_source of an app whose
+    // origins are elsewhere comes from it): into `org`, which does not
+    // forward, so nothing can leave the test's namespaces.
+    let edge_ns = &topology.edge;
+    edge_ns
+        .run("ip", &["route", "add", "default", "via", addr::ORG_V4])
+        .expect("edge default route");
+    edge_ns
+        .run(
+            "ip",
+            &["-6", "route", "add", "default", "via", addr::ORG_V6],
+        )
+        .expect("edge default route (IPv6)");
+    let dir = scratch_dir();
+    let token_file = dir.join(format!("{}-token", topology.edge.name()));
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    // origin_dns names that Schemathesis makes up are asked of `org`,
+    // where nothing answers: no query leaves the test's namespaces.
+    let edge = edge_json(&format!(r#", "resolver": "{}""#, addr::ORG_V4));
+    let config = format!(
+        r#"{{"edge": {edge},
+  "api": {{"listen": "{edge_ip}:{PORT}", "token_file": "{token}", "zone": "{ZONE}"}},
+  "apps": [
+    {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.example.test"}},
+      "origin_direct": ["tcp://{org_ip}:2201"]}},
+    {{"protocol": "udp/53", "dns": {{"type": "CNAME", "name": "dns.example.test"}},
+      "origin_direct": ["udp://{org_ip}:5301"]}}],
+  "access_rules": [
+    {{"mode": "block", "configuration": {{"target": "ip", "value": "192.0.2.99"}},
+      "notes": "seed"}}]}}"#,
+        edge_ip = addr::EDGE_CLI_V4,
+        token = token_file.display(),
+        org_ip = addr::ORG_V4,
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let apps = format!("/zones/{ZONE}/spectrum/apps");
+    assert_eq!(get_status(cli, &apps), 200, "{}", agent.log());
+
+    let url = format!("http://{}:{PORT}", addr::EDGE_CLI_V4);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let spec = openapi_json();
+    let junit = dir.join(format!("{}-schemathesis.xml", topology.edge.name()));
+    // The zone is the agent's: another one is only ever 404.
+    let settings = dir.join(format!("{}-schemathesis.toml", topology.edge.name()));
+    std::fs::write(
+        &settings,
+        format!("[parameters]\n\"path.zone\" = \"{ZONE}\"\n"),
+    )
+    .expect("schemathesis.toml");
+    let args = [
+        "--config-file",
+        &settings.to_string_lossy(),
+        "run",
+        &spec.to_string_lossy(),
+        "--url",
+        &url,
+        "--header",
+        &auth,
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--request-timeout",
+        "10",
+        "--generation-database",
+        "none",
+        "--suppress-health-check",
+        "all",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        &junit.to_string_lossy(),
+        "--no-color",
+    ];
+    // More options for a deeper look by hand, e.g.
+    // PROXY_SCHEMATHESIS_ARGS="--checks all --max-examples 200".
+    let extra = std::env::var("PROXY_SCHEMATHESIS_ARGS").unwrap_or_default();
+    let mut command = cli.command(&st.to_string_lossy(), &args);
+    command.args(extra.split_whitespace());
+    // Its scratch files (none expected) go to the scratch directory.
+    command
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "120");
+    let started = Instant::now();
+    let run = Background::spawn("schemathesis", command).expect("starting schemathesis");
+    let (status, output) = run
+        .wait(RUN_LIMIT)
+        .unwrap_or_else(|e| panic!("schemathesis did not finish: {e:#}\n{}", agent.log()));
+    eprintln!(
+        "schemathesis ran {:.1} s ({status}):\n{output}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        status.success(),
+        "schemathesis found failures ({status}); its report is above, the agent's log:\n{}",
+        agent.log()
+    );
+    // A run that tested nothing must not pass.
+    let operations = summary_count(&output, "API Operations:").unwrap_or(0);
+    let cases = summary_count(&output, "Test cases:").unwrap_or(0);
+    assert!(
+        operations > 0 && cases > 0,
+        "schemathesis tested nothing ({operations} operations, {cases} test cases):\n{output}"
+    );
+
+    // The agent still serves, and what it wrote back still validates.
+    assert_eq!(get_status(cli, &apps), 200, "{}", agent.log());
+    assert_eq!(get_status(cli, "/metrics"), 200, "{}", agent.log());
+    let config_path = agent.config_path().to_string_lossy().into_owned();
+    let check = Command::new(agent_bin())
+        .args(["check", &config_path])
+        .output()
+        .expect("proxy-agent check");
+    assert!(
+        check.status.success(),
+        "the config file the API wrote back fails `proxy-agent check`:\n{}{}\nthe file:\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+        std::fs::read_to_string(&config_path).unwrap_or_default()
+    );
+    agent.stop().expect("stop");
+}
