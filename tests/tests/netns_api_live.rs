@@ -5,6 +5,8 @@
 //! Then "reload under load": two apps carry a long byte-exact TCP transfer
 //! and a UDP request/response stream while a third app is added, changed
 //! and deleted 50 times, and neither stream loses a byte or a datagram.
+//! And a PUT that turns `ip_firewall` on cuts the open fast-path flows of
+//! clients the access rules block, while allowed clients' flows go on.
 use std::{
     collections::BTreeSet,
     io::{ErrorKind, Read as _, Write as _},
@@ -21,7 +23,7 @@ use std::{
 use serde_json::{Value, json};
 use tests::{
     agent::Agent,
-    client::{tcp_exchange, udp_exchange},
+    client::{tcp_exchange, udp_exchange, udp_exchange_from},
     netns::{Netns, Topology, addr, edge_json},
     process::Background,
     root_or_skip, scratch_dir, servers,
@@ -661,6 +663,146 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
     let answer = api.call("DELETE", &app_path(&id), None);
     refused(&agent, "DELETE a deleted app", &answer, 404, &[10006]);
     unchanged("DELETE a deleted app", &before);
+
+    let (status, log) = agent.stop().expect("stop");
+    assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));
+}
+
+// ---- test 3: turning ip_firewall on cuts flows of blocked clients ----
+
+/// A second address of `cli` that the access rule blocks; `cli`'s own
+/// address stays allowed.
+const FW_BLOCKED_V4: &str = "10.0.1.10";
+
+/// The UDP app of test 3: fast path (no PROXY header) to `org`'s port 6300.
+fn fw_app(ip_firewall: bool) -> Value {
+    json!({
+        "protocol": "udp/5300",
+        "dns": {"type": "CNAME", "name": "fw.example.test"},
+        "origin_direct": [format!("udp://{}:6300", addr::ORG_V4)],
+        "proxy_protocol": "off",
+        "ip_firewall": ip_firewall,
+    })
+}
+
+/// `blocked_ip` packets in `proxy-agent stats`, over every app slot (a
+/// changed app counts in a fresh slot).
+fn blocked_ip(agent: &Agent) -> u64 {
+    agent
+        .stats()
+        .expect("stats")
+        .iter()
+        .filter(|row| row["verdict"] == "blocked_ip")
+        .map(|row| row["packets"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients() {
+    if !root_or_skip("turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients") {
+        return;
+    }
+    let topology = Topology::new("apifw").expect("topology");
+    let (cli, org) = (&topology.cli, &topology.org);
+    cli.run(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{FW_BLOCKED_V4}/32"),
+            "dev",
+            addr::CLI_IF,
+        ],
+    )
+    .expect("add a client address");
+    let _origin = servers::udp_echo(org, 6300).expect("udp origin");
+    // The rule is in force from the start, but the app ignores it.
+    let config = format!(
+        r#"{{"edge": {edge},
+  "api": {api},
+  "apps": [{app}],
+  "access_rules": [{{"id": "no-fw-client", "mode": "block",
+    "configuration": {{"target": "ip", "value": "{FW_BLOCKED_V4}"}}}}]}}"#,
+        edge = edge_json(""),
+        api = api_json(&topology),
+        app = fw_app(false),
+    );
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let api = Api { cli };
+    let list = accepted(&agent, "list", api.call("GET", &apps_path(), None));
+    let id = list[0]["id"].as_str().expect("app id").to_owned();
+    let edge = edge_v4(&list[0]);
+    // Fixed source ports: each exchange below is the same 5-tuple, so the
+    // same fast-path flow while it lives.
+    let blocked_flow = format!("{FW_BLOCKED_V4}:40000");
+    let allowed_flow = format!("{}:40001", addr::CLI_V4);
+    let exchange = |from: &str, line: &str| {
+        udp_exchange_from(cli, from, &edge, 5300, line)
+            .unwrap_or_else(|e| panic!("udp from {from}: {e:#}\n{}", tail(&agent.log(), 30)))
+    };
+
+    // The control: with ip_firewall off, the blocked address's flow answers.
+    for from in [&blocked_flow, &allowed_flow] {
+        assert_eq!(
+            exchange(from, "before"),
+            "origin 6300: before\n",
+            "flow from {from} with ip_firewall off\n{}",
+            tail(&agent.log(), 30)
+        );
+    }
+    assert_eq!(
+        blocked_ip(&agent),
+        0,
+        "nothing blocked while ip_firewall is off"
+    );
+
+    let mut body = fw_app(true);
+    body["id"] = json!(id);
+    let updated = accepted(
+        &agent,
+        "PUT ip_firewall on",
+        api.call("PUT", &app_path(&id), Some(&body.to_string())),
+    );
+    assert_eq!(updated["ip_firewall"], true, "{updated}");
+    assert_eq!(
+        edge_v4(&updated),
+        edge,
+        "the app keeps its edge address: {updated}"
+    );
+
+    // The same 5-tuple from the blocked address gets nothing now: its flow
+    // was cut and its new packets are checked against the rule.
+    assert_eq!(
+        exchange(&blocked_flow, "after"),
+        "",
+        "the open flow of a blocked client once ip_firewall is on\nagent log:\n{}",
+        tail(&agent.log(), 30)
+    );
+    assert_eq!(
+        exchange(FW_BLOCKED_V4, "fresh"),
+        "",
+        "a new flow of a blocked client"
+    );
+    // The allowed client's flow goes on.
+    assert_eq!(
+        exchange(&allowed_flow, "after"),
+        "origin 6300: after\n",
+        "the allowed client's flow\n{}",
+        tail(&agent.log(), 30)
+    );
+    // Both blocked exchanges are counted (packets are counted a moment
+    // after the client returns).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut blocked = blocked_ip(&agent);
+    while blocked < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        blocked = blocked_ip(&agent);
+    }
+    assert!(
+        blocked >= 2,
+        "blocked_ip counted {blocked} packets\n{}",
+        tail(&agent.log(), 30)
+    );
 
     let (status, log) = agent.stop().expect("stop");
     assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));

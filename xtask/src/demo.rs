@@ -87,7 +87,19 @@ pub fn demo() -> anyhow::Result<()> {
     println!("udp 5060: reads the Simple Proxy Protocol header, answers with the client it names");
 
     banner("starting proxy-agent run --config examples/demo.json in edge");
-    let agent = Agent::start(&topology.edge, &config, "native")?;
+    // The management API too, on the edge's cli-side address, with a token
+    // of this run (the example's `change-me` is refused on purpose).
+    let token = format!("demo-{}-{}", std::process::id(), nanos());
+    let token_file = tests::scratch_dir().join("demo-api-token");
+    std::fs::write(&token_file, &token)
+        .with_context(|| format!("writing {}", token_file.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&config)?;
+    config["api"] = serde_json::json!({
+        "listen": format!("{}:{API_PORT}", addr::EDGE_CLI_V4),
+        "token_file": token_file,
+        "zone": DEMO_ZONE,
+    });
+    let agent = Agent::start(&topology.edge, &config.to_string(), "native")?;
     println!("agent ready (XDP attached to to-cli and to-org)");
 
     banner("the embedded DNS server, asked from cli (dig @10.0.1.1)");
@@ -119,6 +131,9 @@ pub fn demo() -> anyhow::Result<()> {
             last_reason(&format!("{err:#}"))
         ),
     }
+
+    banner("the management API (curl in cli): an app created live, reached, deleted");
+    api_demo(&topology, &token)?;
 
     // The agent adds its connection counts to the counters once a second.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -164,6 +179,90 @@ pub fn demo() -> anyhow::Result<()> {
     drop(origins);
     drop(topology);
     println!("demo done");
+    Ok(())
+}
+
+/// The zone id the demo's API serves, and its port.
+const DEMO_ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+const API_PORT: u16 = 8080;
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// curl in cli against the demo's API: the parsed answer.
+fn api(
+    topology: &Topology,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("http://{}:{API_PORT}{path}", addr::EDGE_CLI_V4);
+    let auth = format!("Authorization: Bearer {token}");
+    let mut args = vec!["-s", "-m", "10", "-X", method, "-H", &auth];
+    if let Some(body) = body {
+        args.extend(["-H", "Content-Type: application/json", "-d", body]);
+    }
+    args.push(&url);
+    let out = topology.cli.run("curl", &args)?;
+    serde_json::from_str(&out).with_context(|| format!("{method} {path}: not JSON: {out}"))
+}
+
+/// Creates an app through the API, shows its DNS answer and a client
+/// reaching it, then deletes it and shows the client refused.
+fn api_demo(topology: &Topology, token: &str) -> anyhow::Result<()> {
+    let apps = format!("/zones/{DEMO_ZONE}/spectrum/apps");
+    let body = r#"{"protocol": "tcp/2200", "dns": {"type": "CNAME", "name": "git.demo.example"},
+                   "origin_direct": ["tcp://10.0.2.2:2222"]}"#;
+    println!(
+        "POST {apps}
+  {}",
+        body.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    let created = api(topology, token, "POST", &apps, Some(body))?;
+    let result = &created["result"];
+    anyhow::ensure!(created["success"] == true, "POST refused: {created}");
+    let id = result["id"].as_str().unwrap_or("?").to_owned();
+    println!(
+        "  -> success, id {id}, edge_addresses {}, created_on {}",
+        result["edge_addresses"],
+        result["created_on"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  git.demo.example A -> {}",
+        dig(topology, &["+short", "git.demo.example", "A"])
+    );
+    let edge = result["edge_addresses"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    match tcp_exchange(&topology.cli, &edge, 2200, "hello new app") {
+        Ok(reply) => println!("  {edge}:2200 -> {:?}", reply.trim_end()),
+        Err(err) => println!(
+            "  {edge}:2200 -> failed: {}",
+            last_reason(&format!("{err:#}"))
+        ),
+    }
+    let deleted = api(topology, token, "DELETE", &format!("{apps}/{id}"), None)?;
+    println!(
+        "DELETE {apps}/{id}
+  -> success {}",
+        deleted["success"]
+    );
+    match tcp_exchange(&topology.cli, &edge, 2200, "still there?") {
+        Ok(reply) => println!("  {edge}:2200 -> {:?} (unexpected)", reply.trim_end()),
+        Err(err) => println!(
+            "  {edge}:2200 -> failed: {}",
+            last_reason(&format!("{err:#}"))
+        ),
+    }
+    println!(
+        "\nThe other apps' flows were not touched: an unchanged app keeps its \
+         kernel slot; the change was written back to the config file."
+    );
     Ok(())
 }
 

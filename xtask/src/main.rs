@@ -18,8 +18,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install every prerequisite (Debian packages, rust-src, bpf-linker,
-    /// test servers and clients, a GeoIP country database, bpffs); skips
-    /// what is present.
+    /// test servers and clients, a GeoIP country database, Schemathesis,
+    /// bpffs); skips what is present.
     Setup,
     /// Build the XDP program alone (nightly, bpfel-unknown-none).
     BuildEbpf,
