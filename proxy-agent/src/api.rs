@@ -371,18 +371,7 @@ async fn delete_app(
     State(state): State<ApiState>,
     ids: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> Response {
-    let (_, app_id) = match object_ids(&state, ids, "spectrum/apps") {
-        Ok(ids) => ids,
-        Err(refused) => return *refused,
-    };
-    let edit: Edit = Box::new(move |doc| {
-        doc.delete_app(&app_id)?;
-        Ok(app_id)
-    });
-    match submit(&state, edit).await {
-        Ok((_, id)) => envelope(StatusCode::OK, json!({"id": id}), None),
-        Err(refused) => *refused,
-    }
+    delete_object(&state, ids, "spectrum/apps", Document::delete_app).await
 }
 
 async fn list_rules(
@@ -454,15 +443,31 @@ async fn delete_rule(
     State(state): State<ApiState>,
     ids: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> Response {
-    let (_, rule_id) = match object_ids(&state, ids, "firewall/access_rules/rules") {
+    delete_object(
+        &state,
+        ids,
+        "firewall/access_rules/rules",
+        Document::delete_rule,
+    )
+    .await
+}
+
+/// Deletes the object the path names with `delete`; answers its id.
+async fn delete_object(
+    state: &ApiState,
+    ids: Result<UrlPath<(String, String)>, PathRejection>,
+    tail: &str,
+    delete: fn(&mut Document, &str) -> Result<(), EditError>,
+) -> Response {
+    let (_, id) = match object_ids(state, ids, tail) {
         Ok(ids) => ids,
         Err(refused) => return *refused,
     };
     let edit: Edit = Box::new(move |doc| {
-        doc.delete_rule(&rule_id)?;
-        Ok(rule_id)
+        delete(doc, &id)?;
+        Ok(id)
     });
-    match submit(&state, edit).await {
+    match submit(state, edit).await {
         Ok((_, id)) => envelope(StatusCode::OK, json!({"id": id}), None),
         Err(refused) => *refused,
     }
