@@ -60,6 +60,9 @@ pub const XDP_PROGRAM: &str = "proxy";
 pub const ROUTER_PROGRAM: &str = "router";
 /// Its TC-ingress counterpart (fib lookup + bpf_redirect_neigh, no NAT).
 pub const TC_ROUTER_PROGRAM: &str = "tc_router";
+/// The same NAT as the XDP program, at TC ingress (apps whose `datapath`
+/// is `tc`, or TCP apps under `auto`).
+pub const TC_PROGRAM: &str = "proxy_tc";
 /// The benchmark's sink (counts and drops IPv4 UDP) and its counter.
 pub const SINK_PROGRAM: &str = "sink";
 pub const SINK_COUNT_MAP: &str = "SINK_COUNT";
@@ -115,6 +118,9 @@ pub const APP_FLAG_IP_FIREWALL: u32 = 1 << 0;
 /// `AppValue::flags`: the kernel may proxy this app on its own (TLS off and
 /// no PROXY header on TCP); otherwise packets go up to the agent.
 pub const APP_FLAG_FAST_PATH: u32 = 1 << 1;
+/// `AppValue::flags`: the fast path's NAT runs at TC ingress, not in XDP
+/// (XDP still applies the access rules first, then passes the packet up).
+pub const APP_FLAG_TC: u32 = 1 << 2;
 
 /// Value of `APPS` (an array indexed by application index).
 #[repr(C)]
@@ -192,6 +198,11 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+/// `FlowValue::hook`: the XDP program rewrites the flow.
+pub const HOOK_XDP: u8 = 0;
+/// `FlowValue::hook`: the TC-ingress program rewrites the flow.
+pub const HOOK_TC: u8 = 1;
+
 /// `FlowValue::direction`: client -> origin.
 pub const DIR_TO_ORIGIN: u8 = 0;
 /// `FlowValue::direction`: origin -> client.
@@ -223,7 +234,10 @@ pub struct FlowValue {
     /// only saw its SYN).
     pub state: u8,
     pub direction: u8,
-    pub _pad: [u8; 6],
+    /// `HOOK_XDP` or `HOOK_TC`: the hook that rewrites this flow's packets
+    /// (both directions); the other one passes them on.
+    pub hook: u8,
+    pub _pad: [u8; 5],
     /// Next hop of this direction from the last route lookup (0: look it
     /// up): the interface and the MACs to write. Cleared once a second, so
     /// route and neighbour changes apply within a second.
@@ -414,10 +428,13 @@ pub enum Verdict {
     /// Agent, UDP: an origin datagram dropped (an SPP reply without a
     /// valid header, or naming another client than its flow's).
     BadReply = 27,
+    /// XDP passed a packet of a TC-hook app or flow up to TC ingress (after
+    /// the access rules), whose NAT counts it again as it sends it on.
+    ToTc = 28,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 29;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -447,6 +464,7 @@ impl Verdict {
         Verdict::ConnTimeout,
         Verdict::ConnLimited,
         Verdict::BadReply,
+        Verdict::ToTc,
     ];
 
     /// The verdict of a packet dropped by a block rule of `kind`.
@@ -491,6 +509,7 @@ impl Verdict {
             Verdict::ConnTimeout => "conn_timeout",
             Verdict::ConnLimited => "conn_limited",
             Verdict::BadReply => "bad_reply",
+            Verdict::ToTc => "to_tc",
         }
     }
 }

@@ -139,13 +139,19 @@ fn refresh_peer(flow: &FlowValue, packet: &Packet, now: u64) -> bool {
 }
 
 /// Opens a flow for the first packet of a client: picks an origin of the
-/// client's family and a free NAT source port, and inserts both directions.
+/// client's family and a free NAT source port, and inserts both directions,
+/// marked with the hook (`HOOK_XDP`, `HOOK_TC`) that rewrites them.
 /// Returns the forward (client -> origin) entry, valid for this packet.
 // `&*scratch` hands the helpers pointers into the scratch map; the
 // by-value form clippy suggests would copy keys and values onto the stack.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(never)]
-pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*mut FlowValue, Verdict> {
+pub fn open(
+    packet: &Packet,
+    app_index: u32,
+    app: &AppValue,
+    hook: u8,
+) -> Result<*mut FlowValue, Verdict> {
     let settings = apps::settings().ok_or(Verdict::NatFailed)?;
     let (source, has_source) = if packet.ipv6 {
         (
@@ -189,6 +195,7 @@ pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*mut Flow
     to_client.last_seen_ns = now;
     to_client.state = 0;
     to_client.direction = DIR_TO_CLIENT;
+    to_client.hook = hook;
     // Scratch slots keep what the last flow left: no next hop yet.
     to_client.hop_ifindex = 0;
     to_origin.new_src = *source;
@@ -198,6 +205,7 @@ pub fn open(packet: &Packet, app_index: u32, app: &AppValue) -> Result<*mut Flow
     to_origin.last_seen_ns = now;
     to_origin.state = 0;
     to_origin.direction = DIR_TO_ORIGIN;
+    to_origin.hook = hook;
     to_origin.hop_ifindex = 0;
     reverse.src = origin.addr;
     reverse.dst = *source;

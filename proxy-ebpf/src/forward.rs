@@ -4,15 +4,15 @@
 //! the kernel's forwarding path, which resolves it: the first packet is not
 //! lost.
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
-        bpf_fib_lookup as FibParams, xdp_action,
+        TC_ACT_OK, bpf_fib_lookup as FibParams, bpf_redir_neigh, xdp_action,
     },
-    helpers::bpf_fib_lookup,
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
     macros::map,
     maps::DevMapHash,
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use network_types::eth::EthHdr;
 use proxy_common::{FlowValue, MAX_INTERFACES, Verdict};
@@ -27,25 +27,36 @@ const AF_INET6: u8 = 10;
 #[map]
 static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 
-/// The kernel's route lookup for a packet that will leave with these
-/// addresses and ports: fills `params` (the answer comes back in it) and
-/// returns the `BPF_FIB_LKUP_RET_*` code.
+/// Where a packet leaves to and with which addresses and ports, for the
+/// route lookup.
+pub struct Leaving<'a> {
+    pub src: &'a [u8; 16],
+    pub dst: &'a [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The packet's IP length, checked against the egress MTU; 0 leaves
+    /// the check to the kernel (TC: a GSO packet is segmented later).
+    pub tot_len: u16,
+}
+
+/// The kernel's route lookup for a packet that will leave as `leaving`
+/// says, having come in on `ingress`: fills `params` (the answer comes back
+/// in it) and returns the `BPF_FIB_LKUP_RET_*` code.
 #[inline(always)]
 pub fn route(
     params: &mut FibParams,
-    ctx: &XdpContext,
+    ctx: &impl EbpfContext,
+    ingress: u32,
     packet: &Packet,
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    src_port: u16,
-    dst_port: u16,
+    leaving: &Leaving,
 ) -> i64 {
+    let (src, dst) = (leaving.src, leaving.dst);
     params.family = if packet.ipv6 { AF_INET6 } else { AF_INET };
     params.l4_protocol = packet.proto;
-    params.sport = src_port.to_be();
-    params.dport = dst_port.to_be();
-    params.__bindgen_anon_1.tot_len = packet.ip_len;
-    params.ifindex = ctx.ingress_ifindex() as u32;
+    params.sport = leaving.src_port.to_be();
+    params.dport = leaving.dst_port.to_be();
+    params.__bindgen_anon_1.tot_len = leaving.tot_len;
+    params.ifindex = ingress;
     // Both forms are the address bytes in network order.
     if packet.ipv6 {
         params.__bindgen_anon_3.ipv6_src =
@@ -110,14 +121,19 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
         return redirect(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let leaving = Leaving {
+        src: &flow.new_src,
+        dst: &flow.new_dst,
+        src_port: flow.new_src_port,
+        dst_port: flow.new_dst_port,
+        tot_len: packet.ip_len,
+    };
     let rc = route(
         &mut params,
         ctx,
+        ctx.ingress_ifindex() as u32,
         packet,
-        &flow.new_src,
-        &flow.new_dst,
-        flow.new_src_port,
-        flow.new_dst_port,
+        &leaving,
     );
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return (xdp_action::XDP_PASS, Some(Verdict::NeighborPending));
@@ -136,6 +152,81 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
         flow.hop_ifindex = params.ifindex;
     }
     sent
+}
+
+/// The TC form of [`send`]: the next hop from the flow entry or a route
+/// lookup (`tot_len` 0: GSO packets pass, the kernel checks the MTU), new
+/// MACs, then `bpf_redirect` out of the egress interface. A next hop whose
+/// MAC is not known yet goes by `bpf_redirect_neigh`, which resolves it
+/// (the packet waits in the neighbour's queue, not lost).
+#[inline(never)]
+pub fn send_tc(ctx: &TcContext, packet: &Packet, flow: *mut FlowValue) -> (i32, Option<Verdict>) {
+    // SAFETY: a flow map entry or this CPU's scratch slot.
+    let flow = unsafe { &mut *flow };
+    if flow.hop_ifindex != 0 {
+        return redirect_tc(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
+    }
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let leaving = Leaving {
+        src: &flow.new_src,
+        dst: &flow.new_dst,
+        src_port: flow.new_src_port,
+        dst_port: flow.new_dst_port,
+        tot_len: 0,
+    };
+    // SAFETY: the context of a TC program.
+    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    let rc = route(&mut params, ctx, ingress, packet, &leaving);
+    if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        // The lookup left the next hop in the destination field.
+        let mut next_hop = bpf_redir_neigh {
+            nh_family: params.family as u32,
+            __bindgen_anon_1: unsafe { core::mem::zeroed() },
+        };
+        let action = unsafe {
+            if params.family == AF_INET {
+                next_hop.__bindgen_anon_1.ipv4_nh = params.__bindgen_anon_4.ipv4_dst;
+            } else {
+                next_hop.__bindgen_anon_1.ipv6_nh = params.__bindgen_anon_4.ipv6_dst;
+            }
+            bpf_redirect_neigh(
+                params.ifindex,
+                &mut next_hop,
+                core::mem::size_of::<bpf_redir_neigh>() as i32,
+                0,
+            )
+        };
+        return (action as i32, Some(Verdict::NeighborPending));
+    }
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        // No route, a local destination: the kernel decides.
+        return (TC_ACT_OK, Some(Verdict::NoRoute));
+    }
+    let sent = redirect_tc(ctx, params.ifindex, &params.dmac, &params.smac);
+    if sent.1.is_none() {
+        flow.hop_dmac = params.dmac;
+        flow.hop_smac = params.smac;
+        flow.hop_ifindex = params.ifindex;
+    }
+    sent
+}
+
+/// New MACs, then out of `ifindex`.
+#[inline(always)]
+fn redirect_tc(
+    ctx: &TcContext,
+    ifindex: u32,
+    dmac: &[u8; 6],
+    smac: &[u8; 6],
+) -> (i32, Option<Verdict>) {
+    let macs = [
+        dmac[0], dmac[1], dmac[2], dmac[3], dmac[4], dmac[5], smac[0], smac[1], smac[2], smac[3],
+        smac[4], smac[5],
+    ];
+    if ctx.store(0, &macs, 0).is_err() {
+        return (TC_ACT_OK, Some(Verdict::Malformed));
+    }
+    (unsafe { bpf_redirect(ifindex, 0) } as i32, None)
 }
 
 /// Whether `ifindex` is one of the edge interfaces (those the agent

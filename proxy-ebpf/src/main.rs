@@ -1,7 +1,8 @@
 //! The XDP program: one thin entry that reads as the packet path.
 //!
-//! parse -> tracked flow? rewrite + forward
+//! parse -> tracked flow? rewrite + forward (a TC flow: up to TC, `to_tc`)
 //!       -> listener -> app -> access rules (if ip_firewall): blocked? drop
+//!                          -> fast path at TC? up to TC ingress (`tc.rs`)
 //!                          -> fast path? open flow, rewrite + forward
 //!                          -> otherwise hand to the agent (XDP_PASS)
 //!
@@ -33,6 +34,8 @@ mod stats;
 #[cfg(target_arch = "bpf")]
 mod steer;
 #[cfg(target_arch = "bpf")]
+mod tc;
+#[cfg(target_arch = "bpf")]
 mod tc_router;
 
 #[cfg(target_arch = "bpf")]
@@ -40,7 +43,8 @@ mod program {
     use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
     use aya_log_ebpf::warn;
     use proxy_common::{
-        APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, Verdict,
+        APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, DIR_TO_ORIGIN, FlowValue,
+        GLOBAL_SLOT, HOOK_TC, HOOK_XDP, Verdict,
     };
 
     use crate::{
@@ -69,6 +73,11 @@ mod program {
         // tuple is not one of them.
         let tagged = !packet.untagged();
         if !tagged && let Some(flow) = conntrack::lookup(packet) {
+            // SAFETY: a flow map entry.
+            let (hook, app) = unsafe { ((*flow).hook, (*flow).app) };
+            if hook == HOOK_TC {
+                return (app, Verdict::ToTc, pass);
+            }
             if conntrack::touch(flow, packet) {
                 return rewrite_and_send(ctx, packet, flow);
             }
@@ -96,10 +105,13 @@ mod program {
         if app.flags & APP_FLAG_FAST_PATH == 0 || tagged {
             return (index, Verdict::ToAgent, pass);
         }
+        if app.flags & APP_FLAG_TC != 0 {
+            return (index, Verdict::ToTc, pass);
+        }
         if packet.proto == proxy_common::ip_proto::TCP && !packet.is_tcp_open() {
             return (index, Verdict::NoFlow, pass);
         }
-        match conntrack::open(packet, index, app) {
+        match conntrack::open(packet, index, app, HOOK_XDP) {
             Ok(flow) => {
                 stats::count(index, Verdict::FlowOpened, 0);
                 rewrite_and_send(ctx, packet, flow)

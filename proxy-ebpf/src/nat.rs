@@ -1,7 +1,13 @@
 //! Rewrites a packet's addresses and ports to a flow's new tuple and fixes
-//! the IPv4 header and TCP/UDP checksums incrementally (RFC 1624, helpers in
-//! `proxy_common::csum`).
-use aya_ebpf::programs::XdpContext;
+//! the IPv4 header and TCP/UDP checksums incrementally. In XDP the frame is
+//! complete and written in place (RFC 1624, helpers in `proxy_common::csum`).
+//! At TC the kernel's helpers do it (`bpf_l3_csum_replace`,
+//! `bpf_l4_csum_replace`): only they know a GSO or CHECKSUM_PARTIAL skb,
+//! whose TCP/UDP checksum field holds the pseudo-header sum alone.
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::{TcContext, XdpContext},
+};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use proxy_common::{FlowValue, Verdict, csum, ip_proto};
 
@@ -70,5 +76,104 @@ pub fn rewrite(ctx: &XdpContext, packet: &Packet, flow: &FlowValue) -> Result<()
     let src = flow.new_src_port.to_be_bytes();
     let dst = flow.new_dst_port.to_be_bytes();
     unsafe { *ports = [src[0], src[1], dst[0], dst[1]] };
+    Ok(())
+}
+
+/// Offsets in the IPv4 header: checksum, source, destination; and of the
+/// addresses in the IPv6 header.
+const IPV4_CHECK: usize = 10;
+const IPV4_SRC: usize = 12;
+const IPV4_DST: usize = 16;
+const IPV6_SRC: usize = 8;
+const IPV6_DST: usize = 24;
+
+/// A 4-byte word of an address as the checksum helpers take it (the bytes
+/// as they are in the packet).
+#[inline(always)]
+fn word(addr: &[u8; 16], index: usize) -> u64 {
+    let at = index * 4;
+    u32::from_ne_bytes([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]]) as u64
+}
+
+/// Port as the checksum helpers take it (network order in memory).
+#[inline(always)]
+fn port_word(port: u16) -> u64 {
+    u16::from_ne_bytes(port.to_be_bytes()) as u64
+}
+
+/// The TC form of [`rewrite`]: checksums by the kernel's helpers (which
+/// handle GSO and CHECKSUM_PARTIAL skbs), then the new addresses and ports
+/// stored. A failure part way leaves a packet the stack will drop for its
+/// checksum; the caller passes it on as `Malformed`.
+#[inline(always)]
+pub fn rewrite_tc(ctx: &TcContext, packet: &Packet, flow: &FlowValue) -> Result<(), Verdict> {
+    let check = packet.l4_offset
+        + if packet.proto == ip_proto::TCP {
+            TCP_CHECK_OFFSET
+        } else {
+            UDP_CHECK_OFFSET
+        };
+    // UDP: a zero checksum (IPv4 "none") stays zero, a computed zero
+    // becomes 0xffff.
+    let mangled = if packet.proto == ip_proto::UDP {
+        BPF_F_MARK_MANGLED_0 as u64
+    } else {
+        0
+    };
+    let pseudo = BPF_F_PSEUDO_HDR as u64 | mangled | 4;
+    let failed = |_| Verdict::Malformed;
+    if packet.ipv6 {
+        for index in 0..4 {
+            ctx.l4_csum_replace(
+                check,
+                word(&packet.src, index),
+                word(&flow.new_src, index),
+                pseudo,
+            )
+            .map_err(failed)?;
+            ctx.l4_csum_replace(
+                check,
+                word(&packet.dst, index),
+                word(&flow.new_dst, index),
+                pseudo,
+            )
+            .map_err(failed)?;
+        }
+        ctx.store(packet.l3_offset + IPV6_SRC, &flow.new_src, 0)
+            .map_err(failed)?;
+        ctx.store(packet.l3_offset + IPV6_DST, &flow.new_dst, 0)
+            .map_err(failed)?;
+    } else {
+        let ip_check = packet.l3_offset + IPV4_CHECK;
+        for (old, new) in [(&packet.src, &flow.new_src), (&packet.dst, &flow.new_dst)] {
+            ctx.l3_csum_replace(ip_check, word(old, 3), word(new, 3), 4)
+                .map_err(failed)?;
+            ctx.l4_csum_replace(check, word(old, 3), word(new, 3), pseudo)
+                .map_err(failed)?;
+        }
+        ctx.store(packet.l3_offset + IPV4_SRC, &low4(&flow.new_src), 0)
+            .map_err(failed)?;
+        ctx.store(packet.l3_offset + IPV4_DST, &low4(&flow.new_dst), 0)
+            .map_err(failed)?;
+    }
+    let ports = mangled | 2;
+    ctx.l4_csum_replace(
+        check,
+        port_word(packet.src_port),
+        port_word(flow.new_src_port),
+        ports,
+    )
+    .map_err(failed)?;
+    ctx.l4_csum_replace(
+        check,
+        port_word(packet.dst_port),
+        port_word(flow.new_dst_port),
+        ports,
+    )
+    .map_err(failed)?;
+    let src = flow.new_src_port.to_be_bytes();
+    let dst = flow.new_dst_port.to_be_bytes();
+    ctx.store(packet.l4_offset, &[src[0], src[1], dst[0], dst[1]], 0)
+        .map_err(failed)?;
     Ok(())
 }

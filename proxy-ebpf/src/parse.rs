@@ -1,7 +1,11 @@
 //! Bounds-checked parsing of Ethernet (up to two VLAN tags), IPv4, IPv6, TCP
 //! and UDP. Returns the fields later stages need, or the verdict that says
 //! why the packet is not ours to handle.
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{
+    macros::map,
+    maps::PerCpuArray,
+    programs::{TcContext, XdpContext},
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -22,7 +26,7 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 /// Deepest offset the parser and the NAT read at: Ethernet, two VLAN tags,
 /// IPv4 with the longest options, and the TCP header.
-const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
+pub const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -69,11 +73,43 @@ impl Packet {
 #[map]
 static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 
+/// The bytes of a packet as a hook sees them: the XDP frame, or the
+/// linear part of a TC skb. Parsing and header access are the same code
+/// for both hooks.
+pub trait Frame {
+    fn start(&self) -> usize;
+    fn end(&self) -> usize;
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+}
+
 /// Returns a pointer to a `T` at `offset` when the whole `T` is inside the frame.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Verdict> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+pub fn ptr_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Verdict> {
+    let start = ctx.start();
+    let end = ctx.end();
     // Offsets read back from the per-CPU slot are unknown to the verifier:
     // bound them before they touch a packet pointer.
     if offset > MAX_HEADER_OFFSET {
@@ -86,7 +122,7 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Verdict> {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<&'static Packet, Verdict> {
+pub fn parse(ctx: &impl Frame) -> Result<&'static Packet, Verdict> {
     let packet = PACKET.get_ptr_mut(0).ok_or(Verdict::Malformed)?;
     // SAFETY: this CPU's slot, used by this program run alone.
     let packet = unsafe { &mut *packet };
@@ -103,7 +139,7 @@ pub fn parse(ctx: &XdpContext) -> Result<&'static Packet, Verdict> {
 /// Returns the inner ether type and the offset of the L3 header, after at
 /// most two VLAN tags (802.1Q, or 802.1ad outer + 802.1Q inner).
 #[inline(always)]
-fn parse_ethernet(ctx: &XdpContext) -> Result<(u16, usize), Verdict> {
+fn parse_ethernet(ctx: &impl Frame) -> Result<(u16, usize), Verdict> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
     let mut offset = EthHdr::LEN;
@@ -120,7 +156,7 @@ fn parse_ethernet(ctx: &XdpContext) -> Result<(u16, usize), Verdict> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+fn parse_ipv4(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, packet.l3_offset)?;
     let (vihl, frags, proto, tot_len) = unsafe {
         (
@@ -153,7 +189,7 @@ fn parse_ipv4(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+fn parse_ipv6(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, packet.l3_offset)?;
     let (version, proto, payload_len) = unsafe {
         (
@@ -192,7 +228,7 @@ fn parse_ipv6(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
 /// ICMP errors (destination unreachable, time exceeded, ...) are told apart
 /// from other ICMP (echo, neighbour discovery), which is just another protocol.
 #[inline(always)]
-fn icmp_verdict(ctx: &XdpContext, l4_offset: usize, ipv6: bool) -> Verdict {
+fn icmp_verdict(ctx: &impl Frame, l4_offset: usize, ipv6: bool) -> Verdict {
     // Type and code together: a 1-byte bounds check compiles to a form the
     // verifier cannot follow.
     let Ok(header) = ptr_at::<[u8; 2]>(ctx, l4_offset) else {
@@ -216,7 +252,7 @@ fn icmp_verdict(ctx: &XdpContext, l4_offset: usize, ipv6: bool) -> Verdict {
 /// Source and destination port (host order) and TCP flags of a complete
 /// TCP or UDP header.
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Verdict> {
+fn parse_l4(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
     match packet.proto {
         ip_proto::TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, packet.l4_offset)?;

@@ -18,14 +18,19 @@ pub fn router(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let leaving = forward::Leaving {
+        src: &packet.src,
+        dst: &packet.dst,
+        src_port: packet.src_port,
+        dst_port: packet.dst_port,
+        tot_len: packet.ip_len,
+    };
     let rc = forward::route(
         &mut params,
         &ctx,
+        ctx.ingress_ifindex() as u32,
         packet,
-        &packet.src,
-        &packet.dst,
-        packet.src_port,
-        packet.dst_port,
+        &leaving,
     );
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return xdp_action::XDP_PASS;
