@@ -83,7 +83,11 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
 }
 
 fn data_path(app: &App) -> &'static str {
-    if app.fast_path() { "xdp" } else { "agent" }
+    match (app.fast_path(), app.nat_at_tc) {
+        (false, _) => "agent",
+        (true, false) => "xdp",
+        (true, true) => "tc",
+    }
 }
 
 fn origins(app: &App) -> Vec<String> {

@@ -84,7 +84,8 @@ enum Meaning {
 /// dropped). Not drops: `too_big` (the kernel fragments what it may),
 /// `conn_timeout` (an ordinary end), and the verdicts that only the
 /// global row carries (`no_listener`, `not_ip`, `malformed`, `fragment`,
-/// `other_protocol`, `icmp_error`). TLS and origin failures have their own
+/// `other_protocol`, `icmp_error`), and `to_tc` (XDP handing a packet to
+/// the TC hook, which counts it again as forwarded). TLS and origin failures have their own
 /// families, not a reason here, so nothing is counted twice.
 const fn meaning(verdict: Verdict) -> Meaning {
     use Verdict as V;
@@ -114,7 +115,9 @@ const fn meaning(verdict: Verdict) -> Meaning {
         | V::OtherProtocol
         | V::IcmpError
         | V::TooBig
-        | V::ConnTimeout => Meaning::Other,
+        | V::ConnTimeout
+        // The TC hook counts the same packet as it forwards it.
+        | V::ToTc => Meaning::Other,
     }
 }
 

@@ -118,6 +118,9 @@ pub async fn serve(mut config: Config, mode: XdpMode, paths: RunPaths) -> anyhow
     };
     warn_on_strict_rp_filter(&config.edge.interfaces);
     datapath.attach(&config.edge.interfaces, mode)?;
+    if config.needs_tc() {
+        datapath.attach_tc(&config.edge.interfaces)?;
+    }
     // Steering after XDP: every packet that reaches the agent's sockets has
     // passed the access rules. Both sockets always exist, so an app added
     // live on either path is served at once.
@@ -447,6 +450,9 @@ impl Runtime {
                 self.agent.udp.set_origins(*slot, ips);
                 log_origins(&next, *slot, ips);
             }
+        }
+        if next.needs_tc() {
+            self.datapath.attach_tc(&next.edge.interfaces)?;
         }
         self.datapath.sync(&contents)?;
         if !plan.removed.is_empty() {

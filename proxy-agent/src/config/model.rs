@@ -148,6 +148,8 @@ pub const DEFAULT_DNS_TTL: u32 = 30;
 pub struct Edge {
     pub interfaces: Vec<String>,
     pub xdp_mode: Option<XdpMode>,
+    /// Where fast-path apps without their own `datapath` are NATed.
+    pub datapath: DatapathMode,
     pub address_pool: AddressPool,
     /// Where the pool's leases are kept (`config::leases`); `None` when the
     /// config was not loaded from a file.
@@ -246,6 +248,50 @@ pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
     start: 1024,
     end: 32767,
 };
+
+/// Where the fast path's NAT runs (`edge.datapath`, or an app's own
+/// `datapath`). Access rules are applied in XDP whichever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DatapathMode {
+    /// In XDP, before the kernel's stack: the fewest cycles per packet.
+    #[default]
+    Xdp,
+    /// At TC ingress, after GRO: one program run per up-to-64 KB TCP
+    /// packet, so TCP bulk runs at kernel-forwarding speed.
+    Tc,
+    /// TCP apps at TC, UDP apps in XDP.
+    Auto,
+}
+
+impl DatapathMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "xdp" => Some(Self::Xdp),
+            "tc" => Some(Self::Tc),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+
+    /// Whether an app of `protocol` under this mode is NATed at TC.
+    pub fn at_tc(self, protocol: Protocol) -> bool {
+        match self {
+            Self::Xdp => false,
+            Self::Tc => true,
+            Self::Auto => protocol == Protocol::Tcp,
+        }
+    }
+}
+
+impl fmt::Display for DatapathMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Xdp => "xdp",
+            Self::Tc => "tc",
+            Self::Auto => "auto",
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum XdpMode {
@@ -538,6 +584,11 @@ pub struct App {
     /// CA bundle for `tls: strict` (system roots when absent).
     pub origin_ca: Option<PathBuf>,
     pub ip_firewall: bool,
+    /// The app's own `datapath`, as written (None: `edge.datapath`).
+    pub datapath: Option<DatapathMode>,
+    /// Whether its fast path runs at TC ingress (from `datapath` or
+    /// `edge.datapath`, and the protocol under `auto`).
+    pub nat_at_tc: bool,
 }
 
 impl App {
@@ -640,6 +691,11 @@ pub enum RuleTarget {
 }
 
 impl Config {
+    /// Whether some app's fast path runs at TC ingress.
+    pub fn needs_tc(&self) -> bool {
+        self.apps.iter().any(|app| app.fast_path() && app.nat_at_tc)
+    }
+
     /// The app whose kernel rows are slot `slot`, if one runs there.
     pub fn app_in_slot(&self, slot: u32) -> Option<&App> {
         self.apps.iter().find(|app| app.slot == slot)
@@ -801,6 +857,8 @@ mod tests {
 
     fn app(edge_ports: PortRange, tls: TlsMode, pp: ProxyProtocol) -> App {
         App {
+            datapath: None,
+            nat_at_tc: false,
             slot: 0,
             created_on: None,
             modified_on: None,
@@ -886,6 +944,7 @@ mod tests {
             edge: Edge {
                 interfaces: vec!["eth0".into()],
                 xdp_mode: None,
+                datapath: DatapathMode::Xdp,
                 address_pool: AddressPool::default(),
                 lease_file: None,
                 origin_source: OriginSource::default(),

@@ -61,6 +61,9 @@ pub struct EdgeFile {
     /// `native` | `skb`
     #[serde(default)]
     pub xdp_mode: Option<String>,
+    /// `xdp` (default) | `tc` | `auto`: where the fast path's NAT runs.
+    #[serde(default)]
+    pub datapath: Option<String>,
     #[serde(default)]
     pub address_pool: AddressPoolFile,
     #[serde(default)]
@@ -192,6 +195,10 @@ pub struct AppFile {
     pub tls: Option<String>,
     #[serde(default)]
     pub ip_firewall: Option<bool>,
+    /// `xdp` | `tc` | `auto`: this app's fast path NAT, over `edge.datapath`
+    /// (not a Cloudflare field).
+    #[serde(default)]
+    pub datapath: Option<String>,
     /// Only `direct`.
     #[serde(default)]
     pub traffic_type: Option<String>,

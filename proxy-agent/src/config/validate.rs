@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use super::leases::Leases;
 use super::model::{
     AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
-    DEFAULT_NAT_PORTS, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
+    DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
     ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
     OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
     RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Warning, XdpMode,
@@ -78,6 +78,7 @@ pub fn validate_with_leases(
             let dynamic = matches!(draft.edge_ips, Some(EdgeIps::Dynamic { .. }));
             let mut app = draft.finish(addrs?, dynamic)?;
             app.slot = slot as u32;
+            app.nat_at_tc = app.datapath.unwrap_or(edge.datapath).at_tc(app.protocol);
             Some(app)
         })
         .collect();
@@ -196,6 +197,7 @@ struct AppDraft {
     ip_firewall: bool,
     created_on: Option<String>,
     modified_on: Option<String>,
+    datapath: Option<DatapathMode>,
 }
 
 impl AppDraft {
@@ -221,6 +223,9 @@ impl AppDraft {
             origin_sni: self.origin_sni,
             origin_ca: self.origin_ca,
             ip_firewall: self.ip_firewall,
+            datapath: self.datapath,
+            // Set once the edge's default is known.
+            nat_at_tc: false,
         })
     }
 }
@@ -232,6 +237,21 @@ enum Mode {
 }
 
 impl Validator {
+    /// A `datapath` setting: xdp, tc or auto.
+    fn datapath(&mut self, field: &str, text: Option<&str>) -> Option<DatapathMode> {
+        let text = text?;
+        let mode = DatapathMode::parse(text);
+        if mode.is_none() {
+            self.error(
+                None,
+                field,
+                text,
+                "unknown datapath; expected xdp, tc or auto",
+            );
+        }
+        mode
+    }
+
     fn error(
         &mut self,
         code: Option<u32>,
@@ -290,6 +310,7 @@ impl Validator {
                 None
             }
         };
+        let datapath = self.datapath("edge.datapath", e.datapath.as_deref());
         let pools = Pools {
             v4: self.pool(Family::V4, e.address_pool.ipv4.as_deref()),
             v6: self.pool(Family::V6, e.address_pool.ipv6.as_deref()),
@@ -367,6 +388,7 @@ impl Validator {
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
+            datapath: datapath.unwrap_or_default(),
             address_pool,
             lease_file: e.address_pool.state_file.clone(),
             origin_source,
@@ -811,6 +833,7 @@ impl Validator {
             ip_firewall: a.ip_firewall.unwrap_or(false),
             created_on: timestamp(a.created_on.as_ref()),
             modified_on: timestamp(a.modified_on.as_ref()),
+            datapath: self.datapath(&at("datapath"), a.datapath.as_deref()),
         }
     }
 

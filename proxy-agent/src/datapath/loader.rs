@@ -14,12 +14,13 @@ use aya::{
         Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf, SockMap,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SkLookup, Xdp, XdpMode},
+    programs::{SchedClassifier, SkLookup, TcAttachType, Xdp, XdpMode},
 };
 use proxy_common::{
     AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, Counter, FlowKey, FlowValue, ListenerKey,
     ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY, OriginValue, RULE_ALLOW, RULE_BLOCK, RuleKey,
-    RuleState, RuleValue, STEER_PROGRAM, Settings, XDP_PROGRAM, map_names, origin_index,
+    RuleState, RuleValue, STEER_PROGRAM, Settings, TC_PROGRAM, XDP_PROGRAM, map_names,
+    origin_index,
 };
 use tracing::{info, warn};
 
@@ -42,6 +43,8 @@ pub struct Datapath {
     pinned: Option<PathBuf>,
     /// The rule generation in force and the trie keys it holds.
     rules: Option<LoadedRules>,
+    /// Whether the TC-ingress NAT is attached.
+    tc_attached: bool,
 }
 
 struct LoadedRules {
@@ -67,6 +70,7 @@ impl Datapath {
             ebpf,
             pinned: None,
             rules: None,
+            tc_attached: false,
         })
     }
 
@@ -108,6 +112,37 @@ impl Datapath {
             })?;
             info!(interface, ?mode, "XDP attached");
         }
+        Ok(())
+    }
+
+    /// The TC-ingress NAT program, verified and loaded (not attached):
+    /// what BPF_PROG_TEST_RUN needs.
+    pub fn tc_program(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or_else(|| anyhow!("program {TC_PROGRAM} missing from the object"))?
+            .try_into()?;
+        if program.fd().is_err() {
+            program.load().context("verifying the TC program")?;
+        }
+        Ok(program)
+    }
+
+    /// Attaches the TC-ingress NAT to each interface, once (apps with
+    /// `datapath` tc or auto need it; it stays until the agent stops).
+    pub fn attach_tc(&mut self, interfaces: &[String]) -> anyhow::Result<()> {
+        if self.tc_attached {
+            return Ok(());
+        }
+        let program = self.tc_program()?;
+        for interface in interfaces {
+            program
+                .attach(interface, TcAttachType::Ingress)
+                .with_context(|| format!("attaching the TC-ingress NAT to {interface}"))?;
+            info!(interface, "TC ingress attached");
+        }
+        self.tc_attached = true;
         Ok(())
     }
 

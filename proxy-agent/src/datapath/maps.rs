@@ -6,8 +6,8 @@
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use proxy_common::{
-    APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, AppValue, ListenerKey, ListenerValue, MAX_APPS,
-    MAX_LISTENERS, MAX_ORIGINS_PER_FAMILY, OriginValue, SETTINGS_HAS_SOURCE_V4,
+    APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, AppValue, ListenerKey, ListenerValue,
+    MAX_APPS, MAX_LISTENERS, MAX_ORIGINS_PER_FAMILY, OriginValue, SETTINGS_HAS_SOURCE_V4,
     SETTINGS_HAS_SOURCE_V6, Settings, origin_index,
 };
 
@@ -162,6 +162,9 @@ fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
     }
     if app.fast_path() {
         flags |= APP_FLAG_FAST_PATH;
+        if app.nat_at_tc {
+            flags |= APP_FLAG_TC;
+        }
     }
     AppValue {
         flags,
