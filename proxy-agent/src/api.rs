@@ -705,6 +705,10 @@ pub fn app_json(app: &App) -> Value {
         "created_on": app.created_on,
         "modified_on": app.modified_on,
     });
+    if let Some(mode) = app.datapath {
+        // Not Cloudflare's: where this app's fast path runs.
+        value["datapath"] = mode.to_string().into();
+    }
     match &app.origin {
         Origin::Direct(origins) => {
             let list: Vec<String> = origins

@@ -2732,6 +2732,75 @@ mod tests {
     }
 
     #[test]
+    fn datapath_is_global_with_a_per_app_override_and_auto_splits_by_protocol() {
+        let tls_app = with(
+            with(
+                with(tcp_app(), "tls", json!("flexible")),
+                "tls_cert",
+                json!("/c.pem"),
+            ),
+            "tls_key",
+            json!("/k.pem"),
+        );
+        let apps = |edge_mode: Option<&str>, own: Option<&str>| {
+            let mut file = config(vec![
+                with(tcp_app(), "protocol", json!("tcp/2222")),
+                udp_app(),
+                tls_app.clone(),
+            ]);
+            if let Some(mode) = edge_mode {
+                file["edge"]["datapath"] = json!(mode);
+            }
+            if let Some(mode) = own {
+                file["apps"][1]["datapath"] = json!(mode);
+            }
+            let (config_, _) = accepted(file);
+            config_
+                .apps
+                .iter()
+                .map(|a| a.nat_at_tc)
+                .collect::<Vec<bool>>()
+        };
+        assert_eq!(apps(None, None), [false, false, false], "xdp by default");
+        assert_eq!(apps(Some("xdp"), None), [false, false, false]);
+        assert_eq!(apps(Some("tc"), None), [true, true, true]);
+        assert_eq!(
+            apps(Some("auto"), None),
+            [true, false, true],
+            "UDP stays in XDP"
+        );
+        assert_eq!(
+            apps(Some("auto"), Some("tc")),
+            [true, true, true],
+            "per app"
+        );
+        assert_eq!(apps(Some("tc"), Some("xdp")), [true, false, true]);
+        // The TLS app is not fast path: its flag means nothing in the maps.
+        let mut file = config(vec![tls_app.clone()]);
+        file["edge"]["datapath"] = json!("tc");
+        let (config_, _) = accepted(file);
+        assert!(!config_.needs_tc());
+        only_error(
+            with(
+                config(vec![]),
+                "edge",
+                json!({"interfaces": ["eth0"], "datapath": "ebpf"}),
+            ),
+            None,
+            "edge.datapath",
+            "ebpf",
+            "expected xdp, tc or auto",
+        );
+        only_error(
+            config(vec![with(tcp_app(), "datapath", json!("TC"))]),
+            None,
+            "apps[0].datapath",
+            "TC",
+            "expected xdp, tc or auto",
+        );
+    }
+
+    #[test]
     fn rule_ids_must_fit_in_a_path() {
         for id in ["", "a/b", "has space", &"x".repeat(65)] {
             let rule = json!({"id": id, "mode": "block",

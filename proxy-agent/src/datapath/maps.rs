@@ -356,6 +356,29 @@ mod tests {
     }
 
     #[test]
+    fn apps_natted_at_tc_carry_the_tc_flag_only_on_the_fast_path() {
+        let text = format!(
+            r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "auto",
+                "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+               "apps": [{}, {}, {}]}}"#,
+            r#"{"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
+                "origin_direct": ["tcp://192.0.2.1:22"]}"#,
+            r#"{"protocol": "udp/53", "dns": {"type": "CNAME", "name": "dns.example.com"},
+                "origin_direct": ["udp://192.0.2.53:53"]}"#,
+            r#"{"protocol": "tcp/25", "dns": {"type": "CNAME", "name": "mail.example.com"},
+                "origin_direct": ["tcp://192.0.2.1:25"], "proxy_protocol": "v1"}"#,
+        );
+        let config = load_str(&text, false).expect("valid").config;
+        let maps = map_contents(&config).expect("fits");
+        let flags: Vec<u32> = maps.apps.iter().map(|a| a.flags).collect();
+        assert_eq!(
+            flags,
+            vec![APP_FLAG_FAST_PATH | APP_FLAG_TC, APP_FLAG_FAST_PATH, 0],
+            "TCP at TC under auto, UDP in XDP, the agent's app neither"
+        );
+    }
+
+    #[test]
     fn listeners_beyond_capacity_are_refused() {
         let apps: Vec<String> = (0..5)
             .map(|i| {
