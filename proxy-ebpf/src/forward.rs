@@ -39,6 +39,53 @@ pub struct Leaving<'a> {
     pub tot_len: u16,
 }
 
+impl<'a> Leaving<'a> {
+    /// How a packet of `flow` leaves, rewritten.
+    #[inline(always)]
+    pub fn flow(flow: &'a FlowValue, tot_len: u16) -> Self {
+        Self {
+            src: &flow.new_src,
+            dst: &flow.new_dst,
+            src_port: flow.new_src_port,
+            dst_port: flow.new_dst_port,
+            tot_len,
+        }
+    }
+}
+
+/// Keeps a route lookup's next hop in the flow entry (for up to a second:
+/// `conntrack::touch` clears it).
+#[inline(always)]
+fn remember_hop(flow: &mut FlowValue, params: &FibParams) {
+    flow.hop_dmac = params.dmac;
+    flow.hop_smac = params.smac;
+    flow.hop_ifindex = params.ifindex;
+}
+
+/// `bpf_redirect_neigh` to the next hop a route lookup left in `params`
+/// (the gateway, or the destination when on link, in the destination
+/// field): the kernel resolves its MAC and sends the packet out.
+#[inline(always)]
+pub fn redirect_neigh(params: &FibParams) -> i64 {
+    let mut next_hop = bpf_redir_neigh {
+        nh_family: params.family as u32,
+        __bindgen_anon_1: unsafe { core::mem::zeroed() },
+    };
+    unsafe {
+        if params.family == AF_INET {
+            next_hop.__bindgen_anon_1.ipv4_nh = params.__bindgen_anon_4.ipv4_dst;
+        } else {
+            next_hop.__bindgen_anon_1.ipv6_nh = params.__bindgen_anon_4.ipv6_dst;
+        }
+        bpf_redirect_neigh(
+            params.ifindex,
+            &mut next_hop,
+            core::mem::size_of::<bpf_redir_neigh>() as i32,
+            0,
+        )
+    }
+}
+
 /// The kernel's route lookup for a packet that will leave as `leaving`
 /// says, having come in on `ingress`: fills `params` (the answer comes back
 /// in it) and returns the `BPF_FIB_LKUP_RET_*` code.
@@ -121,13 +168,7 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
         return redirect(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
-    let leaving = Leaving {
-        src: &flow.new_src,
-        dst: &flow.new_dst,
-        src_port: flow.new_src_port,
-        dst_port: flow.new_dst_port,
-        tot_len: packet.ip_len,
-    };
+    let leaving = Leaving::flow(flow, packet.ip_len);
     let rc = route(
         &mut params,
         ctx,
@@ -147,9 +188,7 @@ pub fn send(ctx: &XdpContext, packet: &Packet, flow: *mut FlowValue) -> (u32, Op
     }
     let sent = redirect(ctx, params.ifindex, &params.dmac, &params.smac);
     if sent.1.is_none() {
-        flow.hop_dmac = params.dmac;
-        flow.hop_smac = params.smac;
-        flow.hop_ifindex = params.ifindex;
+        remember_hop(flow, &params);
     }
     sent
 }
@@ -167,36 +206,14 @@ pub fn send_tc(ctx: &TcContext, packet: &Packet, flow: *mut FlowValue) -> (i32, 
         return redirect_tc(ctx, flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
-    let leaving = Leaving {
-        src: &flow.new_src,
-        dst: &flow.new_dst,
-        src_port: flow.new_src_port,
-        dst_port: flow.new_dst_port,
-        tot_len: 0,
-    };
     // SAFETY: the context of a TC program.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    let rc = route(&mut params, ctx, ingress, packet, &leaving);
+    let rc = route(&mut params, ctx, ingress, packet, &Leaving::flow(flow, 0));
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
-        // The lookup left the next hop in the destination field.
-        let mut next_hop = bpf_redir_neigh {
-            nh_family: params.family as u32,
-            __bindgen_anon_1: unsafe { core::mem::zeroed() },
-        };
-        let action = unsafe {
-            if params.family == AF_INET {
-                next_hop.__bindgen_anon_1.ipv4_nh = params.__bindgen_anon_4.ipv4_dst;
-            } else {
-                next_hop.__bindgen_anon_1.ipv6_nh = params.__bindgen_anon_4.ipv6_dst;
-            }
-            bpf_redirect_neigh(
-                params.ifindex,
-                &mut next_hop,
-                core::mem::size_of::<bpf_redir_neigh>() as i32,
-                0,
-            )
-        };
-        return (action as i32, Some(Verdict::NeighborPending));
+        return (
+            redirect_neigh(&params) as i32,
+            Some(Verdict::NeighborPending),
+        );
     }
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         // No route, a local destination: the kernel decides.
@@ -204,9 +221,7 @@ pub fn send_tc(ctx: &TcContext, packet: &Packet, flow: *mut FlowValue) -> (i32, 
     }
     let sent = redirect_tc(ctx, params.ifindex, &params.dmac, &params.smac);
     if sent.1.is_none() {
-        flow.hop_dmac = params.dmac;
-        flow.hop_smac = params.smac;
-        flow.hop_ifindex = params.ifindex;
+        remember_hop(flow, &params);
     }
     sent
 }

@@ -14,10 +14,9 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK,
-        bpf_fib_lookup as FibParams, bpf_redir_neigh,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup as FibParams,
     },
-    helpers::{bpf_fib_lookup, bpf_redirect_neigh},
+    helpers::bpf_fib_lookup,
     macros::classifier,
     programs::TcContext,
 };
@@ -126,24 +125,7 @@ pub fn tc_router(ctx: TcContext) -> i32 {
         // Local, no route, forwarding off, MTU: the kernel decides.
         return pass;
     }
-    // The lookup left the next hop (the gateway, or the destination when it
-    // is on link) in the destination field: handing it over spares
-    // bpf_redirect_neigh a second route lookup.
-    let mut next_hop = bpf_redir_neigh {
-        nh_family: params.family as u32,
-        __bindgen_anon_1: unsafe { core::mem::zeroed() },
-    };
-    unsafe {
-        if params.family == AF_INET {
-            next_hop.__bindgen_anon_1.ipv4_nh = params.__bindgen_anon_4.ipv4_dst;
-        } else {
-            next_hop.__bindgen_anon_1.ipv6_nh = params.__bindgen_anon_4.ipv6_dst;
-        }
-        bpf_redirect_neigh(
-            params.ifindex,
-            &mut next_hop,
-            core::mem::size_of::<bpf_redir_neigh>() as i32,
-            0,
-        ) as i32
-    }
+    // The lookup left the next hop in the destination field: handing it
+    // over spares bpf_redirect_neigh a second route lookup.
+    crate::forward::redirect_neigh(&params) as i32
 }
