@@ -215,6 +215,10 @@ pub fn send_tc(ctx: &TcContext, packet: &Packet, flow: *mut FlowValue) -> (i32, 
             Some(Verdict::NeighborPending),
         );
     }
+    // The kernel checks a non-GSO skb against the egress MTU itself.
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        return (TC_ACT_OK, Some(Verdict::TooBig));
+    }
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         // No route, a local destination: the kernel decides.
         return (TC_ACT_OK, Some(Verdict::NoRoute));
