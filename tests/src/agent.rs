@@ -126,6 +126,16 @@ impl Agent {
             .sum())
     }
 
+    /// Bytes counted for (app index or None for the global row, verdict).
+    pub fn bytes(&self, app: Option<u64>, verdict: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .stats()?
+            .iter()
+            .filter(|row| row["app"].as_u64() == app && row["verdict"] == verdict)
+            .map(|row| row["bytes"].as_u64().unwrap_or(0))
+            .sum())
+    }
+
     pub fn log(&self) -> String {
         self.process.log()
     }

@@ -1,16 +1,88 @@
-//! The XDP fast path end to end: the agent in `edge`, real clients in `cli`,
+//! The fast path end to end: the agent in `edge`, real clients in `cli`,
 //! real servers in `org`. Every exchange checks which origin port answered.
+//!
+//! Each suite is one body taking the [`Datapath`] (`edge.datapath`) and runs
+//! once per mode: `<suite>::xdp`, `<suite>::tc`, `<suite>::auto`. Each run
+//! proves its mode ran: XDP counts `to_tc` for every packet it hands up to
+//! the TC hook, and for no other.
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange},
     netns::{Topology, addr, edge_json, snmp_counter},
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
+
+/// Where the fast path's NAT runs (`edge.datapath`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Datapath {
+    Xdp,
+    Tc,
+    /// TCP apps at TC, UDP apps in XDP.
+    Auto,
+}
+
+impl Datapath {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Xdp => "xdp",
+            Self::Tc => "tc",
+            Self::Auto => "auto",
+        }
+    }
+
+    /// Whether an app of `protocol` ("tcp" | "udp") is NATed at TC.
+    fn at_tc(self, protocol: &str) -> bool {
+        match self {
+            Self::Xdp => false,
+            Self::Tc => true,
+            Self::Auto => protocol == "tcp",
+        }
+    }
+}
+
+/// `mod <suite> { #[test] fn xdp, tc, auto }`, each calling the body
+/// `<suite>(Datapath)` once root is there.
+macro_rules! for_each_datapath {
+    ($($suite:ident),* $(,)?) => {$(
+        mod $suite {
+            use super::Datapath;
+
+            #[test]
+            fn xdp() {
+                run(Datapath::Xdp);
+            }
+
+            #[test]
+            fn tc() {
+                run(Datapath::Tc);
+            }
+
+            #[test]
+            fn auto() {
+                run(Datapath::Auto);
+            }
+
+            fn run(datapath: Datapath) {
+                let test = format!("{}::{}", stringify!($suite), datapath.name());
+                if tests::root_or_skip(&test) {
+                    super::$suite(datapath);
+                }
+            }
+        }
+    )*};
+}
+
+for_each_datapath!(
+    tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset,
+    a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack,
+    origin_dns_names_resolve_through_the_configured_resolver,
+    idle_and_closed_flows_expire_and_are_counted,
+);
 
 /// app 0 `tcp/1000-2000 -> 3000-4000` (edge 10.0.100.1, fd00:100::1),
 /// app 1 `tcp/22 -> 2222` (.2), app 2 `udp/5300-5310 -> 6300-6310` (.3);
-/// each with an IPv4 and an IPv6 origin on `org`.
-fn config() -> String {
+/// each with an IPv4 and an IPv6 origin on `org`; NATed in `datapath`.
+fn config(datapath: Datapath) -> String {
     let org4 = addr::ORG_V4;
     let org6 = addr::ORG_V6;
     format!(
@@ -25,13 +97,16 @@ fn config() -> String {
       "origin_direct": ["udp://{org4}:6300-6310", "udp://[{org6}]:6300-6310"]}}
   ]
 }}"#,
-        edge = edge_json(r#", "nat_ports": "20000-29999""#),
+        edge = edge_json(&format!(
+            r#", "nat_ports": "20000-29999", "datapath": "{}""#,
+            datapath.name()
+        )),
     )
 }
 
 /// The same apps with short flow timeouts.
-fn config_with_short_timeouts() -> String {
-    config().replace(
+fn config_with_short_timeouts(datapath: Datapath) -> String {
+    config(datapath).replace(
         r#""nat_ports": "20000-29999""#,
         r#""nat_ports": "20000-29999",
     "flow_timeouts": {"udp": 1, "tcp_closing": 1}"#,
@@ -43,12 +118,33 @@ fn edge_tcp_in_segments(topology: &Topology) -> u64 {
     snmp_counter(&topology.edge, "Tcp", "InSegs").expect("edge Tcp InSegs")
 }
 
-#[test]
-fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
-    if !root_or_skip("tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset") {
-        return;
+/// Proves which hook NATed each (app index, "tcp" | "udp") that carried
+/// traffic: XDP counts `to_tc` for a TC app's packets (it hands them up
+/// after the access rules), and never for an XDP app's.
+fn assert_hooks(agent: &Agent, datapath: Datapath, apps: &[(u64, &str)]) {
+    for &(app, protocol) in apps {
+        if datapath.at_tc(protocol) {
+            let to_tc = agent.packets_settled(Some(app), "to_tc", 1).expect("stats");
+            assert!(
+                to_tc > 0,
+                "{}: app {app} ({protocol}) never handed to TC\n{}",
+                datapath.name(),
+                agent.log()
+            );
+        } else {
+            let to_tc = agent.packets(Some(app), "to_tc").expect("stats");
+            assert_eq!(
+                to_tc,
+                0,
+                "{}: app {app} ({protocol}) is XDP's, yet {to_tc} packets went to TC",
+                datapath.name()
+            );
+        }
     }
-    let topology = Topology::new("fp").expect("topology");
+}
+
+fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset(datapath: Datapath) {
+    let topology = Topology::new(&format!("fp-{}", datapath.name())).expect("topology");
     let org = &topology.org;
     let mut servers = Vec::new();
     // First, last and an arbitrary port of the range; the single port; UDP.
@@ -58,7 +154,7 @@ fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
     for port in [6300, 6310, 6304] {
         servers.push(servers::udp_echo(org, port).expect("udp origin"));
     }
-    let agent = Agent::start(&topology.edge, &config(), "native").expect("agent");
+    let agent = Agent::start(&topology.edge, &config(datapath), "native").expect("agent");
     let cli = &topology.cli;
 
     for (edge_ip, family) in [("10.0.100.1", "v4"), ("fd00:100::1", "v6")] {
@@ -73,12 +169,14 @@ fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
         }
     }
     for edge_ip in ["10.0.100.2", "fd00:100::2"] {
-        let reply = tcp_exchange(cli, edge_ip, 22, "ssh").expect("tcp/22");
+        let reply = tcp_exchange(cli, edge_ip, 22, "ssh")
+            .unwrap_or_else(|e| panic!("tcp/22 {edge_ip}: {e:#}\n{}", agent.log()));
         assert_eq!(reply, "origin 2222\nssh\n", "{edge_ip}");
     }
     for edge_ip in ["10.0.100.3", "fd00:100::3"] {
         for (edge_port, origin_port) in [(5300, 6300), (5310, 6310), (5304, 6304)] {
-            let reply = udp_exchange(cli, edge_ip, edge_port, "query").expect("udp");
+            let reply = udp_exchange(cli, edge_ip, edge_port, "query")
+                .unwrap_or_else(|e| panic!("udp {edge_ip} {edge_port}: {e:#}\n{}", agent.log()));
             assert_eq!(
                 reply,
                 format!("origin {origin_port}: query\n"),
@@ -87,27 +185,34 @@ fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset() {
         }
     }
 
-    let opened = agent
-        .packets_settled(Some(0), "flow_opened", 6)
-        .expect("stats");
-    assert_eq!(opened, 6, "one flow per range connection");
-    assert!(agent.packets(Some(0), "to_origin").expect("stats") > 0);
-    assert!(agent.packets(Some(0), "to_client").expect("stats") > 0);
-    assert_eq!(
-        agent
-            .packets_settled(Some(2), "flow_opened", 6)
-            .expect("stats"),
-        6
-    );
-    assert_eq!(agent.packets(Some(0), "to_agent").expect("stats"), 0);
+    // Flows are opened and counted the same by either hook.
+    for (app, flows) in [(0, 6), (1, 2), (2, 6)] {
+        assert_eq!(
+            agent
+                .packets_settled(Some(app), "flow_opened", flows)
+                .expect("stats"),
+            flows,
+            "app {app}: one flow per connection or UDP client socket"
+        );
+        assert!(agent.packets(Some(app), "to_origin").expect("stats") > 0);
+        assert!(agent.packets(Some(app), "to_client").expect("stats") > 0);
+        assert_eq!(agent.packets(Some(app), "to_agent").expect("stats"), 0);
+    }
+    assert_hooks(&agent, datapath, &[(0, "tcp"), (1, "tcp"), (2, "udp")]);
 }
 
-#[test]
-fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
-    if !root_or_skip("a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack") {
-        return;
+fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath: Datapath) {
+    let topology = Topology::new(&format!("big-{}", datapath.name())).expect("topology");
+    if datapath.at_tc("tcp") {
+        // GRO on the edge's veths: the TC hook sees the stream as 64 KB
+        // packets, as behind a physical NIC.
+        for dev in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
+            topology
+                .edge
+                .run("ethtool", &["-K", dev, "gro", "on"])
+                .expect("edge GRO on");
+        }
     }
-    let topology = Topology::new("big").expect("topology");
     let dir = scratch_dir();
     let sent = dir.join(format!("{}-sent.bin", topology.edge.name()));
     let received = dir.join(format!("{}-received.bin", topology.edge.name()));
@@ -124,7 +229,7 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
         .expect("make 100 MB");
     let sink =
         servers::tcp_sink(&topology.org, 3007, &received.to_string_lossy()).expect("sink origin");
-    let agent = Agent::start(&topology.edge, &config(), "native").expect("agent");
+    let agent = Agent::start(&topology.edge, &config(datapath), "native").expect("agent");
     let before = edge_tcp_in_segments(&topology);
 
     let out = topology
@@ -167,26 +272,39 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack() {
         after - before
     );
     assert_eq!(agent.packets(Some(0), "flow_opened").expect("stats"), 1);
-    // 100 MB is some 69,000 full frames: nearly all of them redirected in
-    // XDP, at most a flow's first packets through the kernel.
+    assert_hooks(&agent, datapath, &[(0, "tcp")]);
     let redirected = agent.packets(Some(0), "to_origin").expect("stats");
+    let redirected_bytes = agent.bytes(Some(0), "to_origin").expect("stats");
     let via_kernel = agent.packets(Some(0), "neighbor_pending").expect("stats")
         + agent.packets(Some(0), "no_route").expect("stats");
-    assert!(redirected > 60_000, "to_origin {redirected}");
+    assert!(
+        redirected_bytes >= 100_000_000,
+        "to_origin {redirected_bytes} bytes"
+    );
+    if datapath.at_tc("tcp") {
+        // The CHECKSUM_PARTIAL/GSO end-to-end check: 100 MB in fewer than
+        // 20,000 packets means the TC hook NATed and redirected GRO'd
+        // packets of up to 64 KB (CHECKSUM_PARTIAL, GSO), and the origin
+        // received every byte intact (compared above).
+        assert!(
+            redirected < 20_000,
+            "to_origin {redirected} packets: not GRO'd"
+        );
+    } else {
+        // 100 MB is some 69,000 full frames: nearly all of them redirected
+        // in XDP, at most a flow's first packets through the kernel.
+        assert!(redirected > 60_000, "to_origin {redirected}");
+    }
     assert!(
         via_kernel <= 2,
         "{via_kernel} packets went through the kernel"
     );
 }
 
-#[test]
-fn origin_dns_names_resolve_through_the_configured_resolver() {
-    // No origin_source either: the agent derives it from the resolved
-    // addresses' routes.
-    if !root_or_skip("origin_dns_names_resolve_through_the_configured_resolver") {
-        return;
-    }
-    let topology = Topology::new("dns").expect("topology");
+/// No origin_source either: the agent derives it from the resolved
+/// addresses' routes.
+fn origin_dns_names_resolve_through_the_configured_resolver(datapath: Datapath) {
+    let topology = Topology::new(&format!("dns-{}", datapath.name())).expect("topology");
     let _origin = servers::tcp_echo(&topology.org, 3005).expect("origin");
     let _dns = servers::dns(
         &topology.org,
@@ -203,7 +321,11 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
       "origin_dns": {{"name": "origin.test", "ttl": 600}}, "origin_port": "3000-3010"}}
   ]
 }}"#,
-        edge = edge_json(&format!(r#", "resolver": "{}""#, addr::ORG_V4)),
+        edge = edge_json(&format!(
+            r#", "resolver": "{}", "datapath": "{}""#,
+            addr::ORG_V4,
+            datapath.name()
+        )),
     );
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     for edge_ip in ["10.0.100.1", "fd00:100::1"] {
@@ -216,24 +338,33 @@ fn origin_dns_names_resolve_through_the_configured_resolver() {
         "{}",
         agent.log()
     );
+    assert_eq!(
+        agent
+            .packets_settled(Some(0), "flow_opened", 2)
+            .expect("stats"),
+        2,
+        "both connections on the fast path"
+    );
+    assert_hooks(&agent, datapath, &[(0, "tcp")]);
 }
 
-#[test]
-fn idle_and_closed_flows_expire_and_are_counted() {
-    if !root_or_skip("idle_and_closed_flows_expire_and_are_counted") {
-        return;
-    }
-    let topology = Topology::new("exp").expect("topology");
+/// Flows NATed at TC expire the same as XDP's: the agent's collector walks
+/// the one flow table both hooks share.
+fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
+    let topology = Topology::new(&format!("exp-{}", datapath.name())).expect("topology");
     let _tcp = servers::tcp_echo(&topology.org, 3000).expect("tcp origin");
     let _udp = servers::udp_echo(&topology.org, 6300).expect("udp origin");
     let _busy = servers::udp_echo(&topology.org, 6301).expect("udp origin");
-    let config = config_with_short_timeouts();
+    let config = config_with_short_timeouts(datapath);
     assert!(config.contains("flow_timeouts"), "the timeouts must be set");
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    let reply = tcp_exchange(&topology.cli, "10.0.100.1", 1000, "bye").expect("tcp");
+    let reply = tcp_exchange(&topology.cli, "10.0.100.1", 1000, "bye")
+        .unwrap_or_else(|e| panic!("tcp: {e:#}\n{}", agent.log()));
     assert_eq!(reply, "origin 3000\nbye\n");
-    let reply = udp_exchange(&topology.cli, "10.0.100.3", 5300, "ping").expect("udp");
+    let reply = udp_exchange(&topology.cli, "10.0.100.3", 5300, "ping")
+        .unwrap_or_else(|e| panic!("udp: {e:#}\n{}", agent.log()));
     assert_eq!(reply, "origin 6300: ping\n");
+    assert_hooks(&agent, datapath, &[(0, "tcp"), (2, "udp")]);
     // A closed TCP flow and an idle UDP flow: both go within a few seconds.
     let tcp = agent
         .packets_settled(Some(0), "flow_expired", 1)
