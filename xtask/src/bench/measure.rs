@@ -51,7 +51,7 @@ pub fn measure(
     let cli = &bed.topology.cli;
     let duration = Duration::from_secs(seconds);
     Ok(match measurement {
-        Measurement::Tcp { streams, mode } => {
+        Measurement::Tcp { streams, .. } => {
             let cpu_before = busy_cpu_seconds()?;
             let proxy_before = proxy.map(process_tree_cpu_seconds).transpose()?;
             let (gbits, bytes) = iperf(cli, target, streams, seconds)?;
@@ -60,13 +60,8 @@ pub fn measure(
                 (Some(pid), Some(before)) => Some(process_tree_cpu_seconds(pid)? - before),
                 _ => None,
             };
-            let veth = mode == super::LinkMode::VethDefault;
-            let metric = match (streams, veth) {
-                (1, false) => Metric::Tcp1,
-                (1, true) => Metric::Tcp1Veth,
-                (_, false) => Metric::Tcp8,
-                (_, true) => Metric::Tcp8Veth,
-            };
+            let metric = throughput_metric(measurement)
+                .with_context(|| format!("no throughput metric for {measurement:?}"))?;
             let mut values = vec![(metric, gbits)];
             if metric == Metric::Tcp8 && bytes > 0.0 {
                 let gb = bytes / 1e9;
@@ -121,6 +116,14 @@ pub fn measure(
             }
         }
     })
+}
+
+/// The Gbit/s figure of a TCP run (the run's other figures are CPU costs).
+fn throughput_metric(measurement: Measurement) -> Option<Metric> {
+    measurement
+        .metrics()
+        .into_iter()
+        .find(|m| m.unit() == "Gbit/s")
 }
 
 /// iperf3 from `cli` to `target`: Gbit/s and bytes received by the origin.
@@ -568,6 +571,29 @@ pub fn access_rules(release: &Path) -> anyhow::Result<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tcp_run_has_its_throughput_figure() {
+        use super::super::LinkMode;
+        for (streams, mode, metric) in [
+            (1, LinkMode::Wire, Metric::Tcp1),
+            (4, LinkMode::Wire, Metric::Tcp4),
+            (8, LinkMode::Wire, Metric::Tcp8),
+            (1, LinkMode::VethDefault, Metric::Tcp1Veth),
+            (8, LinkMode::VethDefault, Metric::Tcp8Veth),
+        ] {
+            let run = Measurement::Tcp { streams, mode };
+            assert_eq!(throughput_metric(run), Some(metric), "{run:?}");
+            assert_eq!(metric.measurement(), run);
+        }
+        assert_eq!(
+            throughput_metric(Measurement::Tcp {
+                streams: 4,
+                mode: LinkMode::VethDefault
+            }),
+            None
+        );
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

@@ -5,7 +5,8 @@
 //! Systems: direct kernel routing through `edge`; minimal eBPF routers at
 //! XDP and at TC ingress (FIB lookup + redirect, no NAT: the ceilings of
 //! any eBPF design at each hook); HAProxy (tcp mode); nginx stream; and
-//! this proxy (its XDP fast path, and its agent for TLS).
+//! this proxy three times, one per `edge.datapath` (its fast path in XDP,
+//! at TC ingress, or `auto`: TCP at TC, UDP in XDP; its agent for TLS).
 //!
 //! The file tree follows a run: [`peers`] starts each system with an
 //! equivalent generated config, [`measure`] drives the real clients,
@@ -56,6 +57,38 @@ pub struct Options {
     pub out: Option<PathBuf>,
 }
 
+/// Where this proxy's fast path runs: its `edge.datapath`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Datapath {
+    Xdp,
+    Tc,
+    /// TCP apps at TC ingress, UDP apps in XDP.
+    Auto,
+}
+
+impl Datapath {
+    #[cfg(test)]
+    pub const ALL: [Datapath; 3] = [Datapath::Xdp, Datapath::Tc, Datapath::Auto];
+
+    /// The value of `edge.datapath`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Datapath::Xdp => "xdp",
+            Datapath::Tc => "tc",
+            Datapath::Auto => "auto",
+        }
+    }
+
+    /// The minimal router at the hook that carries `metric`'s traffic
+    /// (`auto`: the TC router for TCP, the XDP router for UDP).
+    pub fn router(self, metric: Metric) -> System {
+        match (self, metric.is_udp()) {
+            (Datapath::Xdp, _) | (Datapath::Auto, true) => System::XdpRouter,
+            (Datapath::Tc, _) | (Datapath::Auto, false) => System::TcRouter,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum System {
     Direct,
@@ -63,17 +96,20 @@ pub enum System {
     TcRouter,
     Haproxy,
     Nginx,
-    Ours,
+    /// This proxy with its fast path at one hook.
+    Ours(Datapath),
 }
 
 impl System {
-    pub const ALL: [System; 6] = [
+    pub const ALL: [System; 8] = [
         System::Direct,
         System::XdpRouter,
         System::TcRouter,
         System::Haproxy,
         System::Nginx,
-        System::Ours,
+        System::Ours(Datapath::Xdp),
+        System::Ours(Datapath::Tc),
+        System::Ours(Datapath::Auto),
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,8 +119,15 @@ impl System {
             System::TcRouter => "tc-router",
             System::Haproxy => "haproxy",
             System::Nginx => "nginx",
-            System::Ours => "spectrum-xdp",
+            System::Ours(Datapath::Xdp) => "spectrum-xdp",
+            System::Ours(Datapath::Tc) => "spectrum-tc",
+            System::Ours(Datapath::Auto) => "spectrum-auto",
         }
+    }
+
+    /// This proxy, whatever its datapath.
+    pub fn is_ours(self) -> bool {
+        matches!(self, System::Ours(_))
     }
 
     /// Where clients connect: the origin itself for the routing baselines,
@@ -184,7 +227,7 @@ pub fn support(measurement: Measurement, system: System) -> Support {
                 mode: LinkMode::VethDefault,
                 ..
             },
-            System::XdpRouter | System::Ours,
+            System::XdpRouter | System::Ours(Datapath::Xdp),
         ) => NotSupported("an XDP redirect forwards CHECKSUM_PARTIAL frames unfinished"),
         (Measurement::Tls(_), s) if s.is_router() => NotApplicable("a router terminates no TLS"),
         _ => Yes,
@@ -194,7 +237,7 @@ pub fn support(measurement: Measurement, system: System) -> Support {
 /// [`support`] for one figure of a run: a proxy process's CPU time exists
 /// only for the userspace proxies.
 pub fn metric_support(metric: Metric, system: System) -> Support {
-    if metric == Metric::ProxyCpuPerGb && (system.is_router() || system == System::Ours) {
+    if metric == Metric::ProxyCpuPerGb && (system.is_router() || system.is_ours()) {
         return Support::NotApplicable("forwarding runs in the kernel (softirq), not a process");
     }
     support(metric.measurement(), system)
@@ -204,6 +247,7 @@ pub fn metric_support(metric: Metric, system: System) -> Support {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Metric {
     Tcp1,
+    Tcp4,
     Tcp8,
     CpuPerGb,
     ProxyCpuPerGb,
@@ -219,8 +263,9 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Tcp1,
+        Metric::Tcp4,
         Metric::Tcp8,
         Metric::CpuPerGb,
         Metric::ProxyCpuPerGb,
@@ -238,6 +283,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Metric::Tcp1 => "tcp_1_stream",
+            Metric::Tcp4 => "tcp_4_streams",
             Metric::Tcp8 => "tcp_8_streams",
             Metric::CpuPerGb => "tcp_8_cpu_per_gb",
             Metric::ProxyCpuPerGb => "tcp_8_proxy_cpu_per_gb",
@@ -255,7 +301,9 @@ impl Metric {
 
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::Tcp1 | Metric::Tcp8 | Metric::Tcp1Veth | Metric::Tcp8Veth => "Gbit/s",
+            Metric::Tcp1 | Metric::Tcp4 | Metric::Tcp8 | Metric::Tcp1Veth | Metric::Tcp8Veth => {
+                "Gbit/s"
+            }
             Metric::CpuPerGb | Metric::ProxyCpuPerGb => "CPU-s/GB",
             Metric::Udp64 => "kpps delivered",
             Metric::Udp64Loss => "% lost",
@@ -276,12 +324,21 @@ impl Metric {
         )
     }
 
+    /// Its traffic is UDP (the rest is TCP).
+    pub fn is_udp(self) -> bool {
+        self.measurement() == Measurement::Udp64
+    }
+
     /// The run that yields this figure.
     pub fn measurement(self) -> Measurement {
         use LinkMode::*;
         match self {
             Metric::Tcp1 => Measurement::Tcp {
                 streams: 1,
+                mode: Wire,
+            },
+            Metric::Tcp4 => Measurement::Tcp {
+                streams: 4,
                 mode: Wire,
             },
             Metric::Tcp8 | Metric::CpuPerGb | Metric::ProxyCpuPerGb => Measurement::Tcp {
@@ -606,7 +663,9 @@ fn throughput(plan: &Plan, release: &Path, started: Instant) -> anyhow::Result<r
             }
         }
     }
-    let cost = if plan.systems.contains(&System::Ours) {
+    // The XDP program's cost: it runs first on every packet, whatever the
+    // datapath.
+    let cost = if plan.systems.iter().any(|s| s.is_ours()) {
         let cost = measure::xdp_cost(&bed);
         if let Err(err) = &cost {
             println!("xdp cost per packet not measured: {err:#}");
@@ -665,6 +724,37 @@ mod tests {
             err.contains("--only squid") && err.contains("tc-router"),
             "{err}"
         );
+        assert!(
+            err.contains("spectrum-auto") && err.contains("tcp_4_streams"),
+            "{err}"
+        );
+        // The run the lead asks for: the new systems and metric by name.
+        let new = Plan::new(&options(Some(
+            "spectrum-tc,spectrum-auto,tc-router,tcp_4_streams",
+        )))
+        .unwrap();
+        assert_eq!(
+            new.systems,
+            [
+                System::Ours(Datapath::Tc),
+                System::Ours(Datapath::Auto),
+                System::TcRouter
+            ]
+        );
+        assert_eq!(new.metrics, [Metric::Tcp4]);
+        assert_eq!(
+            new.measurements(),
+            [Measurement::Tcp {
+                streams: 4,
+                mode: LinkMode::Wire
+            }]
+        );
+        assert!(new.is_partial() && !new.rules);
+        let names: Vec<&str> = System::ALL.map(System::name).to_vec();
+        assert!(
+            names.ends_with(&["spectrum-xdp", "spectrum-tc", "spectrum-auto"]),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -704,7 +794,7 @@ mod tests {
         let binaries = agent.parent().expect("the agent's directory");
         let out = scratch_dir().join("bench-harness");
         let plan = Plan {
-            systems: vec![System::Direct, System::Ours],
+            systems: vec![System::Direct, System::Ours(Datapath::Xdp)],
             metrics: vec![Metric::ConnRate, Metric::TlsRsa],
             rules: false,
             seconds: 1,
@@ -764,17 +854,71 @@ mod tests {
             support(Metric::TlsEcdsa.measurement(), System::TcRouter),
             Support::NotApplicable(_)
         ));
-        assert_eq!(
-            support(Metric::TlsRsa.measurement(), System::Ours),
-            Support::Yes
-        );
+        for datapath in Datapath::ALL {
+            assert_eq!(
+                support(Metric::TlsRsa.measurement(), System::Ours(datapath)),
+                Support::Yes
+            );
+            assert!(matches!(
+                metric_support(Metric::ProxyCpuPerGb, System::Ours(datapath)),
+                Support::NotApplicable(_)
+            ));
+        }
         assert!(matches!(
-            support(Metric::Tcp1Veth.measurement(), System::Ours),
+            support(Metric::Tcp1Veth.measurement(), System::Ours(Datapath::Xdp)),
             Support::NotSupported(_)
         ));
+        // The TC hook takes CHECKSUM_PARTIAL packets (the kernel's helpers).
+        for system in [
+            System::TcRouter,
+            System::Ours(Datapath::Tc),
+            System::Ours(Datapath::Auto),
+        ] {
+            assert_eq!(
+                support(Metric::Tcp1Veth.measurement(), system),
+                Support::Yes
+            );
+        }
+    }
+
+    /// The systems of ours run every metric spectrum-xdp runs (and the
+    /// new 4-stream run).
+    #[test]
+    fn every_datapath_runs_what_xdp_runs() {
+        let xdp = System::Ours(Datapath::Xdp);
+        for metric in Metric::ALL {
+            if metric_support(metric, xdp) != Support::Yes {
+                continue;
+            }
+            for datapath in Datapath::ALL {
+                assert_eq!(
+                    metric_support(metric, System::Ours(datapath)),
+                    Support::Yes,
+                    "{metric:?} {datapath:?}"
+                );
+            }
+        }
+        assert_eq!(metric_support(Metric::Tcp4, xdp), Support::Yes);
         assert_eq!(
-            support(Metric::Tcp1Veth.measurement(), System::TcRouter),
-            Support::Yes
+            Metric::Tcp4.measurement(),
+            Measurement::Tcp {
+                streams: 4,
+                mode: LinkMode::Wire
+            }
         );
+    }
+
+    #[test]
+    fn each_datapath_is_compared_with_the_router_at_its_hook() {
+        use Datapath::*;
+        assert_eq!(Xdp.router(Metric::Tcp4), System::XdpRouter);
+        assert_eq!(Xdp.router(Metric::Udp64), System::XdpRouter);
+        assert_eq!(Tc.router(Metric::Tcp1), System::TcRouter);
+        assert_eq!(Tc.router(Metric::Udp64Loss), System::TcRouter);
+        assert_eq!(Auto.router(Metric::Tcp1), System::TcRouter);
+        assert_eq!(Auto.router(Metric::ConnRate), System::TcRouter);
+        assert_eq!(Auto.router(Metric::LatencyP99), System::TcRouter);
+        assert_eq!(Auto.router(Metric::Udp64), System::XdpRouter);
+        assert_eq!(Auto.router(Metric::Udp64Loss), System::XdpRouter);
     }
 }

@@ -11,8 +11,8 @@ use ::tests::{
 };
 
 use super::{
-    Bed, ECHO_PORT, EDGE_IP, HTTP_PORT, IPERF_PORT, KeyKind, System, TLS_ECDSA_PORT, TLS_RSA_PORT,
-    wait_for_line,
+    Bed, Datapath, ECHO_PORT, EDGE_IP, HTTP_PORT, IPERF_PORT, KeyKind, System, TLS_ECDSA_PORT,
+    TLS_RSA_PORT, wait_for_line,
 };
 
 /// A certificate and key per key type (self-signed, `bench.test`), and the
@@ -160,7 +160,11 @@ pub fn start(system: System, bed: &Bed) -> anyhow::Result<Running> {
             servers::wait_listening(edge, "t", HTTP_PORT)?;
             Running::Process(process)
         }
-        System::Ours => Running::Agent(Agent::start(edge, &ours_config(&bed.tls), "native")?),
+        System::Ours(datapath) => Running::Agent(Agent::start(
+            edge,
+            &ours_config(&bed.tls, datapath),
+            "native",
+        )?),
     })
 }
 
@@ -223,9 +227,10 @@ fn nginx_config(tls: &TlsFiles) -> String {
     )
 }
 
-/// The same services as the peers: the plain ones on the XDP fast path,
-/// the TLS ones (flexible) on the agent.
-fn ours_config(tls: &TlsFiles) -> String {
+/// The same services as the peers: the plain ones on the fast path (its
+/// NAT in XDP or at TC ingress as `datapath` says), the TLS ones
+/// (flexible) on the agent. One config for every datapath but that field.
+fn ours_config(tls: &TlsFiles, datapath: Datapath) -> String {
     let origin = addr::ORG_V4;
     let mut apps: Vec<String> = tcp_services()
         .into_iter()
@@ -251,16 +256,18 @@ fn ours_config(tls: &TlsFiles) -> String {
             "origin_direct": ["udp://{origin}:{IPERF_PORT}"]}}"#
     ));
     format!(
-        r#"{{"edge": {{"interfaces": ["{}", "{}"]}}, "apps": [{}]}}"#,
+        r#"{{"edge": {{"interfaces": ["{}", "{}"], "datapath": "{}"}}, "apps": [{}]}}"#,
         addr::EDGE_CLI_IF,
         addr::EDGE_ORG_IF,
+        datapath.name(),
         apps.join(",\n")
     )
 }
 
-/// Our config (the fast-path apps the XDP cost measurement uses among them).
+/// Our config (the fast-path apps the XDP cost measurement uses among
+/// them), XDP datapath: the cost measured is the XDP program's.
 pub fn cost_config(bed: &Bed) -> String {
-    ours_config(&bed.tls)
+    ours_config(&bed.tls, Datapath::Xdp)
 }
 
 #[cfg(test)]
@@ -279,20 +286,52 @@ mod tests {
         let files = files();
         let haproxy = haproxy_config(&files);
         let nginx = nginx_config(&files);
-        let ours = ours_config(&files);
         for (_, port, _, key) in tcp_services() {
             let listen = format!("{EDGE_IP}:{port}");
             assert!(haproxy.contains(&listen), "haproxy lacks {listen}");
             assert!(nginx.contains(&listen), "nginx lacks {listen}");
-            assert!(ours.contains(&format!("tcp/{port}\"")), "ours lacks {port}");
+            for datapath in Datapath::ALL {
+                let ours = ours_config(&files, datapath);
+                assert!(
+                    ours.contains(&format!("tcp/{port}\"")),
+                    "ours ({datapath:?}) lacks {port}"
+                );
+            }
             if key.is_some() {
                 assert!(haproxy.contains(&format!("{listen} ssl crt /w/")));
             }
         }
         assert!(haproxy.contains("crt /w/rsa.pem") && haproxy.contains("crt /w/ecdsa.pem"));
         assert!(nginx.contains("ssl_certificate /w/rsa.crt"));
-        assert_eq!(ours.matches(r#""tls": "flexible""#).count(), 2);
-        let parsed: serde_json::Value = serde_json::from_str(&ours).expect("ours is JSON");
-        assert_eq!(parsed["apps"].as_array().map(Vec::len), Some(6));
+        assert!(nginx.contains(&format!("{EDGE_IP}:{IPERF_PORT} udp")));
+        for datapath in Datapath::ALL {
+            let ours = ours_config(&files, datapath);
+            assert_eq!(ours.matches(r#""tls": "flexible""#).count(), 2);
+            assert!(ours.contains(&format!("udp/{IPERF_PORT}\"")));
+            let parsed: serde_json::Value = serde_json::from_str(&ours).expect("ours is JSON");
+            assert_eq!(parsed["apps"].as_array().map(Vec::len), Some(6));
+            assert_eq!(parsed["edge"]["datapath"], datapath.name());
+        }
+    }
+
+    /// The three systems of ours differ by `edge.datapath` alone.
+    #[test]
+    fn our_systems_differ_by_their_datapath_only() {
+        let files = files();
+        let parsed = |datapath: Datapath| -> serde_json::Value {
+            let mut config: serde_json::Value =
+                serde_json::from_str(&ours_config(&files, datapath)).unwrap();
+            config["edge"]
+                .as_object_mut()
+                .unwrap()
+                .remove("datapath")
+                .expect("edge.datapath is set");
+            config
+        };
+        let xdp = parsed(Datapath::Xdp);
+        assert_eq!(parsed(Datapath::Tc), xdp);
+        assert_eq!(parsed(Datapath::Auto), xdp);
+        let names: Vec<&str> = Datapath::ALL.map(Datapath::name).to_vec();
+        assert_eq!(names, ["xdp", "tc", "auto"]);
     }
 }

@@ -1,7 +1,7 @@
 //! PNG bar charts of the benchmark results (bench/results.json): one chart per
 //! scenario (and mode), one bar per system at its median, a whisker from the
 //! slowest to the fastest run, the value above each bar, and our proxy
-//! (`spectrum-xdp`) in its own colour.
+//! (`spectrum-xdp`, `spectrum-tc`, `spectrum-auto`) in its own colour.
 //!
 //! Text is drawn by plotters' `ab_glyph` backend (pure Rust) with DejaVu Sans
 //! loaded at run time from Debian's `fonts-dejavu-core`, which
@@ -22,11 +22,15 @@ const BOLD_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 /// The family name the fonts are registered under with plotters.
 const FAMILY: &str = "sans-serif";
 
-/// Chart size in pixels.
-pub const WIDTH: u32 = 800;
+/// Chart size in pixels: wide enough for eight systems' names side by side.
+pub const WIDTH: u32 = 1000;
 pub const HEIGHT: u32 = 450;
 
-/// The system whose bar gets its own colour.
+/// The systems whose bars get their own colour: this proxy, one system per
+/// datapath (`spectrum-xdp`, ...).
+pub const OURS_PREFIX: &str = "spectrum-";
+/// One of them.
+#[cfg(test)]
 pub const OURS: &str = "spectrum-xdp";
 pub const OURS_COLOUR: RGBColor = RGBColor(230, 85, 13);
 pub const OTHER_COLOUR: RGBColor = RGBColor(107, 142, 190);
@@ -365,7 +369,7 @@ fn draw(chart: &Chart, caption: &str, path: &Path) -> anyhow::Result<()> {
             ))?;
             continue;
         };
-        let colour = if bar.system == OURS {
+        let colour = if bar.system.starts_with(OURS_PREFIX) {
             OURS_COLOUR
         } else {
             OTHER_COLOUR
@@ -617,6 +621,63 @@ mod tests {
         let results = results(vec![row("tcp_1_stream", "haproxy", None, &[])]);
         let written = write_charts(&results, &dir.0).unwrap();
         decode(&written[0]);
+    }
+
+    /// Every system of ours in its colour, and eight systems' names fit
+    /// under their bars without running into each other.
+    #[test]
+    fn eight_systems_each_ours_in_its_colour_names_apart() {
+        let dir = TempDir::new("eight");
+        let systems = [
+            "direct",
+            "xdp-router",
+            "tc-router",
+            "haproxy",
+            "nginx",
+            "spectrum-xdp",
+            "spectrum-tc",
+            "spectrum-auto",
+        ];
+        let rows = systems
+            .iter()
+            .map(|s| row("tcp_4_streams", s, Some(10.0), &[10.0]))
+            .collect();
+        let written = write_charts(&results(rows), &dir.0).unwrap();
+        let image = decode(&written[0]);
+        let (ours, _) = extent(&image, OURS_COLOUR).unwrap();
+        // Bars' columns, one row above the baseline: eight runs, the last
+        // three ours.
+        let y = ours.3 - 1;
+        let colour_at = |x: u32| {
+            let p = image.get_pixel(x, y).0;
+            [OURS_COLOUR, OTHER_COLOUR]
+                .into_iter()
+                .position(|c| p == [c.0, c.1, c.2, 255])
+        };
+        let mut bars: Vec<(u32, u32, usize)> = Vec::new();
+        for x in 0..WIDTH {
+            match (colour_at(x), bars.last_mut()) {
+                (Some(c), Some(last)) if last.1 + 1 == x && last.2 == c => last.1 = x,
+                (Some(c), _) => bars.push((x, x, c)),
+                (None, _) => {}
+            }
+        }
+        let kinds: Vec<usize> = bars.iter().map(|b| b.2).collect();
+        assert_eq!(kinds, [1, 1, 1, 1, 1, 0, 0, 0], "{bars:?}");
+        // Below the axis, between two neighbours' centres, a column free of
+        // text: the names do not touch.
+        let band = ours.3 + 4..ours.3 + 32;
+        let centres: Vec<u32> = bars.iter().map(|b| (b.0 + b.1) / 2).collect();
+        for pair in centres.windows(2) {
+            let gap = (pair[0]..pair[1]).any(|x| {
+                band.clone().all(|y| {
+                    let p = image.get_pixel(x, y).0;
+                    !(p[0] < 128 && p[1] < 128 && p[2] < 128)
+                })
+            });
+            assert!(gap, "names under {pair:?} run together");
+        }
+        assert!(dark_pixels(&image, band) > 500, "names are drawn");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    ACCESS_RULES, Errors, Failed, Metric, Plan, Results, Support, System,
+    ACCESS_RULES, Datapath, Errors, Failed, Metric, Plan, Results, Support, System,
     measure::{ALLOWED_COUNTRY, BLOCKED_COUNTRY},
     metric_support, plot,
 };
@@ -100,25 +100,171 @@ pub fn spread(values: &[f64]) -> (f64, f64) {
 /// How much better `ours` is than `base`, as a factor where more is better
 /// whichever way the metric runs (throughput: ours/base; latency and CPU:
 /// base/ours).
+fn factor(metric: Metric, ours: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (ours, base) {
+        (Some(o), Some(b)) if o > 0.0 && b > 0.0 => Some(if metric.lower_is_better() {
+            b / o
+        } else {
+            o / b
+        }),
+        _ => None,
+    }
+}
+
+/// [`factor`] in words; for UDP loss (a share), the difference in points
+/// (positive: ours loses less).
 fn advantage(metric: Metric, ours: Option<f64>, base: Option<f64>) -> String {
     if metric == Metric::Udp64Loss {
-        // A share: the difference in points (positive: ours loses less).
         return match (ours, base) {
             (Some(o), Some(b)) => format!("{:+.1} pts", b - o),
             _ => "n/a".into(),
         };
     }
-    match (ours, base) {
-        (Some(o), Some(b)) if o > 0.0 && b > 0.0 => {
-            let factor = if metric.lower_is_better() {
-                b / o
-            } else {
-                o / b
-            };
-            format!("{factor:.2}x")
+    factor(metric, ours, base).map_or("n/a".into(), |f| format!("{f:.2}x"))
+}
+
+/// A goal of the project, checked on every run from its medians: `system`'s
+/// [`factor`] over `baseline` on `metric` within `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    pub system: System,
+    pub metric: Metric,
+    pub baseline: System,
+    pub min: f64,
+    pub max: Option<f64>,
+}
+
+/// The TC datapath (and `auto`, whose TCP apps run at TC) near the TC
+/// router's ceiling and well above HAProxy on TCP bulk; `auto`'s UDP, which
+/// stays in XDP, as fast as the XDP datapath's.
+pub fn targets() -> Vec<Target> {
+    let mut targets = Vec::new();
+    for datapath in [Datapath::Tc, Datapath::Auto] {
+        for metric in [Metric::Tcp1, Metric::Tcp4] {
+            for (baseline, min) in [(System::TcRouter, 0.95), (System::Haproxy, 1.3)] {
+                targets.push(Target {
+                    system: System::Ours(datapath),
+                    metric,
+                    baseline,
+                    min,
+                    max: None,
+                });
+            }
         }
-        _ => "n/a".into(),
     }
+    targets.push(Target {
+        system: System::Ours(Datapath::Auto),
+        metric: Metric::Udp64,
+        baseline: System::Ours(Datapath::Xdp),
+        min: 0.95,
+        max: Some(1.05),
+    });
+    targets
+}
+
+/// Where a target stands after a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    Met,
+    NotMet,
+    /// One of the two figures is missing (not in the plan, or failed).
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::NotMet => "not met",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+impl Target {
+    /// The factor from the medians of `results`, and the verdict.
+    pub fn check(&self, results: &Results) -> (Option<f64>, Verdict) {
+        let figure = |system: System| results.get(&(self.metric, system)).map(|v| median(v));
+        let Some(factor) = factor(self.metric, figure(self.system), figure(self.baseline)) else {
+            return (None, Verdict::NotMeasured);
+        };
+        let met = factor >= self.min && self.max.is_none_or(|max| factor <= max);
+        (
+            Some(factor),
+            if met { Verdict::Met } else { Verdict::NotMet },
+        )
+    }
+
+    fn wanted(&self) -> String {
+        match self.max {
+            Some(max) => format!("{:.2}x-{max:.2}x", self.min),
+            None => format!(">= {:.2}x", self.min),
+        }
+    }
+}
+
+/// The targets section (markdown), its table (console) and JSON for the
+/// targets whose system and metric `plan` measures; None when there is none.
+fn targets_part(
+    plan: &Plan,
+    results: &Results,
+) -> anyhow::Result<Option<(String, String, serde_json::Value)>> {
+    let relevant: Vec<Target> = targets()
+        .into_iter()
+        .filter(|t| plan.systems.contains(&t.system) && plan.metrics.contains(&t.metric))
+        .collect();
+    if relevant.is_empty() {
+        return Ok(None);
+    }
+    let figure = |metric: Metric, system: System| {
+        results
+            .get(&(metric, system))
+            .map_or("n/a".to_owned(), |v| format!("{:.2}", median(v)))
+    };
+    let mut table = String::new();
+    writeln!(
+        table,
+        "| system | metric | baseline | system median | baseline median | factor | target | result |"
+    )?;
+    writeln!(table, "|{}", "---|".repeat(8))?;
+    let mut json = Vec::new();
+    for target in &relevant {
+        let (factor, verdict) = target.check(results);
+        writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            target.system.name(),
+            target.metric.name(),
+            target.baseline.name(),
+            figure(target.metric, target.system),
+            figure(target.metric, target.baseline),
+            factor.map_or("n/a".into(), |f| format!("{f:.2}x")),
+            target.wanted(),
+            verdict.name(),
+        )?;
+        json.push(serde_json::json!({
+            "system": target.system.name(),
+            "scenario": target.metric.name(),
+            "baseline": target.baseline.name(),
+            "factor": factor,
+            "min": target.min,
+            "max": target.max,
+            "result": verdict.name(),
+        }));
+    }
+    let mut markdown = String::new();
+    writeln!(markdown, "## Targets\n")?;
+    writeln!(
+        markdown,
+        "Computed by the bench from this run's medians (factor as in the table above: \
+         the system's median over the baseline's). The TC datapath (`spectrum-tc`, and \
+         `spectrum-auto`, whose TCP apps run at TC) against the minimal TC router \
+         (at least 0.95x: near the ceiling of the hook) and HAProxy (at least 1.3x) on TCP \
+         bulk; `spectrum-auto`'s UDP, which stays in XDP, against `spectrum-xdp` (unchanged: \
+         0.95x to 1.05x).\n"
+    )?;
+    writeln!(markdown, "{table}")?;
+    Ok(Some((markdown, table, serde_json::Value::Array(json))))
 }
 
 pub fn throughput(
@@ -130,10 +276,30 @@ pub fn throughput(
 ) -> anyhow::Result<Part> {
     let (date, commit) = date_and_commit();
     let systems = &plan.systems;
+    // Our systems in the run: one factor each in every ratio cell.
+    let ours: Vec<Datapath> = systems
+        .iter()
+        .filter_map(|s| match s {
+            System::Ours(datapath) => Some(*datapath),
+            _ => None,
+        })
+        .collect();
+    let ours_label = if ours.is_empty() {
+        "ours".to_owned()
+    } else {
+        format!(
+            "ours ({})",
+            ours.iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        )
+    };
     let mut table = String::new();
     writeln!(
         table,
-        "| metric | unit | {} | ours vs direct | ours vs best eBPF router | ours vs best peer |",
+        "| metric | unit | {} | {ours_label} vs direct | {ours_label} vs same-hook router \
+         | {ours_label} vs best peer |",
         systems
             .iter()
             .map(|s| s.name())
@@ -192,16 +358,26 @@ pub fn throughput(
             }
             rows.push(row);
         }
-        let ours = figure(System::Ours);
+        // One factor per system of ours, in table order.
+        let versus = |base: &dyn Fn(Datapath) -> Option<f64>| {
+            if ours.is_empty() {
+                return "n/a".to_owned();
+            }
+            ours.iter()
+                .map(|&d| advantage(metric, figure(System::Ours(d)), base(d)))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let best_peer = best(&[System::Haproxy, System::Nginx]);
         writeln!(
             table,
             "| {} | {} | {} | {} | {} | {} |",
             metric.name(),
             metric.unit(),
             cells.join(" | "),
-            advantage(metric, ours, figure(System::Direct)),
-            advantage(metric, ours, best(&[System::XdpRouter, System::TcRouter])),
-            advantage(metric, ours, best(&[System::Haproxy, System::Nginx])),
+            versus(&|_| figure(System::Direct)),
+            versus(&|d| figure(d.router(metric))),
+            versus(&|_| best_peer),
         )?;
     }
     let mut markdown = String::new();
@@ -221,10 +397,14 @@ pub fn throughput(
          (min-max in brackets). Client, proxy and origin share the machine's cores, so \
          ratios matter more than absolute figures. \"ours vs X\" is a factor where more \
          is better for every metric (for latency and CPU, X's figure over ours; for UDP loss, \
-         X's loss minus ours in percentage points).\n",
+         X's loss minus ours in percentage points), one per datapath of ours in the order \
+         the header gives. The same-hook router is the minimal router at the hook that \
+         carries the row's traffic: xdp-router for spectrum-xdp, tc-router for spectrum-tc, \
+         and for spectrum-auto tc-router on TCP rows, xdp-router on UDP rows.\n",
         plan.repeats, plan.seconds
     )?;
     writeln!(markdown, "{table}")?;
+    let targets = targets_part(plan, results)?;
     let plots: Vec<String> = plan
         .metrics
         .iter()
@@ -239,10 +419,13 @@ pub fn throughput(
            that hook.\n\
          - haproxy (tcp mode, 2 threads) and nginx stream (2 workers): L4 proxies in `edge` \
            with the same ports, origins and certificates, configs generated by the bench.\n\
-         - spectrum-xdp: this proxy. TLS-off apps run on its XDP fast path (conntrack, NAT, \
-           checksums, redirect); the TLS rows are its agent (`tls: flexible`: TLS ends at \
-           the edge, plain HTTP to the origin).\n\
-         - tcp_*: iperf3, bytes received by the origin. tcp_8_cpu_per_gb: CPU time of the \
+         - spectrum-xdp / spectrum-tc / spectrum-auto: this proxy, one agent config but for \
+           `edge.datapath` (`xdp`, `tc`, `auto`). TLS-off apps run on its fast path \
+           (conntrack, NAT, checksums, redirect) in XDP, at TC ingress (after GRO), or with \
+           `auto` TCP apps at TC and UDP apps in XDP; the TLS rows are its agent in all three \
+           (`tls: flexible`: TLS ends at the edge, plain HTTP to the origin).\n\
+         - tcp_*: iperf3 with 1, 4 or 8 parallel streams (`-P`), bytes received by the \
+           origin. tcp_8_cpu_per_gb: CPU time of the \
            whole machine (client, edge and origin: /proc/stat, all but idle) per GB of the \
            8-stream run; the edge's share is the difference between systems.\n\
          - udp_64b: trafgen (packet mmap, one thread) sends 64-byte-payload datagrams of one \
@@ -299,10 +482,15 @@ pub fn throughput(
             cost["repeat"], cost["fast_path_hit_ns"], cost["no_listener_ns"], cost["not_ip_ns"]
         )?;
     }
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "date": date, "commit": commit, "machine": machine(), "seconds": plan.seconds,
         "repeats": plan.repeats, "results": rows, "xdp_cost": cost,
     });
+    if let Some((targets_markdown, targets_table, targets_json)) = targets {
+        writeln!(markdown, "\n{}", targets_markdown.trim_end())?;
+        write!(table, "\n{targets_table}")?;
+        json["targets"] = targets_json;
+    }
     Ok(Part {
         markdown,
         json,
@@ -460,6 +648,172 @@ mod tests {
             "-10.0 pts"
         );
         assert_eq!(advantage(Metric::Tcp1, None, Some(3.0)), "n/a");
+    }
+
+    fn plan(systems: &[System], metrics: &[Metric]) -> Plan {
+        Plan {
+            systems: systems.to_vec(),
+            metrics: metrics.to_vec(),
+            rules: false,
+            seconds: 1,
+            repeats: 1,
+        }
+    }
+
+    /// Figures for every (metric, system) given: one run each.
+    fn runs(figures: &[(Metric, System, f64)]) -> Results {
+        figures.iter().map(|&(m, s, v)| ((m, s), vec![v])).collect()
+    }
+
+    const XDP: System = System::Ours(Datapath::Xdp);
+    const TC: System = System::Ours(Datapath::Tc);
+    const AUTO: System = System::Ours(Datapath::Auto);
+
+    /// The table row of `metric`, split into cells.
+    fn row(table: &str, metric: Metric) -> Vec<&str> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", metric.name())))
+            .unwrap_or_else(|| panic!("no {} row in\n{table}", metric.name()));
+        line.trim_matches('|').split('|').map(str::trim).collect()
+    }
+
+    #[test]
+    fn each_datapath_is_compared_with_the_router_at_its_hook() {
+        use Metric::*;
+        use System::*;
+        let systems = System::ALL;
+        let results = runs(&[
+            (Tcp4, Direct, 10.0),
+            (Tcp4, XdpRouter, 5.0),
+            (Tcp4, TcRouter, 10.0),
+            (Tcp4, Haproxy, 8.0),
+            (Tcp4, Nginx, 4.0),
+            (Tcp4, XDP, 5.0),
+            (Tcp4, TC, 9.0),
+            (Tcp4, AUTO, 10.0),
+            (Udp64, Direct, 300.0),
+            (Udp64, XdpRouter, 400.0),
+            (Udp64, TcRouter, 350.0),
+            (Udp64, Nginx, 250.0),
+            (Udp64, XDP, 400.0),
+            (Udp64, TC, 350.0),
+            (Udp64, AUTO, 420.0),
+        ]);
+        let part = throughput(
+            &plan(&systems, &[Tcp4, Udp64]),
+            &results,
+            &Errors::new(),
+            &Failed::new(),
+            None,
+        )
+        .unwrap();
+        let header = part.table.lines().next().unwrap();
+        assert!(
+            header.contains("| ours (xdp / tc / auto) vs same-hook router |"),
+            "{header}"
+        );
+        let tcp = row(&part.table, Tcp4);
+        // metric, unit, 8 systems, then the three ratio columns.
+        assert_eq!(tcp.len(), 2 + systems.len() + 3, "{tcp:?}");
+        assert_eq!(tcp[10], "0.50x / 0.90x / 1.00x", "vs direct");
+        // xdp over the XDP router; tc and auto (TCP at TC) over the TC one.
+        assert_eq!(tcp[11], "1.00x / 0.90x / 1.00x", "vs same-hook router");
+        assert_eq!(tcp[12], "0.62x / 1.12x / 1.25x", "vs best peer");
+        let udp = row(&part.table, Udp64);
+        // auto's UDP stays in XDP: over the XDP router.
+        assert_eq!(udp[11], "1.00x / 1.00x / 1.05x", "vs same-hook router");
+        assert!(udp.contains(&"not supported"), "haproxy: {udp:?}");
+    }
+
+    #[test]
+    fn targets_are_computed_from_the_medians() {
+        use Metric::*;
+        use System::*;
+        let mut figures = vec![
+            (Tcp1, TcRouter, 10.0),
+            (Tcp1, Haproxy, 7.0),
+            (Tcp1, TC, 9.6),   // 0.96x the router, 1.37x HAProxy: both met
+            (Tcp1, AUTO, 9.0), // 0.90x, 1.29x: neither
+            (Tcp4, TcRouter, 10.0),
+            (Tcp4, TC, 10.0),
+            (Udp64, XDP, 400.0),
+            (Udp64, AUTO, 396.0),
+        ];
+        let mut results = runs(&figures);
+        // Medians, not means or last runs: 3 runs of auto's TCP 4 streams.
+        results.insert((Tcp4, AUTO), vec![1.0, 9.7, 9.8]);
+        let systems = [TcRouter, Haproxy, XDP, TC, AUTO];
+        let all = plan(&systems, &[Tcp1, Tcp4, Udp64]);
+        let checked: Vec<(System, Metric, System, Verdict)> = targets()
+            .into_iter()
+            .map(|t| (t.system, t.metric, t.baseline, t.check(&results).1))
+            .collect();
+        use Verdict::*;
+        assert_eq!(
+            checked,
+            [
+                (TC, Tcp1, TcRouter, Met),
+                (TC, Tcp1, Haproxy, Met),
+                (TC, Tcp4, TcRouter, Met),
+                // No HAProxy figure for 4 streams.
+                (TC, Tcp4, Haproxy, NotMeasured),
+                (AUTO, Tcp1, TcRouter, NotMet),
+                (AUTO, Tcp1, Haproxy, NotMet),
+                (AUTO, Tcp4, TcRouter, Met),
+                (AUTO, Tcp4, Haproxy, NotMeasured),
+                (AUTO, Udp64, XDP, Met),
+            ]
+        );
+        // Unchanged means unchanged: 10% faster is not met either.
+        figures.push((Udp64, AUTO, 440.0));
+        let faster = runs(&figures);
+        let udp = targets().into_iter().last().unwrap();
+        assert_eq!(udp.check(&faster).1, NotMet);
+        assert_eq!(
+            udp.check(&faster).0.map(|f| (f * 100.0).round()),
+            Some(110.0)
+        );
+
+        let part = throughput(&all, &results, &Errors::new(), &Failed::new(), None).unwrap();
+        let section = &part.markdown[part.markdown.find("## Targets").expect("a section")..];
+        assert!(
+            section.contains(
+                "| spectrum-tc | tcp_1_stream | tc-router | 9.60 | 10.00 | 0.96x | >= 0.95x | met |"
+            ),
+            "{section}"
+        );
+        assert!(
+            section.contains(
+                "| spectrum-auto | tcp_1_stream | haproxy | 9.00 | 7.00 | 1.29x | >= 1.30x | not met |"
+            ),
+            "{section}"
+        );
+        assert!(
+            section.contains(
+                "| spectrum-auto | udp_64b | spectrum-xdp | 396.00 | 400.00 | 0.99x | 0.95x-1.05x | met |"
+            ),
+            "{section}"
+        );
+        assert!(section.contains("| n/a | n/a | >= 1.30x | not measured |"));
+        // The console shows the targets too.
+        assert!(part.table.contains("| 0.96x | >= 0.95x | met |"));
+        let json = part.json["targets"]
+            .as_array()
+            .expect("targets in the JSON");
+        assert_eq!(json.len(), 9);
+        assert_eq!(json[0]["result"], "met");
+        assert_eq!(json[0]["baseline"], "tc-router");
+
+        // Neither tc nor auto in the run: no section.
+        let xdp_only = plan(&[XDP, Haproxy], &[Tcp1, Udp64]);
+        let part = throughput(&xdp_only, &results, &Errors::new(), &Failed::new(), None).unwrap();
+        assert!(!part.markdown.contains("## Targets"));
+        assert!(part.json.get("targets").is_none());
+        // Only auto's UDP measured: that row alone.
+        let udp_only = plan(&[XDP, AUTO], &[Udp64]);
+        let part = throughput(&udp_only, &results, &Errors::new(), &Failed::new(), None).unwrap();
+        assert_eq!(part.json["targets"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]
