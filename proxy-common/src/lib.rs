@@ -60,6 +60,9 @@ pub const XDP_PROGRAM: &str = "proxy";
 pub const ROUTER_PROGRAM: &str = "router";
 /// Its TC-ingress counterpart (fib lookup + bpf_redirect_neigh, no NAT).
 pub const TC_ROUTER_PROGRAM: &str = "tc_router";
+/// An XDP program that passes everything (the benchmark's cost of having
+/// XDP attached at all).
+pub const PASS_PROGRAM: &str = "pass";
 /// The same NAT as the XDP program, at TC ingress (apps whose `datapath`
 /// is `tc`, or TCP apps under `auto`).
 pub const TC_PROGRAM: &str = "proxy_tc";

@@ -49,9 +49,10 @@ enum Task {
         /// One short run per figure (2 s) instead of 3 runs of 5 s.
         #[arg(long)]
         quick: bool,
-        /// Comma-separated systems (direct, xdp-router, tc-router, haproxy,
-        /// nginx, spectrum-xdp), metrics (tcp_1_stream, tls_rsa_2048, ...)
-        /// and/or `access-rules`.
+        /// Comma-separated systems (direct, xdp-router, tc-router,
+        /// tc-router-xdp, haproxy, nginx, spectrum-xdp, spectrum-tc,
+        /// spectrum-auto), metrics (tcp_1_stream, tcp_4_streams,
+        /// tls_rsa_2048, ...) and/or `access-rules`.
         #[arg(long)]
         only: Option<String>,
         #[arg(long, default_value_t = 3)]

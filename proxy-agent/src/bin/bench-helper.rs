@@ -2,8 +2,9 @@
 //!
 //! - `router IFACE...`: attach the minimal XDP router (FIB lookup +
 //!   redirect, no NAT) until SIGTERM: the ceiling of any XDP design here.
-//! - `tc-router IFACE...`: the same at TC ingress (FIB lookup +
-//!   bpf_redirect_neigh, no NAT) until SIGTERM: the ceiling of any TC design.
+//! - `tc-router [--xdp-pass] IFACE...`: the same at TC ingress (FIB lookup +
+//!   bpf_redirect_neigh, no NAT) until SIGTERM: the ceiling of any TC design
+//!   (with `--xdp-pass`, of any TC design that keeps an XDP program first).
 //! - `sink IFACE`: count and drop IPv4 UDP at the origin until SIGTERM, so
 //!   a flood's delivered rate is not capped by the origin's own stack.
 //! - `xdp-cost --ingress IFACE --config FILE ...`: the proxy program's cost
@@ -43,7 +44,7 @@ use proxy_agent::{
     origin::fill_origin_sources,
 };
 use proxy_common::{
-    FLOW_REPLIED, FlowKey, FlowValue, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
+    FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
     TC_ROUTER_PROGRAM, ip_proto,
 };
 
@@ -60,6 +61,10 @@ enum Command {
     },
     /// Attach the minimal TC-ingress router to the interfaces until SIGTERM.
     TcRouter {
+        /// Also attach an XDP program that passes everything (native
+        /// mode): the TC router as a design that keeps XDP first sees it.
+        #[arg(long)]
+        xdp_pass: bool,
         interfaces: Vec<String>,
     },
     /// Count and drop IPv4 UDP on an interface until SIGTERM, then print
@@ -100,7 +105,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Router { interfaces } => router(&interfaces),
-        Command::TcRouter { interfaces } => tc_router(&interfaces),
+        Command::TcRouter {
+            interfaces,
+            xdp_pass,
+        } => tc_router(&interfaces, xdp_pass),
         Command::Sink { interface } => sink(&interface),
         Command::XdpCost {
             ingress,
@@ -145,8 +153,19 @@ fn router(interfaces: &[String]) -> anyhow::Result<()> {
     wait_for_signal()
 }
 
-fn tc_router(interfaces: &[String]) -> anyhow::Result<()> {
+fn tc_router(interfaces: &[String], xdp_pass: bool) -> anyhow::Result<()> {
     let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    if xdp_pass {
+        let pass: &mut Xdp = ebpf
+            .program_mut(PASS_PROGRAM)
+            .ok_or_else(|| anyhow!("no pass program"))?
+            .try_into()?;
+        pass.load()?;
+        for interface in interfaces {
+            pass.attach(interface, XdpMode::Driver)
+                .with_context(|| format!("attaching the XDP pass program to {interface}"))?;
+        }
+    }
     let program: &mut SchedClassifier = ebpf
         .program_mut(TC_ROUTER_PROGRAM)
         .ok_or_else(|| anyhow!("no tc router program"))?

@@ -94,6 +94,9 @@ pub enum System {
     Direct,
     XdpRouter,
     TcRouter,
+    /// The TC router with an XDP program that passes everything attached
+    /// too: the ceiling of a TC design that keeps access rules in XDP.
+    TcRouterXdp,
     Haproxy,
     Nginx,
     /// This proxy with its fast path at one hook.
@@ -101,10 +104,11 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 9] = [
         System::Direct,
         System::XdpRouter,
         System::TcRouter,
+        System::TcRouterXdp,
         System::Haproxy,
         System::Nginx,
         System::Ours(Datapath::Xdp),
@@ -117,6 +121,7 @@ impl System {
             System::Direct => "direct",
             System::XdpRouter => "xdp-router",
             System::TcRouter => "tc-router",
+            System::TcRouterXdp => "tc-router-xdp",
             System::Haproxy => "haproxy",
             System::Nginx => "nginx",
             System::Ours(Datapath::Xdp) => "spectrum-xdp",
@@ -142,7 +147,10 @@ impl System {
 
     /// Forwards packets (kernel or eBPF) rather than proxying them.
     pub fn is_router(self) -> bool {
-        matches!(self, System::Direct | System::XdpRouter | System::TcRouter)
+        matches!(
+            self,
+            System::Direct | System::XdpRouter | System::TcRouter | System::TcRouterXdp
+        )
     }
 }
 

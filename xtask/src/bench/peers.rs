@@ -127,11 +127,9 @@ pub fn start(system: System, bed: &Bed) -> anyhow::Result<Running> {
     let edge = &bed.topology.edge;
     let helper = bed.release.join("bench-helper");
     let router = |command: &str, ready: &str| -> anyhow::Result<Running> {
-        let mut process = edge.spawn(
-            command,
-            &helper.to_string_lossy(),
-            &[command, addr::EDGE_CLI_IF, addr::EDGE_ORG_IF],
-        )?;
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.extend([addr::EDGE_CLI_IF, addr::EDGE_ORG_IF]);
+        let mut process = edge.spawn(args[0], &helper.to_string_lossy(), &args)?;
         wait_for_line(&mut process, ready)?;
         Ok(Running::Process(process))
     };
@@ -139,6 +137,7 @@ pub fn start(system: System, bed: &Bed) -> anyhow::Result<Running> {
         System::Direct => Running::Nothing,
         System::XdpRouter => router("router", "router ready")?,
         System::TcRouter => router("tc-router", "tc router ready")?,
+        System::TcRouterXdp => router("tc-router --xdp-pass", "tc router ready")?,
         System::Haproxy => {
             let conf = bed.work.join("haproxy.cfg");
             std::fs::write(&conf, haproxy_config(&bed.tls))?;
