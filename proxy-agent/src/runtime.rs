@@ -117,7 +117,14 @@ pub async fn serve(mut config: Config, mode: XdpMode, paths: RunPaths) -> anyhow
         None => None,
     };
     warn_on_strict_rp_filter(&config.edge.interfaces);
-    datapath.attach(&config.edge.interfaces, mode)?;
+    // The edge interfaces, which steering admits traffic from, whether or
+    // not XDP attaches.
+    datapath.add_redirect_targets(&config.edge.interfaces)?;
+    if config.needs_xdp() {
+        datapath.attach(&config.edge.interfaces, mode)?;
+    } else {
+        info!("no app needs XDP (no fast path there, no ip_firewall): not attached");
+    }
     if config.needs_tc() {
         datapath.attach_tc(&config.edge.interfaces)?;
     }
@@ -175,6 +182,7 @@ pub async fn serve(mut config: Config, mode: XdpMode, paths: RunPaths) -> anyhow
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut runtime = Runtime {
         datapath,
+        xdp_mode: mode,
         config,
         resolved: initial,
         agent,
@@ -239,6 +247,8 @@ pub async fn serve(mut config: Config, mode: XdpMode, paths: RunPaths) -> anyhow
 /// What the main loop owns while serving.
 struct Runtime {
     datapath: Datapath,
+    /// The mode XDP attaches in (at start, or by a change that needs it).
+    xdp_mode: XdpMode,
     /// The config in force (slots assigned, origin sources filled).
     config: Config,
     /// Current addresses of `origin_dns` apps, by slot.
@@ -450,6 +460,10 @@ impl Runtime {
                 self.agent.udp.set_origins(*slot, ips);
                 log_origins(&next, *slot, ips);
             }
+        }
+        // Hooks an app of the change needs, before its maps are written.
+        if next.needs_xdp() {
+            self.datapath.attach(&next.edge.interfaces, self.xdp_mode)?;
         }
         if next.needs_tc() {
             self.datapath.attach_tc(&next.edge.interfaces)?;

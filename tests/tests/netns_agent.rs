@@ -12,7 +12,9 @@ use tests::{
 /// app 0: tcp/8080 (gets 10.0.100.1, fd00:100::1), app 1: udp/5300-5310
 /// (gets 10.0.100.2, fd00:100::2), from the topology's pool. Both send PROXY
 /// headers, so XDP hands their packets to the edge's stack: what this test
-/// counts (the fast path has its own suite). The TCP app's origin does not
+/// counts (the fast path has its own suite). The TCP app is firewalled
+/// (with no rules: everyone passes), which is what keeps XDP attached for
+/// agent-path apps. The TCP app's origin does not
 /// exist (no host answers at 10.0.2.99), so no origin-side packet comes
 /// back to the edge to be counted as `no_listener`.
 fn config() -> String {
@@ -21,7 +23,7 @@ fn config() -> String {
   "edge": {edge},
   "apps": [
     {{"protocol": "tcp/8080", "dns": {{"type": "CNAME", "name": "tcp.test"}},
-      "origin_direct": ["tcp://10.0.2.99:80"], "proxy_protocol": "v1"}},
+      "origin_direct": ["tcp://10.0.2.99:80"], "proxy_protocol": "v1", "ip_firewall": true}},
     {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
       "origin_direct": ["udp://{org}:6300-6310"], "proxy_protocol": "simple"}}
   ]

@@ -119,24 +119,40 @@ fn edge_tcp_in_segments(topology: &Topology) -> u64 {
 }
 
 /// Proves which hook NATed each (app index, "tcp" | "udp") that carried
-/// traffic: XDP counts `to_tc` for a TC app's packets (it hands them up
-/// after the access rules), and never for an XDP app's.
+/// traffic. The hooks attached: XDP only when an app needs it (here: an
+/// XDP app; these configs have no ip_firewall), TC only when an app runs
+/// there. With both, XDP counts `to_tc` for a TC app's packets (it hands
+/// them up after the access rules), and never for an XDP app's.
 fn assert_hooks(agent: &Agent, datapath: Datapath, apps: &[(u64, &str)]) {
+    let log = agent.log();
+    let xdp = log.contains("XDP attached");
+    let tc = log.contains("TC ingress attached");
+    match datapath {
+        Datapath::Xdp => assert!(xdp && !tc, "xdp: hooks attached\n{log}"),
+        // Every app at TC and none firewalled: XDP has nothing to do.
+        Datapath::Tc => assert!(!xdp && tc, "tc: hooks attached\n{log}"),
+        // XDP only when the config has a UDP app (checked per app below).
+        Datapath::Auto => assert!(tc, "auto: TC attached\n{log}"),
+    }
     for &(app, protocol) in apps {
-        if datapath.at_tc(protocol) {
+        assert!(
+            datapath.at_tc(protocol) || xdp,
+            "{}: app {app} ({protocol}) is XDP's, yet XDP is not attached\n{log}",
+            datapath.name()
+        );
+        if datapath.at_tc(protocol) && xdp {
             let to_tc = agent.packets_settled(Some(app), "to_tc", 1).expect("stats");
             assert!(
                 to_tc > 0,
-                "{}: app {app} ({protocol}) never handed to TC\n{}",
+                "{}: app {app} ({protocol}) never handed to TC\n{log}",
                 datapath.name(),
-                agent.log()
             );
         } else {
             let to_tc = agent.packets(Some(app), "to_tc").expect("stats");
             assert_eq!(
                 to_tc,
                 0,
-                "{}: app {app} ({protocol}) is XDP's, yet {to_tc} packets went to TC",
+                "{}: app {app} ({protocol}): {to_tc} packets handed to TC",
                 datapath.name()
             );
         }

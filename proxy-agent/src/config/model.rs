@@ -691,6 +691,17 @@ pub enum RuleTarget {
 }
 
 impl Config {
+    /// Whether XDP has work: an app whose fast path runs there, or an app
+    /// whose clients the access rules (applied in XDP, before anything
+    /// else) must check. Without either, XDP stays detached: on some
+    /// drivers (veth) merely having an XDP program costs a fifth of TCP
+    /// throughput.
+    pub fn needs_xdp(&self) -> bool {
+        self.apps
+            .iter()
+            .any(|app| (app.fast_path() && !app.nat_at_tc) || app.ip_firewall)
+    }
+
     /// Whether some app's fast path runs at TC ingress.
     pub fn needs_tc(&self) -> bool {
         self.apps.iter().any(|app| app.fast_path() && app.nat_at_tc)

@@ -43,7 +43,8 @@ pub struct Datapath {
     pinned: Option<PathBuf>,
     /// The rule generation in force and the trie keys it holds.
     rules: Option<LoadedRules>,
-    /// Whether the TC-ingress NAT is attached.
+    /// Whether the XDP program and the TC-ingress NAT are attached.
+    xdp_attached: bool,
     tc_attached: bool,
 }
 
@@ -70,6 +71,7 @@ impl Datapath {
             ebpf,
             pinned: None,
             rules: None,
+            xdp_attached: false,
             tc_attached: false,
         })
     }
@@ -94,8 +96,11 @@ impl Datapath {
     }
 
     /// Attaches the program to each interface and lets it redirect between
-    /// them.
+    /// them, once (a second call does nothing).
     pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> anyhow::Result<()> {
+        if self.xdp_attached {
+            return Ok(());
+        }
         self.add_redirect_targets(interfaces)?;
         for interface in interfaces {
             allow_local_source(interface);
@@ -112,6 +117,7 @@ impl Datapath {
             })?;
             info!(interface, ?mode, "XDP attached");
         }
+        self.xdp_attached = true;
         Ok(())
     }
 
