@@ -79,6 +79,20 @@ impl Datapath {
         }
     }
 
+    /// The edge's origin-facing address this datapath NATs from: one of
+    /// its own, so the TIME_WAIT entries one system's connections leave at
+    /// the origin (60 s) never meet the next system's NAT ports (a fresh
+    /// agent picks ports at random, and a SYN on a TIME_WAIT tuple whose
+    /// timestamp looks old is dropped by PAWS and retried a second later).
+    /// HAProxy and nginx connect from the edge's own address and ports.
+    pub fn origin_source(self) -> &'static str {
+        match self {
+            Datapath::Xdp => "10.0.2.11",
+            Datapath::Tc => "10.0.2.12",
+            Datapath::Auto => "10.0.2.13",
+        }
+    }
+
     /// The minimal router at the hook that carries `metric`'s traffic
     /// (`auto`: the TC router for TCP, the XDP router for UDP).
     pub fn router(self, metric: Metric) -> System {
@@ -539,6 +553,12 @@ impl Bed {
             _origins: origins,
         };
         bed.set_mode(LinkMode::Wire)?;
+        for datapath in [Datapath::Xdp, Datapath::Tc, Datapath::Auto] {
+            let address = format!("{}/24", datapath.origin_source());
+            bed.topology
+                .edge
+                .run("ip", &["addr", "add", &address, "dev", addr::EDGE_ORG_IF])?;
+        }
         // Resolve neighbours once, so no system pays for it in its first run.
         let t = &bed.topology;
         t.cli.run("ping", &["-c1", "-W2", addr::ORG_V4])?;

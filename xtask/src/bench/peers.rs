@@ -255,10 +255,12 @@ fn ours_config(tls: &TlsFiles, datapath: Datapath) -> String {
             "origin_direct": ["udp://{origin}:{IPERF_PORT}"]}}"#
     ));
     format!(
-        r#"{{"edge": {{"interfaces": ["{}", "{}"], "datapath": "{}"}}, "apps": [{}]}}"#,
+        r#"{{"edge": {{"interfaces": ["{}", "{}"], "datapath": "{}",
+             "origin_source": {{"ipv4": "{}"}}}}, "apps": [{}]}}"#,
         addr::EDGE_CLI_IF,
         addr::EDGE_ORG_IF,
         datapath.name(),
+        datapath.origin_source(),
         apps.join(",\n")
     )
 }
@@ -313,20 +315,25 @@ mod tests {
         }
     }
 
-    /// The three systems of ours differ by `edge.datapath` alone.
+    /// The three systems of ours differ by `edge.datapath` alone (and the
+    /// address they NAT from, each its own).
     #[test]
     fn our_systems_differ_by_their_datapath_only() {
         let files = files();
         let parsed = |datapath: Datapath| -> serde_json::Value {
             let mut config: serde_json::Value =
                 serde_json::from_str(&ours_config(&files, datapath)).unwrap();
-            config["edge"]
-                .as_object_mut()
-                .unwrap()
-                .remove("datapath")
-                .expect("edge.datapath is set");
+            let edge = config["edge"].as_object_mut().unwrap();
+            edge.remove("datapath").expect("edge.datapath is set");
+            let source = edge.remove("origin_source").expect("origin_source is set");
+            assert_eq!(source["ipv4"], datapath.origin_source());
             config
         };
+        let sources: std::collections::BTreeSet<&str> = Datapath::ALL
+            .map(Datapath::origin_source)
+            .into_iter()
+            .collect();
+        assert_eq!(sources.len(), 3, "one address each");
         let xdp = parsed(Datapath::Xdp);
         assert_eq!(parsed(Datapath::Tc), xdp);
         assert_eq!(parsed(Datapath::Auto), xdp);
