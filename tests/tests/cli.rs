@@ -116,5 +116,7 @@ fn apps_lists_edge_addresses_and_data_path() {
     assert_eq!(apps[1]["edge_port_end"], 1010);
     assert_eq!(apps[3]["data_path"], "agent", "PROXY v1 needs the agent");
     assert_eq!(apps[4]["data_path"], "agent", "SPP needs the agent");
-    assert_eq!(apps[0]["data_path"], "xdp");
+    // The demo runs `datapath: auto`: TCP at TC ingress, UDP in XDP.
+    assert_eq!(apps[0]["data_path"], "tc");
+    assert_eq!(apps[2]["data_path"], "xdp");
 }
