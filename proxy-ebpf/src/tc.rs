@@ -1,14 +1,15 @@
 //! The fast path's NAT at TC ingress, for apps whose `datapath` is `tc`
-//! (and TCP apps under `auto`). XDP has already applied the access rules
-//! and passed these packets up (`to_tc`); here they arrive after GRO, so
-//! one program run moves up to 64 KB of a TCP stream instead of one frame.
+//! (and TCP apps under `auto`). When XDP is attached (an app needs it for
+//! its fast path or its access rules), it has applied the rules and passed
+//! these packets up (`to_tc`); here they arrive after GRO, so one program
+//! run moves up to 64 KB of a TCP stream instead of one frame.
 //! The same parser, listener and app lookups, conntrack and range offsets
 //! as XDP; only the rewrite (the kernel's checksum helpers) and the send
 //! (`bpf_redirect`, `bpf_redirect_neigh`) are TC's own.
 //!
 //! parse -> tracked TC flow? rewrite + send
 //!       -> listener -> TC app, fast path -> open flow (TCP: SYN only), rewrite + send
-//!       -> anything else: TC_ACT_OK, uncounted (XDP counted it)
+//!       -> anything else: TC_ACT_OK, uncounted (XDP counts it when attached)
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
