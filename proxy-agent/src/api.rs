@@ -148,15 +148,59 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     }
 }
 
-/// Serves `router` on `listener` until `stop` resolves.
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `stop` resolves, then lets the
+/// requests in progress finish (the caller bounds how long).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
+    serve_with(listener, router(state), stop, HEADER_READ_TIMEOUT).await
+}
+
+/// HTTP/1.1 on `listener`, a connection per task; a client that has not
+/// sent a request's headers within `header_timeout` is disconnected.
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    header_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors, a connection reset while queued:
+                    // wait a little rather than spin.
+                    tracing::warn!("management API: accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!("management API connection: {err}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 fn envelope(status: StatusCode, result: Value, result_info: Option<Value>) -> Response {
@@ -1265,6 +1309,52 @@ mod tests {
                 assert!(app.get(field).is_some(), "app_json lacks {field}: {app}");
             }
         }
+    }
+
+    /// A client that never finishes its headers is disconnected; a real
+    /// request on the same server is answered.
+    #[tokio::test]
+    async fn slow_headers_are_cut_and_requests_answered() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(
+            listener,
+            router(state()),
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_millis(300),
+        ));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "the server kept a client with half its headers"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("spectrum_events_total"), "{answer}");
+        let _ = stop_tx.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[test]
