@@ -15,10 +15,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -184,7 +183,8 @@ impl Document {
     pub fn write_atomic(&self, path: &Path) -> anyhow::Result<()> {
         let text = self.render()?;
         let path = through_symlink(path);
-        replace_file(&path, text.as_bytes())
+        // A new config file is private: it may name key files.
+        super::write_atomically(&path, text.as_bytes(), 0o600)
             .with_context(|| format!("cannot write config {}", path.display()))
     }
 
@@ -604,44 +604,6 @@ fn through_symlink(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
-}
-
-/// Replaces the file at `path` by `bytes` atomically (see
-/// [`Document::write_atomic`]). A new file is private (0600).
-fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{sequence}.tmp", std::process::id()));
-    let old = std::fs::metadata(path).ok();
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        if let Some(old) = &old {
-            // Best effort: only a privileged process may give a file away.
-            // Before the mode, as a change of owner clears set-id bits.
-            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-            file.set_permissions(old.permissions())?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 // ---- time ----

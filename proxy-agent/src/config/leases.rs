@@ -8,7 +8,6 @@
 //! is decided by `validate` from the leases it is given.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -98,33 +97,16 @@ fn render(config: &Config) -> String {
     text
 }
 
-/// Writes the config's leases to `path` atomically: a temporary file in the
-/// same directory, fsync, rename, fsync of the directory. A crash leaves the
-/// old file or the new one, never a torn one.
+/// Writes the config's leases to `path` atomically
+/// ([`super::write_atomically`]): a crash leaves the old file or the new
+/// one, never a torn one.
 pub fn write(path: &Path, config: &Config) -> std::io::Result<()> {
     let text = render(config);
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(());
     }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "edge-ips".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    // A new file as `File::create` makes one (0666 less the umask).
+    super::write_atomically(path, text.as_bytes(), 0o666)
 }
 
 #[cfg(test)]

@@ -130,6 +130,50 @@ pub fn load_as(path: &Path, text: &str) -> Result<Loaded, LoadError> {
     Ok(Loaded { config, warnings })
 }
 
+/// Replaces the file at `path` by `bytes` atomically: a temporary file in
+/// the same directory, fsync, rename, fsync of the directory. A crash
+/// leaves the old file or the new one, never a torn one. The file keeps
+/// its permissions (and, best effort, its owner); a new one gets
+/// `new_mode` (less the umask).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], new_mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
+    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{sequence}.tmp", std::process::id()));
+    let old = std::fs::metadata(path).ok();
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(new_mode)
+            .open(&tmp)?;
+        if let Some(old) = &old {
+            // Best effort: only a privileged process may give a file away.
+            // Before the mode, as a change of owner clears set-id bits.
+            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+            file.set_permissions(old.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Parses and validates text; `toml` chooses the format.
 pub fn load_str(text: &str, toml: bool) -> Result<Loaded, LoadError> {
     let file = parse_str(text, toml)?;
