@@ -95,13 +95,14 @@ impl Datapath {
         Ok(program)
     }
 
-    /// Attaches the program to each interface and lets it redirect between
-    /// them, once (a second call does nothing).
+    /// Attaches the program to each interface, once (a second call does
+    /// nothing). The interfaces must be in the redirect map already
+    /// ([`Self::add_redirect_targets`]): steering needs them even without
+    /// XDP.
     pub fn attach(&mut self, interfaces: &[String], mode: XdpMode) -> anyhow::Result<()> {
         if self.xdp_attached {
             return Ok(());
         }
-        self.add_redirect_targets(interfaces)?;
         for interface in interfaces {
             allow_local_source(interface);
         }
