@@ -957,6 +957,12 @@ impl DnsServer {
         let Some(settings) = &config.dns_server else {
             bail!("the config has no dns_server: shut the DNS server down instead");
         };
+        self.install(settings, &zone_records(config)?)
+    }
+
+    /// [`Self::update`] with the zones already made (a live change builds
+    /// them before it switches anything).
+    pub fn install(&self, settings: &config::DnsServer, zones: &ZoneSet) -> anyhow::Result<()> {
         if settings.listen != self.listen {
             warn!(
                 old = ?self.listen,
@@ -964,8 +970,7 @@ impl DnsServer {
                 "dns_server.listen changed: the DNS server keeps its sockets until a restart"
             );
         }
-        let zones = zone_records(config)?;
-        self.authority.replace(&zones)?;
+        self.authority.replace(zones)?;
         info!(
             zones = ?zones.origins(),
             names = zones.names(),

@@ -270,6 +270,8 @@ struct Prepared {
     tcp: proxy_agent::routes::Table<tcp::Route>,
     udp: proxy_agent::routes::Table<udp::Route>,
     contents: maps::MapContents,
+    /// The DNS server's zones for the new apps, when it runs.
+    zones: Option<dns_server::ZoneSet>,
 }
 
 impl Runtime {
@@ -407,9 +409,10 @@ impl Runtime {
         let udp = self.agent.udp.prepare(&next).map_err(refused)?;
         let contents = maps::map_contents_resolved(&next, &resolved)
             .map_err(|e| ChangeError::Refused(e.to_string()))?;
-        if next.dns_server.is_some() {
-            dns_server::zone_records(&next).map_err(refused)?;
-        }
+        let zones = match &next.dns_server {
+            Some(_) => Some(dns_server::zone_records(&next).map_err(refused)?),
+            None => None,
+        };
         Ok(Prepared {
             next,
             plan,
@@ -418,6 +421,7 @@ impl Runtime {
             tcp,
             udp,
             contents,
+            zones,
         })
     }
 
@@ -434,6 +438,7 @@ impl Runtime {
             tcp,
             udp,
             contents,
+            zones,
         } = prepared;
         for slot in &plan.fresh {
             stats::clear_slot(&mut self.datapath, *slot)?;
@@ -477,8 +482,8 @@ impl Runtime {
                 info!(?cut, "flows of deleted apps cut (app slot: flows)");
             }
         }
-        if let Some(dns) = &self.dns
-            && let Err(err) = dns.update(&next)
+        if let (Some(dns), Some(settings), Some(zones)) = (&self.dns, &next.dns_server, &zones)
+            && let Err(err) = dns.install(settings, zones)
         {
             warn!("dns_server answers not updated: {err:#}");
         }
