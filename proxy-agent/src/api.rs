@@ -553,11 +553,8 @@ fn rule_slot() -> (RuleSlot, RuleSlot) {
 
 /// Keeps the file's entry of rule `id` in `slot`.
 fn keep_rule(slot: &RuleSlot, doc: &Document, id: &str) {
-    let entry = doc.value()["access_rules"]
-        .as_array()
-        .and_then(|rules| rules.iter().find(|r| r["id"] == id).cloned());
     if let Ok(mut slot) = slot.lock() {
-        *slot = entry;
+        *slot = doc.rule(id);
     }
 }
 
@@ -1006,6 +1003,30 @@ mod tests {
             CONFIG,
             "a refused change leaves the file"
         );
+    }
+
+    /// A challenge rule stays in the file but not in force: it is answered
+    /// as the file holds it, whatever the case of the id in the path.
+    #[tokio::test]
+    async fn rules_not_in_force_are_answered_as_stored() {
+        let (state, _) = state_with_changes();
+        let rules = format!("/zones/{ZONE}/firewall/access_rules/rules");
+        let body =
+            r#"{"mode": "challenge", "configuration": {"target": "ip", "value": "203.0.113.9"}}"#;
+        let (status, created) = call(&state, "POST", &rules, body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let id = created["result"]["id"].as_str().expect("id").to_owned();
+        assert_eq!(created["result"]["configuration"]["value"], "203.0.113.9");
+        let one = format!("{rules}/{}", id.to_ascii_uppercase());
+        let (status, patched) = call(&state, "PATCH", &one, r#"{"notes": "later"}"#).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(patched["result"]["mode"], "challenge", "{patched}");
+        assert_eq!(
+            patched["result"]["configuration"]["target"], "ip",
+            "{patched}"
+        );
+        assert_eq!(patched["result"]["notes"], "later", "{patched}");
+        assert!(patched["result"]["modified_on"].is_string(), "{patched}");
     }
 
     #[tokio::test]

@@ -158,6 +158,14 @@ impl Document {
         Value::Object(root)
     }
 
+    /// The rule `id` as the document holds it (ids matched as the edits
+    /// match them: exactly, else in any case).
+    pub fn rule(&self, id: &str) -> Option<Value> {
+        let rules = self.rules.as_deref()?;
+        let index = position(rules, id)?;
+        rules.get(index).cloned().map(Value::Object)
+    }
+
     /// The text of the document in its format: JSON pretty-printed with a
     /// final newline, or TOML (which has no null: null fields are left
     /// out, as absent ones mean the same in the schema).
