@@ -10,8 +10,9 @@
 //! - `spectrum_app_packets_total` / `spectrum_app_bytes_total {app, app_id}`:
 //!   what the app moved, fast path and agent together;
 //! - `spectrum_flows_opened_total` / `spectrum_flows_closed_total
-//!   {app, app_id, path}`: `path="xdp"` for fast-path flows, `"agent"`
-//!   for the agent's connections and UDP flows;
+//!   {app, app_id, path}`: `path="xdp"` and `"tc"` for fast-path flows by
+//!   the hook that opened them, `"agent"` for the agent's connections and
+//!   UDP flows;
 //! - `spectrum_drops_total {app, app_id, reason}`: packets or connections
 //!   refused or lost, by the verdict's name (see [`meaning`]);
 //! - `spectrum_tls_handshake_failures_total`,
@@ -43,8 +44,10 @@ use crate::dns_server::DnsAnswers;
 /// The `app` label of rows that belong to no running app.
 pub const RETIRED_APP: &str = "-";
 
-/// The `path` label of fast-path flows.
+/// The `path` label of fast-path flows opened in XDP ...
 pub const PATH_XDP: &str = "xdp";
+/// ... and of those opened at TC ingress.
+pub const PATH_TC: &str = "tc";
 /// The `path` label of the agent's connections and UDP flows.
 pub const PATH_AGENT: &str = "agent";
 
@@ -94,6 +97,8 @@ const fn meaning(verdict: Verdict) -> Meaning {
         V::ToAgent => Meaning::ToAgent,
         V::FlowOpened => Meaning::Opened(PATH_XDP),
         V::FlowExpired => Meaning::Closed(PATH_XDP),
+        V::FlowOpenedTc => Meaning::Opened(PATH_TC),
+        V::FlowExpiredTc => Meaning::Closed(PATH_TC),
         V::ConnAccepted => Meaning::Opened(PATH_AGENT),
         V::ConnClosed => Meaning::Closed(PATH_AGENT),
         V::BlockedIp
@@ -235,7 +240,8 @@ impl AppFamilies {
         );
         registry.register(
             "flows_opened",
-            "Flows opened: path=xdp fast-path flows, path=agent connections and UDP flows",
+            "Flows opened: path=xdp or tc fast-path flows (the hook that opened them), \
+             path=agent connections and UDP flows",
             families.opened.clone(),
         );
         registry.register(
@@ -265,7 +271,7 @@ impl AppFamilies {
     fn zero(&self, labels: &AppLabels) {
         create(&self.packets, labels);
         create(&self.bytes, labels);
-        for path in [PATH_XDP, PATH_AGENT] {
+        for path in [PATH_XDP, PATH_TC, PATH_AGENT] {
             create(&self.opened, &labels.path(path));
             create(&self.closed, &labels.path(path));
         }
@@ -450,6 +456,9 @@ mod tests {
             row(Some(0), Verdict::FlowOpened, 2, 0),
             // (The agent writes no bytes here; any would not be traffic.)
             row(Some(0), Verdict::FlowExpired, 1, 99),
+            // Flows its fast path opened at TC ingress.
+            row(Some(0), Verdict::FlowOpenedTc, 6, 0),
+            row(Some(0), Verdict::FlowExpiredTc, 4, 0),
             row(Some(0), Verdict::BlockedCountry, 3, 180),
             row(Some(0), Verdict::NatFailed, 4, 240),
             row(Some(0), Verdict::TooBig, 1, 9000),
@@ -574,6 +583,8 @@ mod tests {
         let closed = "spectrum_flows_closed_total";
         assert_eq!(at(opened, &with(fast, ("path", "xdp"))), 2.0);
         assert_eq!(at(closed, &with(fast, ("path", "xdp"))), 1.0);
+        assert_eq!(at(opened, &with(fast, ("path", "tc"))), 6.0);
+        assert_eq!(at(closed, &with(fast, ("path", "tc"))), 4.0);
         assert_eq!(at(opened, &with(fast, ("path", "agent"))), 0.0);
         assert_eq!(at(opened, &with(mail, ("path", "agent"))), 3.0);
         assert_eq!(at(closed, &with(mail, ("path", "agent"))), 2.0);
@@ -642,7 +653,7 @@ mod tests {
                 );
             }
             for metric in ["spectrum_flows_opened_total", "spectrum_flows_closed_total"] {
-                for path in ["agent", "xdp"] {
+                for path in ["agent", "xdp", "tc"] {
                     let mut with = labels.to_vec();
                     with.push(("path", path));
                     assert_eq!(value(&scrape, metric, &with), Some(0.0), "{metric} {name}");
@@ -664,7 +675,7 @@ mod tests {
             family(&scrape, "spectrum_drops_total").len(),
             3 * reasons.len()
         );
-        assert_eq!(family(&scrape, "spectrum_flows_opened_total").len(), 6);
+        assert_eq!(family(&scrape, "spectrum_flows_opened_total").len(), 9);
         assert!(family(&scrape, "spectrum_events_total").is_empty());
     }
 

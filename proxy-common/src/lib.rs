@@ -176,6 +176,24 @@ pub const SETTINGS_HAS_SOURCE_V4: u32 = 1 << 0;
 /// `Settings::flags`: `source_v6` is set.
 pub const SETTINGS_HAS_SOURCE_V6: u32 = 1 << 1;
 
+/// `Settings::flags`: XDP leaves TCP to TC. No TCP app's fast path runs
+/// in XDP and no TCP app has `ip_firewall`, so XDP has nothing to do for
+/// TCP: it passes TCP at once, without a lookup or a count, and the TC
+/// program takes every TCP fast-path app and counts what it leaves alone.
+pub const SETTINGS_TC_ONLY_TCP: u32 = 1 << 2;
+/// `Settings::flags`: the same for UDP.
+pub const SETTINGS_TC_ONLY_UDP: u32 = 1 << 3;
+
+/// The `SETTINGS_TC_ONLY_*` flag of an IP protocol (0 for others).
+#[inline(always)]
+pub const fn tc_only_flag(proto: u8) -> u32 {
+    match proto {
+        ip_proto::TCP => SETTINGS_TC_ONLY_TCP,
+        ip_proto::UDP => SETTINGS_TC_ONLY_UDP,
+        _ => 0,
+    }
+}
+
 /// Value of `SETTINGS` (an array of one): edge-wide NAT parameters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -383,9 +401,10 @@ pub enum Verdict {
     /// Fast path rewrite done, but the next hop's MAC is not known yet: the
     /// packet goes through the kernel's forwarding path, which resolves it.
     NeighborPending = 8,
-    /// Counted once per new flow (not per packet).
+    /// Counted once per new flow (not per packet) opened in XDP.
     FlowOpened = 9,
-    /// Counted by the agent when it removes an idle or closed flow.
+    /// Counted by the agent when it removes an idle or closed flow that
+    /// XDP opened.
     FlowExpired = 10,
     /// No free NAT source port or flow entry: dropped.
     NatFailed = 11,
@@ -434,10 +453,14 @@ pub enum Verdict {
     /// XDP passed a packet of a TC-hook app or flow up to TC ingress (after
     /// the access rules), whose NAT counts it again as it sends it on.
     ToTc = 28,
+    /// `FlowOpened` for a flow opened at TC ingress.
+    FlowOpenedTc = 29,
+    /// `FlowExpired` for a flow opened at TC ingress.
+    FlowExpiredTc = 30,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 31;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NoListener,
         Verdict::NotIp,
@@ -468,7 +491,29 @@ impl Verdict {
         Verdict::ConnLimited,
         Verdict::BadReply,
         Verdict::ToTc,
+        Verdict::FlowOpenedTc,
+        Verdict::FlowExpiredTc,
     ];
+
+    /// The verdict counting a flow opened at `hook` (`HOOK_XDP`, `HOOK_TC`).
+    #[inline(always)]
+    pub const fn flow_opened(hook: u8) -> Verdict {
+        if hook == HOOK_TC {
+            Verdict::FlowOpenedTc
+        } else {
+            Verdict::FlowOpened
+        }
+    }
+
+    /// The verdict counting a flow opened at `hook` that the agent removed.
+    #[inline(always)]
+    pub const fn flow_expired(hook: u8) -> Verdict {
+        if hook == HOOK_TC {
+            Verdict::FlowExpiredTc
+        } else {
+            Verdict::FlowExpired
+        }
+    }
 
     /// The verdict of a packet dropped by a block rule of `kind`.
     #[inline(always)]
@@ -513,6 +558,8 @@ impl Verdict {
             Verdict::ConnLimited => "conn_limited",
             Verdict::BadReply => "bad_reply",
             Verdict::ToTc => "to_tc",
+            Verdict::FlowOpenedTc => "flow_opened_tc",
+            Verdict::FlowExpiredTc => "flow_expired_tc",
         }
     }
 }

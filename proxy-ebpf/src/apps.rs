@@ -1,7 +1,9 @@
 //! The application table, each application's origins and the edge-wide NAT
 //! settings, all filled by the agent.
 use aya_ebpf::{macros::map, maps::Array};
-use proxy_common::{AppValue, MAX_APPS, ORIGIN_ENTRIES, OriginValue, Settings, origin_index};
+use proxy_common::{
+    AppValue, MAX_APPS, ORIGIN_ENTRIES, OriginValue, Settings, origin_index, tc_only_flag,
+};
 
 #[map]
 static APPS: Array<AppValue> = Array::with_max_entries(MAX_APPS, 0);
@@ -48,4 +50,11 @@ pub fn origin_for(
 #[inline(always)]
 pub fn settings() -> Option<&'static Settings> {
     SETTINGS.get(0)
+}
+
+/// Whether TC ingress has `proto` alone (`SETTINGS_TC_ONLY_*`): no app of
+/// it needs XDP, so XDP passes it at once and TC counts it.
+#[inline(always)]
+pub fn tc_only(proto: u8) -> bool {
+    settings().is_some_and(|settings| settings.flags & tc_only_flag(proto) != 0)
 }

@@ -1,13 +1,15 @@
 //! The XDP program: one thin entry that reads as the packet path.
 //!
+//! a protocol TC ingress has alone? up to TC, uncounted (`tc.rs`)
 //! parse -> tracked flow? rewrite + forward (a TC flow: up to TC, `to_tc`)
 //!       -> listener -> app -> access rules (if ip_firewall): blocked? drop
 //!                          -> fast path at TC? up to TC ingress (`tc.rs`)
 //!                          -> fast path? open flow, rewrite + forward
 //!                          -> otherwise hand to the agent (XDP_PASS)
 //!
-//! Every packet ends with a [`Verdict`] that is counted per app (or in the
-//! global row), so operators see why each packet went where it went.
+//! Every packet XDP does not leave to TC ends with a [`Verdict`] that is
+//! counted per app (or in the global row), so operators see why each packet
+//! went where it went.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -56,18 +58,30 @@ mod program {
     #[xdp]
     pub fn proxy(ctx: XdpContext) -> u32 {
         let frame_len = (ctx.data_end() - ctx.data()) as u64;
-        let (slot, verdict, action) = handle(&ctx);
-        stats::count(slot, verdict, frame_len);
-        action
+        match handle(&ctx) {
+            Some((slot, verdict, action)) => {
+                stats::count(slot, verdict, frame_len);
+                action
+            }
+            None => xdp_action::XDP_PASS,
+        }
     }
 
-    /// Decides what to do with a packet: (counter slot, verdict, XDP action).
+    /// Decides what to do with a packet: (counter slot, verdict, XDP
+    /// action), or None for a packet left to TC ingress, which counts it.
     #[inline(always)]
-    fn handle(ctx: &XdpContext) -> (u32, Verdict, u32) {
+    fn handle(ctx: &XdpContext) -> Option<(u32, Verdict, u32)> {
         let pass = xdp_action::XDP_PASS;
+        // No app of this protocol needs XDP (no fast path here, no access
+        // rules): TC ingress takes it whole, after GRO, and this frame costs
+        // one read and no lookup. TC leaves tagged frames alone, so they go
+        // on here.
+        if parse::untagged_l4_proto(ctx).is_some_and(apps::tc_only) {
+            return None;
+        }
         let packet = match parse::parse(ctx) {
             Ok(packet) => packet,
-            Err(verdict) => return (GLOBAL_SLOT, verdict, pass),
+            Err(verdict) => return Some((GLOBAL_SLOT, verdict, pass)),
         };
         // Flows exist for untagged frames only: a tagged frame with the same
         // tuple is not one of them.
@@ -76,16 +90,16 @@ mod program {
             // SAFETY: a flow map entry.
             let (hook, app) = unsafe { ((*flow).hook, (*flow).app) };
             if hook == HOOK_TC {
-                return (app, Verdict::ToTc, pass);
+                return Some((app, Verdict::ToTc, pass));
             }
             if conntrack::touch(flow, packet) {
-                return rewrite_and_send(ctx, packet, flow);
+                return Some(rewrite_and_send(ctx, packet, flow));
             }
             // Its other half belongs to another flow now: this one is gone.
-            return (GLOBAL_SLOT, Verdict::NoFlow, pass);
+            return Some((GLOBAL_SLOT, Verdict::NoFlow, pass));
         }
         let Some(index) = listener::lookup(packet) else {
-            return (GLOBAL_SLOT, Verdict::NoListener, pass);
+            return Some((GLOBAL_SLOT, Verdict::NoListener, pass));
         };
         let Some(app) = apps::app_for(index, packet.proto) else {
             // Rare: only while the agent rewrites the maps, or on an agent bug.
@@ -93,32 +107,32 @@ mod program {
                 ctx,
                 "listener points at app slot {} with no such app", index
             );
-            return (GLOBAL_SLOT, Verdict::NoListener, pass);
+            return Some((GLOBAL_SLOT, Verdict::NoListener, pass));
         };
         // Before any flow or socket exists. A flow opened earlier is cut by
         // the agent when a new rule set blocks its client.
         if app.flags & APP_FLAG_IP_FIREWALL != 0
             && let Some(verdict) = rules::check(packet, index)
         {
-            return (index, verdict, xdp_action::XDP_DROP);
+            return Some((index, verdict, xdp_action::XDP_DROP));
         }
         if app.flags & APP_FLAG_FAST_PATH == 0 || tagged {
-            return (index, Verdict::ToAgent, pass);
+            return Some((index, Verdict::ToAgent, pass));
         }
         if app.flags & APP_FLAG_TC != 0 {
-            return (index, Verdict::ToTc, pass);
+            return Some((index, Verdict::ToTc, pass));
         }
         if packet.proto == proxy_common::ip_proto::TCP && !packet.is_tcp_open() {
-            return (index, Verdict::NoFlow, pass);
+            return Some((index, Verdict::NoFlow, pass));
         }
-        match conntrack::open(packet, index, app, HOOK_XDP) {
+        Some(match conntrack::open(packet, index, app, HOOK_XDP) {
             Ok(flow) => {
                 stats::count(index, Verdict::FlowOpened, 0);
                 rewrite_and_send(ctx, packet, flow)
             }
             Err(Verdict::NatFailed) => (index, Verdict::NatFailed, xdp_action::XDP_DROP),
             Err(verdict) => (index, verdict, pass),
-        }
+        })
     }
 
     #[inline(always)]

@@ -136,6 +136,25 @@ pub fn parse(ctx: &impl Frame) -> Result<&'static Packet, Verdict> {
     Ok(packet)
 }
 
+/// The IP protocol (IPv4) or first next header (IPv6) of an untagged
+/// frame, read without parsing further: enough to tell whether a frame is
+/// one the XDP program leaves to TC, before [`parse`] fills the slot.
+#[inline(always)]
+pub fn untagged_l4_proto(ctx: &impl Frame) -> Option<u8> {
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok()?;
+    match u16::from_be(unsafe { (*eth).ether_type }) {
+        ETH_P_IPV4 => {
+            let ip: *const Ipv4Hdr = ptr_at(ctx, EthHdr::LEN).ok()?;
+            Some(unsafe { (*ip).proto })
+        }
+        ETH_P_IPV6 => {
+            let ip: *const Ipv6Hdr = ptr_at(ctx, EthHdr::LEN).ok()?;
+            Some(unsafe { (*ip).next_hdr })
+        }
+        _ => None,
+    }
+}
+
 /// Returns the inner ether type and the offset of the L3 header, after at
 /// most two VLAN tags (802.1Q, or 802.1ad outer + 802.1Q inner).
 #[inline(always)]

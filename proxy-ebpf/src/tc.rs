@@ -7,16 +7,23 @@
 //! as XDP; only the rewrite (the kernel's checksum helpers) and the send
 //! (`bpf_redirect`, `bpf_redirect_neigh`) are TC's own.
 //!
-//! parse -> tracked TC flow? rewrite + send
-//!       -> listener -> TC app, fast path -> open flow (TCP: SYN only), rewrite + send
-//!       -> anything else: TC_ACT_OK, uncounted (XDP counts it when attached)
+//! When no app of a protocol needs XDP (`SETTINGS_TC_ONLY_*`), XDP passes
+//! that protocol at once, and this program takes every fast-path app of it
+//! and counts what it leaves to the stack.
+//!
+//! parse -> tracked flow? rewrite + send
+//!       -> listener -> TC app (or any fast-path app of a protocol TC has
+//!          alone) -> open flow (TCP: SYN only), rewrite + send
+//!       -> anything else: TC_ACT_OK, counted only for a protocol TC has
+//!          alone (otherwise XDP counted it)
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
 use proxy_common::{
-    APP_FLAG_FAST_PATH, APP_FLAG_TC, DIR_TO_ORIGIN, FlowValue, HOOK_TC, Verdict, ip_proto,
+    APP_FLAG_FAST_PATH, APP_FLAG_TC, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, HOOK_TC, Verdict,
+    ip_proto,
 };
 
 use crate::{
@@ -53,18 +60,25 @@ fn handle(ctx: &TcContext) -> Option<(u32, Verdict, i32)> {
     let _ = ctx.pull_data((MAX_HEADER_OFFSET as u32).min(ctx.len()));
     let packet = parse::parse(ctx).ok()?;
     if let Some(flow) = conntrack::lookup(packet) {
-        // SAFETY: a flow map entry.
-        if unsafe { (*flow).hook } != HOOK_TC {
-            return None;
-        }
+        // Whichever hook opened it. XDP passes up a flow's packets only
+        // when it does not rewrite them: a TC flow's, all of a protocol TC
+        // has alone (flows XDP opened before a live change included), one
+        // over the MTU. The NAT is the same at both hooks.
         if !conntrack::touch(flow, packet) {
             return None;
         }
         return Some(rewrite_and_send(ctx, packet, flow));
     }
-    let index = listener::lookup(packet)?;
+    let alone = apps::tc_only(packet.proto);
+    let Some(index) = listener::lookup(packet) else {
+        return alone.then_some((GLOBAL_SLOT, Verdict::NoListener, PASS));
+    };
     let app = apps::app_for(index, packet.proto)?;
-    if app.flags & APP_FLAG_TC == 0 || app.flags & APP_FLAG_FAST_PATH == 0 {
+    if app.flags & APP_FLAG_FAST_PATH == 0 {
+        return alone.then_some((index, Verdict::ToAgent, PASS));
+    }
+    // An XDP app's packet, passed up for XDP's own reasons.
+    if app.flags & APP_FLAG_TC == 0 && !alone {
         return None;
     }
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {
@@ -72,7 +86,7 @@ fn handle(ctx: &TcContext) -> Option<(u32, Verdict, i32)> {
     }
     match conntrack::open(packet, index, app, HOOK_TC) {
         Ok(flow) => {
-            stats::count(index, Verdict::FlowOpened, 0);
+            stats::count(index, Verdict::FlowOpenedTc, 0);
             Some(rewrite_and_send(ctx, packet, flow))
         }
         // As in XDP: no NAT port, no way on.

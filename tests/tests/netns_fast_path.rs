@@ -3,8 +3,8 @@
 //!
 //! Each suite is one body taking the [`Datapath`] (`edge.datapath`) and runs
 //! once per mode: `<suite>::xdp`, `<suite>::tc`, `<suite>::auto`. Each run
-//! proves its mode ran: XDP counts `to_tc` for every packet it hands up to
-//! the TC hook, and for no other.
+//! proves its mode ran: flows are counted by the hook that opened them
+//! (`flow_opened`, `flow_opened_tc`).
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange},
@@ -27,6 +27,16 @@ impl Datapath {
             Self::Xdp => "xdp",
             Self::Tc => "tc",
             Self::Auto => "auto",
+        }
+    }
+
+    /// The counters of the flows an app of `protocol` opens and that expire
+    /// (by the hook that NATs it).
+    fn flow_counters(self, protocol: &str) -> (&'static str, &'static str) {
+        if self.at_tc(protocol) {
+            ("flow_opened_tc", "flow_expired_tc")
+        } else {
+            ("flow_opened", "flow_expired")
         }
     }
 
@@ -119,10 +129,13 @@ fn edge_tcp_in_segments(topology: &Topology) -> u64 {
 }
 
 /// Proves which hook NATed each (app index, "tcp" | "udp") that carried
-/// traffic. The hooks attached: XDP only when an app needs it (here: an
-/// XDP app; these configs have no ip_firewall), TC only when an app runs
-/// there. With both, XDP counts `to_tc` for a TC app's packets (it hands
-/// them up after the access rules), and never for an XDP app's.
+/// traffic: flows are counted by the hook that opened them (`flow_opened`
+/// in XDP, `flow_opened_tc` at TC), and none at the other. The hooks
+/// attached: XDP only when an app needs it (here: an XDP app; these
+/// configs have no ip_firewall), TC only when an app runs there. XDP, when
+/// attached, has nothing to do for a protocol whose apps all run at TC
+/// (no access rules here): it passes that protocol uncounted, so nothing
+/// is ever counted `to_tc`.
 fn assert_hooks(agent: &Agent, datapath: Datapath, apps: &[(u64, &str)]) {
     let log = agent.log();
     let xdp = log.contains("XDP attached");
@@ -134,28 +147,30 @@ fn assert_hooks(agent: &Agent, datapath: Datapath, apps: &[(u64, &str)]) {
         // XDP only when the config has a UDP app (checked per app below).
         Datapath::Auto => assert!(tc, "auto: TC attached\n{log}"),
     }
+    let name = datapath.name();
     for &(app, protocol) in apps {
+        let at_tc = datapath.at_tc(protocol);
         assert!(
-            datapath.at_tc(protocol) || xdp,
-            "{}: app {app} ({protocol}) is XDP's, yet XDP is not attached\n{log}",
-            datapath.name()
+            at_tc || xdp,
+            "{name}: app {app} ({protocol}) is XDP's, yet XDP is not attached\n{log}"
         );
-        if datapath.at_tc(protocol) && xdp {
-            let to_tc = agent.packets_settled(Some(app), "to_tc", 1).expect("stats");
-            assert!(
-                to_tc > 0,
-                "{}: app {app} ({protocol}) never handed to TC\n{log}",
-                datapath.name(),
-            );
+        let (here, elsewhere) = if at_tc {
+            ("flow_opened_tc", "flow_opened")
         } else {
-            let to_tc = agent.packets(Some(app), "to_tc").expect("stats");
-            assert_eq!(
-                to_tc,
-                0,
-                "{}: app {app} ({protocol}): {to_tc} packets handed to TC",
-                datapath.name()
-            );
-        }
+            ("flow_opened", "flow_opened_tc")
+        };
+        let opened = agent.packets_settled(Some(app), here, 1).expect("stats");
+        assert!(
+            opened > 0,
+            "{name}: app {app} ({protocol}): no {here}\n{log}"
+        );
+        let other = agent.packets(Some(app), elsewhere).expect("stats");
+        assert_eq!(
+            other, 0,
+            "{name}: app {app} ({protocol}): {other} {elsewhere}"
+        );
+        let to_tc = agent.packets(Some(app), "to_tc").expect("stats");
+        assert_eq!(to_tc, 0, "{name}: app {app} ({protocol}): {to_tc} to_tc");
     }
 }
 
@@ -202,10 +217,11 @@ fn tcp_and_udp_ranges_reach_the_origin_port_at_the_same_offset(datapath: Datapat
     }
 
     // Flows are opened and counted the same by either hook.
-    for (app, flows) in [(0, 6), (1, 2), (2, 6)] {
+    for (app, protocol, flows) in [(0, "tcp", 6), (1, "tcp", 2), (2, "udp", 6)] {
+        let (opened, _) = datapath.flow_counters(protocol);
         assert_eq!(
             agent
-                .packets_settled(Some(app), "flow_opened", flows)
+                .packets_settled(Some(app), opened, flows)
                 .expect("stats"),
             flows,
             "app {app}: one flow per connection or UDP client socket"
@@ -287,7 +303,8 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         "edge TCP stack received {} segments",
         after - before
     );
-    assert_eq!(agent.packets(Some(0), "flow_opened").expect("stats"), 1);
+    let (opened, _) = datapath.flow_counters("tcp");
+    assert_eq!(agent.packets(Some(0), opened).expect("stats"), 1);
     assert_hooks(&agent, datapath, &[(0, "tcp")]);
     let redirected = agent.packets(Some(0), "to_origin").expect("stats");
     let redirected_bytes = agent.bytes(Some(0), "to_origin").expect("stats");
@@ -354,10 +371,9 @@ fn origin_dns_names_resolve_through_the_configured_resolver(datapath: Datapath) 
         "{}",
         agent.log()
     );
+    let (opened, _) = datapath.flow_counters("tcp");
     assert_eq!(
-        agent
-            .packets_settled(Some(0), "flow_opened", 2)
-            .expect("stats"),
+        agent.packets_settled(Some(0), opened, 2).expect("stats"),
         2,
         "both connections on the fast path"
     );
@@ -382,11 +398,13 @@ fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
     assert_eq!(reply, "origin 6300: ping\n");
     assert_hooks(&agent, datapath, &[(0, "tcp"), (2, "udp")]);
     // A closed TCP flow and an idle UDP flow: both go within a few seconds.
+    let (_, tcp_expired) = datapath.flow_counters("tcp");
+    let (udp_opened, udp_expired) = datapath.flow_counters("udp");
     let tcp = agent
-        .packets_settled(Some(0), "flow_expired", 1)
+        .packets_settled(Some(0), tcp_expired, 1)
         .expect("stats");
     let udp = agent
-        .packets_settled(Some(2), "flow_expired", 1)
+        .packets_settled(Some(2), udp_expired, 1)
         .expect("stats");
     assert_eq!((tcp, udp), (1, 1), "{}", agent.log());
     // A new exchange after expiry opens a new flow and works.
@@ -394,7 +412,7 @@ fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
     assert_eq!(reply, "origin 6300: again\n");
     assert_eq!(
         agent
-            .packets_settled(Some(2), "flow_opened", 2)
+            .packets_settled(Some(2), udp_opened, 2)
             .expect("stats"),
         2
     );
@@ -413,7 +431,7 @@ fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
     assert!(replies.contains("origin 6301: live 12"), "{replies}");
     assert_eq!(
         agent
-            .packets_settled(Some(2), "flow_opened", 3)
+            .packets_settled(Some(2), udp_opened, 3)
             .expect("stats"),
         3,
         "the busy flow was opened once"

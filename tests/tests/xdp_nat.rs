@@ -7,7 +7,8 @@
 //!
 //! The same rows run against both NAT programs (see [`Hook`]): the XDP
 //! program with the default config, and the TC-ingress program with
-//! `"datapath": "tc"` in edge (every app NATed at TC).
+//! `"datapath": "tc"` in edge (every app NATed at TC, and TC has both
+//! protocols alone: no app needs XDP).
 //!
 //! The program runs in a namespace of its own with two veth pairs and
 //! permanent neighbour entries, so the route lookup gives known MACs.
@@ -54,6 +55,10 @@ const RANGE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 const DNS4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 2);
 const DNS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 2);
 const V6ONLY4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 3);
+/// The agent-path app (PROXY headers: no fast path).
+const AGENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 4);
+/// Slots of the config's apps: three fast-path ones, then the agent's.
+const APP_SLOTS: u32 = 4;
 
 fn config(hook: Hook, nat_ports: &str) -> String {
     let datapath = hook.edge_setting();
@@ -71,7 +76,10 @@ fn config(hook: Hook, nat_ports: &str) -> String {
       "origin_direct": ["udp://{ORIGIN4}:5353", "udp://[{ORIGIN6}]:5353"]}},
     {{"protocol": "tcp/22", "dns": {{"type": "ADDRESS", "name": "v6only.test"}},
       "edge_ips": {{"type": "static", "ips": ["{V6ONLY4}"]}},
-      "origin_direct": ["tcp://[{ORIGIN6}]:22"]}}
+      "origin_direct": ["tcp://[{ORIGIN6}]:22"]}},
+    {{"protocol": "tcp/25", "dns": {{"type": "ADDRESS", "name": "agent.test"}},
+      "edge_ips": {{"type": "static", "ips": ["{AGENT4}"]}}, "proxy_protocol": "v1",
+      "origin_direct": ["tcp://{ORIGIN4}:25"]}}
   ]
 }}"#
     )
@@ -79,7 +87,8 @@ fn config(hook: Hook, nat_ports: &str) -> String {
 
 /// The hook whose NAT program runs the fixtures. XDP sees every frame
 /// first; with `datapath` tc it applies the access rules and passes the
-/// app's packets up (`to_tc`) to the TC-ingress program, which NATs them.
+/// app's packets up (`to_tc`) to the TC-ingress program, which NATs them,
+/// or, when no app needs XDP (these configs), passes them at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
     Xdp,
@@ -106,11 +115,21 @@ impl Hook {
         }
     }
 
-    /// Whether the hook counts packets that are no app's (the global row:
-    /// malformed, no listener). XDP counts every packet; TC leaves the
-    /// packets it does not handle uncounted (XDP counted them already).
-    fn counts_global(self) -> bool {
-        self == Self::Xdp
+    /// Whether the hook counts `verdict` in the global row. XDP counts
+    /// every packet. TC, having both protocols alone in these configs,
+    /// counts what it parses but leaves alone (`no_listener`); a packet it
+    /// cannot parse is not known to be of its protocols, so not counted.
+    fn counts_global(self, verdict: &str) -> bool {
+        self == Self::Xdp || verdict != "malformed"
+    }
+
+    /// The name of `verdict` as this hook counts it: a flow opened at TC
+    /// is `flow_opened_tc`.
+    fn name_of(self, verdict: &'static str) -> &'static str {
+        match (self, verdict) {
+            (Self::Tc, "flow_opened") => "flow_opened_tc",
+            _ => verdict,
+        }
     }
 
     /// Runs `frame` through this hook's program as if received on
@@ -207,7 +226,8 @@ struct Row {
     /// The XDP action; the TC program's is its counterpart ([`Hook::action`]).
     action: u32,
     /// Counters that must move, by (app, verdict), each by one (global
-    /// ones only where [`Hook::counts_global`]).
+    /// ones only where [`Hook::counts_global`] says so; named as XDP counts
+    /// them, see [`Hook::name_of`]).
     moves: Vec<(Option<u32>, &'static str)>,
     /// The exact output frame; `None`: unchanged input.
     output: Option<Vec<u8>>,
@@ -423,12 +443,16 @@ fn ifindex(name: &str) -> u32 {
 /// The datapath with `hook`'s config and the programs it runs loaded (with
 /// `datapath` tc both: XDP still sees every frame first).
 fn datapath(hook: Hook, nat_ports: &str) -> Datapath {
-    let config = load_str(&config(hook, nat_ports), false)
-        .expect("valid config")
-        .config;
+    datapath_of(&config(hook, nat_ports), hook == Hook::Tc)
+}
+
+/// The datapath with the maps of `config` and the XDP program loaded,
+/// the TC program too when `tc`.
+fn datapath_of(config: &str, tc: bool) -> Datapath {
+    let config = load_str(config, false).expect("valid config").config;
     let mut datapath = Datapath::load().expect("load");
     datapath.program().expect("verifier accepts the program");
-    if hook == Hook::Tc {
+    if tc {
         datapath
             .tc_program()
             .expect("verifier accepts the TC program");
@@ -551,15 +575,16 @@ fn fast_path_fixtures(hook: Hook) {
             "{}: bad input fixture",
             row.name
         );
-        let before = counts(&mut datapath, 3);
+        let before = counts(&mut datapath, APP_SLOTS);
         let (action, out) = hook.run(&mut datapath, row.ingress, &row.input);
-        let after = counts(&mut datapath, 3);
+        let after = counts(&mut datapath, APP_SLOTS);
         let want_action = hook.action(row.action);
         let mut expected_moves: Vec<_> = row
             .moves
             .iter()
             .copied()
-            .filter(|(app, _)| app.is_some() || hook.counts_global())
+            .filter(|(app, verdict)| app.is_some() || hook.counts_global(verdict))
+            .map(|(app, verdict)| (app, hook.name_of(verdict)))
             .collect();
         expected_moves.sort();
         let expected_out = row.output.clone().unwrap_or_else(|| row.input.clone());
@@ -614,9 +639,9 @@ fn no_free_nat_port_drops_and_counts(hook: Hook) {
     assert_eq!(hook.run(&mut datapath, "cli0", &first).0, redirect);
     let other_client = Ipv4Addr::new(10, 0, 1, 3);
     let second = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1000), SYN);
-    let before = counts(&mut datapath, 3);
+    let before = counts(&mut datapath, APP_SLOTS);
     let (action, _) = hook.run(&mut datapath, "cli0", &second);
-    let after = counts(&mut datapath, 3);
+    let after = counts(&mut datapath, APP_SLOTS);
     assert_eq!(action, hook.action(XDP_DROP));
     assert_eq!(moved(&before, &after), vec![(Some(0), "nat_failed")]);
     // Another origin port is another NAT tuple: that one still fits.
@@ -661,9 +686,9 @@ fn a_gso_sized_segment_leaves_whole_at_tc_only(hook: Hook) {
         size: 1448,
         segs: 2,
     };
-    let before = counts(&mut datapath, 3);
+    let before = counts(&mut datapath, APP_SLOTS);
     let (action, out) = hook.run_gso(&mut datapath, "org0", &input, Some(gso));
-    let moves = moved(&before, &counts(&mut datapath, 3));
+    let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
     let (want_action, want_moves, macs) = match hook {
         Hook::Tc => (TC_ACT_REDIRECT, vec![(Some(0), "to_client")], TO_CLI),
         Hook::Xdp => (XDP_PASS, vec![(Some(0), "too_big")], FROM_ORG),
@@ -674,7 +699,8 @@ fn a_gso_sized_segment_leaves_whole_at_tc_only(hook: Hook) {
     assert!(checksums_verify(&out), "output checksums do not verify");
 }
 
-/// With `datapath` tc, XDP hands the app's packets up to TC untouched,
+/// With `datapath` tc and an app whose clients the access rules check (so
+/// XDP has TCP work), XDP hands the app's packets up to TC untouched,
 /// counted `to_tc`: the first packet (XDP opens no flow), and the reply of
 /// the flow TC opened (its hook is TC).
 #[test]
@@ -684,7 +710,12 @@ fn xdp_hands_tc_apps_up_to_tc() {
     }
     let ns = namespace("natup");
     ns.enter_this_thread().expect("enter netns");
-    let mut datapath = datapath(Hook::Tc, "20000-29999");
+    let firewalled = config(Hook::Tc, "20000-29999").replacen(
+        r#""protocol": "tcp/1000-2000","#,
+        r#""protocol": "tcp/1000-2000", "ip_firewall": true,"#,
+        1,
+    );
+    let mut datapath = datapath_of(&firewalled, true);
     let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
     let syn_ack = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK);
     for (name, ingress, input, tc_moves, tc_out) in [
@@ -692,7 +723,7 @@ fn xdp_hands_tc_apps_up_to_tc() {
             "SYN",
             "cli0",
             &syn,
-            vec![(Some(0), "flow_opened"), (Some(0), "to_origin")],
+            vec![(Some(0), "flow_opened_tc"), (Some(0), "to_origin")],
             tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN),
         ),
         (
@@ -703,18 +734,18 @@ fn xdp_hands_tc_apps_up_to_tc() {
             tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK),
         ),
     ] {
-        let before = counts(&mut datapath, 3);
+        let before = counts(&mut datapath, APP_SLOTS);
         let (action, out) = Hook::Xdp.run(&mut datapath, ingress, input);
-        let moves = moved(&before, &counts(&mut datapath, 3));
+        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
         assert_eq!(
             (action, moves),
             (XDP_PASS, vec![(Some(0), "to_tc")]),
             "XDP, {name}"
         );
         assert!(out == *input, "XDP changed the {name}: {}", hex(&out));
-        let before = counts(&mut datapath, 3);
+        let before = counts(&mut datapath, APP_SLOTS);
         let (action, out) = Hook::Tc.run(&mut datapath, ingress, input);
-        let moves = moved(&before, &counts(&mut datapath, 3));
+        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
         assert_eq!((action, moves), (TC_ACT_REDIRECT, tc_moves), "TC, {name}");
         assert!(
             out == tc_out,
@@ -723,4 +754,100 @@ fn xdp_hands_tc_apps_up_to_tc() {
             hex(&tc_out)
         );
     }
+}
+
+/// With `datapath` tc and no access rules, no app needs XDP: XDP (attached
+/// all the same, as for an XDP app of the other protocol under `auto`)
+/// passes TCP and UDP at once, unchanged and uncounted, and TC takes them:
+/// it opens the fast-path flows and counts what it leaves to the stack.
+#[test]
+fn xdp_leaves_protocols_tc_has_alone() {
+    if !root_or_skip("xdp_leaves_protocols_tc_has_alone") {
+        return;
+    }
+    let ns = namespace("natalone");
+    ns.enter_this_thread().expect("enter netns");
+    let mut datapath = datapath(Hook::Tc, "20000-29999");
+    let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
+    let query = udp4(FROM_CLI, (CLIENT4, 25001), (DNS4, 53), true);
+    let to_agent = tcp4(FROM_CLI, (CLIENT4, 25002), (AGENT4, 25), SYN);
+    let stray = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 29999), ACK);
+    for (name, ingress, input, tc_action, tc_moves, tc_out) in [
+        (
+            "TCP SYN",
+            "cli0",
+            &syn,
+            TC_ACT_REDIRECT,
+            vec![(Some(0), "flow_opened_tc"), (Some(0), "to_origin")],
+            Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN)),
+        ),
+        (
+            "UDP query",
+            "cli0",
+            &query,
+            TC_ACT_REDIRECT,
+            vec![(Some(1), "flow_opened_tc"), (Some(1), "to_origin")],
+            Some(udp4(TO_ORG, (SOURCE4, 25001), (ORIGIN4, 5353), true)),
+        ),
+        (
+            "SYN to the agent's app",
+            "cli0",
+            &to_agent,
+            TC_ACT_OK,
+            vec![(Some(3), "to_agent")],
+            None,
+        ),
+        (
+            "ACK to no flow",
+            "org0",
+            &stray,
+            TC_ACT_OK,
+            vec![(None, "no_listener")],
+            None,
+        ),
+    ] {
+        let before = counts(&mut datapath, APP_SLOTS);
+        let (action, out) = Hook::Xdp.run(&mut datapath, ingress, input);
+        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+        assert_eq!((action, moves), (XDP_PASS, vec![]), "XDP, {name}");
+        assert!(out == *input, "XDP changed the {name}: {}", hex(&out));
+        let before = counts(&mut datapath, APP_SLOTS);
+        let (action, out) = Hook::Tc.run(&mut datapath, ingress, input);
+        let mut moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+        moves.sort();
+        assert_eq!((action, moves), (tc_action, tc_moves), "TC, {name}");
+        let want = tc_out.unwrap_or_else(|| input.clone());
+        assert!(
+            out == want,
+            "TC, {name}:\nout  {}\nwant {}",
+            hex(&out),
+            hex(&want)
+        );
+    }
+}
+
+/// TC rewrites a flow XDP opened when one of its packets reaches it: after
+/// a live change gives TC the protocol alone, XDP passes the flows it
+/// opened before, and they go on at TC rather than being reset.
+#[test]
+fn tc_carries_on_a_flow_xdp_opened() {
+    if !root_or_skip("tc_carries_on_a_flow_xdp_opened") {
+        return;
+    }
+    let ns = namespace("nathandover");
+    ns.enter_this_thread().expect("enter netns");
+    let mut datapath = datapath_of(&config(Hook::Xdp, "20000-29999"), true);
+    let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
+    assert_eq!(Hook::Xdp.run(&mut datapath, "cli0", &syn).0, XDP_REDIRECT);
+    let syn_ack = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK);
+    let before = counts(&mut datapath, APP_SLOTS);
+    let (action, out) = Hook::Tc.run(&mut datapath, "org0", &syn_ack);
+    let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+    assert_eq!(
+        (action, moves),
+        (TC_ACT_REDIRECT, vec![(Some(0), "to_client")])
+    );
+    let want = tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK);
+    assert!(out == want, "out  {}\nwant {}", hex(&out), hex(&want));
+    assert!(checksums_verify(&out), "output checksums do not verify");
 }

@@ -154,7 +154,8 @@ pub fn demo() -> anyhow::Result<()> {
          redirected (to_origin, to_client; neighbor_pending when the next hop's \
          MAC was not yet known). The demo runs `datapath: auto`: the UDP app's NAT \
          runs in XDP, the TCP apps' at TC ingress, after GRO (XDP applies the \
-         access rules first and hands their packets up: to_tc). The PROXY v1 app \
+         access rules first, since the smtp app has ip_firewall, and hands their \
+         packets up: to_tc; flows opened at TC count as flow_opened_tc). The PROXY v1 app \
          (smtp) goes through the agent's TCP path: XDP checks its access rules \
          and passes it up (to_agent), sk_lookup hands it to the agent, which \
          writes a PROXY v1 line to the origin (the echo origin sends it back: \

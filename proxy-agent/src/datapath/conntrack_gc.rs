@@ -1,5 +1,6 @@
 //! Removes idle and closed flows from the kernel's flow table and counts
-//! them per app (`flow_expired`). The kernel's LRU also evicts under
+//! them per app (`flow_expired`, or `flow_expired_tc` for flows opened at
+//! TC ingress). The kernel's LRU also evicts under
 //! pressure; this keeps NAT ports free and the counters honest.
 use proxy_common::{
     Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict, ip_proto,
@@ -70,7 +71,7 @@ pub fn monotonic_now_ns() -> u64 {
 /// of flows removed per app.
 pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
     let now = monotonic_now_ns();
-    let mut per_app: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut removed_flows = Removed::default();
     let mut flows = datapath.flows()?;
     // Keys first: deleting while iterating restarts the kernel's walk. A
     // walk that restarts anyway (the XDP program deletes too) may list a
@@ -91,11 +92,30 @@ pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<B
         // Count each flow once: by its client-to-origin half (or by an
         // orphan of either kind).
         if removed && (value.direction == DIR_TO_ORIGIN || peer.is_none()) {
-            *per_app.entry(value.app).or_default() += 1;
+            removed_flows.add(&value);
         }
     }
-    record_expired(datapath, &per_app)?;
-    Ok(per_app)
+    record_expired(datapath, &removed_flows)?;
+    Ok(removed_flows.per_app())
+}
+
+/// Flows removed, per (app slot, hook that opened them).
+#[derive(Default)]
+struct Removed(BTreeMap<(u32, u8), u64>);
+
+impl Removed {
+    fn add(&mut self, flow: &FlowValue) {
+        *self.0.entry((flow.app, flow.hook)).or_default() += 1;
+    }
+
+    /// Per app slot, whichever hook.
+    fn per_app(&self) -> BTreeMap<u32, u64> {
+        let mut per_app = BTreeMap::new();
+        for ((app, _), count) in &self.0 {
+            *per_app.entry(*app).or_default() += count;
+        }
+        per_app
+    }
 }
 
 /// Removes the flows (both directions) whose client `cut` says must go,
@@ -111,19 +131,19 @@ pub fn cut_flows(
         .filter_map(Result::ok)
         .filter(|(_, value)| value.direction == DIR_TO_ORIGIN)
         .collect();
-    let mut per_app: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut removed = Removed::default();
     for (key, value) in to_origin {
         if !cut(datapath, ip_of(key.src), value.app) {
             continue;
         }
         let mut flows = datapath.flows()?;
         if flows.remove(&key).is_ok() {
-            *per_app.entry(value.app).or_default() += 1;
+            removed.add(&value);
         }
         let _ = flows.remove(&value.peer_key(key.proto));
     }
-    record_expired(datapath, &per_app)?;
-    Ok(per_app)
+    record_expired(datapath, &removed)?;
+    Ok(removed.per_app())
 }
 
 /// The address a 16-byte map address stands for (IPv4 when mapped).
@@ -131,14 +151,14 @@ pub fn ip_of(addr: [u8; 16]) -> IpAddr {
     IpAddr::from(addr).to_canonical()
 }
 
-/// Adds to the per-CPU `flow_expired` counters.
-fn record_expired(datapath: &mut Datapath, per_app: &BTreeMap<u32, u64>) -> anyhow::Result<()> {
-    let rows = per_app.iter().map(|(app, count)| {
+/// Adds to the per-CPU `flow_expired` / `flow_expired_tc` counters.
+fn record_expired(datapath: &mut Datapath, removed: &Removed) -> anyhow::Result<()> {
+    let rows = removed.0.iter().map(|((app, hook), count)| {
         let counter = Counter {
             packets: *count,
             bytes: 0,
         };
-        (*app, Verdict::FlowExpired, counter)
+        (*app, Verdict::flow_expired(*hook), counter)
     });
     super::stats::add(datapath, rows)
 }

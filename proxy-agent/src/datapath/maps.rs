@@ -8,10 +8,10 @@ use std::{collections::BTreeMap, fmt, net::IpAddr};
 use proxy_common::{
     APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, AppValue, ListenerKey, ListenerValue,
     MAX_APPS, MAX_LISTENERS, MAX_ORIGINS_PER_FAMILY, OriginValue, SETTINGS_HAS_SOURCE_V4,
-    SETTINGS_HAS_SOURCE_V6, Settings, origin_index,
+    SETTINGS_HAS_SOURCE_V6, Settings, origin_index, tc_only_flag,
 };
 
-use crate::config::model::{App, Config, Origin};
+use crate::config::model::{App, Config, Origin, Protocol};
 
 /// Everything the XDP program's maps should hold for one config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -144,6 +144,11 @@ fn settings(config: &Config) -> Settings {
         nat_port_max: config.edge.nat_ports.end,
         ..Settings::default()
     };
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        if config.tc_only(protocol) {
+            settings.flags |= tc_only_flag(protocol.ip_proto());
+        }
+    }
     if let Some(v4) = source.ipv4 {
         settings.source_v4 = addr16(IpAddr::V4(v4));
         settings.flags |= SETTINGS_HAS_SOURCE_V4;
@@ -230,7 +235,7 @@ pub fn app_origins(
 mod tests {
     use super::*;
     use crate::config::load_str;
-    use proxy_common::ip_proto;
+    use proxy_common::{SETTINGS_TC_ONLY_TCP, SETTINGS_TC_ONLY_UDP, ip_proto};
 
     fn config(apps: &str) -> Config {
         let text = format!(
@@ -375,6 +380,46 @@ mod tests {
             flags,
             vec![APP_FLAG_FAST_PATH | APP_FLAG_TC, APP_FLAG_FAST_PATH, 0],
             "TCP at TC under auto, UDP in XDP, the agent's app neither"
+        );
+    }
+
+    /// `SETTINGS_TC_ONLY_*`: TC has a protocol alone when some app's fast
+    /// path runs at TC (TC is attached) and no app of it needs XDP.
+    #[test]
+    fn tc_has_a_protocol_alone_when_no_app_of_it_needs_xdp() {
+        const SSH: &str = r#"{"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:22"]}"#;
+        const DNS: &str = r#"{"protocol": "udp/53", "dns": {"type": "CNAME", "name": "dns.example.com"},
+            "origin_direct": ["udp://192.0.2.53:53"]}"#;
+        const MAIL: &str = r#"{"protocol": "tcp/25", "dns": {"type": "CNAME", "name": "mail.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:25"], "tls": "flexible",
+            "tls_cert": "c.pem", "tls_key": "k.pem", "ip_firewall": true}"#;
+        let alone = |datapath: &str, apps: &[&str]| {
+            let text = format!(
+                r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "{datapath}",
+                    "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+                   "apps": [{}]}}"#,
+                apps.join(",")
+            );
+            let config = load_str(&text, false).expect("valid").config;
+            let flags = map_contents(&config).expect("fits").settings.flags;
+            (
+                flags & SETTINGS_TC_ONLY_TCP != 0,
+                flags & SETTINGS_TC_ONLY_UDP != 0,
+            )
+        };
+        assert_eq!(alone("auto", &[SSH, DNS]), (true, false), "UDP in XDP");
+        assert_eq!(alone("tc", &[SSH, DNS]), (true, true));
+        assert_eq!(alone("xdp", &[SSH, DNS]), (false, false));
+        assert_eq!(
+            alone("tc", &[SSH, DNS, MAIL]),
+            (false, true),
+            "the agent app's access rules need XDP for TCP"
+        );
+        assert_eq!(
+            alone("tc", &[MAIL]),
+            (false, false),
+            "no fast path at TC: TC is not attached"
         );
     }
 

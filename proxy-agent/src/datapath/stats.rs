@@ -133,8 +133,8 @@ pub fn app_totals(rows: &[StatsRow]) -> std::collections::BTreeMap<u32, AppTotal
                     total.bytes += row.bytes;
                 }
             }
-            V::FlowOpened => total.opened += row.packets,
-            V::FlowExpired => total.closed += row.packets,
+            V::FlowOpened | V::FlowOpenedTc => total.opened += row.packets,
+            V::FlowExpired | V::FlowExpiredTc => total.closed += row.packets,
             V::ConnAccepted => {
                 total.opened += row.packets;
                 total.bytes += row.bytes;
@@ -187,6 +187,8 @@ mod tests {
             row(Some(0), Verdict::ToClient, 5, 700),
             row(Some(0), Verdict::FlowOpened, 2, 0),
             row(Some(0), Verdict::FlowExpired, 1, 0),
+            row(Some(0), Verdict::FlowOpenedTc, 3, 0),
+            row(Some(0), Verdict::FlowExpiredTc, 2, 0),
             row(Some(0), Verdict::BlockedCountry, 3, 180),
             row(Some(1), Verdict::ToAgent, 4, 400),
             row(Some(1), Verdict::ConnAccepted, 1, 50),
@@ -204,8 +206,8 @@ mod tests {
                 AppTotals {
                     packets: 15,
                     bytes: 1700,
-                    opened: 2,
-                    closed: 1,
+                    opened: 5,
+                    closed: 3,
                     blocked: 3,
                     failed: 0,
                 },
