@@ -238,11 +238,20 @@ fn process_tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / clock_ticks())
 }
 
+/// The source ports the datagrams cycle through: a flow per port, as a
+/// service with many clients sees.
+const UDP_SOURCE_PORTS: (u16, u16) = (40000, 40063);
+/// Floods tried before giving up when trafgen keeps stopping early.
+const UDP_FLOOD_ATTEMPTS: u32 = 3;
+
 /// 64-byte UDP datagrams from trafgen (packet mmap, one sender thread: far
-/// faster than a socket sender) toward `target`:5201 for `seconds`; returns
-/// how many the client's interface sent and how many reached the origin,
-/// counted (and dropped) by an XDP sink on the origin's interface, so the
-/// origin's own stack does not cap the figure.
+/// faster than a socket sender) toward `target`:5201 for `seconds`, from
+/// [`UDP_SOURCE_PORTS`]; returns how many the client's interface sent and
+/// how many reached the origin, counted (and dropped) by an XDP sink on
+/// the origin's interface, so the origin's own stack does not cap the
+/// figure. trafgen sometimes gives up at once ("Flushing TX_RING failed"):
+/// such a flood, shorter than asked, is run again rather than reported as
+/// a rate over `seconds`.
 fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)> {
     let topology = &bed.topology;
     let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
@@ -260,10 +269,27 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)
         format!(
             "{{ eth(da={edge_mac}, sa={cli_mac}, type=0x0800), \
              ipv4(saddr={cli}, daddr={target}, ttl=64, df), \
-             udp(sport=40000, dport={IPERF_PORT}), fill(0x41, 64) }}\n",
+             udp(sport=dinc({first}, {last}), dport={IPERF_PORT}), fill(0x41, 64) }}\n",
             cli = addr::CLI_V4,
+            first = UDP_SOURCE_PORTS.0,
+            last = UDP_SOURCE_PORTS.1,
         ),
     )?;
+    for attempt in 1..=UDP_FLOOD_ATTEMPTS {
+        match flood_once(bed, &conf, seconds)? {
+            Ok(counts) => return Ok(counts),
+            Err(why) => {
+                eprintln!("[bench] udp flood {attempt}/{UDP_FLOOD_ATTEMPTS} toward {target}: {why}")
+            }
+        }
+    }
+    bail!("trafgen stopped early in each of {UDP_FLOOD_ATTEMPTS} floods toward {target}")
+}
+
+/// One flood of `conf` for `seconds`: (sent, delivered), or why it does
+/// not count (trafgen stopped early).
+fn flood_once(bed: &Bed, conf: &Path, seconds: u64) -> anyhow::Result<Result<(u64, u64), String>> {
+    let topology = &bed.topology;
     let helper = bed.release.join("bench-helper");
     let mut sink = topology.org.spawn(
         "udp-sink",
@@ -272,11 +298,14 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)
     )?;
     wait_for_line(&mut sink, "sink ready")?;
     let sent_before = sent_packets(&topology.cli, addr::CLI_IF)?;
+    let started = Instant::now();
     let trafgen = topology
         .cli
         .command(
             "timeout",
             &[
+                // Should trafgen ever ignore SIGTERM, it does not run on.
+                "--kill-after=2",
                 &seconds.to_string(),
                 "trafgen",
                 "--dev",
@@ -289,11 +318,12 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)
         )
         .output()
         .context("starting trafgen")?;
+    let ran = started.elapsed();
     // timeout ends trafgen: 124 is the normal end. Stopped with a full TX
     // ring, trafgen may also fail to flush it on the way out: harmless
     // here, the sink counts what arrived.
     let stderr = String::from_utf8_lossy(&trafgen.stderr);
-    let ended_by_timeout = trafgen.status.code() == Some(124)
+    let ended_by_timeout = matches!(trafgen.status.code(), Some(124 | 137))
         || (trafgen.status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"));
     if !trafgen.status.success() && !ended_by_timeout {
         bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
@@ -301,12 +331,20 @@ fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)
     std::thread::sleep(Duration::from_millis(300));
     let sent = sent_packets(&topology.cli, addr::CLI_IF)?.saturating_sub(sent_before);
     let (_, log) = sink.stop(Duration::from_secs(5))?;
+    if ran < Duration::from_secs(seconds).mul_f64(0.9) {
+        return Ok(Err(format!(
+            "trafgen stopped after {:.2} s of {seconds} ({}): {}",
+            ran.as_secs_f64(),
+            trafgen.status,
+            stderr.trim()
+        )));
+    }
     let count: u64 = log
         .lines()
         .find_map(|l| l.strip_prefix("sink count "))
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("no count from the sink:\n{log}"))?;
-    Ok((sent, count))
+    Ok(Ok((sent, count)))
 }
 
 /// Packets `dev` in `ns` has put on the wire (`ip -s -j link`): a veth

@@ -434,8 +434,9 @@ pub fn throughput(
            origin. tcp_8_cpu_per_gb: CPU time of the \
            whole machine (client, edge and origin: /proc/stat, all but idle) per GB of the \
            8-stream run; the edge's share is the difference between systems.\n\
-         - udp_64b: trafgen (packet mmap, one thread) sends 64-byte-payload datagrams of one \
-           flow as fast as it can; the figure is datagrams per second that reached the \
+         - udp_64b: trafgen (packet mmap, one thread) sends 64-byte-payload datagrams \
+           from 64 source ports (64 flows) as fast as it can (a flood trafgen ends early \
+           is run again); the figure is datagrams per second that reached the \
            origin's interface, counted and dropped there by an XDP sink; udp_64b_loss is the \
            share of what the client's interface sent that never arrived. The generator \
            shares the cores with the edge, so a costlier path also slows the sender: \
