@@ -716,42 +716,70 @@ fn xdp_hands_tc_apps_up_to_tc() {
         1,
     );
     let mut datapath = datapath_of(&firewalled, true);
-    let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
-    let syn_ack = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK);
-    for (name, ingress, input, tc_moves, tc_out) in [
-        (
-            "SYN",
-            "cli0",
-            &syn,
-            vec![(Some(0), "flow_opened_tc"), (Some(0), "to_origin")],
-            tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN),
-        ),
-        (
-            "SYN-ACK",
-            "org0",
-            &syn_ack,
-            vec![(Some(0), "to_client")],
-            tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK),
-        ),
-    ] {
-        let before = counts(&mut datapath, APP_SLOTS);
-        let (action, out) = Hook::Xdp.run(&mut datapath, ingress, input);
-        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+    let steps = [
+        UpToTc {
+            name: "SYN",
+            ingress: "cli0",
+            input: tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN),
+            xdp_moves: vec![(Some(0), "to_tc")],
+            tc_action: TC_ACT_REDIRECT,
+            tc_moves: vec![(Some(0), "flow_opened_tc"), (Some(0), "to_origin")],
+            tc_out: Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN)),
+        },
+        UpToTc {
+            name: "SYN-ACK",
+            ingress: "org0",
+            input: tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK),
+            xdp_moves: vec![(Some(0), "to_tc")],
+            tc_action: TC_ACT_REDIRECT,
+            tc_moves: vec![(Some(0), "to_client")],
+            tc_out: Some(tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK)),
+        },
+    ];
+    for step in &steps {
+        step.check(&mut datapath);
+    }
+}
+
+/// One frame through XDP, then TC, as the kernel runs them: XDP must pass
+/// it up unchanged, moving `xdp_moves`; TC must end with `tc_action`,
+/// moving `tc_moves`, with `tc_out` as output (None: the input unchanged).
+struct UpToTc {
+    name: &'static str,
+    ingress: &'static str,
+    input: Vec<u8>,
+    xdp_moves: Vec<(Option<u32>, &'static str)>,
+    tc_action: u32,
+    tc_moves: Vec<(Option<u32>, &'static str)>,
+    tc_out: Option<Vec<u8>>,
+}
+
+impl UpToTc {
+    fn check(&self, datapath: &mut Datapath) {
+        let name = self.name;
+        let before = counts(datapath, APP_SLOTS);
+        let (action, out) = Hook::Xdp.run(datapath, self.ingress, &self.input);
+        let moves = moved(&before, &counts(datapath, APP_SLOTS));
         assert_eq!(
             (action, moves),
-            (XDP_PASS, vec![(Some(0), "to_tc")]),
+            (XDP_PASS, self.xdp_moves.clone()),
             "XDP, {name}"
         );
-        assert!(out == *input, "XDP changed the {name}: {}", hex(&out));
-        let before = counts(&mut datapath, APP_SLOTS);
-        let (action, out) = Hook::Tc.run(&mut datapath, ingress, input);
-        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
-        assert_eq!((action, moves), (TC_ACT_REDIRECT, tc_moves), "TC, {name}");
+        assert!(out == self.input, "XDP changed the {name}: {}", hex(&out));
+        let before = counts(datapath, APP_SLOTS);
+        let (action, out) = Hook::Tc.run(datapath, self.ingress, &self.input);
+        let moves = moved(&before, &counts(datapath, APP_SLOTS));
+        assert_eq!(
+            (action, moves),
+            (self.tc_action, self.tc_moves.clone()),
+            "TC, {name}"
+        );
+        let want = self.tc_out.as_ref().unwrap_or(&self.input);
         assert!(
-            out == tc_out,
+            out == *want,
             "TC, {name}:\nout  {}\nwant {}",
             hex(&out),
-            hex(&tc_out)
+            hex(want)
         );
     }
 }
@@ -768,61 +796,50 @@ fn xdp_leaves_protocols_tc_has_alone() {
     let ns = namespace("natalone");
     ns.enter_this_thread().expect("enter netns");
     let mut datapath = datapath(Hook::Tc, "20000-29999");
-    let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
-    let query = udp4(FROM_CLI, (CLIENT4, 25001), (DNS4, 53), true);
-    let to_agent = tcp4(FROM_CLI, (CLIENT4, 25002), (AGENT4, 25), SYN);
-    let stray = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 29999), ACK);
-    for (name, ingress, input, tc_action, tc_moves, tc_out) in [
-        (
+    let up = |name, input, tc_action, tc_moves, tc_out| UpToTc {
+        name,
+        ingress: "cli0",
+        input,
+        xdp_moves: vec![],
+        tc_action,
+        tc_moves,
+        tc_out,
+    };
+    let steps = [
+        up(
             "TCP SYN",
-            "cli0",
-            &syn,
+            tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN),
             TC_ACT_REDIRECT,
             vec![(Some(0), "flow_opened_tc"), (Some(0), "to_origin")],
             Some(tcp4(TO_ORG, (SOURCE4, 25000), (ORIGIN4, 3000), SYN)),
         ),
-        (
+        up(
             "UDP query",
-            "cli0",
-            &query,
+            udp4(FROM_CLI, (CLIENT4, 25001), (DNS4, 53), true),
             TC_ACT_REDIRECT,
             vec![(Some(1), "flow_opened_tc"), (Some(1), "to_origin")],
             Some(udp4(TO_ORG, (SOURCE4, 25001), (ORIGIN4, 5353), true)),
         ),
-        (
+        up(
             "SYN to the agent's app",
-            "cli0",
-            &to_agent,
+            tcp4(FROM_CLI, (CLIENT4, 25002), (AGENT4, 25), SYN),
             TC_ACT_OK,
             vec![(Some(3), "to_agent")],
             None,
         ),
-        (
-            "ACK to no flow",
-            "org0",
-            &stray,
-            TC_ACT_OK,
-            vec![(None, "no_listener")],
-            None,
-        ),
-    ] {
-        let before = counts(&mut datapath, APP_SLOTS);
-        let (action, out) = Hook::Xdp.run(&mut datapath, ingress, input);
-        let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
-        assert_eq!((action, moves), (XDP_PASS, vec![]), "XDP, {name}");
-        assert!(out == *input, "XDP changed the {name}: {}", hex(&out));
-        let before = counts(&mut datapath, APP_SLOTS);
-        let (action, out) = Hook::Tc.run(&mut datapath, ingress, input);
-        let mut moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
-        moves.sort();
-        assert_eq!((action, moves), (tc_action, tc_moves), "TC, {name}");
-        let want = tc_out.unwrap_or_else(|| input.clone());
-        assert!(
-            out == want,
-            "TC, {name}:\nout  {}\nwant {}",
-            hex(&out),
-            hex(&want)
-        );
+        UpToTc {
+            ingress: "org0",
+            ..up(
+                "ACK to no flow",
+                tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 29999), ACK),
+                TC_ACT_OK,
+                vec![(None, "no_listener")],
+                None,
+            )
+        },
+    ];
+    for step in &steps {
+        step.check(&mut datapath);
     }
 }
 
