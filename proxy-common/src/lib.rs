@@ -219,9 +219,9 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
-/// `FlowValue::hook`: the XDP program rewrites the flow.
+/// `FlowValue::hook`: the XDP program opened the flow.
 pub const HOOK_XDP: u8 = 0;
-/// `FlowValue::hook`: the TC-ingress program rewrites the flow.
+/// `FlowValue::hook`: the TC-ingress program opened the flow.
 pub const HOOK_TC: u8 = 1;
 
 /// `FlowValue::direction`: client -> origin.
@@ -255,8 +255,10 @@ pub struct FlowValue {
     /// only saw its SYN).
     pub state: u8,
     pub direction: u8,
-    /// `HOOK_XDP` or `HOOK_TC`: the hook that rewrites this flow's packets
-    /// (both directions); the other one passes them on.
+    /// `HOOK_XDP` or `HOOK_TC`: the hook that opened the flow. XDP
+    /// rewrites only its own flows and passes a TC flow's packets up
+    /// (`to_tc`); TC rewrites any flow whose packets reach it (XDP's, once
+    /// XDP leaves their protocol to TC after a live change).
     pub hook: u8,
     pub _pad: [u8; 5],
     /// Next hop of this direction from the last route lookup (0: look it
@@ -494,16 +496,6 @@ impl Verdict {
         Verdict::FlowOpenedTc,
         Verdict::FlowExpiredTc,
     ];
-
-    /// The verdict counting a flow opened at `hook` (`HOOK_XDP`, `HOOK_TC`).
-    #[inline(always)]
-    pub const fn flow_opened(hook: u8) -> Verdict {
-        if hook == HOOK_TC {
-            Verdict::FlowOpenedTc
-        } else {
-            Verdict::FlowOpened
-        }
-    }
 
     /// The verdict counting a flow opened at `hook` that the agent removed.
     #[inline(always)]

@@ -134,13 +134,15 @@ fn refresh_peer(flow: &FlowValue, packet: &Packet, now: u64) -> bool {
         DIR_TO_ORIGIN
     };
     value.hop_ifindex = 0;
+    // The scratch slot holds whatever the last flow opened on this CPU had.
+    value.hook = flow.hook;
     let _ = FLOWS.insert(&*key, &*value, BPF_NOEXIST as u64);
     true
 }
 
 /// Opens a flow for the first packet of a client: picks an origin of the
 /// client's family and a free NAT source port, and inserts both directions,
-/// marked with the hook (`HOOK_XDP`, `HOOK_TC`) that rewrites them.
+/// marked with the hook (`HOOK_XDP`, `HOOK_TC`) that opened them.
 /// Returns the forward (client -> origin) entry, valid for this packet.
 // `&*scratch` hands the helpers pointers into the scratch map; the
 // by-value form clippy suggests would copy keys and values onto the stack.

@@ -138,14 +138,16 @@ pub fn parse(ctx: &impl Frame) -> Result<&'static Packet, Verdict> {
 
 /// The IP protocol (IPv4) or first next header (IPv6) of an untagged
 /// frame, read without parsing further: enough to tell whether a frame is
-/// one the XDP program leaves to TC, before [`parse`] fills the slot.
+/// one the XDP program leaves to TC, before [`parse`] fills the slot. None
+/// for an IPv4 fragment, which TC could not parse: XDP counts it.
 #[inline(always)]
 pub fn untagged_l4_proto(ctx: &impl Frame) -> Option<u8> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok()?;
     match u16::from_be(unsafe { (*eth).ether_type }) {
         ETH_P_IPV4 => {
             let ip: *const Ipv4Hdr = ptr_at(ctx, EthHdr::LEN).ok()?;
-            Some(unsafe { (*ip).proto })
+            let (frags, proto) = unsafe { (u16::from_be_bytes((*ip).frags), (*ip).proto) };
+            (frags & IPV4_MF_OR_OFFSET == 0).then_some(proto)
         }
         ETH_P_IPV6 => {
             let ip: *const Ipv6Hdr = ptr_at(ctx, EthHdr::LEN).ok()?;

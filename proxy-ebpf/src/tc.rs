@@ -1,8 +1,9 @@
 //! The fast path's NAT at TC ingress, for apps whose `datapath` is `tc`
-//! (and TCP apps under `auto`). When XDP is attached (an app needs it for
-//! its fast path or its access rules), it has applied the rules and passed
-//! these packets up (`to_tc`); here they arrive after GRO, so one program
-//! run moves up to 64 KB of a TCP stream instead of one frame.
+//! (and TCP apps under `auto`). When XDP has work for their protocol (an
+//! app of it has its fast path in XDP, or access rules), it has applied
+//! the rules and passed these packets up (`to_tc`); here they arrive after
+//! GRO, so one program run moves up to 64 KB of a TCP stream instead of
+//! one frame.
 //! The same parser, listener and app lookups, conntrack and range offsets
 //! as XDP; only the rewrite (the kernel's checksum helpers) and the send
 //! (`bpf_redirect`, `bpf_redirect_neigh`) are TC's own.
@@ -60,10 +61,10 @@ fn handle(ctx: &TcContext) -> Option<(u32, Verdict, i32)> {
     let _ = ctx.pull_data((MAX_HEADER_OFFSET as u32).min(ctx.len()));
     let packet = parse::parse(ctx).ok()?;
     if let Some(flow) = conntrack::lookup(packet) {
-        // Whichever hook opened it. XDP passes up a flow's packets only
-        // when it does not rewrite them: a TC flow's, all of a protocol TC
-        // has alone (flows XDP opened before a live change included), one
-        // over the MTU. The NAT is the same at both hooks.
+        // Whichever hook opened it. XDP passes up the packets of a flow it
+        // does not rewrite: a TC flow's, and all of a protocol TC has alone
+        // (flows XDP opened before a live change included). The NAT is the
+        // same at both hooks.
         if !conntrack::touch(flow, packet) {
             return None;
         }

@@ -25,8 +25,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::{TestRun as _, TestRunOptions};
 use proxy_agent::{
     config::load_str,
-    datapath::{loader::Datapath, maps::map_contents},
+    datapath::{
+        loader::Datapath,
+        maps::{addr16, map_contents},
+    },
 };
+use proxy_common::{FlowKey, HOOK_TC, ip_proto};
 mod common;
 
 use common::{counts, moved};
@@ -828,6 +832,17 @@ fn xdp_leaves_protocols_tc_has_alone() {
             None,
         ),
         UpToTc {
+            // A fragment has no TCP header for TC to parse: XDP counts it.
+            xdp_moves: vec![(None, "fragment")],
+            ..up(
+                "first fragment of a TCP segment",
+                more_fragments(tcp4(FROM_CLI, (CLIENT4, 25003), (RANGE4, 1000), ACK)),
+                TC_ACT_OK,
+                vec![],
+                None,
+            )
+        },
+        UpToTc {
             ingress: "org0",
             ..up(
                 "ACK to no flow",
@@ -841,6 +856,12 @@ fn xdp_leaves_protocols_tc_has_alone() {
     for step in &steps {
         step.check(&mut datapath);
     }
+}
+
+/// `frame` (untagged IPv4) with the "more fragments" bit set.
+fn more_fragments(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[14 + 6] |= 0x20;
+    frame
 }
 
 /// TC rewrites a flow XDP opened when one of its packets reaches it: after
@@ -867,4 +888,67 @@ fn tc_carries_on_a_flow_xdp_opened() {
     let want = tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 25000), SYN_ACK);
     assert!(out == want, "out  {}\nwant {}", hex(&out), hex(&want));
     assert!(checksums_verify(&out), "output checksums do not verify");
+}
+
+/// A flow half the LRU evicted is put back by the next packet of the other
+/// half (once a second) with that half's hook: under `auto`, a TC flow's
+/// half comes back a TC half, even when the last flow opened on the CPU
+/// (whose scratch slot builds the entry) was XDP's.
+#[test]
+fn a_flow_half_put_back_keeps_its_hook() {
+    if !root_or_skip("a_flow_half_put_back_keeps_its_hook") {
+        return;
+    }
+    let ns = namespace("natpeer");
+    ns.enter_this_thread().expect("enter netns");
+    // One CPU, so the XDP flow below fills the scratch slot TC then uses.
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning the test thread"
+        );
+    }
+    let auto = config(Hook::Tc, "20000-29999").replacen(
+        r#""datapath": "tc","#,
+        r#""datapath": "auto","#,
+        1,
+    );
+    let mut datapath = datapath_of(&auto, true);
+    let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
+    assert_eq!(Hook::Tc.run(&mut datapath, "cli0", &syn).0, TC_ACT_REDIRECT);
+    let query = udp4(FROM_CLI, (CLIENT4, 25001), (DNS4, 53), true);
+    assert_eq!(Hook::Xdp.run(&mut datapath, "cli0", &query).0, XDP_REDIRECT);
+    let key = |src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)| FlowKey {
+        src: addr16(src.0.into()),
+        dst: addr16(dst.0.into()),
+        src_port: src.1,
+        dst_port: dst.1,
+        proto: ip_proto::TCP,
+        _pad: [0; 3],
+    };
+    let to_origin = key((CLIENT4, 25000), (RANGE4, 1000));
+    let to_client = key((ORIGIN4, 3000), (SOURCE4, 25000));
+    {
+        let mut flows = datapath.flows().expect("flow map");
+        flows.remove(&to_client).expect("the reply half");
+        // Last seen long ago: the next packet refreshes the other half.
+        let mut half = flows.get(&to_origin, 0).expect("the client half");
+        assert_eq!(half.hook, HOOK_TC);
+        half.last_seen_ns = 0;
+        flows
+            .insert(to_origin, half, 0)
+            .expect("age the client half");
+    }
+    let ack = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), ACK);
+    assert_eq!(Hook::Tc.run(&mut datapath, "cli0", &ack).0, TC_ACT_REDIRECT);
+    let put_back = datapath
+        .flows()
+        .expect("flow map")
+        .get(&to_client, 0)
+        .expect("the reply half is back");
+    assert_eq!(put_back.hook, HOOK_TC, "{put_back:?}");
 }

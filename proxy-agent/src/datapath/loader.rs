@@ -168,11 +168,19 @@ impl Datapath {
     /// Makes the maps hold `contents`, in an order that never shows the
     /// program a listener whose app is not in place yet: apps and origins
     /// first, then new listeners, then stale listeners removed, then stale
-    /// app slots cleared.
+    /// app slots cleared. Settings flags that go away do so first and new
+    /// ones come last, so XDP never leaves a protocol to TC
+    /// (`SETTINGS_TC_ONLY_*`) while an app row of it still needs XDP (an
+    /// access rule to apply, a fast path there).
     pub fn sync(&mut self, contents: &MapContents) -> anyhow::Result<()> {
         {
             let mut settings: Array<_, Settings> = self.map(map_names::SETTINGS)?;
-            settings.set(0, contents.settings, 0)?;
+            let flags_before = settings.get(&0, 0)?.flags;
+            let during = Settings {
+                flags: flags_before & contents.settings.flags,
+                ..contents.settings
+            };
+            settings.set(0, during, 0)?;
         }
         {
             let mut origins: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
@@ -201,12 +209,16 @@ impl Datapath {
                 listeners.remove(key)?;
             }
         }
-        let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
-        for index in contents.apps.len() as u32..MAX_APPS {
-            if apps.get(&index, 0)? != AppValue::default() {
-                apps.set(index, AppValue::default(), 0)?;
+        {
+            let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
+            for index in contents.apps.len() as u32..MAX_APPS {
+                if apps.get(&index, 0)? != AppValue::default() {
+                    apps.set(index, AppValue::default(), 0)?;
+                }
             }
         }
+        let mut settings: Array<_, Settings> = self.map(map_names::SETTINGS)?;
+        settings.set(0, contents.settings, 0)?;
         Ok(())
     }
 
