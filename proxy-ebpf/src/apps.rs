@@ -24,8 +24,9 @@ pub fn app_for(index: u32, proto: u8) -> Option<&'static AppValue> {
     if app.proto == proto { Some(app) } else { None }
 }
 
-/// One of the app's origins of the given family, chosen by `pick` (random
-/// per flow, so flows spread over the origins).
+/// One of the app's origins of the given family, chosen by `pick` (a hash
+/// of the client's tuple, so flows spread over the origins and a client
+/// tuple keeps its origin across agent runs).
 #[inline(always)]
 pub fn origin_for(
     index: u32,

@@ -3,13 +3,13 @@
 //! NOEXIST, and rolls the reverse back if the forward insert loses a race.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
 use proxy_common::{
     AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue,
-    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict,
+    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict, tuple_hash,
 };
 
 use crate::{
@@ -33,8 +33,8 @@ const NAT_PROBES: u32 = 8;
 /// `last_seen_ns` is refreshed at most this often (fewer shared writes).
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// Maps a random u32 onto 0..n without a division (whose zero check the
-/// verifier cannot see past).
+/// Maps a random or hashed u32 onto 0..n by its high bits, without a
+/// division (whose zero check the verifier cannot see past).
 #[inline(always)]
 pub fn scale(random: u32, n: u32) -> u32 {
     ((random as u64 * n as u64) >> 32) as u32
@@ -169,8 +169,13 @@ pub fn open(
     if !has_source {
         return Err(Verdict::NoOrigin);
     }
-    let random = unsafe { bpf_get_prandom_u32() };
-    let origin = apps::origin_for(app_index, app, packet.ipv6, random).ok_or(Verdict::NoOrigin)?;
+    // The same client tuple gets the same origin and NAT port from any
+    // agent run (see `tuple_hash`).
+    let hash = tuple_hash(&packet.src, &packet.dst, packet.src_port, packet.dst_port);
+    // The NAT port takes the hash's high bits (`scale`): the origin takes
+    // others, so that each origin still gets the whole port range.
+    let origin = apps::origin_for(app_index, app, packet.ipv6, hash.rotate_left(16))
+        .ok_or(Verdict::NoOrigin)?;
     let origin_port = origin
         .port_start
         .wrapping_add(packet.dst_port.wrapping_sub(app.edge_port_start));
@@ -220,11 +225,17 @@ pub fn open(
         1
     };
     for probe in 0..NAT_PROBES {
-        // Keep the client's port when the range allows and it is free.
-        let nat_port = if probe == 0 && packet.src_port >= min && packet.src_port <= max {
-            packet.src_port
+        let nat_port = if probe == 0 {
+            // The client's port folded into the range: itself when inside,
+            // and one port per client port over any span of them (Linux's
+            // 28,232 ephemeral ports fit the default range). One client's
+            // connections then never share a NAT tuple, whose TIME_WAIT at
+            // the origin would refuse the other's SYN (PAWS: timestamps
+            // run per client tuple).
+            min.wrapping_add((packet.src_port.wrapping_sub(min) as u32 % span) as u16)
         } else {
-            min.wrapping_add(scale(unsafe { bpf_get_prandom_u32() }, span) as u16)
+            let pick = hash.wrapping_add(probe.wrapping_mul(0x9E37_79B9));
+            min.wrapping_add(scale(pick, span) as u16)
         };
         reverse.dst_port = nat_port;
         if FLOWS

@@ -622,12 +622,33 @@ fn a_client_port_outside_the_nat_range_gets_one_inside(hook: Hook) {
     assert_eq!(action, hook.action(XDP_REDIRECT));
     assert!(checksums_verify(&out));
     let nat_port = u16::from_be_bytes([out[34], out[35]]);
-    assert!((20000..=29999).contains(&nat_port), "NAT port {nat_port}");
+    // Folded into the range: 20000 + (40000 - 20000) mod 10000.
+    assert_eq!(nat_port, 20000);
     // The reply to that port finds the client again.
     let reply = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, nat_port), SYN_ACK);
     let (action, out) = hook.run(&mut datapath, "org0", &reply);
     assert_eq!(action, hook.action(XDP_REDIRECT));
     assert_eq!(out, tcp4(TO_CLI, (RANGE4, 1000), (CLIENT4, 40000), SYN_ACK));
+    // A restarted agent (fresh maps, empty flow table) gives the same
+    // client tuple the same NAT port, so the origin sees the client's
+    // reused tuple where it saw it before, not on a port whose TIME_WAIT
+    // entry belongs to another client connection; another client port
+    // gets another NAT port.
+    let mut restarted = datapath_of(&config(hook, "20000-29999"), hook == Hook::Tc);
+    let (_, again) = hook.run(&mut restarted, "cli0", &input);
+    assert_eq!(u16::from_be_bytes([again[34], again[35]]), nat_port);
+    let other = tcp4(FROM_CLI, (CLIENT4, 40001), (RANGE4, 1000), SYN);
+    let (_, out) = hook.run(&mut restarted, "cli0", &other);
+    assert_eq!(u16::from_be_bytes([out[34], out[35]]), 20001);
+    // A client port whose fold is taken gets a hashed port in the range.
+    let taken = tcp4(FROM_CLI, (CLIENT4, 30000), (RANGE4, 1000), SYN);
+    let (action, out) = hook.run(&mut restarted, "cli0", &taken);
+    assert_eq!(action, hook.action(XDP_REDIRECT));
+    let hashed = u16::from_be_bytes([out[34], out[35]]);
+    assert!(
+        (20002..=29999).contains(&hashed),
+        "NAT port {hashed} for a client port folding onto 20000"
+    );
 }
 
 fn no_free_nat_port_drops_and_counts(hook: Hook) {
