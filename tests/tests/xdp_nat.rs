@@ -142,6 +142,21 @@ impl Hook {
         self.run_gso(datapath, ingress, frame, None)
     }
 
+    /// [`Hook::run_gso`], with the counters the run moved (each by one
+    /// per entry, sorted).
+    fn run_counted(
+        self,
+        datapath: &mut Datapath,
+        ingress: &str,
+        frame: &[u8],
+        gso: Option<Gso>,
+    ) -> (u32, Vec<u8>, Vec<Move>) {
+        let before = counts(datapath, APP_SLOTS);
+        let (action, out) = self.run_gso(datapath, ingress, frame, gso);
+        let moves = moved(&before, &counts(datapath, APP_SLOTS));
+        (action, out, moves)
+    }
+
     /// [`Hook::run`], the TC program seeing a GSO skb of `gso` segments.
     /// XDP has no GSO (it runs before GRO): there it is just a big frame.
     fn run_gso(
@@ -223,6 +238,10 @@ const FROM_ORG: ([u8; 6], [u8; 6]) = (EDGE_ORG_MAC, ORG_MAC);
 const TO_ORG: ([u8; 6], [u8; 6]) = (ORG_MAC, EDGE_ORG_MAC);
 const TO_CLI: ([u8; 6], [u8; 6]) = (CLI_MAC, EDGE_CLI_MAC);
 
+/// A counter that moved by one: (app slot, or None for the global row;
+/// verdict name).
+type Move = (Option<u32>, &'static str);
+
 struct Row {
     name: &'static str,
     ingress: &'static str,
@@ -232,7 +251,7 @@ struct Row {
     /// Counters that must move, by (app, verdict), each by one (global
     /// ones only where [`Hook::counts_global`] says so; named as XDP counts
     /// them, see [`Hook::name_of`]).
-    moves: Vec<(Option<u32>, &'static str)>,
+    moves: Vec<Move>,
     /// The exact output frame; `None`: unchanged input.
     output: Option<Vec<u8>>,
 }
@@ -579,9 +598,7 @@ fn fast_path_fixtures(hook: Hook) {
             "{}: bad input fixture",
             row.name
         );
-        let before = counts(&mut datapath, APP_SLOTS);
-        let (action, out) = hook.run(&mut datapath, row.ingress, &row.input);
-        let after = counts(&mut datapath, APP_SLOTS);
+        let (action, out, moves) = hook.run_counted(&mut datapath, row.ingress, &row.input, None);
         let want_action = hook.action(row.action);
         let mut expected_moves: Vec<_> = row
             .moves
@@ -592,7 +609,6 @@ fn fast_path_fixtures(hook: Hook) {
             .collect();
         expected_moves.sort();
         let expected_out = row.output.clone().unwrap_or_else(|| row.input.clone());
-        let moves = moved(&before, &after);
         if action != want_action || moves != expected_moves || out != expected_out {
             failures.push(format!(
                 "{}:\n  action {action} (want {want_action}), moved {moves:?} (want {expected_moves:?})\n  out  {}\n  want {}",
@@ -664,11 +680,9 @@ fn no_free_nat_port_drops_and_counts(hook: Hook) {
     assert_eq!(hook.run(&mut datapath, "cli0", &first).0, redirect);
     let other_client = Ipv4Addr::new(10, 0, 1, 3);
     let second = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1000), SYN);
-    let before = counts(&mut datapath, APP_SLOTS);
-    let (action, _) = hook.run(&mut datapath, "cli0", &second);
-    let after = counts(&mut datapath, APP_SLOTS);
+    let (action, _, moves) = hook.run_counted(&mut datapath, "cli0", &second, None);
     assert_eq!(action, hook.action(XDP_DROP));
-    assert_eq!(moved(&before, &after), vec![(Some(0), "nat_failed")]);
+    assert_eq!(moves, vec![(Some(0), "nat_failed")]);
     // Another origin port is another NAT tuple: that one still fits.
     let third = tcp4(FROM_CLI, (other_client, 20000), (RANGE4, 1001), SYN);
     assert_eq!(hook.run(&mut datapath, "cli0", &third).0, redirect);
@@ -711,9 +725,7 @@ fn a_gso_sized_segment_leaves_whole_at_tc_only(hook: Hook) {
         size: 1448,
         segs: 2,
     };
-    let before = counts(&mut datapath, APP_SLOTS);
-    let (action, out) = hook.run_gso(&mut datapath, "org0", &input, Some(gso));
-    let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+    let (action, out, moves) = hook.run_counted(&mut datapath, "org0", &input, Some(gso));
     let (want_action, want_moves, macs) = match hook {
         Hook::Tc => (TC_ACT_REDIRECT, vec![(Some(0), "to_client")], TO_CLI),
         Hook::Xdp => (XDP_PASS, vec![(Some(0), "too_big")], FROM_ORG),
@@ -773,27 +785,23 @@ struct UpToTc {
     name: &'static str,
     ingress: &'static str,
     input: Vec<u8>,
-    xdp_moves: Vec<(Option<u32>, &'static str)>,
+    xdp_moves: Vec<Move>,
     tc_action: u32,
-    tc_moves: Vec<(Option<u32>, &'static str)>,
+    tc_moves: Vec<Move>,
     tc_out: Option<Vec<u8>>,
 }
 
 impl UpToTc {
     fn check(&self, datapath: &mut Datapath) {
         let name = self.name;
-        let before = counts(datapath, APP_SLOTS);
-        let (action, out) = Hook::Xdp.run(datapath, self.ingress, &self.input);
-        let moves = moved(&before, &counts(datapath, APP_SLOTS));
+        let (action, out, moves) = Hook::Xdp.run_counted(datapath, self.ingress, &self.input, None);
         assert_eq!(
             (action, moves),
             (XDP_PASS, self.xdp_moves.clone()),
             "XDP, {name}"
         );
         assert!(out == self.input, "XDP changed the {name}: {}", hex(&out));
-        let before = counts(datapath, APP_SLOTS);
-        let (action, out) = Hook::Tc.run(datapath, self.ingress, &self.input);
-        let moves = moved(&before, &counts(datapath, APP_SLOTS));
+        let (action, out, moves) = Hook::Tc.run_counted(datapath, self.ingress, &self.input, None);
         assert_eq!(
             (action, moves),
             (self.tc_action, self.tc_moves.clone()),
@@ -899,9 +907,7 @@ fn tc_carries_on_a_flow_xdp_opened() {
     let syn = tcp4(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
     assert_eq!(Hook::Xdp.run(&mut datapath, "cli0", &syn).0, XDP_REDIRECT);
     let syn_ack = tcp4(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK);
-    let before = counts(&mut datapath, APP_SLOTS);
-    let (action, out) = Hook::Tc.run(&mut datapath, "org0", &syn_ack);
-    let moves = moved(&before, &counts(&mut datapath, APP_SLOTS));
+    let (action, out, moves) = Hook::Tc.run_counted(&mut datapath, "org0", &syn_ack, None);
     assert_eq!(
         (action, moves),
         (TC_ACT_REDIRECT, vec![(Some(0), "to_client")])
