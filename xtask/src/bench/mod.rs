@@ -81,10 +81,12 @@ impl Datapath {
 
     /// The edge's origin-facing address this datapath NATs from: one of
     /// its own, so the TIME_WAIT entries one system's connections leave at
-    /// the origin (60 s) never meet the next system's NAT ports (a fresh
-    /// agent picks ports at random, and a SYN on a TIME_WAIT tuple whose
-    /// timestamp looks old is dropped by PAWS and retried a second later).
-    /// HAProxy and nginx connect from the edge's own address and ports.
+    /// the origin (60 s) never share a tuple with the next system's. (When
+    /// NAT ports were random, a SYN on such a tuple whose timestamp looked
+    /// old was dropped by PAWS, which cut the second system's conn/s
+    /// tenfold; NAT ports now follow the client's, but the systems stay
+    /// apart.) HAProxy and nginx connect from the edge's own address and
+    /// ports.
     pub fn origin_source(self) -> &'static str {
         match self {
             Datapath::Xdp => "10.0.2.11",
