@@ -1,127 +1,145 @@
-//! Why a packet or connection went where it went: the codes kernel and
-//! agent count and name.
+//! Why a packet or connection went where it went: one numbered table, as
+//! Cilium keeps its drop reasons in `bpf/lib/drop_reasons.h`. A code is a
+//! column of every `STATS` row and a metric label, so rows are appended,
+//! never renumbered or reused; the table's macro builds the enum, `ALL`,
+//! `COUNT` and `name()` from the rows, so they cannot disagree.
 
 use crate::flow::HOOK_TC;
 use crate::rule::{RULE_KIND_ASN, RULE_KIND_IP, RULE_KIND_RANGE};
 
-/// Why the XDP program did what it did with a packet. Kernel and agent share
-/// these codes, so counters and logs name the reason.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// TCP/UDP packet to no configured (protocol, address, port): passed.
-    NoListener = 0,
-    /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed.
-    NotIp = 1,
-    /// A header was cut short or invalid: passed to the stack, which drops it.
-    Malformed = 2,
-    /// An IPv4 fragment: passed (fragments carry no complete L4 header).
-    Fragment = 3,
-    /// IP, but neither TCP nor UDP (or an IPv6 extension header): passed.
-    OtherProtocol = 4,
-    /// Matched an application and handed to the edge's stack (agent).
-    ToAgent = 5,
-    /// Fast path: rewritten toward the origin and redirected.
-    ToOrigin = 6,
-    /// Fast path: an origin's reply rewritten toward the client and redirected.
-    ToClient = 7,
-    /// Fast path rewrite done, but the next hop's MAC is not known yet: the
-    /// packet goes through the kernel's forwarding path, which resolves it.
-    NeighborPending = 8,
-    /// Counted once per new flow (not per packet) opened in XDP.
-    FlowOpened = 9,
-    /// Counted by the agent when it removes an idle or closed flow that
-    /// XDP opened.
-    FlowExpired = 10,
-    /// No free NAT source port or flow entry: dropped.
-    NatFailed = 11,
-    /// Fast-path app, but no origin of the client's address family (or not
-    /// resolved yet): handed to the agent.
-    NoOrigin = 12,
-    /// Fast-path TCP app, not a SYN and no flow: handed to the stack (which
-    /// answers with a reset).
-    NoFlow = 13,
-    /// The route lookup failed (no route, blackhole, forwarding off): dropped.
-    NoRoute = 14,
-    /// An ICMP or ICMPv6 error: passed to the stack, not translated back to
-    /// the client.
-    IcmpError = 15,
-    /// Rewritten, but larger than the egress MTU: passed to the kernel,
-    /// which fragments what it may; a DF packet is lost (the kernel cannot
-    /// tell the client, whose address is gone).
-    TooBig = 16,
-    /// Dropped: the source matched a block rule on a single IP, and no
-    /// allow rule.
-    BlockedIp = 17,
-    /// Dropped: the source matched a block rule on an IP range.
-    BlockedRange = 18,
-    /// Dropped: the source is in an ASN a block rule names.
-    BlockedAsn = 19,
-    /// Dropped: the source is in a country a block rule names.
-    BlockedCountry = 20,
-    /// Agent: a connection accepted for the app (bytes: what the client sent
-    /// through to the origin, counted when it ends).
-    ConnAccepted = 21,
-    /// Agent: a connection that ended (bytes: what the origin sent to the
-    /// client).
-    ConnClosed = 22,
-    /// Agent: the client's TLS handshake failed or timed out.
-    TlsFailed = 23,
-    /// Agent: the origin could not be reached, refused, timed out, or its
-    /// TLS handshake or certificate failed.
-    OriginFailed = 24,
-    /// Agent: closed for idleness (including a client that never spoke).
-    ConnTimeout = 25,
-    /// Agent: refused at once, over the concurrent connection limit.
-    ConnLimited = 26,
-    /// Agent, UDP: an origin datagram dropped (an SPP reply without a
-    /// valid header, or naming another client than its flow's).
-    BadReply = 27,
-    /// XDP passed a packet of a TC-hook app or flow up to TC ingress (after
-    /// the access rules), whose NAT counts it again as it sends it on.
-    ToTc = 28,
-    /// `FlowOpened` for a flow opened at TC ingress.
-    FlowOpenedTc = 29,
-    /// `FlowExpired` for a flow opened at TC ingress.
-    FlowExpiredTc = 30,
+/// The verdict table: each row is `/// doc`, `Variant = code => "name",`.
+/// Codes must run 0, 1, 2, ... in row order (checked at compile time).
+macro_rules! verdict_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $verdict:ident {
+            $( $(#[$row_meta:meta])* $variant:ident = $code:literal => $name:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $verdict {
+            $( $(#[$row_meta])* $variant = $code, )*
+        }
+
+        impl $verdict {
+            /// Number of verdicts: the width of a `STATS` row.
+            pub const COUNT: u32 = [$($code),*].len() as u32;
+
+            /// Every verdict, in code order (`ALL[v as usize] == v`).
+            pub const ALL: [$verdict; Self::COUNT as usize] = [$($verdict::$variant),*];
+
+            /// Stable name for logs, metrics and the `stats` command.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $verdict::$variant => $name, )*
+                }
+            }
+        }
+    };
 }
 
-impl Verdict {
-    pub const COUNT: u32 = 31;
-    pub const ALL: [Verdict; Self::COUNT as usize] = [
-        Verdict::NoListener,
-        Verdict::NotIp,
-        Verdict::Malformed,
-        Verdict::Fragment,
-        Verdict::OtherProtocol,
-        Verdict::ToAgent,
-        Verdict::ToOrigin,
-        Verdict::ToClient,
-        Verdict::NeighborPending,
-        Verdict::FlowOpened,
-        Verdict::FlowExpired,
-        Verdict::NatFailed,
-        Verdict::NoOrigin,
-        Verdict::NoFlow,
-        Verdict::NoRoute,
-        Verdict::IcmpError,
-        Verdict::TooBig,
-        Verdict::BlockedIp,
-        Verdict::BlockedRange,
-        Verdict::BlockedAsn,
-        Verdict::BlockedCountry,
-        Verdict::ConnAccepted,
-        Verdict::ConnClosed,
-        Verdict::TlsFailed,
-        Verdict::OriginFailed,
-        Verdict::ConnTimeout,
-        Verdict::ConnLimited,
-        Verdict::BadReply,
-        Verdict::ToTc,
-        Verdict::FlowOpenedTc,
-        Verdict::FlowExpiredTc,
-    ];
+verdict_table! {
+    /// Why the XDP program did what it did with a packet. Kernel and agent share
+    /// these codes, so counters and logs name the reason.
+    pub enum Verdict {
+        /// TCP/UDP packet to no configured (protocol, address, port): passed.
+        NoListener = 0 => "no_listener",
+        /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed.
+        NotIp = 1 => "not_ip",
+        /// A header was cut short or invalid: passed to the stack, which drops it.
+        Malformed = 2 => "malformed",
+        /// An IPv4 fragment, or an IPv6 packet whose first next header is the
+        /// fragment header: passed (fragments carry no complete L4 header).
+        Fragment = 3 => "fragment",
+        /// IP, but neither TCP nor UDP (ICMP other than an error, or an IPv6
+        /// extension header other than a fragment header): passed.
+        OtherProtocol = 4 => "other_protocol",
+        /// Matched an application and handed to the edge's stack (agent).
+        ToAgent = 5 => "to_agent",
+        /// Fast path: rewritten toward the origin and redirected.
+        ToOrigin = 6 => "to_origin",
+        /// Fast path: an origin's reply rewritten toward the client and redirected.
+        ToClient = 7 => "to_client",
+        /// Fast path rewrite done, but the next hop's MAC is not known yet: the
+        /// packet goes through the kernel's forwarding path, which resolves it.
+        NeighborPending = 8 => "neighbor_pending",
+        /// Counted once per new flow (not per packet) opened in XDP.
+        FlowOpened = 9 => "flow_opened",
+        /// Counted by the agent when it removes an idle or closed flow that
+        /// XDP opened.
+        FlowExpired = 10 => "flow_expired",
+        /// No free NAT source port or flow entry: dropped.
+        NatFailed = 11 => "nat_failed",
+        /// Fast-path app, but no origin of the client's address family (or not
+        /// resolved yet): handed to the agent.
+        NoOrigin = 12 => "no_origin",
+        /// Fast-path TCP app, not a SYN and no flow: handed to the stack (which
+        /// answers with a reset).
+        NoFlow = 13 => "no_flow",
+        /// Rewritten, but the route lookup found no way out the program can
+        /// take (no route, blackhole, a local destination, forwarding off, an
+        /// egress interface not in `TX_PORTS`): passed to the kernel, which
+        /// sends or drops it.
+        NoRoute = 14 => "no_route",
+        /// An ICMP or ICMPv6 error: passed to the stack, not translated back to
+        /// the client.
+        IcmpError = 15 => "icmp_error",
+        /// Rewritten, but larger than the egress MTU: passed to the kernel,
+        /// which fragments what it may; a DF packet is lost (the kernel cannot
+        /// tell the client, whose address is gone).
+        TooBig = 16 => "too_big",
+        /// Dropped: the source matched a block rule on a single IP, and no
+        /// allow rule.
+        BlockedIp = 17 => "blocked_ip",
+        /// Dropped: the source matched a block rule on an IP range.
+        BlockedRange = 18 => "blocked_range",
+        /// Dropped: the source is in an ASN a block rule names.
+        BlockedAsn = 19 => "blocked_asn",
+        /// Dropped: the source is in a country a block rule names.
+        BlockedCountry = 20 => "blocked_country",
+        /// Agent: a connection accepted for the app (bytes: what the client sent
+        /// through to the origin, counted when it ends).
+        ConnAccepted = 21 => "conn_accepted",
+        /// Agent: a connection that ended (bytes: what the origin sent to the
+        /// client).
+        ConnClosed = 22 => "conn_closed",
+        /// Agent: the client's TLS handshake failed or timed out.
+        TlsFailed = 23 => "tls_failed",
+        /// Agent: the origin could not be reached, refused, timed out, or its
+        /// TLS handshake or certificate failed.
+        OriginFailed = 24 => "origin_failed",
+        /// Agent: closed for idleness (including a client that never spoke).
+        ConnTimeout = 25 => "conn_timeout",
+        /// Agent: refused at once, over the concurrent connection limit.
+        ConnLimited = 26 => "conn_limited",
+        /// Agent, UDP: an origin datagram dropped (an SPP reply without a
+        /// valid header, or naming another client than its flow's).
+        BadReply = 27 => "bad_reply",
+        /// XDP passed a packet of a TC-hook app or flow up to TC ingress (after
+        /// the access rules), whose NAT counts it again as it sends it on.
+        ToTc = 28 => "to_tc",
+        /// `FlowOpened` for a flow opened at TC ingress.
+        FlowOpenedTc = 29 => "flow_opened_tc",
+        /// `FlowExpired` for a flow opened at TC ingress.
+        FlowExpiredTc = 30 => "flow_expired_tc",
+    }
+}
 
+// A row out of order or a skipped code fails the build, not a counter.
+const _: () = {
+    let mut i = 0;
+    while i < Verdict::ALL.len() {
+        assert!(
+            Verdict::ALL[i] as usize == i,
+            "verdict codes must run 0, 1, 2, ... in table order"
+        );
+        i += 1;
+    }
+};
+
+impl Verdict {
     /// The verdict counting a flow opened at `hook` that the agent removed.
     #[inline(always)]
     pub const fn flow_expired(hook: u8) -> Verdict {
@@ -142,53 +160,59 @@ impl Verdict {
             _ => Verdict::BlockedCountry,
         }
     }
-
-    /// Stable name for logs, metrics and the `stats` command.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::NoListener => "no_listener",
-            Verdict::NotIp => "not_ip",
-            Verdict::Malformed => "malformed",
-            Verdict::Fragment => "fragment",
-            Verdict::OtherProtocol => "other_protocol",
-            Verdict::ToAgent => "to_agent",
-            Verdict::ToOrigin => "to_origin",
-            Verdict::ToClient => "to_client",
-            Verdict::NeighborPending => "neighbor_pending",
-            Verdict::FlowOpened => "flow_opened",
-            Verdict::FlowExpired => "flow_expired",
-            Verdict::NatFailed => "nat_failed",
-            Verdict::NoOrigin => "no_origin",
-            Verdict::NoFlow => "no_flow",
-            Verdict::NoRoute => "no_route",
-            Verdict::IcmpError => "icmp_error",
-            Verdict::TooBig => "too_big",
-            Verdict::BlockedIp => "blocked_ip",
-            Verdict::BlockedRange => "blocked_range",
-            Verdict::BlockedAsn => "blocked_asn",
-            Verdict::BlockedCountry => "blocked_country",
-            Verdict::ConnAccepted => "conn_accepted",
-            Verdict::ConnClosed => "conn_closed",
-            Verdict::TlsFailed => "tls_failed",
-            Verdict::OriginFailed => "origin_failed",
-            Verdict::ConnTimeout => "conn_timeout",
-            Verdict::ConnLimited => "conn_limited",
-            Verdict::BadReply => "bad_reply",
-            Verdict::ToTc => "to_tc",
-            Verdict::FlowOpenedTc => "flow_opened_tc",
-            Verdict::FlowExpiredTc => "flow_expired_tc",
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::HOOK_XDP;
+    use crate::rule::RULE_KIND_COUNTRY;
+    use std::collections::HashSet;
 
     #[test]
     fn verdict_table_is_complete_and_ordered() {
         for (i, v) in Verdict::ALL.iter().enumerate() {
             assert_eq!(*v as usize, i, "{}", v.name());
         }
+    }
+
+    #[test]
+    fn codes_and_names_are_pinned() {
+        // Counter slots and metric labels outlive a build: the first, the
+        // last and a few between must keep their code and name.
+        assert_eq!(Verdict::ALL.len(), Verdict::COUNT as usize);
+        for (verdict, code, name) in [
+            (Verdict::NoListener, 0, "no_listener"),
+            (Verdict::Fragment, 3, "fragment"),
+            (Verdict::NoRoute, 14, "no_route"),
+            (Verdict::BlockedIp, 17, "blocked_ip"),
+            (Verdict::ConnAccepted, 21, "conn_accepted"),
+            (Verdict::FlowExpiredTc, 30, "flow_expired_tc"),
+        ] {
+            assert_eq!((verdict as u32, verdict.name()), (code, name));
+        }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut seen = HashSet::new();
+        for v in Verdict::ALL {
+            let name = v.name();
+            assert!(seen.insert(name), "{name} twice");
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name} is not snake_case"
+            );
+        }
+    }
+
+    #[test]
+    fn flow_expired_and_blocked_pick_by_hook_and_kind() {
+        assert_eq!(Verdict::flow_expired(HOOK_XDP), Verdict::FlowExpired);
+        assert_eq!(Verdict::flow_expired(HOOK_TC), Verdict::FlowExpiredTc);
+        assert_eq!(Verdict::blocked(RULE_KIND_IP), Verdict::BlockedIp);
+        assert_eq!(Verdict::blocked(RULE_KIND_RANGE), Verdict::BlockedRange);
+        assert_eq!(Verdict::blocked(RULE_KIND_ASN), Verdict::BlockedAsn);
+        assert_eq!(Verdict::blocked(RULE_KIND_COUNTRY), Verdict::BlockedCountry);
     }
 }
