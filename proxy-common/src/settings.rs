@@ -55,6 +55,6 @@ mod tests {
     fn tc_only_flags_are_per_protocol() {
         assert_eq!(tc_only_flag(ip_proto::TCP), SETTINGS_TC_ONLY_TCP);
         assert_eq!(tc_only_flag(ip_proto::UDP), SETTINGS_TC_ONLY_UDP);
-        assert_eq!(tc_only_flag(1), 0);
+        assert_eq!(tc_only_flag(crate::net::IPPROTO_ICMP), 0);
     }
 }
