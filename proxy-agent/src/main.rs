@@ -1,7 +1,11 @@
 //! `proxy-agent`: run the proxy, check a config, list apps, read counters.
 //! The command line, the log, and the signals are here; the rest is the
 //! library's (`agent` for `run`, `cli` for the others).
-use std::{future::Future, path::PathBuf, process::ExitCode};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -126,10 +130,10 @@ fn init_tracing() {
 }
 
 fn run(
-    config: &std::path::Path,
+    config: &Path,
     xdp_mode: Option<XdpModeArg>,
     instance: &str,
-    bpffs: &std::path::Path,
+    bpffs: &Path,
 ) -> anyhow::Result<()> {
     let xdp_mode = xdp_mode.map(|mode| match mode {
         XdpModeArg::Skb => aya::programs::XdpMode::Skb,

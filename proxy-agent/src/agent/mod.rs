@@ -20,9 +20,11 @@ use std::{
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
+use proxy_common::BlockEvent;
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
+    task::JoinHandle,
 };
 use tracing::{debug, info, warn};
 
@@ -97,20 +99,29 @@ impl Agent {
     pub async fn run(
         start: Start,
         shutdown: impl Future<Output = ()>,
-        mut reloads: mpsc::Receiver<Reload>,
+        reloads: mpsc::Receiver<Reload>,
     ) -> anyhow::Result<()> {
+        let (mut agent, inputs, tasks) = Self::start(start).await?;
+        agent.serve(inputs, shutdown, reloads).await;
+        agent.stop(tasks).await;
+        Ok(())
+    }
+
+    /// Everything started, in an order that never serves an app before its
+    /// rules, maps and hooks are in place; ready once the counters are
+    /// pinned.
+    async fn start(start: Start) -> anyhow::Result<(Self, Inputs, Tasks)> {
         let Start {
             mut config,
             mode,
             paths,
         } = start;
-        let mut shutdown = std::pin::pin!(shutdown);
         let rules = access::build(&config)?;
         let proxies = Proxies {
             tcp: Arc::new(TcpProxyState::new(&config)?),
             udp: Arc::new(UdpProxyState::new(&config)?),
         };
-        let (resolved_tx, mut resolved_rx) = mpsc::channel(64);
+        let (resolved_tx, resolved_rx) = mpsc::channel(64);
         let mut resolvers = Resolvers::new(resolved_tx);
         let initial = resolvers
             .start(
@@ -123,8 +134,8 @@ impl Agent {
         let contents = maps::map_contents_resolved(&config, &initial)?;
         let mut datapath = Datapath::load()?;
         spawn_kernel_log_reader(&mut datapath);
-        let mut block_events = access::spawn_event_reader(datapath.take_block_events()?)?;
-        let mut event_log = EventLog::default();
+        let block_events = access::spawn_event_reader(datapath.take_block_events()?)?;
+        let event_log = EventLog::default();
         // Rules before listeners: no packet reaches an app unchecked.
         access::apply(&mut datapath, &config, &rules)?;
         drop(rules);
@@ -187,7 +198,7 @@ impl Agent {
             paths_stopped.clone(),
         ));
         let (published, config_rx) = watch::channel(Arc::new(config.clone()));
-        let (change_tx, mut change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
+        let (change_tx, change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
         let api_task = api.map(|(settings, token, listener)| {
             let pin = paths.stats_pin.clone();
             let counters: api::CounterSource = Arc::new(move |slots| {
@@ -213,12 +224,7 @@ impl Agent {
             counters = %paths.stats_pin.display(),
             "ready"
         );
-        let timeouts = config.edge.flow_timeouts;
-        // Often enough that a flow goes at most half its timeout late.
-        let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
-        let mut collect = tokio::time::interval(every);
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
-        let mut running = Agent {
+        let agent = Agent {
             datapath,
             xdp_mode: mode,
             config,
@@ -229,17 +235,46 @@ impl Agent {
             published,
             paths,
         };
+        let inputs = Inputs {
+            resolved: resolved_rx,
+            block_events,
+            event_log,
+            changes: change_rx,
+        };
+        let tasks = Tasks {
+            stop_paths,
+            tcp: tcp_task,
+            udp: udp_task,
+            api: api_task,
+        };
+        Ok((agent, inputs, tasks))
+    }
+
+    /// The main loop: origin answers, counters, block events, reloads, API
+    /// changes and idle flows, one at a time, until `shutdown` resolves.
+    async fn serve(
+        &mut self,
+        mut inputs: Inputs,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<Reload>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let timeouts = self.config.edge.flow_timeouts;
+        // Often enough that a flow goes at most half its timeout late.
+        let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
+        let mut collect = tokio::time::interval(every);
+        let mut flush = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some((slot, ips)) = resolved_rx.recv() => running.origins_resolved(slot, ips),
-                _ = flush.tick() => running.proxies.flush_counts(&mut running.datapath),
-                Some(event) = block_events.recv() => {
-                    event_log.log(&running.config, &event, Instant::now());
+                Some((slot, ips)) = inputs.resolved.recv() => self.origins_resolved(slot, ips),
+                _ = flush.tick() => self.proxies.flush_counts(&mut self.datapath),
+                Some(event) = inputs.block_events.recv() => {
+                    inputs.event_log.log(&self.config, &event, Instant::now());
                 }
-                Some(reload) = reloads.recv() => running.reload(reload).await,
-                Some(request) = change_rx.recv() => running.edit(request).await,
-                _ = collect.tick() => match conntrack_gc::collect(&mut running.datapath, &timeouts) {
+                Some(reload) = reloads.recv() => self.reload(reload).await,
+                Some(request) = inputs.changes.recv() => self.edit(request).await,
+                _ = collect.tick() => match conntrack_gc::collect(&mut self.datapath, &timeouts) {
                     Ok(expired) if !expired.is_empty() => {
                         debug!(?expired, "expired flows removed (app slot: count)");
                     }
@@ -248,12 +283,23 @@ impl Agent {
                 },
             }
         }
+    }
+
+    /// Drains the agent's paths, stops the DNS server and the API, writes
+    /// the last counts, then detaches (the datapath dropped).
+    async fn stop(self, tasks: Tasks) {
+        let Tasks {
+            stop_paths,
+            tcp: tcp_task,
+            udp: udp_task,
+            api: api_task,
+        } = tasks;
         let Agent {
             datapath: mut kernel,
             proxies,
             dns,
             ..
-        } = running;
+        } = self;
         info!(
             connections = proxies.tcp.active(),
             "shutting down: draining the TCP path"
@@ -279,7 +325,6 @@ impl Agent {
         info!("shutting down: detaching XDP and removing pinned counters");
         drop(kernel);
         info!("stopped");
-        Ok(())
     }
 
     /// New addresses for the `origin_dns` app in `slot` (ignored when that
@@ -321,6 +366,24 @@ fn slots_with_flows(datapath: &mut Datapath) -> BTreeSet<u32> {
             BTreeSet::new()
         }
     }
+}
+
+/// What the main loop reads besides the caller's shutdown and reloads.
+struct Inputs {
+    /// New answers for origin names, by slot.
+    resolved: mpsc::Receiver<(u32, Vec<IpAddr>)>,
+    block_events: mpsc::Receiver<BlockEvent>,
+    event_log: EventLog,
+    /// The API's changes.
+    changes: mpsc::Receiver<ChangeRequest>,
+}
+
+/// The tasks beside the main loop, and the switch that stops them.
+struct Tasks {
+    stop_paths: watch::Sender<bool>,
+    tcp: JoinHandle<()>,
+    udp: JoinHandle<()>,
+    api: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// The agent's TCP and UDP paths.
