@@ -7,12 +7,18 @@
 //! `datapath::loader` talks to the kernel.
 
 pub mod access;
+pub mod agent;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod datapath;
 pub mod dns_server;
 pub mod geoip;
-pub mod live;
+/// The change requests and slot plan under their old path: the API names
+/// them `crate::live::…`.
+pub mod live {
+    pub use crate::agent::plan::*;
+}
 pub mod metrics;
 pub mod origin;
 pub mod preflight;

@@ -1,5 +1,8 @@
 //! `proxy-agent`: run the proxy, check a config, list apps, read counters.
+//! The command line, the log, and the signals are here; the rest is the
+//! library's (`agent` for `run`, `cli` for the others).
 use std::{
+    future::Future,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -7,13 +10,14 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use proxy_agent::{
-    config::{self, model::Config},
-    datapath::{loader, maps, stats},
+    agent::{self, Agent, Reload},
+    cli,
 };
-use proxy_common::MAX_APPS;
-
-mod commands;
-mod runtime;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -91,19 +95,19 @@ fn main() -> ExitCode {
             instance,
             bpffs,
         } => run(&config, xdp_mode, &instance, &bpffs),
-        Command::Check { files } => return commands::check(&files),
+        Command::Check { files } => return cli::check(&files),
         Command::Apps {
             config,
             json,
             instance,
             bpffs,
-        } => list_apps(&config, json, &instance, &bpffs),
+        } => cli::apps(&config, json, &instance, &bpffs),
         Command::Stats {
             instance,
             bpffs,
             config,
             json,
-        } => print_stats(&instance, &bpffs, config.as_deref(), json),
+        } => cli::stats(&instance, &bpffs, config.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,151 +129,56 @@ fn init_tracing() {
         .init();
 }
 
-/// Loads and validates a config, logging its warnings.
-fn load_config(path: &Path) -> anyhow::Result<Config> {
-    let loaded = config::load(path).map_err(|err| anyhow::anyhow!("{}:\n{err}", path.display()))?;
-    for warning in &loaded.warnings {
-        tracing::warn!("{}: {warning}", path.display());
-    }
-    Ok(loaded.config)
-}
-
 fn run(
-    config_path: &Path,
+    config: &Path,
     xdp_mode: Option<XdpModeArg>,
     instance: &str,
     bpffs: &Path,
 ) -> anyhow::Result<()> {
-    proxy_agent::preflight::check_instance_name(instance)?;
-    let config = load_config(config_path)?;
-    proxy_agent::preflight::require_root()?;
-    for (i, name) in config.edge.interfaces.iter().enumerate() {
-        proxy_agent::preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
-    }
-    proxy_agent::preflight::require_bpffs(bpffs)?;
-    let _lock = proxy_agent::preflight::lock_instance(instance)?;
-    proxy_agent::preflight::raise_open_files();
-    // The kernel maps' limits, checked before anything is loaded.
-    maps::map_contents(&config)?;
-    // Leases before serving: an address handed out is one a restart keeps.
-    // A config without dynamic apps needs no file (its directory may be
-    // read-only), unless one is there to be emptied.
-    let _lease_lock = match &config.edge.lease_file {
-        // With the API, apps with dynamic addresses may come at any time.
-        Some(path)
-            if config.apps.iter().any(|a| a.edge_ips_dynamic)
-                || path.exists()
-                || config.api.is_some() =>
-        {
-            let lock = proxy_agent::preflight::lock_leases(path)?;
-            config::leases::write(path, &config).with_context(|| {
-                format!(
-                    "writing edge address leases to {} (set edge.address_pool.state_file \
-                     to a writable path)",
-                    path.display()
-                )
-            })?;
-            Some(lock)
-        }
-        _ => None,
-    };
-    proxy_agent::preflight::write_running_apps(instance, &config);
-    let mode = match xdp_mode {
-        Some(XdpModeArg::Skb) => aya::programs::XdpMode::Skb,
-        Some(XdpModeArg::Native) => aya::programs::XdpMode::Driver,
-        None => match config.edge.xdp_mode {
-            Some(config::model::XdpMode::Skb) => aya::programs::XdpMode::Skb,
-            Some(config::model::XdpMode::Native) | None => aya::programs::XdpMode::Driver,
-        },
-    };
+    let xdp_mode = xdp_mode.map(|mode| match mode {
+        XdpModeArg::Skb => aya::programs::XdpMode::Skb,
+        XdpModeArg::Native => aya::programs::XdpMode::Driver,
+    });
+    // Held until the agent stopped and the runtime is gone.
+    let (start, _locks) = agent::check(config, xdp_mode, instance, bpffs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(runtime::serve(
-        config,
-        mode,
-        runtime::RunPaths {
-            config: config_path.to_path_buf(),
-            stats_pin: loader::stats_pin_path(bpffs, instance),
-            instance: instance.to_owned(),
-        },
-    ))
+    runtime.block_on(async {
+        // Signals first: a SIGTERM that arrives while starting still ends
+        // in a clean exit (XDP detached, pin removed).
+        let shutdown = shutdown_signal()?;
+        let reloads = reload_on_hangup()?;
+        Agent::run(start, shutdown, reloads).await
+    })
 }
 
-fn list_apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> anyhow::Result<()> {
-    proxy_agent::preflight::check_instance_name(instance)?;
-    let config = load_config(config_path)?;
-    // Counters only when an agent runs this instance; the list stands alone.
-    let pin = loader::stats_pin_path(bpffs, instance);
-    let rows = if pin.exists() {
-        match running_counters(&pin, instance, &config) {
-            Ok(rows) => Some(rows),
-            Err(err) => {
-                tracing::warn!("counters of --instance {instance} not shown: {err:#}");
-                None
+/// Resolves on the first SIGTERM or SIGINT; the handlers are installed
+/// when this is called, not when it is first polled.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    })
+}
+
+/// A reload request per SIGHUP; SIGHUPs that arrive while one waits fold
+/// into it, as the signal itself does.
+fn reload_on_hangup() -> anyhow::Result<mpsc::Receiver<Reload>> {
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tx.try_send(Reload { cause: "SIGHUP" }) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
         }
-    } else {
-        None
-    };
-    commands::apps(&config, rows.as_deref(), json)
-}
-
-/// The running agent's counters, renumbered to `config`'s app slots by app
-/// id (the file may have been edited since the agent started, and the API
-/// changes apps live); apps it does not run get none.
-fn running_counters(
-    pin: &Path,
-    instance: &str,
-    config: &Config,
-) -> anyhow::Result<Vec<stats::StatsRow>> {
-    // No list: assume the file is what the agent runs.
-    let running = proxy_agent::preflight::read_running_apps(instance)?.unwrap_or_else(|| {
-        config
-            .apps
-            .iter()
-            .map(|a| (a.slot, a.id.to_string()))
-            .collect()
     });
-    let map = stats::open_pinned(pin)?;
-    let slots = running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0);
-    let rows = stats::read(&map, slots)?;
-    let slot_in_config = |running_slot: u32| {
-        let (_, id) = running.iter().find(|(slot, _)| *slot == running_slot)?;
-        let app = config.apps.iter().find(|a| a.id.to_string() == *id)?;
-        Some(app.slot)
-    };
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| match row.app {
-            None => Some(row),
-            Some(r) => slot_in_config(r).map(|app| stats::StatsRow {
-                app: Some(app),
-                ..row
-            }),
-        })
-        .collect())
-}
-
-fn print_stats(
-    instance: &str,
-    bpffs: &Path,
-    config_path: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
-    proxy_agent::preflight::check_instance_name(instance)?;
-    let config = config_path.map(load_config).transpose()?;
-    let map = stats::open_pinned(&loader::stats_pin_path(bpffs, instance))?;
-    let app_count = match (
-        &config,
-        proxy_agent::preflight::read_running_apps(instance)?,
-    ) {
-        (_, Some(running)) => running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0),
-        (Some(config), None) => config.apps.len() as u32,
-        (None, None) => MAX_APPS,
-    };
-    let rows = stats::read(&map, app_count)?;
-    commands::print_stats(&rows, config.as_ref(), json);
-    Ok(())
+    Ok(rx)
 }

@@ -1,9 +1,16 @@
-//! Live changes, the pure part: which apps of a new config are the running
-//! ones unchanged (they keep their slot, so their flows and counters are
-//! not touched), which are new or changed (a fresh slot each, filled before
-//! any listener points to it), and which are gone. The agent applies the
-//! plan (`commands::Runtime::apply`); nothing here touches the kernel.
-use std::{collections::BTreeSet, fmt, sync::Arc};
+//! What a change does, computed without touching anything: which apps of a
+//! new config are the running ones unchanged (they keep their slot, so
+//! their flows and counters are not touched), which are new or changed (a
+//! fresh slot each, filled before any listener points to it), and which are
+//! gone ([`assign_slots`] → [`Slots`]); then the ordered steps that put it
+//! in force ([`plan`] → [`Op`]s), which the agent's change path
+//! (`agent::change`) carries out one by one.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+    sync::Arc,
+};
 
 use proxy_common::MAX_APPS;
 use tokio::sync::oneshot;
@@ -69,7 +76,7 @@ impl fmt::Display for ChangeError {
 
 /// What a change does to the apps, by slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Slots {
     /// Apps the same in both configs: slot kept, nothing touched.
     pub kept: Vec<u32>,
     /// New apps and new versions of changed ones: fresh slots.
@@ -80,7 +87,7 @@ pub struct Plan {
     pub retired: Vec<u32>,
 }
 
-impl Plan {
+impl Slots {
     /// Whether the apps change at all.
     pub fn changes_apps(&self) -> bool {
         !(self.fresh.is_empty() && self.removed.is_empty() && self.retired.is_empty())
@@ -97,8 +104,8 @@ pub fn assign_slots(
     running: &Config,
     next: &mut Config,
     busy: impl FnOnce() -> BTreeSet<u32>,
-) -> Result<Plan, String> {
-    let mut plan = Plan::default();
+) -> Result<Slots, String> {
+    let mut slots = Slots::default();
     let mut taken: BTreeSet<u32> = running.apps.iter().map(|app| app.slot).collect();
     let needs_slots = next.apps.iter().any(|app| {
         !running
@@ -115,7 +122,7 @@ pub fn assign_slots(
         match before {
             Some(old) if old.same_service(app) => {
                 app.slot = old.slot;
-                plan.kept.push(old.slot);
+                slots.kept.push(old.slot);
             }
             _ => {
                 let Some(slot) = candidates.next() else {
@@ -125,18 +132,18 @@ pub fn assign_slots(
                     ));
                 };
                 app.slot = slot;
-                plan.fresh.push(slot);
+                slots.fresh.push(slot);
             }
         }
     }
     for old in &running.apps {
         match next.apps.iter().find(|app| app.id == old.id) {
-            None => plan.removed.push(old.slot),
-            Some(app) if app.slot != old.slot => plan.retired.push(old.slot),
+            None => slots.removed.push(old.slot),
+            Some(app) if app.slot != old.slot => slots.retired.push(old.slot),
             Some(_) => {}
         }
     }
-    Ok(plan)
+    Ok(slots)
 }
 
 /// The parts of `next` outside apps, access rules (with the GeoIP
@@ -162,88 +169,123 @@ pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str
     changed
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::load_str;
-
-    fn config(apps: &[&str]) -> Config {
-        let text = format!(
-            r#"{{"edge": {{"interfaces": ["eth0"],
-                "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
-               "apps": [{}]}}"#,
-            apps.join(",")
-        );
-        match load_str(&text, false) {
-            Ok(loaded) => loaded.config,
-            Err(err) => panic!("test config invalid: {err}"),
-        }
-    }
-
-    /// An app with a static address (the agent keeps dynamic ones by
-    /// lease; `load_str` has none, so they would follow the order).
-    fn app(name: &str, origin_port: u16) -> String {
-        let host = name.bytes().next().unwrap_or(b'a');
-        format!(
-            r#"{{"protocol": "tcp/22", "dns": {{"type": "ADDRESS", "name": "{name}.example.com"}},
-                "edge_ips": {{"type": "static", "ips": ["198.51.100.{host}"]}},
-                "origin_direct": ["tcp://192.0.2.1:{origin_port}"]}}"#
-        )
-    }
-
-    #[test]
-    fn unchanged_apps_keep_their_slots_and_new_ones_take_free_slots() {
-        let running = config(&[&app("a", 22), &app("b", 22), &app("c", 22)]);
-        // b deleted, d added in front, c and a unchanged (order changed).
-        let mut next = config(&[&app("d", 22), &app("c", 22), &app("a", 22)]);
-        let plan = assign_slots(&running, &mut next, BTreeSet::new).expect("slots");
-        let slots: Vec<u32> = next.apps.iter().map(|a| a.slot).collect();
-        assert_eq!(slots, vec![3, 2, 0], "d gets the first slot no app held");
-        assert_eq!(plan.kept, vec![2, 0]);
-        assert_eq!(plan.fresh, vec![3]);
-        assert_eq!(plan.removed, vec![1]);
-        assert!(plan.retired.is_empty());
-        assert!(plan.changes_apps());
-    }
-
-    #[test]
-    fn a_changed_app_gets_a_fresh_slot_and_its_old_one_drains() {
-        let running = config(&[&app("a", 22), &app("b", 22)]);
-        let mut next = config(&[&app("a", 22), &app("b", 2222)]);
-        // Slot 2 still has flows of an app deleted earlier.
-        let busy = BTreeSet::from([2]);
-        let plan = assign_slots(&running, &mut next, || busy.clone()).expect("slots");
-        assert_eq!(next.apps[1].slot, 3);
-        assert_eq!(plan.retired, vec![1]);
-        assert_eq!(plan.fresh, vec![3]);
-        assert!(plan.removed.is_empty());
-    }
-
-    #[test]
-    fn the_same_config_changes_nothing_even_with_new_timestamps() {
-        let running = config(&[&app("a", 22), &app("b", 22)]);
-        let mut next = running.clone();
-        next.apps[1].modified_on = Some("2026-11-26T08:00:00Z".into());
-        let plan = assign_slots(&running, &mut next, BTreeSet::new).expect("slots");
-        assert!(!plan.changes_apps());
-        assert_eq!(plan.kept, vec![0, 1]);
-    }
-
-    #[test]
-    fn slots_run_out_with_an_error_not_a_panic() {
-        let running = config(&[&app("a", 22)]);
-        let mut next = config(&[&app("a", 23)]);
-        let busy: BTreeSet<u32> = (0..MAX_APPS).collect();
-        let err = assign_slots(&running, &mut next, || busy.clone()).expect_err("no slot");
-        assert!(err.contains("no free app slot"), "{err}");
-    }
-
-    #[test]
-    fn edge_changes_need_a_restart() {
-        let running = config(&[&app("a", 22)]);
-        let mut next = running.clone();
-        assert!(restart_only_changes(&running, &next).is_empty());
-        next.edge.interfaces = vec!["eth1".into()];
-        assert_eq!(restart_only_changes(&running, &next), vec!["edge"]);
+/// Puts back in `next` what only a restart changes (see
+/// [`restart_only_changes`]): the running `edge` but its GeoIP databases
+/// (they reload with the rules), `api`, and whether `dns_server` runs.
+pub fn keep_restart_only(running: &Config, next: &mut Config) {
+    let geoip = next.edge.geoip.clone();
+    next.edge = running.edge.clone();
+    next.edge.geoip = geoip;
+    next.api = running.api.clone();
+    if next.dns_server.is_some() != running.dns_server.is_some() {
+        next.dns_server = running.dns_server.clone();
     }
 }
+
+/// Whether the access rules are built and loaded again: their list or the
+/// GeoIP databases they read changed.
+pub fn rules_change(running: &Config, next: &Config) -> bool {
+    next.access_rules != running.access_rules || next.edge.geoip != running.edge.geoip
+}
+
+/// One step of putting a prepared change in force. What a step installs
+/// (rules, routes, map contents, zones) was built before the first step
+/// runs; a step names it, it does not hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A fresh slot's counters zeroed: an earlier app may have counted in it.
+    ClearCounters(u32),
+    /// The rebuilt access rules loaded.
+    SetRules,
+    /// The flows, counted in these slots, of clients the rules block: cut
+    /// (old versions of apps that turn `ip_firewall` on).
+    CutBlockedFlows(BTreeSet<u32>),
+    /// The agent's TCP and UDP routes switched to the new apps, before the
+    /// kernel sends it a new app's connections.
+    SwitchRoutes,
+    /// A fresh slot's first origin addresses given to the agent's paths.
+    SetOrigins(u32),
+    /// The hooks an app of the new config needs, before its maps are written.
+    AttachXdp,
+    AttachTc,
+    /// The kernel maps written (new apps whole before their listeners, gone
+    /// listeners before their apps: `Datapath::sync`).
+    SyncMaps,
+    /// The flows of deleted apps, by slot, cut.
+    CutFlows(BTreeSet<u32>),
+    /// The `dns_server` answers replaced.
+    UpdateDns,
+    /// The origin resolver of an app version that is gone, stopped.
+    StopResolver(u32),
+    /// The edge address lease file rewritten (when an app has a dynamic
+    /// address or a file is there to be emptied).
+    WriteLeases,
+    /// The running apps' slots and ids rewritten for `apps` and `stats`.
+    WriteRunningApps,
+}
+
+/// The steps that take the agent from `running` to `next` (slots assigned
+/// as `slots` says; `resolved`: the origin addresses `next`'s apps start
+/// with, by slot), in an order that never shows a listener whose app is not
+/// in place: fresh slots cleared, rules, flows the rules now block, the
+/// agent's routes and origins, hooks, maps, deleted apps' flows, DNS
+/// answers, resolvers, leases.
+pub fn plan(
+    running: &Config,
+    next: &Config,
+    slots: &Slots,
+    resolved: &BTreeMap<u32, Vec<IpAddr>>,
+) -> Vec<Op> {
+    let mut ops: Vec<Op> = slots.fresh.iter().map(|&s| Op::ClearCounters(s)).collect();
+    if rules_change(running, next) {
+        ops.push(Op::SetRules);
+    }
+    // An app that turns ip_firewall on: its old version's flows of clients
+    // the rules block go now, not when they end.
+    let firewalled: BTreeSet<u32> = running
+        .apps
+        .iter()
+        .filter(|old| !old.ip_firewall && slots.retired.contains(&old.slot))
+        .filter(|old| next.apps.iter().any(|a| a.id == old.id && a.ip_firewall))
+        .map(|old| old.slot)
+        .collect();
+    if !firewalled.is_empty() {
+        ops.push(Op::CutBlockedFlows(firewalled));
+    }
+    ops.push(Op::SwitchRoutes);
+    ops.extend(
+        slots
+            .fresh
+            .iter()
+            .filter(|slot| resolved.contains_key(slot))
+            .map(|&s| Op::SetOrigins(s)),
+    );
+    if next.needs_xdp() {
+        ops.push(Op::AttachXdp);
+    }
+    if next.needs_tc() {
+        ops.push(Op::AttachTc);
+    }
+    ops.push(Op::SyncMaps);
+    if !slots.removed.is_empty() {
+        ops.push(Op::CutFlows(slots.removed.iter().copied().collect()));
+    }
+    if next.dns_server.is_some() {
+        ops.push(Op::UpdateDns);
+    }
+    ops.extend(
+        slots
+            .removed
+            .iter()
+            .chain(&slots.retired)
+            .map(|&s| Op::StopResolver(s)),
+    );
+    if next.edge.lease_file.is_some() {
+        ops.push(Op::WriteLeases);
+    }
+    ops.push(Op::WriteRunningApps);
+    ops
+}
+
+#[cfg(test)]
+mod tests;

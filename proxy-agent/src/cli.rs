@@ -1,18 +1,25 @@
-//! The bodies of the CLI commands (kept out of main.rs so it reads as the
-//! list of commands).
-use std::{path::PathBuf, process::ExitCode};
+//! The bodies of the CLI commands but `run` (`check`, `apps`, `stats`):
+//! main.rs parses the command line and calls one of these.
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
-use proxy_agent::{
+use proxy_common::MAX_APPS;
+use serde_json::json;
+
+use crate::{
     access,
+    agent::load_config,
     config::{
         self,
         model::{App, Config, Origin},
     },
-    datapath::{maps, stats, stats::StatsRow},
+    datapath::{loader, maps, stats, stats::StatsRow},
+    preflight,
     tcp::TcpProxyState,
     udp::UdpProxyState,
 };
-use serde_json::json;
 
 /// `check`: every file validated; all errors printed; exit 1 if any fails.
 pub fn check(files: &[PathBuf]) -> ExitCode {
@@ -103,9 +110,62 @@ fn origins(app: &App) -> Vec<String> {
     }
 }
 
-/// `apps`: one line (or JSON object) per app; with the counters of a
-/// running agent when `rows` has them.
-pub fn apps(config: &Config, rows: Option<&[StatsRow]>, json: bool) -> anyhow::Result<()> {
+/// `apps`: the apps of the config at `config_path`, with the counters of
+/// the agent running `instance`, if one is.
+pub fn apps(config_path: &Path, json: bool, instance: &str, bpffs: &Path) -> anyhow::Result<()> {
+    preflight::check_instance_name(instance)?;
+    let config = load_config(config_path)?;
+    // Counters only when an agent runs this instance; the list stands alone.
+    let pin = loader::stats_pin_path(bpffs, instance);
+    let rows = if pin.exists() {
+        match running_counters(&pin, instance, &config) {
+            Ok(rows) => Some(rows),
+            Err(err) => {
+                tracing::warn!("counters of --instance {instance} not shown: {err:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    print_apps(&config, rows.as_deref(), json)
+}
+
+/// The running agent's counters, renumbered to `config`'s app slots by app
+/// id (the file may have been edited since the agent started, and the API
+/// changes apps live); apps it does not run get none.
+fn running_counters(pin: &Path, instance: &str, config: &Config) -> anyhow::Result<Vec<StatsRow>> {
+    // No list: assume the file is what the agent runs.
+    let running = preflight::read_running_apps(instance)?.unwrap_or_else(|| {
+        config
+            .apps
+            .iter()
+            .map(|a| (a.slot, a.id.to_string()))
+            .collect()
+    });
+    let map = stats::open_pinned(pin)?;
+    let slots = running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0);
+    let rows = stats::read(&map, slots)?;
+    let slot_in_config = |running_slot: u32| {
+        let (_, id) = running.iter().find(|(slot, _)| *slot == running_slot)?;
+        let app = config.apps.iter().find(|a| a.id.to_string() == *id)?;
+        Some(app.slot)
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| match row.app {
+            None => Some(row),
+            Some(r) => slot_in_config(r).map(|app| StatsRow {
+                app: Some(app),
+                ..row
+            }),
+        })
+        .collect())
+}
+
+/// One line (or JSON object) per app; with the counters of a running agent
+/// when `rows` has them.
+fn print_apps(config: &Config, rows: Option<&[StatsRow]>, json: bool) -> anyhow::Result<()> {
     let totals = rows.map(stats::app_totals);
     let total = |slot: u32| {
         totals
@@ -164,8 +224,29 @@ pub fn apps(config: &Config, rows: Option<&[StatsRow]>, json: bool) -> anyhow::R
     Ok(())
 }
 
-/// `stats`: counters by app and verdict.
-pub fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
+/// `stats`: the counters of the agent running `instance`, named after the
+/// apps of `config_path` when given.
+pub fn stats(
+    instance: &str,
+    bpffs: &Path,
+    config_path: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    preflight::check_instance_name(instance)?;
+    let config = config_path.map(load_config).transpose()?;
+    let map = stats::open_pinned(&loader::stats_pin_path(bpffs, instance))?;
+    let app_count = match (&config, preflight::read_running_apps(instance)?) {
+        (_, Some(running)) => running.iter().map(|(slot, _)| slot + 1).max().unwrap_or(0),
+        (Some(config), None) => config.apps.len() as u32,
+        (None, None) => MAX_APPS,
+    };
+    let rows = stats::read(&map, app_count)?;
+    print_stats(&rows, config.as_ref(), json);
+    Ok(())
+}
+
+/// Counters by app and verdict.
+fn print_stats(rows: &[StatsRow], config: Option<&Config>, json: bool) {
     let name = |app: Option<u32>| -> String {
         match app {
             None => "-".to_owned(),

@@ -1,0 +1,440 @@
+//! The agent once the checks passed: start everything, then keep it in
+//! step with the world (origin names, idle flows, counters) and with the
+//! config (reload requests and the management API), until `shutdown`
+//! resolves. The caller turns signals into `shutdown` and reloads
+//! (`main.rs`); nothing here installs a signal handler.
+//!
+//! A config change goes through one path (`change`): the new config is
+//! validated as a whole, its app slots are planned
+//! ([`plan::assign_slots`]), everything that can fail is built first (TLS
+//! configs, rule prefixes, map contents, DNS zones), then the file is
+//! written (API changes), then the steps of [`plan::plan`] run in order.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    net::IpAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::programs::XdpMode;
+use proxy_common::BlockEvent;
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    access::{self, EventLog},
+    api,
+    config::model::Config,
+    datapath::{conntrack_gc, loader::Datapath, maps, ring, stats},
+    dns_server::{self, DnsServer},
+    live::ChangeRequest,
+    origin::fill_origin_sources,
+    tcp::{self, TcpProxyState},
+    udp::{self, UdpProxyState},
+};
+
+mod change;
+pub mod plan;
+mod resolvers;
+mod start;
+
+use resolvers::Resolvers;
+pub use start::{Locks, Start, check, load_config};
+
+/// A request to read the config file again and put it in force; `cause`
+/// opens its log line (`SIGHUP`).
+#[derive(Debug, Clone, Copy)]
+pub struct Reload {
+    pub cause: &'static str,
+}
+
+/// Where `run` keeps what it needs besides the config.
+pub struct RunPaths {
+    pub config: PathBuf,
+    pub stats_pin: PathBuf,
+    pub instance: String,
+}
+
+/// How long live TCP-path connections may take to end at shutdown.
+const TCP_DRAIN: Duration = Duration::from_secs(10);
+/// How often idle flows are looked for, at most.
+const FLOW_COLLECT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the first answers for origin names are waited for: at start,
+/// and for an app a live change adds.
+const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(10);
+const CHANGE_RESOLVE_WAIT: Duration = Duration::from_secs(5);
+/// API changes queued for the main loop before the API answers "busy".
+const CHANGE_QUEUE: usize = 16;
+
+/// What the main loop owns while serving.
+pub struct Agent {
+    datapath: Datapath,
+    /// The mode XDP attaches in (at start, or by a change that needs it).
+    xdp_mode: XdpMode,
+    /// The config in force (slots assigned, origin sources filled).
+    config: Config,
+    /// Current addresses of `origin_dns` apps, by slot.
+    resolved: BTreeMap<u32, Vec<IpAddr>>,
+    proxies: Proxies,
+    dns: Option<DnsServer>,
+    resolvers: Resolvers,
+    /// The config in force, for the API.
+    published: watch::Sender<Arc<Config>>,
+    paths: RunPaths,
+}
+
+impl Agent {
+    /// Starts everything `start` asks for, serves until `shutdown`
+    /// resolves, then drains and detaches. Create `shutdown` before the
+    /// call (a signal's handler installed, say) so that one arriving while
+    /// starting still ends in a clean exit (XDP detached, pin removed):
+    /// it is first polled once the agent is ready.
+    pub async fn run(
+        start: Start,
+        shutdown: impl Future<Output = ()>,
+        reloads: mpsc::Receiver<Reload>,
+    ) -> anyhow::Result<()> {
+        let (mut agent, inputs, tasks) = Self::start(start).await?;
+        agent.serve(inputs, shutdown, reloads).await;
+        agent.stop(tasks).await;
+        Ok(())
+    }
+
+    /// Everything started, in an order that never serves an app before its
+    /// rules, maps and hooks are in place; ready once the counters are
+    /// pinned.
+    async fn start(start: Start) -> anyhow::Result<(Self, Inputs, Tasks)> {
+        let Start {
+            mut config,
+            mode,
+            paths,
+        } = start;
+        let rules = access::build(&config)?;
+        let proxies = Proxies {
+            tcp: Arc::new(TcpProxyState::new(&config)?),
+            udp: Arc::new(UdpProxyState::new(&config)?),
+        };
+        let (resolved_tx, resolved_rx) = mpsc::channel(64);
+        let mut resolvers = Resolvers::new(resolved_tx);
+        let initial = resolvers
+            .start(
+                &config,
+                &config.apps.iter().map(|a| a.slot).collect(),
+                FIRST_RESOLVE_WAIT,
+            )
+            .await?;
+        fill_origin_sources(&mut config, &initial)?;
+        let contents = maps::map_contents_resolved(&config, &initial)?;
+        let mut datapath = Datapath::load()?;
+        spawn_kernel_log_reader(&mut datapath);
+        let block_events = access::spawn_event_reader(datapath.take_block_events()?)?;
+        let event_log = EventLog::default();
+        // Rules before listeners: no packet reaches an app unchecked.
+        access::apply(&mut datapath, &config, &rules)?;
+        drop(rules);
+        datapath.sync(&contents)?;
+        for (slot, ips) in &initial {
+            proxies.tcp.set_origins(*slot, ips);
+            proxies.udp.set_origins(*slot, ips);
+            log_origins(&config, *slot, ips);
+        }
+        // The DNS server binds before XDP attaches, so a listen address that
+        // cannot be bound stops the start before anything is served.
+        let dns = match &config.dns_server {
+            Some(settings) => {
+                let zones = dns_server::zone_records(&config)?;
+                Some(DnsServer::start(settings, &config.edge.address_pool, &zones).await?)
+            }
+            None => None,
+        };
+        // The API's token and socket too: a bad one stops the start here.
+        let api = match &config.api {
+            Some(settings) => {
+                let token = api::read_token(&settings.token_file)?;
+                let listener = TcpListener::bind(settings.listen)
+                    .await
+                    .with_context(|| format!("api.listen {}: cannot bind", settings.listen))?;
+                Some((settings.clone(), token, listener))
+            }
+            None => None,
+        };
+        warn_on_strict_rp_filter(&config.edge.interfaces);
+        // The edge interfaces, which steering admits traffic from, whether or
+        // not XDP attaches.
+        datapath.add_redirect_targets(&config.edge.interfaces)?;
+        if config.needs_xdp() {
+            datapath.attach(&config.edge.interfaces, mode)?;
+        } else {
+            info!("no app needs XDP (no fast path there, no ip_firewall): not attached");
+        }
+        if config.needs_tc() {
+            datapath.attach_tc(&config.edge.interfaces)?;
+        }
+        // Steering after XDP: every packet that reaches the agent's sockets has
+        // passed the access rules. Both sockets always exist, so an app added
+        // live on either path is served at once.
+        let (stop_paths, paths_stopped) = watch::channel(false);
+        let tcp_listener = tcp::listener()?;
+        let udp_socket = udp::socket()?;
+        datapath.steer_to(Some(&tcp_listener), Some(&udp_socket))?;
+        let tcp_listener =
+            TcpListener::from_std(tcp_listener).context("registering the TCP listener")?;
+        let tcp_task = tokio::spawn(tcp::serve(
+            tcp_listener,
+            Arc::clone(&proxies.tcp),
+            paths_stopped.clone(),
+            TCP_DRAIN,
+        ));
+        let udp_task = tokio::spawn(udp::serve(
+            udp_socket,
+            Arc::clone(&proxies.udp),
+            paths_stopped.clone(),
+        ));
+        let (published, config_rx) = watch::channel(Arc::new(config.clone()));
+        let (change_tx, change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
+        let api_task = api.map(|(settings, token, listener)| {
+            let pin = paths.stats_pin.clone();
+            let counters: api::CounterSource = Arc::new(move |slots| {
+                let map = stats::open_pinned(&pin)?;
+                stats::read(&map, slots)
+            });
+            let state = api::ApiState::new(config_rx, &token, &settings.zone, counters)
+                .with_changes(change_tx)
+                .with_dns_answers(dns.as_ref().map(DnsServer::answers));
+            let mut stopped = paths_stopped.clone();
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            info!(listen = %settings.listen, zone = %settings.zone, "management API serving");
+            tokio::spawn(api::serve(listener, state, stop))
+        });
+        // Counters pinned last: their presence means ready.
+        datapath.pin_stats(&paths.stats_pin)?;
+        info!(
+            apps = config.apps.len(),
+            listeners = contents.listeners.len(),
+            rules = config.access_rules.len(),
+            counters = %paths.stats_pin.display(),
+            "ready"
+        );
+        let agent = Agent {
+            datapath,
+            xdp_mode: mode,
+            config,
+            resolved: initial,
+            proxies,
+            dns,
+            resolvers,
+            published,
+            paths,
+        };
+        let inputs = Inputs {
+            resolved: resolved_rx,
+            block_events,
+            event_log,
+            changes: change_rx,
+        };
+        let tasks = Tasks {
+            stop_paths,
+            tcp: tcp_task,
+            udp: udp_task,
+            api: api_task,
+        };
+        Ok((agent, inputs, tasks))
+    }
+
+    /// The main loop: origin answers, counters, block events, reloads, API
+    /// changes and idle flows, one at a time, until `shutdown` resolves.
+    async fn serve(
+        &mut self,
+        mut inputs: Inputs,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<Reload>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let timeouts = self.config.edge.flow_timeouts;
+        // Often enough that a flow goes at most half its timeout late.
+        let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
+        let mut collect = tokio::time::interval(every);
+        let mut flush = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some((slot, ips)) = inputs.resolved.recv() => self.origins_resolved(slot, ips),
+                _ = flush.tick() => self.proxies.flush_counts(&mut self.datapath),
+                Some(event) = inputs.block_events.recv() => {
+                    inputs.event_log.log(&self.config, &event, Instant::now());
+                }
+                Some(reload) = reloads.recv() => self.reload(reload).await,
+                Some(request) = inputs.changes.recv() => self.edit(request).await,
+                _ = collect.tick() => match conntrack_gc::collect(&mut self.datapath, &timeouts) {
+                    Ok(expired) if !expired.is_empty() => {
+                        debug!(?expired, "expired flows removed (app slot: count)");
+                    }
+                    Ok(_) => {}
+                    Err(err) => warn!("collecting expired flows: {err:#}"),
+                },
+            }
+        }
+    }
+
+    /// Drains the agent's paths, stops the DNS server and the API, writes
+    /// the last counts, then detaches (the datapath dropped).
+    async fn stop(self, tasks: Tasks) {
+        let Tasks {
+            stop_paths,
+            tcp: tcp_task,
+            udp: udp_task,
+            api: api_task,
+        } = tasks;
+        let Agent {
+            datapath: mut kernel,
+            proxies,
+            dns,
+            ..
+        } = self;
+        info!(
+            connections = proxies.tcp.active(),
+            "shutting down: draining the TCP path"
+        );
+        if let Some(dns) = dns {
+            dns.shutdown().await;
+        }
+        let _ = stop_paths.send(true);
+        for task in [tcp_task, udp_task] {
+            let _ = task.await;
+        }
+        if let Some(task) = api_task {
+            // Graceful, but bounded: a client holding a connection open does
+            // not hold the shutdown.
+            let abort = task.abort_handle();
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Err(err))) => warn!("management API: {err}"),
+                Ok(_) => {}
+                Err(_) => abort.abort(),
+            }
+        }
+        proxies.flush_counts(&mut kernel);
+        info!("shutting down: detaching XDP and removing pinned counters");
+        drop(kernel);
+        info!("stopped");
+    }
+
+    /// New addresses for the `origin_dns` app in `slot` (ignored when that
+    /// version of the app is gone).
+    fn origins_resolved(&mut self, slot: u32, ips: Vec<IpAddr>) {
+        let Some(app) = self.config.app_in_slot(slot) else {
+            return;
+        };
+        self.proxies.tcp.set_origins(slot, &ips);
+        self.proxies.udp.set_origins(slot, &ips);
+        let applied = maps::app_origins(slot, app, &ips)
+            .map_err(anyhow::Error::from)
+            .and_then(|origins| self.datapath.set_app_origins(slot, &origins));
+        match applied {
+            Ok(()) => log_origins(&self.config, slot, &ips),
+            Err(err) => warn!(app = %app.dns.name, "origin update failed: {err:#}"),
+        }
+        self.resolved.insert(slot, ips);
+    }
+}
+
+fn log_origins(config: &Config, slot: u32, ips: &[IpAddr]) {
+    if let Some(app) = config.app_in_slot(slot) {
+        info!(app = %app.dns.name, origins = ?ips, "origin addresses in place");
+    }
+}
+
+/// Slots that flows in the kernel still count in (a best effort: a walk
+/// that fails finds none, and fresh slots are cleared anyway).
+fn slots_with_flows(datapath: &mut Datapath) -> BTreeSet<u32> {
+    match datapath.flows() {
+        Ok(flows) => flows
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, value)| value.app)
+            .collect(),
+        Err(err) => {
+            warn!("reading the flow table: {err:#}");
+            BTreeSet::new()
+        }
+    }
+}
+
+/// What the main loop reads besides the caller's shutdown and reloads.
+struct Inputs {
+    /// New answers for origin names, by slot.
+    resolved: mpsc::Receiver<(u32, Vec<IpAddr>)>,
+    block_events: mpsc::Receiver<BlockEvent>,
+    event_log: EventLog,
+    /// The API's changes.
+    changes: mpsc::Receiver<ChangeRequest>,
+}
+
+/// The tasks beside the main loop, and the switch that stops them.
+struct Tasks {
+    stop_paths: watch::Sender<bool>,
+    tcp: JoinHandle<()>,
+    udp: JoinHandle<()>,
+    api: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The agent's TCP and UDP paths.
+struct Proxies {
+    tcp: Arc<TcpProxyState>,
+    udp: Arc<UdpProxyState>,
+}
+
+impl Proxies {
+    /// Their counts into the kernel counters `stats` reads.
+    fn flush_counts(&self, datapath: &mut Datapath) {
+        let mut rows = self.tcp.take_counts();
+        rows.extend(self.udp.take_counts());
+        if let Err(err) = stats::add(datapath, rows) {
+            warn!("writing agent-path counters: {err:#}");
+        }
+    }
+}
+
+/// Strict reverse-path filtering drops the packets the fast path hands to
+/// the kernel while a neighbour is resolved (their source is an edge
+/// address): say so, since the first packet of such flows is then lost.
+fn warn_on_strict_rp_filter(interfaces: &[String]) {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or(0)
+    };
+    let all = read("all");
+    for interface in interfaces {
+        if all.max(read(interface)) == 1 {
+            warn!(
+                interface,
+                "rp_filter is strict (1): first packets toward unresolved neighbours will be \
+                 dropped; use loose (2) or off (0) on this interface and in conf/all"
+            );
+        }
+    }
+}
+
+/// Forwards the XDP program's aya-log records to our log.
+fn spawn_kernel_log_reader(datapath: &mut Datapath) {
+    let logger = match aya_log::EbpfLogger::init(datapath.ebpf_mut()) {
+        Ok(logger) => logger,
+        Err(err) => {
+            warn!(%err, "kernel log records will not be shown");
+            return;
+        }
+    };
+    if let Err(err) = ring::spawn_drain(logger, "kernel log", |logger| logger.flush()) {
+        warn!(%err, "kernel log records will not be shown");
+    }
+}
