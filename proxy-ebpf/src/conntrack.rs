@@ -14,7 +14,8 @@ use proxy_common::{
 
 use crate::{
     apps,
-    parse::{Packet, TCP_FIN, TCP_RST},
+    net::{TCP_FIN, TCP_RST},
+    parse::Packet,
 };
 
 #[map]

@@ -32,7 +32,6 @@ use aya::{
 use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
 use proxy_agent::{
-    EBPF_OBJECT,
     config::{
         self,
         model::{AccessRule, Origin, RuleAction, RuleTarget},
@@ -49,6 +48,11 @@ use proxy_common::{
     FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
     STEER_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
 };
+
+/// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
+/// the agent's build script): the routers, the XDP pass program and the
+/// sink. The cost probes load the agent's own object through [`Datapath`].
+static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
 
 #[derive(Parser)]
 struct Cli {
@@ -134,7 +138,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn router(interfaces: &[String]) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     {
         let mut ports: aya::maps::DevMapHash<_> = ebpf
             .map_mut(proxy_common::map_names::TX_PORTS)
@@ -160,7 +164,7 @@ fn router(interfaces: &[String]) -> anyhow::Result<()> {
 }
 
 fn tc_router(interfaces: &[String], xdp_pass: bool) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     if xdp_pass {
         let pass: &mut Xdp = ebpf
             .program_mut(PASS_PROGRAM)
@@ -194,7 +198,7 @@ fn tc_router(interfaces: &[String], xdp_pass: bool) -> anyhow::Result<()> {
 }
 
 fn sink(interface: &str) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     let program: &mut Xdp = ebpf
         .program_mut(SINK_PROGRAM)
         .ok_or_else(|| anyhow!("no sink program"))?
