@@ -103,7 +103,7 @@ pub fn route(
 /// the verdict that says why. The next hop comes from the flow entry when
 /// it has one, else from a route lookup, whose answer the entry then keeps.
 #[inline(never)]
-pub fn send<H: Hook>(
+pub(crate) fn send<H: Hook>(
     ctx: &H,
     packet: &Packet,
     flow: *mut FlowValue,

@@ -27,17 +27,6 @@ mod program {
     }
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any reachable panic; this is never called.
-    loop {}
-}
-
+// The panic handler and the license section come with the library.
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
-
-#[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
