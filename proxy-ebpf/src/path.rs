@@ -55,7 +55,12 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     if !tagged && let Some(flow) = conntrack::lookup(packet) {
         // SAFETY: a flow map entry.
         let (hook, app) = unsafe { ((*flow).hook, (*flow).app) };
-        if hook != H::HOOK
+        let other = if H::HOOK == HOOK_XDP {
+            HOOK_TC
+        } else {
+            HOOK_XDP
+        };
+        if hook == other
             && let Some(outcome) = H::hand_on(app)
         {
             return Some(outcome);
