@@ -1,5 +1,6 @@
-//! Builds the XDP program (crate `proxy-ebpf`) for bpfel-unknown-none with
-//! nightly, so the agent can embed the object. `AYA_BUILD_SKIP=1` skips it
+//! Builds the eBPF objects (crate `proxy-ebpf`, one binary each: `proxy`
+//! for the agent, `bench` for `bench-helper`) for bpfel-unknown-none with
+//! nightly, into OUT_DIR, so the agent can embed them. `AYA_BUILD_SKIP=1` skips it
 //! (aya-build then writes nothing and the agent will not compile: use it only
 //! for tools that never build the agent).
 use anyhow::{Context as _, anyhow};

@@ -28,5 +28,8 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 
-/// The XDP program built from `proxy-ebpf` by this crate's build script.
+/// The agent's eBPF object (`proxy`: XDP, TC ingress and sk_lookup
+/// programs and their maps), built from `proxy-ebpf` by this crate's build
+/// script. The benchmark's object (`bench`) is built beside it and embedded
+/// by `bench-helper` alone.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy"));

@@ -14,7 +14,8 @@ use proxy_common::{
 
 use crate::{
     apps,
-    parse::{Packet, TCP_FIN, TCP_RST},
+    net::{TCP_FIN, TCP_RST},
+    parse::Packet,
 };
 
 #[map]
@@ -62,7 +63,7 @@ pub fn lookup(packet: &Packet) -> Option<*mut FlowValue> {
 /// looks after the other direction's entry (see [`refresh_peer`]); false
 /// when that found this half broken and removed it.
 #[inline(always)]
-pub fn touch(flow: *mut FlowValue, packet: &Packet) -> bool {
+pub(crate) fn touch(flow: *mut FlowValue, packet: &Packet) -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: `flow` points into the flow map, valid for this program run.
     let flow = unsafe { &mut *flow };

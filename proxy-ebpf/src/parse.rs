@@ -1,11 +1,7 @@
 //! Bounds-checked parsing of Ethernet (up to two VLAN tags), IPv4, IPv6, TCP
 //! and UDP. Returns the fields later stages need, or the verdict that says
 //! why the packet is not ours to handle.
-use aya_ebpf::{
-    macros::map,
-    maps::PerCpuArray,
-    programs::{TcContext, XdpContext},
-};
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -14,24 +10,21 @@ use network_types::{
 };
 use proxy_common::{V4_MAPPED_PREFIX, Verdict, ip_proto, v4_mapped};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
+use crate::{
+    hook::{Frame, ptr_at},
+    net::{
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, TCP_ACK,
+        TCP_SYN,
+    },
+};
+
 const VLAN_HDR_LEN: usize = 4;
 /// IPv4 flags+offset: "more fragments" bit and the 13-bit offset.
-const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
+pub const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
 const IPV6_NEXT_FRAGMENT: u8 = 44;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
 /// Deepest offset the parser and the NAT read at: Ethernet, two VLAN tags,
 /// IPv4 with the longest options, and the TCP header.
 pub const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
-
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
 
 /// What the data path needs to know about a TCP or UDP packet. It lives in
 /// a per-CPU map slot rather than on the 512-byte BPF stack: its addresses,
@@ -72,54 +65,6 @@ impl Packet {
 
 #[map]
 static PACKET: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
-
-/// The bytes of a packet as a hook sees them: the XDP frame, or the
-/// linear part of a TC skb. Parsing and header access are the same code
-/// for both hooks.
-pub trait Frame {
-    fn start(&self) -> usize;
-    fn end(&self) -> usize;
-}
-
-impl Frame for XdpContext {
-    #[inline(always)]
-    fn start(&self) -> usize {
-        self.data()
-    }
-
-    #[inline(always)]
-    fn end(&self) -> usize {
-        self.data_end()
-    }
-}
-
-impl Frame for TcContext {
-    #[inline(always)]
-    fn start(&self) -> usize {
-        self.data()
-    }
-
-    #[inline(always)]
-    fn end(&self) -> usize {
-        self.data_end()
-    }
-}
-
-/// Returns a pointer to a `T` at `offset` when the whole `T` is inside the frame.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Verdict> {
-    let start = ctx.start();
-    let end = ctx.end();
-    // Offsets read back from the per-CPU slot are unknown to the verifier:
-    // bound them before they touch a packet pointer.
-    if offset > MAX_HEADER_OFFSET {
-        return Err(Verdict::Malformed);
-    }
-    if start + offset + core::mem::size_of::<T>() > end {
-        return Err(Verdict::Malformed);
-    }
-    Ok((start + offset) as *mut T)
-}
 
 #[inline(always)]
 pub fn parse(ctx: &impl Frame) -> Result<&'static Packet, Verdict> {

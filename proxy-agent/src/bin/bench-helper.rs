@@ -9,8 +9,10 @@
 //!   a flood's delivered rate is not capped by the origin's own stack.
 //! - `xdp-cost --ingress IFACE --config FILE ...`: the proxy program's cost
 //!   per packet via BPF_PROG_TEST_RUN, for a fast-path hit (conntrack hit,
-//!   NAT, checksums, FIB lookup), a packet to no listener and a non-IP
-//!   frame; prints JSON.
+//!   NAT, checksums, FIB lookup; at XDP and at TC ingress), a packet to no
+//!   listener and a non-IP frame; prints JSON.
+//! - `verifier-insns`: how many instructions the verifier walked for each
+//!   production program (XDP, TC ingress, sk_lookup); prints JSON.
 //! - `rule-cost --database FILE`: the access rules' cost per packet
 //!   (BPF_PROG_TEST_RUN, blocked and allowed clients) with no rules, 10 and
 //!   1,000,000 prefixes and a whole country of the database loaded, and the
@@ -25,12 +27,11 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     TestRun as _, TestRunOptions,
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{SchedClassifier, SkLookup, TcAttachType, Xdp, XdpMode},
 };
 use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
 use proxy_agent::{
-    EBPF_OBJECT,
     config::{
         self,
         model::{AccessRule, Origin, RuleAction, RuleTarget},
@@ -45,8 +46,13 @@ use proxy_agent::{
 };
 use proxy_common::{
     FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
-    TC_ROUTER_PROGRAM, ip_proto,
+    STEER_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
 };
+
+/// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
+/// the agent's build script): the routers, the XDP pass program and the
+/// sink. The cost probes load the agent's own object through [`Datapath`].
+static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
 
 #[derive(Parser)]
 struct Cli {
@@ -87,6 +93,9 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
     },
+    /// Load the production programs and print the verifier's instruction
+    /// count of each (`verified_insns` of bpf_prog_info, kernel 5.16+).
+    VerifierInsns,
     RuleCost {
         /// A MaxMind-format country database (ip-location-db or GeoLite2).
         #[arg(long)]
@@ -118,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             port,
             repeat,
         } => xdp_cost(&ingress, &config, client, edge, port, repeat),
+        Command::VerifierInsns => verifier_insns(),
         Command::RuleCost {
             database,
             country,
@@ -128,7 +138,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn router(interfaces: &[String]) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     {
         let mut ports: aya::maps::DevMapHash<_> = ebpf
             .map_mut(proxy_common::map_names::TX_PORTS)
@@ -154,7 +164,7 @@ fn router(interfaces: &[String]) -> anyhow::Result<()> {
 }
 
 fn tc_router(interfaces: &[String], xdp_pass: bool) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     if xdp_pass {
         let pass: &mut Xdp = ebpf
             .program_mut(PASS_PROGRAM)
@@ -188,7 +198,7 @@ fn tc_router(interfaces: &[String], xdp_pass: bool) -> anyhow::Result<()> {
 }
 
 fn sink(interface: &str) -> anyhow::Result<()> {
-    let mut ebpf = aya::EbpfLoader::new().load(EBPF_OBJECT)?;
+    let mut ebpf = aya::EbpfLoader::new().load(BENCH_OBJECT)?;
     let program: &mut Xdp = ebpf
         .program_mut(SINK_PROGRAM)
         .ok_or_else(|| anyhow!("no sink program"))?
@@ -321,6 +331,13 @@ fn xdp_cost(
          neighbours of the client and the origin must be known in this namespace)",
         hit.0
     );
+    let tc_hit = tc_cost_per_packet(&mut datapath, &frame, ingress, repeat)?;
+    anyhow::ensure!(
+        tc_hit.0 == TC_ACT_REDIRECT,
+        "the fast-path frame ended with TC action {} after {repeat} repetitions, not \
+         TC_ACT_REDIRECT",
+        tc_hit.0
+    );
     let miss = tcp_frame(client, edge, 31000, 9, 0x10);
     let (_, miss_cost) = cost_per_packet(&mut datapath, &miss, ingress, repeat)?;
     let arp = [0xffu8; 42];
@@ -330,6 +347,7 @@ fn xdp_cost(
         serde_json::json!({
             "fast_path_hit_action": hit.0,
             "fast_path_hit_ns": hit.1.as_nanos() as u64,
+            "tc_fast_path_hit_ns": tc_hit.1.as_nanos() as u64,
             "no_listener_ns": miss_cost.as_nanos() as u64,
             "not_ip_ns": not_ip_cost.as_nanos() as u64,
             "repeat": repeat,
@@ -361,6 +379,62 @@ fn cost_per_packet(
     Ok((result.return_value, result.duration))
 }
 
+/// struct __sk_buff (linux/bpf.h): its size and the offsets of the
+/// interface fields BPF_PROG_TEST_RUN takes from ctx_in (every other byte
+/// must be 0).
+const SKB_SIZE: usize = 192;
+const SKB_INGRESS_IFINDEX: usize = 36;
+const SKB_IFINDEX: usize = 40;
+
+/// [`cost_per_packet`] for the TC-ingress program, the skb received on
+/// `ingress_ifindex`.
+fn tc_cost_per_packet(
+    datapath: &mut Datapath,
+    frame: &[u8],
+    ingress_ifindex: Option<u32>,
+    repeat: u32,
+) -> anyhow::Result<(u32, Duration)> {
+    let mut skb = [0u8; SKB_SIZE];
+    let index = ingress_ifindex.unwrap_or(0).to_ne_bytes();
+    skb[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&index);
+    skb[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&index);
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = datapath.tc_program()?.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&skb),
+        repeat,
+        ..Default::default()
+    })?;
+    Ok((result.return_value, result.duration))
+}
+
+/// The verifier's instruction count of each production program, loaded
+/// from the agent's object as the agent loads it.
+fn verifier_insns() -> anyhow::Result<()> {
+    let mut datapath = Datapath::load()?;
+    let count = |info: aya::programs::ProgramInfo| info.verified_instruction_count();
+    let xdp = count(datapath.program()?.info()?);
+    let tc = count(datapath.tc_program()?.info()?);
+    let steer: &mut SkLookup = datapath
+        .ebpf_mut()
+        .program_mut(STEER_PROGRAM)
+        .ok_or_else(|| anyhow!("no {STEER_PROGRAM} program"))?
+        .try_into()?;
+    steer.load()?;
+    let steer = count(steer.info()?);
+    println!(
+        "{}",
+        serde_json::json!({
+            XDP_PROGRAM: xdp,
+            TC_PROGRAM: tc,
+            STEER_PROGRAM: steer,
+        })
+    );
+    Ok(())
+}
+
+const TC_ACT_REDIRECT: u32 = 7;
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;

@@ -1,5 +1,6 @@
-//! Loads the XDP program, attaches it, writes the maps and publishes the
-//! counters. Dropping the [`Datapath`] detaches the program.
+//! Loads the agent's eBPF object (`proxy`: the XDP and TC-ingress programs
+//! and sk_lookup), attaches them, writes the maps and publishes the
+//! counters. Dropping the [`Datapath`] detaches the programs.
 use std::{
     fs,
     net::IpAddr,
@@ -62,11 +63,12 @@ pub struct RulesLoaded {
 }
 
 impl Datapath {
-    /// Loads the embedded XDP object into the kernel (verifier included).
+    /// Creates the embedded object's maps in the kernel; each program is
+    /// verified and loaded when first asked for.
     pub fn load() -> anyhow::Result<Self> {
         let ebpf = EbpfLoader::new()
             .load(EBPF_OBJECT)
-            .context("loading the XDP program into the kernel")?;
+            .context("loading the eBPF object into the kernel")?;
         Ok(Self {
             ebpf,
             pinned: None,

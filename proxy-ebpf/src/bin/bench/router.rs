@@ -1,13 +1,13 @@
 //! A minimal XDP router for the benchmark's baseline: route lookup in the
 //! kernel's FIB, new MACs, redirect. No listener, no NAT, no counters: the
-//! ceiling any XDP design reaches on a given machine. Not used by the agent.
+//! ceiling any XDP design reaches on a given machine.
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
     macros::xdp,
     programs::XdpContext,
 };
 
-use crate::{forward, parse};
+use proxy_ebpf::{forward, hook::Hook as _, parse};
 
 #[xdp]
 pub fn router(ctx: XdpContext) -> u32 {
@@ -35,13 +35,13 @@ pub fn router(ctx: XdpContext) -> u32 {
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return xdp_action::XDP_PASS;
     }
-    forward::redirect(&ctx, params.ifindex, &params.dmac, &params.smac).0
+    ctx.redirect(params.ifindex, &params.dmac, &params.smac).0
 }
 
 /// Passes every packet: attached beside the TC router, it measures what
 /// having any XDP program on an interface costs (on veth, the frames go
 /// through the XDP receive path before GRO), which is the ceiling of a TC
-/// design that keeps access rules in XDP. Not used by the agent.
+/// design that keeps access rules in XDP.
 #[xdp]
 pub fn pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS

@@ -1,11 +1,11 @@
 //! The benchmark's packet sink: counts and drops IPv4 UDP at the origin's
 //! interface, so a flood's delivered rate is not capped by the origin's
-//! own stack. Everything else passes. Not used by the agent.
+//! own stack. Everything else passes.
 use aya_ebpf::{
     bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext,
 };
 
-use crate::parse::ptr_at;
+use proxy_ebpf::hook::ptr_at;
 
 #[map]
 static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -2,7 +2,7 @@
 //! counterpart of [`crate::router`]: route lookup in the kernel's FIB, then
 //! `bpf_redirect_neigh`, which resolves the next hop's MAC, writes both MACs
 //! and sends the packet out. No NAT, no counters, no maps: the ceiling no
-//! eBPF design at TC passes on a given machine. Not used by the agent.
+//! eBPF design at TC passes on a given machine.
 //!
 //! Like the XDP router, it leaves the TTL / hop limit alone.
 //!
@@ -24,17 +24,15 @@ use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
+use proxy_common::ip_proto;
+use proxy_ebpf::{
+    hook::tc::redirect_neigh,
+    net::{AF_INET, AF_INET6, ETH_P_IPV4, ETH_P_IPV6},
+    parse::IPV4_MF_OR_OFFSET,
+};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 /// IPv4 version 4, header length 5 words (no options).
 const IPV4_NO_OPTIONS: u8 = 0x45;
-/// IPv4 flags+offset: "more fragments" bit and the 13-bit offset.
-const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
 
 /// A `T` at `offset` when all of it is in the linear part of the packet.
 #[inline(always)]
@@ -50,7 +48,7 @@ fn header<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
 /// `offset`, for multipath hashing; zeros when there is none.
 #[inline(always)]
 fn ports(ctx: &TcContext, proto: u8, offset: usize) -> (u16, u16) {
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+    if proto != ip_proto::TCP && proto != ip_proto::UDP {
         return (0, 0);
     }
     match header::<[u16; 2]>(ctx, offset) {
@@ -127,5 +125,5 @@ pub fn tc_router(ctx: TcContext) -> i32 {
     }
     // The lookup left the next hop in the destination field: handing it
     // over spares bpf_redirect_neigh a second route lookup.
-    crate::forward::redirect_neigh(&params) as i32
+    redirect_neigh(&params) as i32
 }

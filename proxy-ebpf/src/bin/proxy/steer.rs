@@ -13,13 +13,11 @@ use proxy_common::{
     v4_mapped,
 };
 
-use crate::{apps, forward, listener};
+use proxy_ebpf::{apps, forward, listener, net::AF_INET6};
 
 /// The agent's sockets: `AGENT_TCP_SOCKET` (listening) and `AGENT_UDP_SOCKET`.
 #[map]
 static SOCKETS: SockMap = SockMap::with_max_entries(AGENT_SOCKETS, 0);
-
-const AF_INET6: u32 = 10;
 
 /// `lo` is the first interface of every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -58,7 +56,7 @@ pub fn steer(ctx: SkLookupContext) -> u32 {
         ip_proto::UDP => AGENT_UDP_SOCKET,
         _ => return sk_action::SK_PASS,
     };
-    let addr = if family == AF_INET6 {
+    let addr = if family == u32::from(AF_INET6) {
         let mut a = [0u8; 16];
         a[0..4].copy_from_slice(&ip6[0].to_ne_bytes());
         a[4..8].copy_from_slice(&ip6[1].to_ne_bytes());

@@ -1,0 +1,98 @@
+//! What the packet path ([`crate::path`]) needs from the hook it runs at,
+//! as Cilium's `ctx/xdp.h` and `ctx/skb.h` give it to one `bpf_lxc.c`:
+//! packet access, the checksum rewrite, the send, the actions, and the few
+//! places where the two hooks take or count packets differently. The path
+//! is written once; [`xdp`] and [`tc`] hold what only one hook does.
+use aya_ebpf::{EbpfContext, bindings::bpf_fib_lookup as FibParams};
+use proxy_common::{FlowValue, Verdict};
+
+use crate::parse::{MAX_HEADER_OFFSET, Packet};
+
+pub mod tc;
+pub mod xdp;
+
+/// What a packet comes to: (counter slot, verdict, the hook's action), or
+/// None for a packet this hook leaves alone, uncounted.
+pub type Outcome<A> = Option<(u32, Verdict, A)>;
+
+/// The bytes of a packet as a hook sees them: the XDP frame, or the
+/// linear part of a TC skb. Parsing and header access are the same code
+/// for both hooks.
+pub trait Frame {
+    fn start(&self) -> usize;
+    fn end(&self) -> usize;
+}
+
+/// Returns a pointer to a `T` at `offset` when the whole `T` is inside the frame.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Verdict> {
+    let start = ctx.start();
+    let end = ctx.end();
+    // Offsets read back from the per-CPU slot are unknown to the verifier:
+    // bound them before they touch a packet pointer.
+    if offset > MAX_HEADER_OFFSET {
+        return Err(Verdict::Malformed);
+    }
+    if start + offset + core::mem::size_of::<T>() > end {
+        return Err(Verdict::Malformed);
+    }
+    Ok((start + offset) as *mut T)
+}
+
+/// A hook the packet path runs at.
+pub trait Hook: Frame + EbpfContext {
+    /// The program's return code (`xdp_action`, `TC_ACT_*`).
+    type Action: Copy;
+    /// On to the kernel's stack (or, from XDP, to TC ingress first).
+    const PASS: Self::Action;
+    /// Dropped: blocked by the access rules, or no NAT port.
+    const DROP: Self::Action;
+    /// `HOOK_XDP` or `HOOK_TC`: the mark of the flows this hook opens, and
+    /// the hook an app's fast path must be at for this one to take it.
+    const HOOK: u8;
+    /// Counted when this hook opens a flow.
+    const OPENED: Verdict;
+    /// Every frame meets this hook first (XDP): it applies the access rules
+    /// and counts every packet it passes. The other (TC ingress) counts
+    /// only what is its own: what it passes otherwise, XDP counted.
+    const FIRST: bool;
+
+    /// Bytes counted for the packet.
+    fn frame_len(&self) -> u64;
+
+    /// The hook's prologue, before parsing: false leaves the packet,
+    /// uncounted, to whatever comes after this hook.
+    fn takes(&self) -> bool;
+
+    /// Whether the packet came with a VLAN tag: such frames are never
+    /// rewritten (the agent has them).
+    fn tagged(&self, packet: &Packet) -> bool;
+
+    /// A packet of the other hook's flow or app: Some(outcome) when this
+    /// hook hands it on to that hook, None when it is not this hook's to
+    /// hand on (a flow: carry on with it; an app: leave it).
+    fn hand_on(slot: u32) -> Outcome<Self::Action>;
+
+    /// Rewrites the packet to the flow's tuple and fixes its checksums.
+    fn rewrite(&self, packet: &Packet, flow: &FlowValue) -> Result<(), Verdict>;
+
+    /// The interface the packet came in on.
+    fn ingress(&self) -> u32;
+
+    /// The IP length the route lookup checks against the egress MTU; 0
+    /// leaves the check to the kernel.
+    fn route_len(packet: &Packet) -> u16;
+
+    /// The action for a packet whose next hop's MAC is not known yet; the
+    /// route lookup left the next hop in `params`.
+    fn neighbor_pending(params: &FibParams) -> Self::Action;
+
+    /// New MACs, then out of `ifindex`; with the verdict that says why when
+    /// the packet did not leave that way.
+    fn redirect(
+        &self,
+        ifindex: u32,
+        dmac: &[u8; 6],
+        smac: &[u8; 6],
+    ) -> (Self::Action, Option<Verdict>);
+}
