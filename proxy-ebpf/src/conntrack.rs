@@ -9,14 +9,11 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue,
-    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, Verdict, tuple_hash,
+    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, TCP_FIN, TCP_RST, Verdict,
+    tuple_hash,
 };
 
-use crate::{
-    apps,
-    net::{TCP_FIN, TCP_RST},
-    parse::Packet,
-};
+use crate::{apps, parse::Packet};
 
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(MAX_FLOW_ENTRIES, 0);

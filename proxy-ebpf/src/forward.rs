@@ -13,13 +13,9 @@ use aya_ebpf::{
     macros::map,
     maps::DevMapHash,
 };
-use proxy_common::{FlowValue, MAX_INTERFACES, Verdict};
+use proxy_common::{AF_INET, AF_INET6, FlowValue, MAX_INTERFACES, Verdict};
 
-use crate::{
-    hook::Hook,
-    net::{AF_INET, AF_INET6},
-    parse::Packet,
-};
+use crate::{hook::Hook, parse::Packet};
 
 /// Interfaces the program may redirect to, keyed by ifindex (the agent adds
 /// every interface it attaches to).

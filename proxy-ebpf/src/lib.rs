@@ -11,7 +11,6 @@ pub mod forward;
 pub mod hook;
 pub mod listener;
 pub mod nat;
-pub mod net;
 pub mod parse;
 pub mod path;
 pub mod rules;

@@ -8,20 +8,16 @@ use network_types::{
     tcp::TcpHdr,
     udp::UdpHdr,
 };
-use proxy_common::{V4_MAPPED_PREFIX, Verdict, ip_proto, v4_mapped};
-
-use crate::{
-    hook::{Frame, ptr_at},
-    net::{
-        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, TCP_ACK,
-        TCP_SYN,
-    },
+use proxy_common::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_FRAGMENT, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, TCP_ACK, TCP_SYN, V4_MAPPED_PREFIX, Verdict, ip_proto, v4_mapped,
 };
+
+use crate::hook::{Frame, ptr_at};
 
 const VLAN_HDR_LEN: usize = 4;
 /// IPv4 flags+offset: "more fragments" bit and the 13-bit offset.
 pub const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
-const IPV6_NEXT_FRAGMENT: u8 = 44;
 /// Deepest offset the parser and the NAT read at: Ethernet, two VLAN tags,
 /// IPv4 with the longest options, and the TCP header.
 pub const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
@@ -167,7 +163,7 @@ fn parse_ipv6(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
     if version != 6 {
         return Err(Verdict::Malformed);
     }
-    if proto == IPV6_NEXT_FRAGMENT {
+    if proto == IPPROTO_FRAGMENT {
         return Err(Verdict::Fragment);
     }
     let l4_offset = packet.l3_offset + Ipv6Hdr::LEN;

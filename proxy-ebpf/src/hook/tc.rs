@@ -15,12 +15,11 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
-use proxy_common::{FlowValue, HOOK_TC, Verdict, ip_proto};
+use proxy_common::{AF_INET, FlowValue, HOOK_TC, Verdict, ip_proto};
 
 use super::{Frame, Hook, Outcome};
 use crate::{
     nat::{check_offset, low4},
-    net::AF_INET,
     parse::{MAX_HEADER_OFFSET, Packet},
 };
 

@@ -24,12 +24,8 @@ use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
-use proxy_common::ip_proto;
-use proxy_ebpf::{
-    hook::tc::redirect_neigh,
-    net::{AF_INET, AF_INET6, ETH_P_IPV4, ETH_P_IPV6},
-    parse::IPV4_MF_OR_OFFSET,
-};
+use proxy_common::{AF_INET, AF_INET6, ETH_P_IPV4, ETH_P_IPV6, ip_proto};
+use proxy_ebpf::{hook::tc::redirect_neigh, parse::IPV4_MF_OR_OFFSET};
 
 /// IPv4 version 4, header length 5 words (no options).
 const IPV4_NO_OPTIONS: u8 = 0x45;

@@ -9,11 +9,11 @@ use aya_ebpf::{
     programs::SkLookupContext,
 };
 use proxy_common::{
-    AGENT_SOCKETS, AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, APP_FLAG_FAST_PATH, ListenerKey, ip_proto,
-    v4_mapped,
+    AF_INET6, AGENT_SOCKETS, AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, APP_FLAG_FAST_PATH, ListenerKey,
+    ip_proto, v4_mapped,
 };
 
-use proxy_ebpf::{apps, forward, listener, net::AF_INET6};
+use proxy_ebpf::{apps, forward, listener};
 
 /// The agent's sockets: `AGENT_TCP_SOCKET` (listening) and `AGENT_UDP_SOCKET`.
 #[map]
