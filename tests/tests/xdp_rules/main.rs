@@ -12,7 +12,10 @@ use proxy_agent::{
     datapath::rules::{RuleSet, compile, decide},
 };
 use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
-use tests::{packet::PROTO_TCP, packet::PROTO_UDP, root_or_skip};
+use tests::{
+    packet::{PROTO_TCP, PROTO_UDP},
+    root_or_skip,
+};
 
 #[path = "../fixture/mod.rs"]
 mod fixture;
