@@ -2,11 +2,14 @@
 //! counters a frame moved, and by how much.
 use std::collections::BTreeMap;
 
-/// (app index or None for the global row, verdict name) -> packets.
-pub type Counts = BTreeMap<(Option<u32>, &'static str), u64>;
+/// A counter: (app index, or None for the global row; verdict name).
+pub type Move = (Option<u32>, &'static str);
 
-/// Each counter that moved between two snapshots, once per packet.
-pub fn moved(before: &Counts, after: &Counts) -> Vec<(Option<u32>, &'static str)> {
+/// Counter -> packets.
+pub type Counts = BTreeMap<Move, u64>;
+
+/// Each counter that moved between two snapshots, once per packet, sorted.
+pub fn moved(before: &Counts, after: &Counts) -> Vec<Move> {
     let mut moves = Vec::new();
     for (key, n) in after {
         for _ in 0..n - before.get(key).copied().unwrap_or(0) {

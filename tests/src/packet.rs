@@ -1,6 +1,9 @@
 //! Packet fixtures: Ethernet (with VLAN tags), IPv4 (options, fragments),
 //! IPv6, TCP and UDP frames built byte by byte, for BPF_PROG_TEST_RUN.
-use std::net::{Ipv4Addr, Ipv6Addr};
+//! Checksums are computed here in full (RFC 1071, pseudo-header included),
+//! never taken from the program under test, so expected frames stay
+//! independent of its incremental updates.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
@@ -12,10 +15,18 @@ pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMP: u8 = 1;
 pub const IPV6_FRAGMENT: u8 = 44;
 
+/// A frame's (destination, source) MAC addresses.
+pub type Macs = ([u8; 6], [u8; 6]);
+/// The MAC addresses of [`eth`]'s frames.
+pub const DEFAULT_MACS: Macs = ([0x02, 0, 0, 0, 0, 0x02], [0x02, 0, 0, 0, 0, 0x01]);
+/// The source of [`frame4`] and [`frame6`].
+pub const DEFAULT_SRC4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+pub const DEFAULT_SRC6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+
 /// Ethernet header; `vlans` are tag ids, outermost first (802.1ad outer
 /// when there are two).
 pub fn eth(ether_type: u16, vlans: &[u16]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    let mut f = [DEFAULT_MACS.0, DEFAULT_MACS.1].concat();
     for (i, vlan) in vlans.iter().enumerate() {
         let tpid = if i == 0 && vlans.len() > 1 {
             ETH_P_8021AD
@@ -89,27 +100,34 @@ pub fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
     h
 }
 
-/// Ethernet + IPv4 + `l4` (a TCP or UDP header with its payload).
-pub fn frame4(dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = eth(ETH_P_IPV4, &[]);
-    f.extend(ipv4(
-        Ipv4Addr::new(10, 0, 1, 2),
-        dst,
-        proto,
-        l4.len(),
-        &[],
-        0,
-    ));
+/// Ethernet (`macs`, untagged) + the IP header of `src`'s family + `l4`
+/// (a TCP or UDP header with its payload), whose checksum is left as it is.
+pub fn ip_frame(macs: Macs, src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV4);
+            f.extend(ipv4(src, dst, proto, l4.len(), &[], 0));
+            f
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let mut f = eth_macs(macs.0, macs.1, ETH_P_IPV6);
+            f.extend(ipv6(src, dst, proto, l4.len()));
+            f
+        }
+        _ => panic!("{src} and {dst} are of different families"),
+    };
     f.extend_from_slice(l4);
     f
 }
 
-/// Ethernet + IPv6 + `l4`.
+/// Ethernet + IPv4 + `l4` from [`DEFAULT_SRC4`].
+pub fn frame4(dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    ip_frame(DEFAULT_MACS, DEFAULT_SRC4.into(), dst.into(), proto, l4)
+}
+
+/// Ethernet + IPv6 + `l4` from [`DEFAULT_SRC6`].
 pub fn frame6(dst: Ipv6Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = eth(ETH_P_IPV6, &[]);
-    f.extend(ipv6("fd00:1::2".parse().expect("ip"), dst, proto, l4.len()));
-    f.extend_from_slice(l4);
-    f
+    ip_frame(DEFAULT_MACS, DEFAULT_SRC6.into(), dst.into(), proto, l4)
 }
 
 /// Ethernet header with the given MAC addresses (no VLAN).
@@ -127,6 +145,33 @@ pub fn tcp_flags(src_port: u16, dst_port: u16, flags: u8, payload: &[u8]) -> Vec
     h[13] = flags;
     h.extend_from_slice(payload);
     h
+}
+
+/// A TCP segment from `src` to `dst` (address, port; both of one family)
+/// with `flags` and `payload`, checksums filled in.
+pub fn tcp_segment(
+    macs: Macs,
+    src: (impl Into<IpAddr>, u16),
+    dst: (impl Into<IpAddr>, u16),
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let l4 = tcp_flags(src.1, dst.1, flags, payload);
+    with_l4_checksum(ip_frame(macs, src.0.into(), dst.0.into(), PROTO_TCP, &l4))
+}
+
+/// A UDP datagram from `src` to `dst` carrying `payload`; `checksum: false`
+/// leaves the checksum 0 ("none", which only IPv4 allows).
+pub fn udp_datagram(
+    macs: Macs,
+    src: (impl Into<IpAddr>, u16),
+    dst: (impl Into<IpAddr>, u16),
+    payload: &[u8],
+    checksum: bool,
+) -> Vec<u8> {
+    let l4 = udp(src.1, dst.1, payload);
+    let f = ip_frame(macs, src.0.into(), dst.0.into(), PROTO_UDP, &l4);
+    if checksum { with_l4_checksum(f) } else { f }
 }
 
 /// Where the IP header and the L4 header start in an untagged frame, and
@@ -208,32 +253,12 @@ pub fn checksum(bytes: &[u8]) -> u16 {
 /// An Ethernet frame carrying `l4` (a TCP or UDP header and payload of
 /// protocol `proto`) from `src` to `dst` (both of one family), checksums
 /// filled in.
-pub fn frame_between(
-    src: std::net::IpAddr,
-    dst: std::net::IpAddr,
-    proto: u8,
-    l4: Vec<u8>,
-) -> Vec<u8> {
-    use std::net::IpAddr;
-    let mut f = match (src, dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let mut f = eth(ETH_P_IPV4, &[]);
-            f.extend(ipv4(src, dst, proto, l4.len(), &[], 0));
-            f
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            let mut f = eth(ETH_P_IPV6, &[]);
-            f.extend(ipv6(src, dst, proto, l4.len()));
-            f
-        }
-        _ => panic!("{src} and {dst} are of different families"),
-    };
-    f.extend(l4);
-    with_l4_checksum(f)
+pub fn frame_between(src: IpAddr, dst: IpAddr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+    with_l4_checksum(ip_frame(DEFAULT_MACS, src, dst, proto, &l4))
 }
 
 /// A TCP SYN from `src`:40000 to `dst`:`dst_port`.
-pub fn syn(src: std::net::IpAddr, dst: std::net::IpAddr, dst_port: u16) -> Vec<u8> {
+pub fn syn(src: IpAddr, dst: IpAddr, dst_port: u16) -> Vec<u8> {
     frame_between(src, dst, PROTO_TCP, tcp_flags(40000, dst_port, 0x02, b""))
 }
 

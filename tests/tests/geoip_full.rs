@@ -12,15 +12,16 @@ use std::{
 use ipnet::IpNet;
 use maxminddb::{Reader, path};
 use proxy_agent::{
-    config::{load_str, model::Config},
-    datapath::{loader::Datapath, maps::map_contents, rules::compile},
+    config::model::Config,
+    datapath::rules::compile,
     geoip::{GeoPrefixes, country_prefixes},
 };
 use proxy_common::{RULE_BLOCK, RULE_KIND_COUNTRY, Verdict};
-mod common;
-
-use common::{counts, moved, run_frame};
 use tests::{packet::*, root_or_skip};
+
+mod fixture;
+
+use fixture::{Hook, Tester, XDP_DROP, XDP_PASS};
 
 /// Where `cargo xtask setup` installs it.
 const DATABASE: &str = "/usr/local/share/proxy-agent/geoip/geo-whois-asn-country.mmdb";
@@ -28,8 +29,6 @@ const BLOCKED: &str = "DE";
 /// Its addresses give the control clients, which no rule names.
 const OTHER: &str = "FR";
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 const EDGE4: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 1);
 const EDGE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 
@@ -49,7 +48,7 @@ fn config() -> Config {
   ]
 }}"#
     );
-    load_str(&text, false).expect("valid test config").config
+    fixture::config(&text)
 }
 
 /// A TCP SYN from `src` to the app.
@@ -108,11 +107,8 @@ fn a_whole_country_from_a_full_database_is_blocked_in_xdp() {
     let listed = geo.countries[BLOCKED].len();
     let merged = set.per_rule[0].merged;
 
-    let mut datapath = Datapath::load().expect("load XDP object");
-    datapath.program().expect("verifier accepts the program");
-    datapath
-        .sync(&map_contents(&config).expect("fits"))
-        .expect("fill maps");
+    let mut tester = Tester::new(&config, &[Hook::Xdp]);
+    let datapath = tester.datapath();
     let loaded = datapath
         .load_rules(&set)
         .expect("load the country's prefixes");
@@ -143,23 +139,23 @@ fn a_whole_country_from_a_full_database_is_blocked_in_xdp() {
     {
         for &client in clients {
             assert_eq!(country_of(client).as_deref(), Some(country), "{client}");
-            let rule = datapath
+            let rule = tester
+                .datapath()
                 .rule_for(client)
                 .expect("kernel lookup")
                 .map(|(action, value)| (action, value.kind, value.rule));
             let want_rule = (want_action == XDP_DROP).then_some((RULE_BLOCK, RULE_KIND_COUNTRY, 0));
             assert_eq!(rule, want_rule, "{client} ({country})");
 
-            let before = counts(&mut datapath, 1);
-            let action = run_frame(&mut datapath, &syn_from(client));
+            let ran = tester.run_counted(Hook::Xdp, None, &syn_from(client), None);
             let verdict = if want_action == XDP_DROP {
                 Verdict::BlockedCountry
             } else {
                 Verdict::ToAgent
             };
-            assert_eq!(action, want_action, "{client} ({country})");
+            assert_eq!(ran.action, want_action, "{client} ({country})");
             assert_eq!(
-                moved(&before, &counts(&mut datapath, 1)),
+                ran.moves,
                 vec![(Some(0), verdict.name())],
                 "{client} ({country})"
             );
