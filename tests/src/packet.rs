@@ -5,6 +5,9 @@
 //! independent of its incremental updates.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+// The wire numbers are written out here rather than taken from
+// `proxy_common`: like the checksums, the fixtures' frames must not follow a
+// mistake in the code under test.
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const ETH_P_ARP: u16 = 0x0806;
