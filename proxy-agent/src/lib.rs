@@ -10,7 +10,7 @@ pub mod access;
 pub mod api;
 pub mod config;
 pub mod datapath;
-pub mod dns_server;
+pub mod dns;
 pub mod geoip;
 pub mod live;
 pub mod metrics;

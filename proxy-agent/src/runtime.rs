@@ -27,7 +27,7 @@ use proxy_agent::{
         model::{Config, Origin, OriginDns},
     },
     datapath::{conntrack_gc, loader::Datapath, maps, ring, stats},
-    dns_server::{self, DnsServer},
+    dns::{self, DnsServer},
     live::{self, ChangeError, ChangeRequest},
     origin::{OriginResolver, fill_origin_sources, refresh_after},
     preflight,
@@ -100,7 +100,7 @@ pub async fn serve(mut config: Config, mode: XdpMode, paths: RunPaths) -> anyhow
     // cannot be bound stops the start before anything is served.
     let dns = match &config.dns_server {
         Some(settings) => {
-            let zones = dns_server::zone_records(&config)?;
+            let zones = dns::zone_records(&config)?;
             Some(DnsServer::start(settings, &config.edge.address_pool, &zones).await?)
         }
         None => None,
@@ -271,7 +271,7 @@ struct Prepared {
     udp: proxy_agent::routes::Table<udp::Route>,
     contents: maps::MapContents,
     /// The DNS server's zones for the new apps, when it runs.
-    zones: Option<dns_server::ZoneSet>,
+    zones: Option<dns::ZoneSet>,
 }
 
 impl Runtime {
@@ -410,7 +410,7 @@ impl Runtime {
         let contents = maps::map_contents_resolved(&next, &resolved)
             .map_err(|e| ChangeError::Refused(e.to_string()))?;
         let zones = match &next.dns_server {
-            Some(_) => Some(dns_server::zone_records(&next).map_err(refused)?),
+            Some(_) => Some(dns::zone_records(&next).map_err(refused)?),
             None => None,
         };
         Ok(Prepared {
