@@ -183,33 +183,32 @@ pub(super) fn question_points_into_header(question: &[u8]) -> bool {
     false
 }
 
-/// The question of `request` when it is one the catalog would look up:
-/// a QUERY with one question of class IN and no EDNS version it refuses.
-fn standard_query(request: &Request) -> Option<&LowerQuery> {
+/// The one question of `request` when it is a QUERY with one question and
+/// no EDNS version it refuses (BADVERS).
+fn single_query(request: &Request) -> Option<&LowerQuery> {
     let edns_ok = request.edns.as_ref().is_none_or(|e| e.version() == 0);
     let [query] = request.queries.queries() else {
         return None;
     };
-    let standard = request.metadata.message_type == MessageType::Query
+    let plain = request.metadata.message_type == MessageType::Query
         && request.metadata.op_code == OpCode::Query
-        && edns_ok
-        && query.query_class() == DNSClass::IN;
-    standard.then_some(query)
+        && edns_ok;
+    plain.then_some(query)
+}
+
+/// The question of `request` when it is one the catalog would look up:
+/// a [`single_query`] of class IN.
+fn standard_query(request: &Request) -> Option<&LowerQuery> {
+    single_query(request).filter(|query| query.query_class() == DNSClass::IN)
 }
 
 /// What this server refuses before the catalog sees the query: zone
 /// transfers (the catalog would answer IXFR with the SOA) and classes
 /// other than IN (the in-memory store ignores the class).
 fn refusal(request: &Request) -> Option<ResponseCode> {
-    let edns_ok = request.edns.as_ref().is_none_or(|e| e.version() == 0);
-    let [query] = request.queries.queries() else {
-        return None;
-    };
-    let refused = request.metadata.message_type == MessageType::Query
-        && request.metadata.op_code == OpCode::Query
-        && edns_ok
-        && (matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
-            || query.query_class() != DNSClass::IN);
+    let query = single_query(request)?;
+    let refused = matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
+        || query.query_class() != DNSClass::IN;
     refused.then_some(ResponseCode::Refused)
 }
 
