@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
-use proxy_agent::dns_server::Authority;
+use proxy_agent::dns::Authority;
 
 const CONFIG: &str = r#"{
   "edge": {

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::edit::{Document, EditError, now_rfc3339};
 use crate::config::model::{AccessRule, App, Config, Origin, OriginFamily, RuleAction, RuleTarget};
 use crate::datapath::stats::StatsRow;
-use crate::dns_server::DnsAnswers;
+use crate::dns::DnsAnswers;
 use crate::live::{ChangeError, ChangeRequest, Edit};
 
 /// Cloudflare's codes for what this API refuses.

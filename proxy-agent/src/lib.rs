@@ -12,7 +12,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod datapath;
-pub mod dns_server;
+pub mod dns;
 pub mod geoip;
 /// The change requests and slot plan under their old path: the API names
 /// them `crate::live::…`.

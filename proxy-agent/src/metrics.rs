@@ -39,7 +39,7 @@ use proxy_common::Verdict;
 
 use crate::config::model::{App, Config};
 use crate::datapath::stats::StatsRow;
-use crate::dns_server::DnsAnswers;
+use crate::dns::DnsAnswers;
 
 /// The `app` label of rows that belong to no running app.
 pub const RETIRED_APP: &str = "-";
@@ -694,7 +694,7 @@ mod tests {
 
     #[tokio::test]
     async fn dns_answers_of_a_real_authority() {
-        use crate::dns_server::Authority;
+        use crate::dns::Authority;
 
         let json = serde_json::json!({
             "edge": {"interfaces": ["eth0"],

@@ -20,7 +20,7 @@ use crate::{
     access,
     config::{self, edit::Document, model::Config},
     datapath::{conntrack_gc, maps, rules::RuleSet, stats},
-    dns_server, preflight,
+    dns, preflight,
     routes::Table,
     tcp, udp,
 };
@@ -38,7 +38,7 @@ struct Prepared {
     udp: Option<Table<udp::Route>>,
     contents: maps::MapContents,
     /// The DNS server's zones for the new apps, when it runs.
-    zones: Option<dns_server::ZoneSet>,
+    zones: Option<dns::ZoneSet>,
 }
 
 impl Agent {
@@ -167,7 +167,7 @@ impl Agent {
         let contents = maps::map_contents_resolved(&next, &resolved)
             .map_err(|e| ChangeError::Refused(e.to_string()))?;
         let zones = match &next.dns_server {
-            Some(_) => Some(dns_server::zone_records(&next).map_err(refused)?),
+            Some(_) => Some(dns::zone_records(&next).map_err(refused)?),
             None => None,
         };
         let ops = plan::plan(&self.config, &next, &slots, &resolved);

@@ -33,7 +33,7 @@ use crate::{
     api,
     config::model::Config,
     datapath::{conntrack_gc, loader::Datapath, maps, ring, stats},
-    dns_server::{self, DnsServer},
+    dns::{self, DnsServer},
     live::ChangeRequest,
     origin::fill_origin_sources,
     tcp::{self, TcpProxyState},
@@ -149,7 +149,7 @@ impl Agent {
         // cannot be bound stops the start before anything is served.
         let dns = match &config.dns_server {
             Some(settings) => {
-                let zones = dns_server::zone_records(&config)?;
+                let zones = dns::zone_records(&config)?;
                 Some(DnsServer::start(settings, &config.edge.address_pool, &zones).await?)
             }
             None => None,

@@ -14,7 +14,6 @@
 //! them.
 
 use std::collections::hash_map::RandomState;
-use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
@@ -25,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use time::UtcDateTime;
 
 use super::model::{AccessRule, Config};
 use super::schema::{AccessRuleFile, AppFile};
@@ -69,16 +69,19 @@ pub struct Document {
 }
 
 /// Why an edit was refused; the document is unchanged then.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
     /// No app / rule with that id (-> 404 code 10006).
+    #[error("no {kind} with id {id:?}")]
     NotFound { kind: &'static str, id: String },
     /// The body is not an object of the right shape: which field (a path
     /// such as `dns.name`, empty for the body itself) and why (-> 400 code
     /// 7000).
+    #[error("{field}{}{message}", field_separator(.field))]
     Shape { field: String, message: String },
     /// Refused by a rule of the API itself: a duplicate id, an id in the
     /// body that differs from the path's (-> 400 code 1004).
+    #[error("{field}: {value:?}: {message}")]
     Invalid {
         field: String,
         value: String,
@@ -86,22 +89,11 @@ pub enum EditError {
     },
 }
 
-impl fmt::Display for EditError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EditError::NotFound { kind, id } => write!(f, "no {kind} with id {id:?}"),
-            EditError::Shape { field, message } if field.is_empty() => f.write_str(message),
-            EditError::Shape { field, message } => write!(f, "{field}: {message}"),
-            EditError::Invalid {
-                field,
-                value,
-                message,
-            } => write!(f, "{field}: {value:?}: {message}"),
-        }
-    }
+/// What stands between a [`EditError::Shape`] field and its message:
+/// nothing when the field is empty (the body itself).
+fn field_separator(field: &str) -> &'static str {
+    if field.is_empty() { "" } else { ": " }
 }
-
-impl std::error::Error for EditError {}
 
 impl Document {
     /// Reads the config file at `path`: TOML when its extension is `.toml`
@@ -622,47 +614,41 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// `time` as RFC 3339 UTC with microseconds (times before 1970 too).
+/// `time` as RFC 3339 UTC with microseconds (times before 1970 too),
+/// cut to the microsecond toward 1970. The `time` crate does the
+/// calendar; the layout stays one `format!`: always six fractional
+/// digits, as the API has always written them, where `time`'s `Rfc3339`
+/// drops trailing zeros, and a format description would return a
+/// `Result` for what cannot fail here. Instants beyond the years -9999
+/// to 9999 are clamped to them.
 pub fn rfc3339(time: SystemTime) -> String {
-    let (secs, micros) = unix_micros(time);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}Z")
+    let micros = unix_micros(time);
+    let at = UtcDateTime::from_unix_timestamp_nanos(micros.saturating_mul(1000)).unwrap_or(
+        if micros < 0 {
+            UtcDateTime::MIN
+        } else {
+            UtcDateTime::MAX
+        },
+    );
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
-/// Seconds since 1970 (negative before) and the microseconds after them.
-fn unix_micros(time: SystemTime) -> (i64, u32) {
+/// Microseconds since 1970 (negative before), what is below a
+/// microsecond dropped.
+fn unix_micros(time: SystemTime) -> i128 {
     match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => (
-            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            after.subsec_micros(),
-        ),
-        Err(before) => {
-            let before = before.duration();
-            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
-            match before.subsec_micros() {
-                0 => (-secs, 0),
-                micros => (-secs - 1, 1_000_000 - micros),
-            }
-        }
+        Ok(after) => i128::try_from(after.as_micros()).unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_micros()).map_or(i128::MIN, |m| -m),
     }
-}
-
-/// The proleptic Gregorian (year, month, day) of a day count from
-/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], from March
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -670,6 +656,7 @@ mod tests {
     use super::*;
     use crate::config::load_str;
     use serde_json::json;
+    use std::fmt;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
