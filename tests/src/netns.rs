@@ -186,6 +186,16 @@ pub struct Topology {
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 impl Topology {
+    /// The opening of a netns test: None (the test returns) when it may
+    /// not run without root (see [`crate::root_or_skip`]), else a new
+    /// topology tagged `tag`.
+    pub fn for_test(test: &str, tag: &str) -> Option<Self> {
+        if !crate::root_or_skip(test) {
+            return None;
+        }
+        Some(Self::new(tag).expect("topology"))
+    }
+
     /// Creates the namespaces; `tag` (a few letters) names them for humans.
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);

@@ -127,6 +127,32 @@ pub fn dns(ns: &Netns, listen: &str, name: &str, addresses: &[&str]) -> anyhow::
     Ok(server)
 }
 
+/// A DNS server (dnsmasq) on `listen`:53 that answers A and AAAA for every
+/// name with `v4` and `v6`: made-up origin names resolve at once, so no
+/// change waits out the agent's resolver timeout.
+pub fn dns_any(ns: &Netns, listen: &str, v4: &str, v6: &str) -> anyhow::Result<Background> {
+    let listen = format!("--listen-address={listen}");
+    let (any4, any6) = (format!("--address=/#/{v4}"), format!("--address=/#/{v6}"));
+    let server = ns.spawn(
+        "dnsmasq-any",
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--port=53",
+            &listen,
+            &any4,
+            &any6,
+        ],
+    )?;
+    wait_listening(ns, "u", 53)?;
+    Ok(server)
+}
+
 /// Waits (5 s at most) until a socket listens on `port`; `kind` is `t`
 /// (TCP) or `u` (UDP), as `ss` spells it.
 pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
