@@ -5,7 +5,8 @@
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -60,16 +61,10 @@ fn the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic() {
     let _origin = servers::tcp_echo(org, 2201).expect("origin");
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
-    let config = format!(
-        r#"{{"edge": {},
-  "api": {{"listen": "{}:{PORT}", "token_file": "{}", "zone": "{ZONE}"}},
-  "apps": [{{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.example.test"}},
-             "origin_direct": ["tcp://{}:2201"]}}]}}"#,
-        edge_json(""),
-        addr::EDGE_CLI_V4,
-        token_file.display(),
-        addr::ORG_V4
-    );
+    let config = ConfigBuilder::new()
+        .api(PORT, &token_file, ZONE)
+        .app(AppJson::tcp(22, "ssh.example.test").origin_direct([org4("tcp", 2201)]))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let apps = format!("/zones/{ZONE}/spectrum/apps");
 

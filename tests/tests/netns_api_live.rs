@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange, udp_exchange_from},
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     process::Background,
     root_or_skip, scratch_dir, servers,
 };
@@ -271,18 +272,12 @@ fn edge_v4(app: &Value) -> String {
         .to_owned()
 }
 
-fn token_file(topology: &Topology) -> String {
+/// A config with the API on the edge's `cli`-facing address (its token
+/// in a fresh file); the test adds its apps.
+fn with_api(topology: &Topology) -> ConfigBuilder {
     let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
     std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
-    path.to_string_lossy().into_owned()
-}
-
-fn api_json(topology: &Topology) -> String {
-    format!(
-        r#"{{"listen": "{}:{API_PORT}", "token_file": "{}", "zone": "{ZONE}"}}"#,
-        addr::EDGE_CLI_V4,
-        token_file(topology)
-    )
+    ConfigBuilder::new().api(API_PORT, &path, ZONE)
 }
 
 // ---- test 1: CRUD through the API, the file and the traffic follow ----
@@ -329,15 +324,9 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
         .map(|port| servers::tcp_echo(org, port).expect("origin"))
         .collect();
     // One app from the start, without access rules (ip_firewall off).
-    let config = format!(
-        r#"{{"edge": {},
-  "api": {},
-  "apps": [{{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "seed.example.test"}},
-             "origin_direct": ["tcp://{}:2201"]}}]}}"#,
-        edge_json(""),
-        api_json(&topology),
-        addr::ORG_V4
-    );
+    let config = with_api(&topology)
+        .app(AppJson::tcp(22, "seed.example.test").origin_direct([org4("tcp", 2201)]))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let file = agent.config_path().to_owned();
     let api = Api { cli };
@@ -717,16 +706,11 @@ fn turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients() {
     .expect("add a client address");
     let _origin = servers::udp_echo(org, 6300).expect("udp origin");
     // The rule is in force from the start, but the app ignores it.
-    let config = format!(
-        r#"{{"edge": {edge},
-  "api": {api},
-  "apps": [{app}],
-  "access_rules": [{{"id": "no-fw-client", "mode": "block",
-    "configuration": {{"target": "ip", "value": "{FW_BLOCKED_V4}"}}}}]}}"#,
-        edge = edge_json(""),
-        api = api_json(&topology),
-        app = fw_app(false),
-    );
+    let config = with_api(&topology)
+        .app(fw_app(false))
+        .access_rules(json!([{"id": "no-fw-client", "mode": "block",
+            "configuration": {"target": "ip", "value": FW_BLOCKED_V4}}]))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let api = Api { cli };
     let list = accepted(&agent, "list", api.call("GET", &apps_path(), None));
@@ -1299,19 +1283,19 @@ fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
         servers::udp_echo(org, 4001).expect("origin"),
         servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
     ];
-    let org4 = addr::ORG_V4;
-    let config = format!(
-        r#"{{"edge": {edge},
-  "api": {api},
-  "apps": [
-    {{"protocol": "tcp/1000", "dns": {{"type": "CNAME", "name": "a-tcp.example.test"}},
-      "origin_direct": ["tcp://{org4}:3000"], "tls": "off", "proxy_protocol": "off"}},
-    {{"protocol": "udp/5300", "dns": {{"type": "CNAME", "name": "a-udp.example.test"}},
-      "origin_direct": ["udp://{org4}:6300"], "proxy_protocol": "off"}}
-  ]}}"#,
-        edge = edge_json(""),
-        api = api_json(&topology),
-    );
+    let config = with_api(&topology)
+        .app(
+            AppJson::tcp(1000, "a-tcp.example.test")
+                .origin_direct([org4("tcp", 3000)])
+                .set("tls", "off")
+                .proxy_protocol("off"),
+        )
+        .app(
+            AppJson::udp(5300, "a-udp.example.test")
+                .origin_direct([org4("udp", 6300)])
+                .proxy_protocol("off"),
+        )
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let file = agent.config_path().to_owned();
     let api = Api { cli };

@@ -2,10 +2,12 @@
 //! `dig` in `cli` against the agent in `edge`, a client that resolves an
 //! app's name with the system resolver and connects, leases kept across
 //! restarts, and hostile queries. Real peers: dig, socat, glibc.
+use serde_json::json;
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     process::Background,
     root_or_skip, scratch_dir, servers,
 };
@@ -13,25 +15,17 @@ use tests::{
 const ZONE: &str = "example.test";
 
 /// One app: `name` (under ZONE) on tcp/`port`, origin the echo on `origin`.
-fn app(name: &str, port: u16, origin: u16) -> String {
-    format!(
-        r#"{{"protocol": "tcp/{port}", "dns": {{"type": "CNAME", "name": "{name}.{ZONE}"}},
-            "origin_direct": ["tcp://{}:{origin}"]}}"#,
-        addr::ORG_V4
-    )
+fn app(name: &str, port: u16, origin: u16) -> AppJson {
+    AppJson::tcp(port, &format!("{name}.{ZONE}")).origin_direct([org4("tcp", origin)])
 }
 
 /// Apps plus the DNS server on the edge's cli-facing addresses.
-fn config(apps: &[String]) -> String {
-    format!(
-        r#"{{"edge": {},
-  "dns_server": {{"listen": ["{}", "[{}]"], "zones": ["{ZONE}"], "ttl": 30}},
-  "apps": [{}]}}"#,
-        edge_json(""),
-        addr::EDGE_CLI_V4,
-        addr::EDGE_CLI_V6,
-        apps.join(",\n")
-    )
+fn config(apps: &[AppJson]) -> String {
+    let ns6 = format!("[{}]", addr::EDGE_CLI_V6);
+    ConfigBuilder::new()
+        .dns_server(&[addr::EDGE_CLI_V4, &ns6], ZONE, 30)
+        .apps(apps.iter().cloned())
+        .build()
 }
 
 /// `dig` in `cli` against the embedded server; its whole output.
@@ -286,13 +280,10 @@ fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
     // route, IPv6 included); the app must get the next ones.
     let (ns4, ns6) = (addr::edge4(0), addr::edge6(0));
     let config = |ttl: u32| {
-        format!(
-            r#"{{"edge": {},
-  "dns_server": {{"listen": ["{ns4}", "[{ns6}]"], "zones": ["{ZONE}"], "ttl": {ttl}}},
-  "apps": [{}]}}"#,
-            edge_json(""),
-            app("ssh", 22, 2201)
-        )
+        ConfigBuilder::new()
+            .dns_server(&[&ns4, &format!("[{ns6}]")], ZONE, ttl)
+            .app(app("ssh", 22, 2201))
+            .build()
     };
     let agent = Agent::start(&topology.edge, &config(30), "native").expect("agent");
     let ask_for = |server: &str, name: &str, kind: &str| {
@@ -335,12 +326,12 @@ fn a_static_address_outside_the_pool_is_refused_at_start() {
         return;
     }
     let topology = Topology::new("dnsst").expect("topology");
-    let app = format!(
-        r#"{{"protocol": "tcp/22", "dns": {{"type": "ADDRESS", "name": "ssh.{ZONE}"}},
-            "origin_direct": ["tcp://{}:2201"],
-            "edge_ips": {{"type": "static", "ips": ["192.0.2.10"]}}}}"#,
-        addr::ORG_V4
-    );
+    let app = app("ssh", 22, 2201)
+        .set(
+            "dns",
+            json!({"type": "ADDRESS", "name": format!("ssh.{ZONE}")}),
+        )
+        .set("edge_ips", json!({"type": "static", "ips": ["192.0.2.10"]}));
     let err = match Agent::start(&topology.edge, &config(&[app]), "native") {
         Ok(agent) => panic!("started:\n{}", agent.log()),
         Err(e) => format!("{e:#}"),
