@@ -136,11 +136,11 @@ impl AppJson {
         self.set("origin_direct", origins)
     }
 
-    /// `origin_dns` (a name and its TTL) with `origin_port` (a port or a
-    /// range).
-    pub fn origin_dns(self, name: &str, ttl: u32, ports: impl Display) -> Self {
+    /// `origin_dns` (a name and its TTL) with `origin_port` (a port as a
+    /// number, or a port or range as a string).
+    pub fn origin_dns(self, name: &str, ttl: u32, ports: impl Into<Value>) -> Self {
         self.set("origin_dns", json!({"name": name, "ttl": ttl}))
-            .set("origin_port", ports.to_string())
+            .set("origin_port", ports)
     }
 
     /// `proxy_protocol`: `off`, `v1`, `v2`, `simple`.

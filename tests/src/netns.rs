@@ -163,18 +163,6 @@ pub mod addr {
     pub const SIDE_V6: &str = "fd00:3::2";
 }
 
-/// The `edge` object of a test config: both edge interfaces and the
-/// address pool, then `extra` (`""`, or more fields starting with a comma).
-pub fn edge_json(extra: &str) -> String {
-    format!(
-        r#"{{"interfaces": ["{}", "{}"], "address_pool": {{"ipv4": "{}", "ipv6": "{}"}}{extra}}}"#,
-        addr::EDGE_CLI_IF,
-        addr::EDGE_ORG_IF,
-        addr::POOL_V4,
-        addr::POOL_V6,
-    )
-}
-
 /// `cli` -- `edge` -- `org`, IPv4 and IPv6, forwarding on `edge`, the edge
 /// pool routed from `cli` to `edge` and local on `edge`.
 pub struct Topology {

@@ -8,8 +8,9 @@ use std::{net::IpAddr, path::Path};
 use tests::{
     agent::Agent,
     client::{bracket, tcp_exchange_from, udp_exchange_from},
+    config::{AppJson, ConfigBuilder, org_both},
     mmdb,
-    netns::{Netns, Topology, addr, edge_json, snmp_counter},
+    netns::{Netns, Topology, addr, snmp_counter},
     root_or_skip, scratch_dir, servers,
 };
 
@@ -53,26 +54,30 @@ fn databases(tag: &str) -> (String, String) {
 /// app 0 `tcp/22 -> 2222` and app 1 `udp/5300 -> 6300` with
 /// `ip_firewall`; app 2 `tcp/23 -> 2222` without. `rules` is the JSON list.
 fn config(dbs: &(String, String), rules: &str) -> String {
-    let org4 = addr::ORG_V4;
-    let org6 = addr::ORG_V6;
-    format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [
-    {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.test"}}, "ip_firewall": true,
-      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}},
-    {{"protocol": "udp/5300", "dns": {{"type": "CNAME", "name": "udp.test"}}, "ip_firewall": true,
-      "origin_direct": ["udp://{org4}:6300", "udp://[{org6}]:6300"]}},
-    {{"protocol": "tcp/23", "dns": {{"type": "CNAME", "name": "open.test"}}, "ip_firewall": false,
-      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}}
-  ],
-  "access_rules": {rules}
-}}"#,
-        edge = edge_json(&format!(
-            r#", "nat_ports": "20000-29999", "geoip": {{"country_db": "{}", "asn_db": "{}"}}"#,
-            dbs.0, dbs.1
-        )),
-    )
+    let rules: serde_json::Value = serde_json::from_str(rules).expect("rules are JSON");
+    ConfigBuilder::new()
+        .edge("nat_ports", "20000-29999")
+        .edge(
+            "geoip",
+            serde_json::json!({"country_db": dbs.0, "asn_db": dbs.1}),
+        )
+        .app(
+            AppJson::tcp(22, "ssh.test")
+                .ip_firewall(true)
+                .origin_direct(org_both("tcp", 2222)),
+        )
+        .app(
+            AppJson::udp(5300, "udp.test")
+                .ip_firewall(true)
+                .origin_direct(org_both("udp", 6300)),
+        )
+        .app(
+            AppJson::tcp(23, "open.test")
+                .ip_firewall(false)
+                .origin_direct(org_both("tcp", 2222)),
+        )
+        .access_rules(rules)
+        .build()
 }
 
 const RULES: &str = r#"[

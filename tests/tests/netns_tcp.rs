@@ -4,14 +4,15 @@
 //! PROXY v1/v2, and a sink that records the origin-side ClientHello.
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tests::{
     agent::Agent,
     certs::Pki,
     client::{socat, tcp_exchange_from, tls_exchange},
+    config::{AppJson, ConfigBuilder, org_both},
     netns::{
         Topology,
         addr::{self, edge4, edge6},
-        edge_json,
     },
     root_or_skip, scratch_dir, servers,
 };
@@ -39,96 +40,59 @@ fn setup(tag: &str) -> Setup {
         servers::nginx_proxy_protocol(org, &[7001, 7100, 7105, 7110], &dir.join("nginx"))
             .expect("nginx"),
     ];
-    let o4 = addr::ORG_V4;
-    let o6 = addr::ORG_V6;
-    let cert = edge_cert.cert.display();
-    let key = edge_cert.key.display();
-    let ca = pki.ca.cert.display();
-    let both = |port: &str| format!(r#"["tcp://{o4}:{port}", "tcp://[{o6}]:{port}"]"#);
-    let app = |name: &str, proto: &str, extra: &str, origin: String| {
-        format!(
-            r#"{{"protocol": "{proto}", "dns": {{"type": "CNAME", "name": "{name}.test"}},
-               "origin_direct": {origin}, {extra}}}"#
-        )
+    let cert = edge_cert.cert.display().to_string();
+    let key = edge_cert.key.display().to_string();
+    let ca = pki.ca.cert.display().to_string();
+    let both = |port: &str| org_both("tcp", port);
+    let app = |name: &str, proto: &str, origin: [String; 2]| {
+        AppJson::new(proto, &format!("{name}.test")).origin_direct(origin)
     };
-    let tls = |mode: &str| format!(r#""tls": "{mode}", "tls_cert": "{cert}", "tls_key": "{key}""#);
+    let tls = |app: AppJson, mode: &str| {
+        app.set("tls", mode)
+            .set("tls_cert", cert.as_str())
+            .set("tls_key", key.as_str())
+    };
+    let strict = |app: AppJson, sni: &str| {
+        tls(app, "strict")
+            .set("origin_sni", sni)
+            .set("origin_ca", ca.as_str())
+    };
     let apps = [
         // 0: flexible, plain origin; a second certificate picked by SNI
-        app(
-            "flexible",
-            "tcp/443",
-            &format!(
-                r#"{}, "tls_sni_certs": [{{"cert": "{}", "key": "{}"}}]"#,
-                tls("flexible"),
-                other_cert.cert.display(),
-                other_cert.key.display()
-            ),
-            both("8080"),
+        tls(app("flexible", "tcp/443", both("8080")), "flexible").set(
+            "tls_sni_certs",
+            json!([{
+                "cert": other_cert.cert.display().to_string(),
+                "key": other_cert.key.display().to_string(),
+            }]),
         ),
         // 1: full, origin with a self-signed certificate
-        app("full", "tcp/8443", &tls("full"), both("9443")),
+        tls(app("full", "tcp/8443", both("9443")), "full"),
         // 2: strict, origin certificate signed by the test CA for origin.test
-        app(
-            "strict",
-            "tcp/9443",
-            &format!(
-                r#"{}, "origin_sni": "origin.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9444"),
-        ),
+        strict(app("strict", "tcp/9443", both("9444")), "origin.test"),
         // 3: strict, wrong name
-        app(
-            "wrong-name",
-            "tcp/9444",
-            &format!(
-                r#"{}, "origin_sni": "wrong.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9444"),
-        ),
+        strict(app("wrong-name", "tcp/9444", both("9444")), "wrong.test"),
         // 4: strict, untrusted (self-signed) origin
-        app(
-            "untrusted",
-            "tcp/9445",
-            &format!(
-                r#"{}, "origin_sni": "origin.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9443"),
-        ),
+        strict(app("untrusted", "tcp/9445", both("9443")), "origin.test"),
         // 5: PROXY v1, 6: PROXY v2 (nginx parses them)
-        app("v1", "tcp/25", r#""proxy_protocol": "v1""#, both("7001")),
-        app("v2", "tcp/26", r#""proxy_protocol": "v2""#, both("7001")),
+        app("v1", "tcp/25", both("7001")).proxy_protocol("v1"),
+        app("v2", "tcp/26", both("7001")).proxy_protocol("v2"),
         // 7: a range with PROXY v1
-        app(
-            "range",
-            "tcp/1000-1010",
-            r#""proxy_protocol": "v1""#,
-            both("7100-7110"),
-        ),
+        app("range", "tcp/1000-1010", both("7100-7110")).proxy_protocol("v1"),
         // 8: TLS at the edge and a PROXY v2 header to the origin
-        app(
-            "tls-v2",
-            "tcp/465",
-            &format!(r#"{}, "proxy_protocol": "v2""#, tls("flexible")),
-            both("7001"),
-        ),
+        tls(app("tls-v2", "tcp/465", both("7001")), "flexible").proxy_protocol("v2"),
         // 9: full, toward a sink that records the ClientHello
-        app("hello", "tcp/8444", &tls("full"), both("9999")),
+        tls(app("hello", "tcp/8444", both("9999")), "full"),
         // 10: PROXY v1 toward the plain echo origin (idle test)
-        app("idle", "tcp/27", r#""proxy_protocol": "v1""#, both("8080")),
+        app("idle", "tcp/27", both("8080")).proxy_protocol("v1"),
     ];
-    let config = format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [{apps}]
-}}"#,
-        edge = edge_json(
-            r#", "tcp_proxy": {"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}"#
-        ),
-        apps = apps.join(",\n"),
-    );
+    let config = ConfigBuilder::new()
+        .edge(
+            "tcp_proxy",
+            json!({"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}),
+        )
+        .apps(apps)
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     Setup {
         topology,

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     process::Background,
     root_or_skip, servers,
 };
@@ -16,15 +17,14 @@ use tests::{
 const EDGE: &str = "10.0.100.1";
 const PORT: u16 = 2000;
 
-/// A config with one PROXY v1 app toward `origin` (a JSON fragment:
-/// `"origin_direct": [...]` or `"origin_dns": {...}, "origin_port": ...`).
-fn config(edge_extra: &str, origin: &str) -> String {
-    format!(
-        r#"{{"edge": {edge},
-  "apps": [{{"protocol": "tcp/{PORT}", "dns": {{"type": "CNAME", "name": "app.test"}},
-             "proxy_protocol": "v1", {origin}}}]}}"#,
-        edge = edge_json(edge_extra)
-    )
+/// The one PROXY v1 app; the test adds its origin.
+fn app() -> AppJson {
+    AppJson::tcp(PORT, "app.test").proxy_protocol("v1")
+}
+
+/// A config with that app toward the echo on `org`:3000.
+fn direct_config(edge: ConfigBuilder) -> String {
+    edge.app(app().origin_direct([org4("tcp", 3000)])).build()
 }
 
 /// The origin's greeting through the app (its first line).
@@ -72,10 +72,10 @@ fn origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one() {
     let dns =
         |answer: &str| servers::dns(org, addr::ORG_V4, "origin.test", &[answer]).expect("dnsmasq");
     let mut server = Some(dns(addr::ORG_V4));
-    let config = config(
-        &format!(r#", "resolver": "{}""#, addr::ORG_V4),
-        r#""origin_dns": {"name": "origin.test", "ttl": 600}, "origin_port": 3100"#,
-    );
+    let config = ConfigBuilder::new()
+        .resolver(addr::ORG_V4)
+        .app(app().origin_dns("origin.test", 600, 3100))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let first = greeting(cli).unwrap_or_else(|e| panic!("{e:#}\n{}", agent.log()));
     assert_eq!(first, "origin v4");
@@ -132,9 +132,8 @@ fn connections_over_the_limit_are_refused_counted_and_slots_come_back() {
     }
     let topology = Topology::new("lim").expect("topology");
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
-    let config = config(
-        r#", "tcp_proxy": {"max_connections": 2}"#,
-        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
+    let config = direct_config(
+        ConfigBuilder::new().edge("tcp_proxy", serde_json::json!({"max_connections": 2})),
     );
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let holders = [holder(&topology.cli), holder(&topology.cli)];
@@ -188,10 +187,7 @@ fn shutdown_refuses_new_connections_and_drains_live_ones() {
     }
     let topology = Topology::new("drn").expect("topology");
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
-    let config = config(
-        "",
-        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
-    );
+    let config = direct_config(ConfigBuilder::new());
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     // A client that sends a line, waits 3 s, sends another, then closes.
     let script =
@@ -229,10 +225,7 @@ fn only_edge_interfaces_and_loopback_reach_the_agent_path() {
     let topology = Topology::new("side").expect("topology");
     let side = topology.side().expect("side host");
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
-    let config = config(
-        "",
-        &format!(r#""origin_direct": ["tcp://{}:3000"]"#, addr::ORG_V4),
-    );
+    let config = direct_config(ConfigBuilder::new());
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     // Through an edge interface (XDP checked the access rules), and from
     // the edge host itself: proxied.
