@@ -153,10 +153,11 @@ pub fn dns_any(ns: &Netns, listen: &str, v4: &str, v6: &str) -> anyhow::Result<B
     Ok(server)
 }
 
-/// Waits (5 s at most) until a socket listens on `port`; `kind` is `t`
-/// (TCP) or `u` (UDP), as `ss` spells it.
+/// Waits until a socket listens on `port`; `kind` is `t` (TCP) or `u`
+/// (UDP), as `ss` spells it. [`LISTEN_LIMIT`] at most: a hang guard.
 pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    const LISTEN_LIMIT: Duration = Duration::from_secs(30);
+    let deadline = Instant::now() + LISTEN_LIMIT;
     let needle = format!(":{port} ");
     loop {
         let out = ns.run("ss", &[&format!("-Hln{kind}")])?;
@@ -165,7 +166,7 @@ pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "nothing listens on {kind} port {port} in {} after 5 s",
+                "nothing listens on {kind} port {port} in {} after {LISTEN_LIMIT:?}",
                 ns.name()
             );
         }

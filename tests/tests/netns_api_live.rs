@@ -776,7 +776,7 @@ fn turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients() {
     );
     // Both blocked exchanges are counted (packets are counted a moment
     // after the client returns).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut blocked = blocked_ip(&agent);
     while blocked < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -859,12 +859,19 @@ fn the_pattern_is_the_same_however_it_is_cut() {
 const TCP_RATE: u64 = 25_000_000;
 const TCP_MIN_BYTES: u64 = 100_000_000;
 const TCP_MAX_BYTES: u64 = 200_000_000;
-/// No thread runs longer than this.
-const STREAM_DEADLINE: Duration = Duration::from_secs(240);
-/// Iterations of add, change, delete of app B, and the time they may take
+/// No thread runs longer than this: a hang guard (the work is bounded by
+/// bytes, datagrams and rounds), sized for a loaded two-core machine.
+const STREAM_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// Iterations of add, change, delete of app B, and a hang guard on them
 /// (well inside `STREAM_DEADLINE`, so that the streams outlive them).
 const ROUNDS: usize = 50;
-const CHURN_DEADLINE: Duration = Duration::from_secs(150);
+const CHURN_DEADLINE: Duration = Duration::from_secs(10 * 60);
+/// A thread's socket is bound: a hang guard.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long the UDP client waits for one echo before it counts the
+/// datagram lost: a hang guard (no datagram is lost on a working path;
+/// an echo late by a stall must not count as lost).
+const ECHO_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the origin's TCP sink saw.
 #[derive(Debug, Default)]
@@ -947,7 +954,7 @@ fn tcp_pattern_sink(org: &Netns, port: u16) -> JoinHandle<SinkReport> {
             }
         }
     });
-    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+    match ready_rx.recv_timeout(READY_LIMIT) {
         Ok(Ok(())) => handle,
         Ok(Err(e)) => panic!("tcp sink: {e}"),
         Err(e) => panic!("tcp sink not ready: {e}"),
@@ -976,7 +983,7 @@ fn tcp_pattern_sender(
         let mut report = SenderReport::default();
         let deadline = Instant::now() + STREAM_DEADLINE;
         let connected = enter().and_then(|()| {
-            let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            let s = TcpStream::connect_timeout(&target, Duration::from_secs(30))?;
             s.set_write_timeout(Some(Duration::from_secs(30)))?;
             s.set_read_timeout(Some(Duration::from_secs(30)))?;
             Ok(s)
@@ -1069,7 +1076,7 @@ fn udp_counting_echo(org: &Netns, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
         }
         count
     });
-    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+    match ready_rx.recv_timeout(READY_LIMIT) {
         Ok(Ok(())) => handle,
         Ok(Err(e)) => panic!("udp origin: {e}"),
         Err(e) => panic!("udp origin not ready: {e}"),
@@ -1081,14 +1088,15 @@ fn udp_counting_echo(org: &Netns, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
 struct UdpReport {
     sent: u64,
     answered: u64,
-    /// Sequence numbers with no (or a wrong) answer within 1 s; the first few.
+    /// Sequence numbers with no (or a wrong) answer within [`ECHO_LIMIT`]; the first few.
     lost: Vec<u64>,
     lost_count: u64,
     error: Option<String>,
 }
 
 /// A UDP client in `cli`: one socket (one flow), datagram `seq N`, then
-/// its echo within 1 s, no retries; until `stop`. `progress` counts answers.
+/// its echo within [`ECHO_LIMIT`], no retries; until `stop`. `progress`
+/// counts answers.
 fn udp_request_loop(
     cli: &Netns,
     target: SocketAddr,
@@ -1101,7 +1109,7 @@ fn udp_request_loop(
         let socket = enter().and_then(|()| {
             let s = UdpSocket::bind("0.0.0.0:0")?;
             s.connect(target)?;
-            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.set_read_timeout(Some(ECHO_LIMIT))?;
             Ok(s)
         });
         let socket = match socket {
@@ -1139,13 +1147,14 @@ fn udp_request_loop(
     })
 }
 
-/// Waits (10 s at most) until `counter` passes `floor`.
+/// Waits until `counter` passes `floor` (60 s at most, a hang guard).
 fn wait_past(counter: &AtomicU64, floor: u64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    const LIMIT: Duration = Duration::from_secs(60);
+    let deadline = Instant::now() + LIMIT;
     while counter.load(Ordering::Relaxed) <= floor {
         assert!(
             Instant::now() < deadline,
-            "{what} did not start within 10 s"
+            "{what} did not start within {LIMIT:?} (a hang guard)"
         );
         std::thread::sleep(Duration::from_millis(10));
     }

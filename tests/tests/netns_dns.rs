@@ -28,10 +28,11 @@ fn config(apps: &[AppJson]) -> String {
         .build()
 }
 
-/// `dig` in `cli` against the embedded server; its whole output.
+/// `dig` in `cli` against the embedded server; its whole output. Its
+/// waits (5 s, three tries) are hang guards: every query here is answered.
 fn dig(cli: &Netns, args: &[&str]) -> String {
     let server = format!("@{}", addr::EDGE_CLI_V4);
-    let mut all = vec![server.as_str(), "+time=2", "+tries=2"];
+    let mut all = vec![server.as_str(), "+time=5", "+tries=3"];
     all.extend_from_slice(args);
     match cli.run("dig", &all) {
         Ok(out) => out,
@@ -70,12 +71,12 @@ fn resolve_and_connect(cli: &Netns, name: &str, port: u16) -> anyhow::Result<Str
     std::fs::write(
         &resolv,
         format!(
-            "nameserver {}\noptions timeout:2 attempts:2\n",
+            "nameserver {}\noptions timeout:5 attempts:3\n",
             addr::EDGE_CLI_V4
         ),
     )?;
     let script = format!(
-        "mount --bind {} /etc/resolv.conf && echo hello | exec timeout 10 socat - TCP:{name}:{port}",
+        "mount --bind {} /etc/resolv.conf && echo hello | exec timeout 60 socat - TCP:{name}:{port}",
         resolv.display()
     );
     let out = cli
@@ -290,7 +291,7 @@ fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
         let at = format!("@{server}");
         cli.run(
             "dig",
-            &[&at, "+time=2", "+tries=2", "+noall", "+answer", name, kind],
+            &[&at, "+time=5", "+tries=3", "+noall", "+answer", name, kind],
         )
         .unwrap_or_else(|e| format!("dig failed: {e:#}"))
     };

@@ -260,7 +260,8 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         .command(
             "timeout",
             &[
-                "60",
+                // A hang guard: 100 MB take seconds, more on a loaded machine.
+                "600",
                 "socat",
                 "-u",
                 &format!("OPEN:{sent_arg}"),
@@ -276,7 +277,7 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         agent.log()
     );
     let (status, log) = sink
-        .wait(std::time::Duration::from_secs(10))
+        .wait(std::time::Duration::from_secs(60))
         .expect("the sink ends when the upload does");
     assert!(status.success(), "sink: {status} {log}");
     let after = edge_tcp_in_segments(&topology);
@@ -405,7 +406,7 @@ fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
                   echo \"live $i\" >&3; timeout 2 head -n 1 <&3 || exit 1; sleep 0.3; done";
     let out = topology
         .cli
-        .command("timeout", &["20", "bash", "-c", script])
+        .command("timeout", &["120", "bash", "-c", script])
         .output()
         .expect("bash");
     let replies = String::from_utf8_lossy(&out.stdout);

@@ -263,6 +263,12 @@ fn proxy_headers_carry_the_real_client_to_nginx() {
     }
 }
 
+/// The agent closed a connection, not the client's own limit: closing
+/// takes the agent's timeout (2 s, 3 s) or nothing; the margin beyond is a
+/// loaded machine's, and stays below the clients' own limits (45 s, 60 s).
+/// No timeout fires early: the lower bounds below are the behaviour.
+const CLOSED_BY_THE_AGENT: Duration = Duration::from_secs(30);
+
 #[test]
 fn bad_clients_are_closed_within_the_timeouts_and_counted() {
     if !root_or_skip("bad_clients_are_closed_within_the_timeouts_and_counted") {
@@ -271,16 +277,17 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
     let s = setup("bad");
     let cli = &s.topology.cli;
     let ip = edge4(0);
-    // Plain text on a TLS port: refused at once.
+    // Plain text on a TLS port: refused at once, by the agent: long before
+    // the client's own idle timeout (45 s) would end it.
     let started = Instant::now();
     let target = format!("TCP:{ip}:443,connect-timeout=3");
     let _ = socat(
         cli,
-        &["-t5", "-T8", "-", &target],
+        &["-t5", "-T45", "-", &target],
         b"GET / HTTP/1.0\r\n\r\n",
     );
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < CLOSED_BY_THE_AGENT,
         "{:?}",
         started.elapsed()
     );
@@ -291,7 +298,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
         let _ = quiet_client(cli, &format!("{ip}:443"), first);
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+            took >= Duration::from_millis(1500) && took < CLOSED_BY_THE_AGENT,
             "{first:?}: {took:?}"
         );
     }
@@ -302,7 +309,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
     let out = quiet_client(cli, &format!("{}:27", edge4(10)), "").expect("client");
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(9),
+        took >= Duration::from_millis(2500) && took < CLOSED_BY_THE_AGENT,
         "{took:?}"
     );
     assert!(out.starts_with("origin 8080\nPROXY TCP4 "), "{out:?}");
@@ -320,17 +327,17 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
 }
 
 /// A client that sends `first` (printf escapes) and then nothing, keeping
-/// its side open, until the other side closes (12 s at most); returns what
-/// it received. `target` is `ip:port` (IPv4).
+/// its side open, until the other side closes (60 s at most, a hang guard);
+/// returns what it received. `target` is `ip:port` (IPv4).
 fn quiet_client(cli: &tests::netns::Netns, target: &str, first: &str) -> anyhow::Result<String> {
     let (host, port) = target.rsplit_once(':').unwrap_or((target, ""));
     let script = format!("exec 3<>/dev/tcp/{host}/{port} && printf '{first}' >&3 && cat <&3");
     let out = cli
-        .command("timeout", &["12", "bash", "-c", &script])
+        .command("timeout", &["60", "bash", "-c", &script])
         .output()?;
     anyhow::ensure!(
         out.status.code() != Some(124),
-        "{target}: still open after 12 s"
+        "{target}: still open after 60 s"
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
