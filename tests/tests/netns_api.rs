@@ -7,7 +7,7 @@ use tests::{
     client::tcp_exchange,
     config::{AppJson, ConfigBuilder, org4},
     netns::{Netns, Topology, addr},
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
@@ -53,10 +53,12 @@ fn events(cli: &Netns, app: &str, verdict: &str) -> f64 {
 
 #[test]
 fn the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic() {
-    if !root_or_skip("the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic") {
+    let Some(topology) = Topology::for_test(
+        "the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic",
+        "api",
+    ) else {
         return;
-    }
-    let topology = Topology::new("api").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origin = servers::tcp_echo(org, 2201).expect("origin");
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));

@@ -9,7 +9,7 @@ use tests::{
     config::{AppJson, ConfigBuilder, org4},
     netns::{Netns, Topology, addr},
     process::Background,
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 const ZONE: &str = "example.test";
@@ -92,10 +92,12 @@ fn resolve_and_connect(cli: &Netns, name: &str, port: u16) -> anyhow::Result<Str
 
 #[test]
 fn apps_get_their_own_addresses_found_by_name_and_reverse() {
-    if !root_or_skip("apps_get_their_own_addresses_found_by_name_and_reverse") {
+    let Some(topology) = Topology::for_test(
+        "apps_get_their_own_addresses_found_by_name_and_reverse",
+        "dns",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dns").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origins = origins(org, &[2201, 2501]);
     let apps = [app("ssh", 22, 2201), app("mail", 25, 2501)];
@@ -172,10 +174,12 @@ fn apps_get_their_own_addresses_found_by_name_and_reverse() {
 
 #[test]
 fn hostile_queries_are_answered_or_refused_and_the_server_stays_up() {
-    if !root_or_skip("hostile_queries_are_answered_or_refused_and_the_server_stays_up") {
+    let Some(topology) = Topology::for_test(
+        "hostile_queries_are_answered_or_refused_and_the_server_stays_up",
+        "dnsbad",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsbad").expect("topology");
+    };
     let cli = &topology.cli;
     let agent =
         Agent::start(&topology.edge, &config(&[app("ssh", 22, 2201)]), "native").expect("agent");
@@ -212,10 +216,12 @@ fn hostile_queries_are_answered_or_refused_and_the_server_stays_up() {
 
 #[test]
 fn addresses_survive_restarts_and_a_removed_app_frees_its_own() {
-    if !root_or_skip("addresses_survive_restarts_and_a_removed_app_frees_its_own") {
+    let Some(topology) = Topology::for_test(
+        "addresses_survive_restarts_and_a_removed_app_frees_its_own",
+        "dnsre",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsre").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origins = origins(org, &[2201, 2501, 8001]);
     let (ssh, mail, web) = (
@@ -272,10 +278,12 @@ fn addresses_survive_restarts_and_a_removed_app_frees_its_own() {
 
 #[test]
 fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
-    if !root_or_skip("the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup") {
+    let Some(topology) = Topology::for_test(
+        "the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup",
+        "dnspool",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnspool").expect("topology");
+    };
     let cli = &topology.cli;
     // The first pool addresses serve DNS (local only through the pool's
     // route, IPv6 included); the app must get the next ones.
@@ -323,10 +331,12 @@ fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
 
 #[test]
 fn a_static_address_outside_the_pool_is_refused_at_start() {
-    if !root_or_skip("a_static_address_outside_the_pool_is_refused_at_start") {
+    let Some(topology) = Topology::for_test(
+        "a_static_address_outside_the_pool_is_refused_at_start",
+        "dnsst",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsst").expect("topology");
+    };
     let app = app("ssh", 22, 2201)
         .set(
             "dns",

@@ -11,7 +11,7 @@ use tests::{
     config::{AppJson, ConfigBuilder, org_both},
     mmdb,
     netns::{Netns, Topology, addr, snmp_counter},
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 /// Client addresses, beside the namespace's own 10.0.1.2 / fd00:1::2
@@ -136,10 +136,12 @@ fn edge_ip(from: &str, v4: &str, v6: &str) -> String {
 
 #[test]
 fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
-    if !root_or_skip("blocked_clients_get_nothing_through_and_allowed_ones_do") {
+    let Some(topology) = Topology::for_test(
+        "blocked_clients_get_nothing_through_and_allowed_ones_do",
+        "acl",
+    ) else {
         return;
-    }
-    let topology = Topology::new("acl").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     add_client_addresses(cli);
     let _tcp = servers::tcp_echo(org, 2222).expect("tcp origin");
@@ -221,11 +223,12 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
 
 #[test]
 fn sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows() {
-    if !root_or_skip("sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows")
-    {
+    let Some(topology) = Topology::for_test(
+        "sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows",
+        "aclr",
+    ) else {
         return;
-    }
-    let topology = Topology::new("aclr").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     add_client_addresses(cli);
     let _udp = servers::udp_echo(org, 6300).expect("udp origin");

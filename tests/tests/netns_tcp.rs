@@ -14,7 +14,7 @@ use tests::{
         Topology,
         addr::{self, edge4, edge6},
     },
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 struct Setup {
@@ -24,8 +24,9 @@ struct Setup {
     _servers: Vec<tests::process::Background>,
 }
 
-fn setup(tag: &str) -> Setup {
-    let topology = Topology::new(tag).expect("topology");
+/// None when the test may not run (see [`Topology::for_test`]).
+fn setup(test: &str, tag: &str) -> Option<Setup> {
+    let topology = Topology::for_test(test, tag)?;
     let dir = scratch_dir().join(format!("{tag}-pki"));
     let pki = Pki::new(&dir).expect("CA");
     let edge_cert = pki.leaf("app.test").expect("edge cert");
@@ -94,12 +95,12 @@ fn setup(tag: &str) -> Setup {
         .apps(apps)
         .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    Setup {
+    Some(Setup {
         topology,
         agent,
         pki,
         _servers: servers,
-    }
+    })
 }
 
 fn counter(agent: &Agent, app: u64, verdict: &str, at_least: u64) -> u64 {
@@ -111,12 +112,12 @@ fn counter(agent: &Agent, app: u64, verdict: &str, at_least: u64) -> u64 {
 
 #[test]
 fn tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certificates() {
-    if !root_or_skip(
+    let Some(s) = setup(
         "tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certificates",
-    ) {
+        "tls",
+    ) else {
         return;
-    }
-    let s = setup("tls");
+    };
     let cli = &s.topology.cli;
     let ca = &s.pki.ca.cert;
     for (app, edge_port, want) in [
@@ -191,10 +192,12 @@ fn client_hello_suites(bytes: &[u8]) -> Vec<u16> {
 
 #[test]
 fn the_origin_client_hello_offers_spectrums_suites_in_order() {
-    if !root_or_skip("the_origin_client_hello_offers_spectrums_suites_in_order") {
+    let Some(s) = setup(
+        "the_origin_client_hello_offers_spectrums_suites_in_order",
+        "hello",
+    ) else {
         return;
-    }
-    let s = setup("hello");
+    };
     let capture = scratch_dir().join("hello-client-hello.bin");
     let capture_arg = capture.to_string_lossy().into_owned();
     let sink = servers::tcp_sink(&s.topology.org, 9999, &capture_arg).expect("sink");
@@ -219,10 +222,9 @@ fn the_origin_client_hello_offers_spectrums_suites_in_order() {
 
 #[test]
 fn proxy_headers_carry_the_real_client_to_nginx() {
-    if !root_or_skip("proxy_headers_carry_the_real_client_to_nginx") {
+    let Some(s) = setup("proxy_headers_carry_the_real_client_to_nginx", "pp") else {
         return;
-    }
-    let s = setup("pp");
+    };
     let cli = &s.topology.cli;
     let mut port = 41000;
     let mut check = |app: usize, edge_port: u16, v6: bool, origin_port: u16| {
@@ -271,10 +273,12 @@ const CLOSED_BY_THE_AGENT: Duration = Duration::from_secs(30);
 
 #[test]
 fn bad_clients_are_closed_within_the_timeouts_and_counted() {
-    if !root_or_skip("bad_clients_are_closed_within_the_timeouts_and_counted") {
+    let Some(s) = setup(
+        "bad_clients_are_closed_within_the_timeouts_and_counted",
+        "bad",
+    ) else {
         return;
-    }
-    let s = setup("bad");
+    };
     let cli = &s.topology.cli;
     let ip = edge4(0);
     // Plain text on a TLS port: refused at once, by the agent: long before

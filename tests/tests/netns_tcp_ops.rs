@@ -9,7 +9,7 @@ use tests::{
     config::{AppJson, ConfigBuilder, org4},
     netns::{Netns, Topology, addr},
     process::Background,
-    root_or_skip, servers,
+    servers,
 };
 
 /// The agent-path app every test here uses: PROXY v1 on tcp/2000 of the
@@ -56,10 +56,12 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one() {
-    if !root_or_skip("origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one") {
+    let Some(topology) = Topology::for_test(
+        "origin_dns_answers_are_followed_and_an_outage_keeps_the_last_one",
+        "odns",
+    ) else {
         return;
-    }
-    let topology = Topology::new("odns").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     // One origin per address, each greeting with its family.
     let _origins: Vec<Background> = [
@@ -132,10 +134,12 @@ fn holder(cli: &Netns) -> Background {
 
 #[test]
 fn connections_over_the_limit_are_refused_counted_and_slots_come_back() {
-    if !root_or_skip("connections_over_the_limit_are_refused_counted_and_slots_come_back") {
+    let Some(topology) = Topology::for_test(
+        "connections_over_the_limit_are_refused_counted_and_slots_come_back",
+        "lim",
+    ) else {
         return;
-    }
-    let topology = Topology::new("lim").expect("topology");
+    };
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
     let config = direct_config(
         ConfigBuilder::new().edge("tcp_proxy", serde_json::json!({"max_connections": 2})),
@@ -191,10 +195,12 @@ fn connections_over_the_limit_are_refused_counted_and_slots_come_back() {
 
 #[test]
 fn shutdown_refuses_new_connections_and_drains_live_ones() {
-    if !root_or_skip("shutdown_refuses_new_connections_and_drains_live_ones") {
+    let Some(topology) = Topology::for_test(
+        "shutdown_refuses_new_connections_and_drains_live_ones",
+        "drn",
+    ) else {
         return;
-    }
-    let topology = Topology::new("drn").expect("topology");
+    };
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
     let config = direct_config(ConfigBuilder::new());
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
@@ -232,10 +238,12 @@ fn shutdown_refuses_new_connections_and_drains_live_ones() {
 
 #[test]
 fn only_edge_interfaces_and_loopback_reach_the_agent_path() {
-    if !root_or_skip("only_edge_interfaces_and_loopback_reach_the_agent_path") {
+    let Some(topology) = Topology::for_test(
+        "only_edge_interfaces_and_loopback_reach_the_agent_path",
+        "side",
+    ) else {
         return;
-    }
-    let topology = Topology::new("side").expect("topology");
+    };
     let side = topology.side().expect("side host");
     let _origin = servers::tcp_echo(&topology.org, 3000).expect("origin");
     let config = direct_config(ConfigBuilder::new());

@@ -12,7 +12,7 @@ use tests::{
         addr::{self, edge4, edge6},
     },
     process::Background,
-    root_or_skip, servers,
+    servers,
 };
 
 struct Setup {
@@ -79,8 +79,9 @@ const APPS: [(&str, Fields, u16, &str, &str); 7] = [
     ),
 ];
 
-fn setup(tag: &str, edge: ConfigBuilder) -> Setup {
-    let topology = Topology::new(tag).expect("topology");
+/// None when the test may not run (see [`Topology::for_test`]).
+fn setup(test: &str, tag: &str, edge: ConfigBuilder) -> Option<Setup> {
+    let topology = Topology::for_test(test, tag)?;
     let mut origins = Vec::new();
     let mut apps = Vec::new();
     for (i, (protocol, pp, port, mode, reply)) in APPS.iter().enumerate() {
@@ -106,11 +107,11 @@ fn setup(tag: &str, edge: ConfigBuilder) -> Setup {
     );
     let config = edge.resolver(addr::ORG_V4).apps(apps).build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    Setup {
+    Some(Setup {
         topology,
         agent,
         _origins: origins,
-    }
+    })
 }
 
 /// Sends `line` from `from` (`ip:port`, `[v6]:port`) to `ip:port`;
@@ -126,10 +127,13 @@ fn exchange(cli: &Netns, from: &str, ip: &str, port: u16, line: &str) -> String 
 
 #[test]
 fn origins_learn_the_real_client_through_proxy_v2_and_spp() {
-    if !root_or_skip("origins_learn_the_real_client_through_proxy_v2_and_spp") {
+    let Some(s) = setup(
+        "origins_learn_the_real_client_through_proxy_v2_and_spp",
+        "udp",
+        ConfigBuilder::new(),
+    ) else {
         return;
-    }
-    let s = setup("udp", ConfigBuilder::new());
+    };
     let cli = &s.topology.cli;
     for (family, client, edge) in [
         ("v4", addr::CLI_V4.to_string(), edge4 as fn(usize) -> String),
@@ -184,10 +188,13 @@ fn origins_learn_the_real_client_through_proxy_v2_and_spp() {
 
 #[test]
 fn bad_spp_replies_are_dropped_and_counted() {
-    if !root_or_skip("bad_spp_replies_are_dropped_and_counted") {
+    let Some(s) = setup(
+        "bad_spp_replies_are_dropped_and_counted",
+        "udpbad",
+        ConfigBuilder::new(),
+    ) else {
         return;
-    }
-    let s = setup("udpbad", ConfigBuilder::new());
+    };
     let cli = &s.topology.cli;
     // Short header, wrong magic, another client named: nothing reaches the
     // client, each is counted.
@@ -210,16 +217,16 @@ fn bad_spp_replies_are_dropped_and_counted() {
 
 #[test]
 fn udp_flows_end_when_idle_and_the_flow_limit_holds() {
-    if !root_or_skip("udp_flows_end_when_idle_and_the_flow_limit_holds") {
-        return;
-    }
-    let s = setup(
+    let Some(s) = setup(
+        "udp_flows_end_when_idle_and_the_flow_limit_holds",
         "udplim",
         ConfigBuilder::new().edge(
             "udp_proxy",
             serde_json::json!({"idle_timeout": 6, "max_flows": 2}),
         ),
-    );
+    ) else {
+        return;
+    };
     let cli = &s.topology.cli;
     let send = |cport: u16| {
         let from = format!("{}:{cport}", addr::CLI_V4);
