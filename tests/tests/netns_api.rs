@@ -18,7 +18,7 @@ const PORT: u16 = 8080;
 fn curl(cli: &Netns, path: &str, token: Option<&str>) -> (u16, String) {
     let url = format!("http://{}:{PORT}{path}", addr::EDGE_CLI_V4);
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut args = vec!["-s", "-m", "5", "-w", "\n%{http_code}"];
+    let mut args = vec!["-s", "-m", "30", "-w", "\n%{http_code}"];
     if let Some(auth) = &auth {
         args.extend(["-H", auth.as_str()]);
     }

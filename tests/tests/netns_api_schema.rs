@@ -76,7 +76,7 @@ fn get_status(cli: &Netns, path: &str) -> u16 {
         "-o",
         "/dev/null",
         "-m",
-        "5",
+        "30",
         "-w",
         "%{http_code}",
         "-H",
@@ -172,8 +172,10 @@ fn schemathesis_command(st: &Path, topology: &Topology) -> Command {
         PHASES,
         "--max-examples",
         MAX_EXAMPLES,
+        // A hang guard per request, not the API's own limits: every
+        // request here is answered at once.
         "--request-timeout",
-        "10",
+        "60",
         "--generation-database",
         "none",
         "--suppress-health-check",

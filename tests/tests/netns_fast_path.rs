@@ -254,32 +254,7 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         servers::tcp_sink(&topology.org, 3007, &received.to_string_lossy()).expect("sink origin");
     let agent = Agent::start(&topology.edge, &config(datapath), "native").expect("agent");
     let before = edge_tcp_in_segments(&topology);
-
-    let out = topology
-        .cli
-        .command(
-            "timeout",
-            &[
-                // A hang guard: 100 MB take seconds, more on a loaded machine.
-                "600",
-                "socat",
-                "-u",
-                &format!("OPEN:{sent_arg}"),
-                "TCP:10.0.100.1:1007,connect-timeout=3",
-            ],
-        )
-        .output()
-        .expect("socat runs");
-    assert!(
-        out.status.success(),
-        "upload failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        agent.log()
-    );
-    let (status, log) = sink
-        .wait(std::time::Duration::from_secs(60))
-        .expect("the sink ends when the upload does");
-    assert!(status.success(), "sink: {status} {log}");
+    upload_to_the_sink(&topology, &agent, &sent_arg, sink);
     let after = edge_tcp_in_segments(&topology);
 
     let a = std::fs::read(&sent).expect("sent file");
@@ -295,9 +270,51 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         "edge TCP stack received {} segments",
         after - before
     );
+    the_transfer_was_one_flow_redirected_by_the_hook(&agent, datapath);
+}
+
+/// `sent` from `cli` to app 0's port 1007 with socat; returns once the
+/// sink origin has written all it received and ended.
+fn upload_to_the_sink(
+    topology: &Topology,
+    agent: &Agent,
+    sent: &str,
+    sink: tests::process::Background,
+) {
+    let out = topology
+        .cli
+        .command(
+            "timeout",
+            &[
+                // A hang guard: 100 MB take seconds, more on a loaded machine.
+                "600",
+                "socat",
+                "-u",
+                &format!("OPEN:{sent}"),
+                "TCP:10.0.100.1:1007,connect-timeout=3",
+            ],
+        )
+        .output()
+        .expect("socat runs");
+    assert!(
+        out.status.success(),
+        "upload failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    let (status, log) = sink
+        .wait(std::time::Duration::from_secs(60))
+        .expect("the sink ends when the upload does");
+    assert!(status.success(), "sink: {status} {log}");
+}
+
+/// One flow, opened by the datapath's hook, carried every byte: as GRO'd
+/// packets at TC, as full frames in XDP, with at most a flow's first
+/// packets through the kernel.
+fn the_transfer_was_one_flow_redirected_by_the_hook(agent: &Agent, datapath: Datapath) {
     let (opened, _) = datapath.flow_counters("tcp");
     assert_eq!(agent.packets(Some(0), opened).expect("stats"), 1);
-    assert_hooks(&agent, datapath, &[(0, "tcp")]);
+    assert_hooks(agent, datapath, &[(0, "tcp")]);
     let redirected = agent.packets(Some(0), "to_origin").expect("stats");
     let redirected_bytes = agent.bytes(Some(0), "to_origin").expect("stats");
     let via_kernel = agent.packets(Some(0), "neighbor_pending").expect("stats")

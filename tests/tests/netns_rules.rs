@@ -148,21 +148,44 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
     let _udp = servers::udp_echo(org, 6300).expect("udp origin");
     let dbs = databases("acl");
     let agent = Agent::start(&topology.edge, &config(&dbs, RULES), "native").expect("agent");
-    // The pool gives apps .1, .2, .3 in file order.
-    let (tcp4, tcp6) = ("10.0.100.1", "fd00:100::1");
-    let (udp4, udp6) = ("10.0.100.2", "fd00:100::2");
-    let (open4, open6) = ("10.0.100.3", "fd00:100::3");
+    allowed_clients_reach_both_firewalled_apps(cli, &agent);
+    blocked_clients_get_nothing_through_and_are_counted(&topology, &agent);
+    every_logged_drop_names_its_rule(&agent);
+    // The same blocked clients reach an app without ip_firewall.
+    for from in [BLOCKED_IP4, FRANCE6, ASN4] {
+        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, OPEN4, OPEN6), 23, "hi")
+            .unwrap_or_else(|e| panic!("open app from {from}: {e:#}"));
+        assert_eq!(reply, "origin 2222\nhi\n");
+    }
+}
 
+/// The pool gives apps .1, .2, .3 in file order.
+const TCP4: &str = "10.0.100.1";
+const TCP6: &str = "fd00:100::1";
+const UDP4: &str = "10.0.100.2";
+const UDP6: &str = "fd00:100::2";
+const OPEN4: &str = "10.0.100.3";
+const OPEN6: &str = "fd00:100::3";
+
+/// No rule, a whitelisted address in a blocked range, a country no rule
+/// names: TCP and UDP answered.
+fn allowed_clients_reach_both_firewalled_apps(cli: &Netns, agent: &Agent) {
     let allowed = [addr::CLI_V4, addr::CLI_V6, ALLOWED_IN_RANGE4, GERMANY4];
     for from in allowed {
-        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, tcp4, tcp6), 22, "hi")
+        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, TCP4, TCP6), 22, "hi")
             .unwrap_or_else(|e| panic!("tcp from {from}: {e:#}\n{}", agent.log()));
         assert_eq!(reply, "origin 2222\nhi\n", "tcp from {from}");
-        let reply = udp_exchange_from(cli, &bracket(from), &edge_ip(from, udp4, udp6), 5300, "q")
+        let reply = udp_exchange_from(cli, &bracket(from), &edge_ip(from, UDP4, UDP6), 5300, "q")
             .expect("udp");
         assert_eq!(reply, "origin 6300: q\n", "udp from {from}");
     }
+}
 
+/// Each blocked client (address, range, ASN, country) gets no TCP and no
+/// UDP answer, the origin's stack receives nothing, and each drop is
+/// counted under its reason.
+fn blocked_clients_get_nothing_through_and_are_counted(topology: &Topology, agent: &Agent) {
+    let (cli, org) = (&topology.cli, &topology.org);
     let blocked = [
         (BLOCKED_IP4, "blocked_ip"),
         (BLOCKED_IP6, "blocked_ip"),
@@ -176,8 +199,8 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
     // In parallel: each blocked attempt waits out its timeout.
     std::thread::scope(|scope| {
         for (from, _) in blocked {
-            let tcp_edge = edge_ip(from, tcp4, tcp6);
-            let udp_edge = edge_ip(from, udp4, udp6);
+            let tcp_edge = edge_ip(from, TCP4, TCP6);
+            let udp_edge = edge_ip(from, UDP4, UDP6);
             scope.spawn(move || {
                 let tcp = tcp_exchange_from(cli, Some(from), &tcp_edge, 22, "hi");
                 assert!(tcp.is_err(), "tcp from {from} got through: {tcp:?}");
@@ -197,9 +220,12 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
         let udp = agent.packets(Some(1), reason).expect("stats");
         assert!(tcp > 0 && udp > 0, "{reason} ({from}): tcp {tcp} udp {udp}");
     }
-    // Drops are logged with the client, the app and the rule: sampled,
-    // and at most 10 a second, so which rules' events make it varies (the
-    // seven clients above send at once); every logged one names its rule.
+}
+
+/// Drops are logged with the client, the app and the rule: sampled, and
+/// at most 10 a second, so which rules' events make it varies (the seven
+/// blocked clients send at once); every logged one names its rule.
+fn every_logged_drop_names_its_rule(agent: &Agent) {
     let log = agent.log();
     let logged: Vec<&str> = log
         .lines()
@@ -212,13 +238,6 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
             .all(|l| l.contains("rule=access_rules[") && l.contains("(id ") && l.contains("app=")),
         "{log}"
     );
-
-    // The same blocked clients reach an app without ip_firewall.
-    for from in [BLOCKED_IP4, FRANCE6, ASN4] {
-        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, open4, open6), 23, "hi")
-            .unwrap_or_else(|e| panic!("open app from {from}: {e:#}"));
-        assert_eq!(reply, "origin 2222\nhi\n");
-    }
 }
 
 #[test]
