@@ -107,48 +107,38 @@ pub fn tcp_sink(ns: &Netns, port: u16, path: &str) -> anyhow::Result<Background>
 /// A and AAAA for `name` with `addresses` and nothing else.
 pub fn dns(ns: &Netns, listen: &str, name: &str, addresses: &[&str]) -> anyhow::Result<Background> {
     let record = format!("--host-record={name},{}", addresses.join(","));
-    let listen = format!("--listen-address={listen}");
-    let server = ns.spawn(
-        "dnsmasq",
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--port=53",
-            &listen,
-            &record,
-        ],
-    )?;
-    wait_listening(ns, "u", 53)?;
-    Ok(server)
+    dnsmasq(ns, "dnsmasq", listen, &[record])
 }
 
 /// A DNS server (dnsmasq) on `listen`:53 that answers A and AAAA for every
 /// name with `v4` and `v6`: made-up origin names resolve at once, so no
 /// change waits out the agent's resolver timeout.
 pub fn dns_any(ns: &Netns, listen: &str, v4: &str, v6: &str) -> anyhow::Result<Background> {
+    let answers = [format!("--address=/#/{v4}"), format!("--address=/#/{v6}")];
+    dnsmasq(ns, "dnsmasq-any", listen, &answers)
+}
+
+/// dnsmasq in the foreground on `listen`:53, no upstream, no hosts file,
+/// answering from `records` (its options) only.
+fn dnsmasq(
+    ns: &Netns,
+    label: &str,
+    listen: &str,
+    records: &[String],
+) -> anyhow::Result<Background> {
     let listen = format!("--listen-address={listen}");
-    let (any4, any6) = (format!("--address=/#/{v4}"), format!("--address=/#/{v6}"));
-    let server = ns.spawn(
-        "dnsmasq-any",
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--port=53",
-            &listen,
-            &any4,
-            &any6,
-        ],
-    )?;
+    let mut args = vec![
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--port=53",
+        &listen,
+    ];
+    args.extend(records.iter().map(String::as_str));
+    let server = ns.spawn(label, "dnsmasq", &args)?;
     wait_listening(ns, "u", 53)?;
     Ok(server)
 }

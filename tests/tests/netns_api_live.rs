@@ -1382,6 +1382,20 @@ struct LoadRun {
 }
 
 impl LoadRun {
+    /// What moved, for the test's output.
+    fn summary(&self, churn_time: Duration) -> String {
+        format!(
+            "{ROUNDS} rounds in {churn_time:?}; TCP {} bytes ({} during the rounds); \
+             UDP {} sent, {} answered ({} during the rounds), {} at the origin",
+            self.sent.sent,
+            self.at_end.0 - self.at_start.0,
+            self.udp.sent,
+            self.udp.answered,
+            self.at_end.1 - self.at_start.1,
+            self.udp_at_origin
+        )
+    }
+
     /// Every problem at once: a failed round and what the streams saw.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -1434,6 +1448,18 @@ impl LoadRun {
     }
 }
 
+/// B's origins: echo servers that say which port answered (4000, 4001,
+/// TCP and UDP) and a PROXY v2 UDP origin (4002).
+fn b_origins(org: &Netns) -> [Background; 5] {
+    [
+        servers::tcp_echo(org, 4000).expect("origin"),
+        servers::tcp_echo(org, 4001).expect("origin"),
+        servers::udp_echo(org, 4000).expect("origin"),
+        servers::udp_echo(org, 4001).expect("origin"),
+        servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
+    ]
+}
+
 /// A's two apps: TCP 1000 to the byte-checking sink, UDP 5300 to the
 /// counting echo, both fast path.
 fn app_a_config(topology: &Topology) -> String {
@@ -1466,13 +1492,7 @@ fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
     let sink = tcp_pattern_sink(org, 3000);
     let udp_stop = Arc::new(AtomicBool::new(false));
     let udp_origin = udp_counting_echo(org, 6300, Arc::clone(&udp_stop));
-    let _b_origins = [
-        servers::tcp_echo(org, 4000).expect("origin"),
-        servers::tcp_echo(org, 4001).expect("origin"),
-        servers::udp_echo(org, 4000).expect("origin"),
-        servers::udp_echo(org, 4001).expect("origin"),
-        servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
-    ];
+    let _b_origins = b_origins(org);
     let agent = Agent::start(&topology.edge, &app_a_config(&topology), "native").expect("agent");
     let file = agent.config_path().to_owned();
     let api = Api { cli };
@@ -1514,19 +1534,7 @@ fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
     let udp = udp_client.join().expect("udp client thread");
     udp_stop.store(true, Ordering::Relaxed);
     let udp_at_origin = udp_origin.join().expect("udp origin thread");
-    eprintln!(
-        "{ROUNDS} rounds in {churn_time:?}; TCP {} bytes ({} during the rounds); \
-         UDP {} sent, {} answered ({} during the rounds), {} at the origin",
-        sent.sent,
-        at_end.0 - at_start.0,
-        udp.sent,
-        udp.answered,
-        at_end.1 - at_start.1,
-        udp_at_origin
-    );
-
-    // Every problem at once: a failed round and what the streams saw.
-    let problems = LoadRun {
+    let run = LoadRun {
         churned,
         at_start,
         at_end,
@@ -1534,8 +1542,10 @@ fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
         received,
         udp,
         udp_at_origin,
-    }
-    .problems();
+    };
+    eprintln!("{}", run.summary(churn_time));
+    // Every problem at once: a failed round and what the streams saw.
+    let problems = run.problems();
     assert!(
         problems.is_empty(),
         "{}\nagent log:\n{}",
