@@ -34,6 +34,14 @@ pub fn agent_bin() -> PathBuf {
     path
 }
 
+/// Hang guards, not expectations: each wait below ends as soon as what it
+/// waits for happens, so these only bound a run that went wrong, sized for
+/// a loaded two-core machine.
+const READY_LIMIT: Duration = Duration::from_secs(120);
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+const RELOAD_LIMIT: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 pub struct Agent {
     process: Background,
     instance: String,
@@ -65,13 +73,18 @@ impl Agent {
         let pin = PathBuf::from("/sys/fs/bpf/proxy-agent")
             .join(&instance)
             .join("STATS");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A hang guard: loading and verifying the BPF programs takes
+        // seconds, more on a loaded machine.
+        let deadline = Instant::now() + READY_LIMIT;
         while !pin.exists() {
             if let Some(status) = process.exited() {
                 bail!("agent exited ({status}) before ready:\n{}", process.log());
             }
             if Instant::now() > deadline {
-                bail!("agent not ready after 30 s:\n{}", process.log());
+                bail!(
+                    "agent not ready after {READY_LIMIT:?} (a hang guard):\n{}",
+                    process.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -97,16 +110,17 @@ impl Agent {
         Ok(value.as_array().cloned().unwrap_or_default())
     }
 
-    /// Waits (5 s at most) until the counter reaches `expected`, and
-    /// returns its last value: packets are counted in softirq context, a
-    /// moment after the client that sent them has returned.
+    /// Waits until the counter reaches `expected` ([`SETTLE_LIMIT`] at
+    /// most, a hang guard), and returns its last value: packets are counted
+    /// in softirq context, a moment after the client that sent them has
+    /// returned, and the agent flushes its connection counts once a second.
     pub fn packets_settled(
         &self,
         app: Option<u64>,
         verdict: &str,
         expected: u64,
     ) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + SETTLE_LIMIT;
         loop {
             let value = self.packets(app, verdict)?;
             if value >= expected || Instant::now() > deadline {
@@ -141,8 +155,9 @@ impl Agent {
     }
 
     /// Writes `config_json` over the agent's config file and sends SIGHUP;
-    /// waits (10 s at most) until the agent says the change is in force
-    /// (`Ok(true)`) or that it refused the reload (`Ok(false)`).
+    /// waits until the agent says the change is in force (`Ok(true)`) or
+    /// that it refused the reload (`Ok(false)`); [`RELOAD_LIMIT`] at most,
+    /// a hang guard.
     pub fn reload(&self, config_json: &str) -> anyhow::Result<bool> {
         const APPLIED: &str = "config change in force";
         const REFUSED: &str = "reload refused";
@@ -151,7 +166,7 @@ impl Agent {
         std::fs::write(&self.config, config_json)
             .with_context(|| format!("writing {}", self.config.display()))?;
         self.process.signal(libc::SIGHUP)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + RELOAD_LIMIT;
         loop {
             let now = count(&self.log());
             if now.0 > before.0 {
@@ -161,7 +176,10 @@ impl Agent {
                 return Ok(false);
             }
             if Instant::now() > deadline {
-                bail!("no reload within 10 s:\n{}", self.log());
+                bail!(
+                    "no reload after {RELOAD_LIMIT:?} (a hang guard):\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -187,8 +205,9 @@ impl Agent {
         self.process.wait(limit)
     }
 
-    /// SIGTERM; returns the exit status and the agent's log.
+    /// SIGTERM; returns the exit status and the agent's log. SIGKILL only
+    /// after [`STOP_GRACE`] (a hang guard: the agent drains and detaches).
     pub fn stop(self) -> anyhow::Result<(ExitStatus, String)> {
-        self.process.stop(Duration::from_secs(10))
+        self.process.stop(STOP_GRACE)
     }
 }

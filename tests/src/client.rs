@@ -30,9 +30,10 @@ fn line_exchange(ns: &Netns, args: &[&str], line: &str, what: &str) -> anyhow::R
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs socat in `ns` with `input` on its stdin, for at most 10 s.
+/// Runs socat in `ns` with `input` on its stdin. Its own options (`-T`,
+/// `connect-timeout`) end an exchange; `timeout 60` only catches a hang.
 pub fn socat(ns: &Netns, args: &[&str], input: &[u8]) -> anyhow::Result<Output> {
-    let mut cmd = ns.command("timeout", &["10", "socat"]);
+    let mut cmd = ns.command("timeout", &["60", "socat"]);
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

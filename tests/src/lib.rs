@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod certs;
 pub mod client;
+pub mod config;
 pub mod counters;
 pub mod mmdb;
 pub mod netns;

@@ -163,18 +163,6 @@ pub mod addr {
     pub const SIDE_V6: &str = "fd00:3::2";
 }
 
-/// The `edge` object of a test config: both edge interfaces and the
-/// address pool, then `extra` (`""`, or more fields starting with a comma).
-pub fn edge_json(extra: &str) -> String {
-    format!(
-        r#"{{"interfaces": ["{}", "{}"], "address_pool": {{"ipv4": "{}", "ipv6": "{}"}}{extra}}}"#,
-        addr::EDGE_CLI_IF,
-        addr::EDGE_ORG_IF,
-        addr::POOL_V4,
-        addr::POOL_V6,
-    )
-}
-
 /// `cli` -- `edge` -- `org`, IPv4 and IPv6, forwarding on `edge`, the edge
 /// pool routed from `cli` to `edge` and local on `edge`.
 pub struct Topology {
@@ -186,6 +174,16 @@ pub struct Topology {
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 impl Topology {
+    /// The opening of a netns test: None (the test returns) when it may
+    /// not run without root (see [`crate::root_or_skip`]), else a new
+    /// topology tagged `tag`.
+    pub fn for_test(test: &str, tag: &str) -> Option<Self> {
+        if !crate::root_or_skip(test) {
+            return None;
+        }
+        Some(Self::new(tag).expect("topology"))
+    }
+
     /// Creates the namespaces; `tag` (a few letters) names them for humans.
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);

@@ -107,30 +107,47 @@ pub fn tcp_sink(ns: &Netns, port: u16, path: &str) -> anyhow::Result<Background>
 /// A and AAAA for `name` with `addresses` and nothing else.
 pub fn dns(ns: &Netns, listen: &str, name: &str, addresses: &[&str]) -> anyhow::Result<Background> {
     let record = format!("--host-record={name},{}", addresses.join(","));
+    dnsmasq(ns, "dnsmasq", listen, &[record])
+}
+
+/// A DNS server (dnsmasq) on `listen`:53 that answers A and AAAA for every
+/// name with `v4` and `v6`: made-up origin names resolve at once, so no
+/// change waits out the agent's resolver timeout.
+pub fn dns_any(ns: &Netns, listen: &str, v4: &str, v6: &str) -> anyhow::Result<Background> {
+    let answers = [format!("--address=/#/{v4}"), format!("--address=/#/{v6}")];
+    dnsmasq(ns, "dnsmasq-any", listen, &answers)
+}
+
+/// dnsmasq in the foreground on `listen`:53, no upstream, no hosts file,
+/// answering from `records` (its options) only.
+fn dnsmasq(
+    ns: &Netns,
+    label: &str,
+    listen: &str,
+    records: &[String],
+) -> anyhow::Result<Background> {
     let listen = format!("--listen-address={listen}");
-    let server = ns.spawn(
-        "dnsmasq",
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--port=53",
-            &listen,
-            &record,
-        ],
-    )?;
+    let mut args = vec![
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--port=53",
+        &listen,
+    ];
+    args.extend(records.iter().map(String::as_str));
+    let server = ns.spawn(label, "dnsmasq", &args)?;
     wait_listening(ns, "u", 53)?;
     Ok(server)
 }
 
-/// Waits (5 s at most) until a socket listens on `port`; `kind` is `t`
-/// (TCP) or `u` (UDP), as `ss` spells it.
+/// Waits until a socket listens on `port`; `kind` is `t` (TCP) or `u`
+/// (UDP), as `ss` spells it. [`LISTEN_LIMIT`] at most: a hang guard.
 pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    const LISTEN_LIMIT: Duration = Duration::from_secs(30);
+    let deadline = Instant::now() + LISTEN_LIMIT;
     let needle = format!(":{port} ");
     loop {
         let out = ns.run("ss", &[&format!("-Hln{kind}")])?;
@@ -139,7 +156,7 @@ pub fn wait_listening(ns: &Netns, kind: &str, port: u16) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "nothing listens on {kind} port {port} in {} after 5 s",
+                "nothing listens on {kind} port {port} in {} after {LISTEN_LIMIT:?}",
                 ns.name()
             );
         }

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use tests::{
     agent::{Agent, agent_bin},
-    netns::{Netns, Topology, addr, edge_json},
-    root_or_skip,
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
 };
 
 /// app 0: tcp/8080 (gets 10.0.100.1, fd00:100::1), app 1: udp/5300-5310
@@ -18,19 +18,19 @@ use tests::{
 /// exist (no host answers at 10.0.2.99), so no origin-side packet comes
 /// back to the edge to be counted as `no_listener`.
 fn config() -> String {
-    format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [
-    {{"protocol": "tcp/8080", "dns": {{"type": "CNAME", "name": "tcp.test"}},
-      "origin_direct": ["tcp://10.0.2.99:80"], "proxy_protocol": "v1", "ip_firewall": true}},
-    {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
-      "origin_direct": ["udp://{org}:6300-6310"], "proxy_protocol": "simple"}}
-  ]
-}}"#,
-        edge = edge_json(""),
-        org = addr::ORG_V4,
-    )
+    ConfigBuilder::new()
+        .app(
+            AppJson::tcp(8080, "tcp.test")
+                .origin_direct(["tcp://10.0.2.99:80"])
+                .proxy_protocol("v1")
+                .ip_firewall(true),
+        )
+        .app(
+            AppJson::udp("5300-5310", "udp.test")
+                .origin_direct([org4("udp", "6300-6310")])
+                .proxy_protocol("simple"),
+        )
+        .build()
 }
 
 /// One TCP connection from `cli` that sends nothing (the agent accepts it
@@ -39,11 +39,15 @@ fn tcp_attempt(cli: &Netns, target: &str) {
     let status = cli
         .command(
             "timeout",
-            &["5", "socat", "-T1", "-u", "OPEN:/dev/null", target],
+            &["60", "socat", "-T1", "-u", "OPEN:/dev/null", target],
         )
         .status()
         .expect("socat runs");
-    assert_ne!(status.code(), Some(124), "socat timed out on {target}");
+    assert_ne!(
+        status.code(),
+        Some(124),
+        "socat hung on {target} (60 s, a hang guard)"
+    );
 }
 
 /// One UDP datagram from `cli`.
@@ -55,10 +59,12 @@ fn udp_send(cli: &Netns, target: &str) {
 
 #[test]
 fn attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports() {
-    if !root_or_skip("attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports") {
+    let Some(topology) = Topology::for_test(
+        "attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports",
+        "cnt",
+    ) else {
         return;
-    }
-    let topology = Topology::new("cnt").expect("topology");
+    };
     let agent = Agent::start(&topology.edge, &config(), "native").expect("agent starts");
     let cli = &topology.cli;
 
@@ -132,10 +138,10 @@ fn run_agent_expecting_failure(netns: &Netns, args: &[&str]) -> String {
 
 #[test]
 fn run_explains_missing_interface_bpffs_and_root() {
-    if !root_or_skip("run_explains_missing_interface_bpffs_and_root") {
+    let Some(topology) = Topology::for_test("run_explains_missing_interface_bpffs_and_root", "pre")
+    else {
         return;
-    }
-    let topology = Topology::new("pre").expect("topology");
+    };
     let dir = tests::scratch_dir();
     let missing_if = dir.join("missing-if.json");
     std::fs::write(&missing_if, config().replace(addr::EDGE_ORG_IF, "nosuch0"))

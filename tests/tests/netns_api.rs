@@ -5,8 +5,9 @@
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    netns::{Netns, Topology, addr, edge_json},
-    root_or_skip, scratch_dir, servers,
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
+    scratch_dir, servers,
 };
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
@@ -17,7 +18,7 @@ const PORT: u16 = 8080;
 fn curl(cli: &Netns, path: &str, token: Option<&str>) -> (u16, String) {
     let url = format!("http://{}:{PORT}{path}", addr::EDGE_CLI_V4);
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut args = vec!["-s", "-m", "5", "-w", "\n%{http_code}"];
+    let mut args = vec!["-s", "-m", "30", "-w", "\n%{http_code}"];
     if let Some(auth) = &auth {
         args.extend(["-H", auth.as_str()]);
     }
@@ -52,24 +53,20 @@ fn events(cli: &Netns, app: &str, verdict: &str) -> f64 {
 
 #[test]
 fn the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic() {
-    if !root_or_skip("the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic") {
+    let Some(topology) = Topology::for_test(
+        "the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic",
+        "api",
+    ) else {
         return;
-    }
-    let topology = Topology::new("api").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origin = servers::tcp_echo(org, 2201).expect("origin");
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
-    let config = format!(
-        r#"{{"edge": {},
-  "api": {{"listen": "{}:{PORT}", "token_file": "{}", "zone": "{ZONE}"}},
-  "apps": [{{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.example.test"}},
-             "origin_direct": ["tcp://{}:2201"]}}]}}"#,
-        edge_json(""),
-        addr::EDGE_CLI_V4,
-        token_file.display(),
-        addr::ORG_V4
-    );
+    let config = ConfigBuilder::new()
+        .api(PORT, &token_file, ZONE)
+        .app(AppJson::tcp(22, "ssh.example.test").origin_direct([org4("tcp", 2201)]))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     let apps = format!("/zones/{ZONE}/spectrum/apps");
 

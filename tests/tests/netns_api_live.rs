@@ -24,9 +24,10 @@ use serde_json::{Value, json};
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange, udp_exchange_from},
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     process::Background,
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
@@ -78,7 +79,7 @@ impl Api<'_> {
     ) -> Answer {
         let url = format!("http://{}:{API_PORT}{path}", addr::EDGE_CLI_V4);
         let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-        let mut args = vec!["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}"];
+        let mut args = vec!["-s", "-m", "60", "-X", method, "-w", "\n%{http_code}"];
         if let Some(auth) = &auth {
             args.extend(["-H", auth.as_str()]);
         }
@@ -271,18 +272,12 @@ fn edge_v4(app: &Value) -> String {
         .to_owned()
 }
 
-fn token_file(topology: &Topology) -> String {
+/// A config with the API on the edge's `cli`-facing address (its token
+/// in a fresh file); the test adds its apps.
+fn with_api(topology: &Topology) -> ConfigBuilder {
     let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
     std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
-    path.to_string_lossy().into_owned()
-}
-
-fn api_json(topology: &Topology) -> String {
-    format!(
-        r#"{{"listen": "{}:{API_PORT}", "token_file": "{}", "zone": "{ZONE}"}}"#,
-        addr::EDGE_CLI_V4,
-        token_file(topology)
-    )
+    ConfigBuilder::new().api(API_PORT, &path, ZONE)
 }
 
 // ---- test 1: CRUD through the API, the file and the traffic follow ----
@@ -317,102 +312,163 @@ fn assert_file_app(path: &Path, id: &str, origin_port: u16, api_app: &Value) {
     assert_eq!(entry["modified_on"], api_app["modified_on"], "{entry}");
 }
 
+/// What the steps of test 1 share: the agent, its config file, the API,
+/// and the seed app that is there from the start.
+struct Crud<'a> {
+    agent: &'a Agent,
+    file: &'a Path,
+    api: Api<'a>,
+    seed_id: String,
+}
+
+impl Crud<'_> {
+    fn cli(&self) -> &Netns {
+        self.api.cli
+    }
+
+    /// The seed app (no ip_firewall) answers, whatever the rules.
+    fn seed_reachable(&self, when: &str) {
+        let reply = tcp_exchange(self.cli(), &addr::edge4(0), 22, "seed")
+            .unwrap_or_else(|e| panic!("seed app {when}: {e:#}\n{}", tail(&self.agent.log(), 20)));
+        assert_eq!(reply, "origin 2201\nseed\n", "seed app {when}");
+    }
+
+    /// The file's bytes now, to show a refused change leaves them alone.
+    fn bytes(&self) -> Vec<u8> {
+        std::fs::read(self.file).expect("config file")
+    }
+
+    /// A refused change did not rewrite the file.
+    fn unchanged(&self, what: &str, before: &[u8]) {
+        let now = self.bytes();
+        assert!(
+            now == before,
+            "{what}: a refused change rewrote the file:\n{}",
+            String::from_utf8_lossy(&now)
+        );
+    }
+
+    /// The file holds the seed and `ids`, nothing else.
+    fn apps_in_file_are(&self, ids: &[&str]) {
+        let mut want = BTreeSet::from([self.seed_id.clone()]);
+        want.extend(ids.iter().map(|id| (*id).to_owned()));
+        assert_eq!(file_ids(self.file, "apps"), want);
+    }
+
+    /// An exchange with the live app at `edge`: the origin's answer.
+    fn exchange(&self, edge: &str, line: &str, what: &str) -> String {
+        tcp_exchange(self.cli(), edge, 3000, line)
+            .unwrap_or_else(|e| panic!("{what} at {edge}: {e:#}\n{}", tail(&self.agent.log(), 30)))
+    }
+}
+
+/// An origin address that does not parse.
+fn bad_origin_app() -> Value {
+    let mut app = live_app(5000);
+    app["origin_direct"] = json!(["tcp://10.0.2.300:5000"]);
+    app
+}
+
 #[test]
 fn apps_and_rules_change_through_the_api_and_the_file_follows() {
-    if !root_or_skip("apps_and_rules_change_through_the_api_and_the_file_follows") {
+    let Some(topology) = Topology::for_test(
+        "apps_and_rules_change_through_the_api_and_the_file_follows",
+        "apil",
+    ) else {
         return;
-    }
-    let topology = Topology::new("apil").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origins: Vec<Background> = [2201, 5000, 5001]
         .into_iter()
         .map(|port| servers::tcp_echo(org, port).expect("origin"))
         .collect();
     // One app from the start, without access rules (ip_firewall off).
-    let config = format!(
-        r#"{{"edge": {},
-  "api": {},
-  "apps": [{{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "seed.example.test"}},
-             "origin_direct": ["tcp://{}:2201"]}}]}}"#,
-        edge_json(""),
-        api_json(&topology),
-        addr::ORG_V4
-    );
+    let config = with_api(&topology)
+        .app(AppJson::tcp(22, "seed.example.test").origin_direct([org4("tcp", 2201)]))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    let file = agent.config_path().to_owned();
     let api = Api { cli };
-    let seed_reachable = |when: &str| {
-        let reply = tcp_exchange(cli, &addr::edge4(0), 22, "seed")
-            .unwrap_or_else(|e| panic!("seed app {when}: {e:#}\n{}", tail(&agent.log(), 20)));
-        assert_eq!(reply, "origin 2201\nseed\n", "seed app {when}");
-    };
-
     let list = accepted(&agent, "first list", api.call("GET", &apps_path(), None));
     let seed_id = list[0]["id"].as_str().expect("seed id").to_owned();
     assert_eq!(result_ids(&list).len(), 1, "{list}");
-
-    // Refused before anything changed: the file keeps its bytes.
-    let original = std::fs::read(&file).expect("config file");
-    let unchanged = |what: &str, before: &[u8]| {
-        let now = std::fs::read(&file).expect("config file");
-        assert!(
-            now == before,
-            "{what}: a refused change rewrote the file:\n{}",
-            String::from_utf8_lossy(&now)
-        );
+    let crud = Crud {
+        agent: &agent,
+        file: agent.config_path(),
+        api,
+        seed_id,
     };
+
+    refused_changes_leave_the_file_alone(&crud);
+    let created = post_puts_the_app_in_the_file_and_in_force(&crud);
+    let id = created["id"].as_str().expect("id").to_owned();
+    pages_hold_one_app_each(&crud, &id);
+    a_used_id_is_refused(&crud, &id);
+    let edge = put_moves_new_connections_and_keeps_created_on(&crud, &created);
+    refused_puts_change_nothing(&crud, &id, &edge);
+    let rule = a_block_rule_cuts_the_firewalled_app_only(&crud, &id, &edge);
+    let rule_id = rule["id"].as_str().expect("rule id").to_owned();
+    patch_changes_notes_only_and_the_rule_stays(&crud, &rule, &edge);
+    deleting_the_rule_lets_the_client_through(&crud, &rule_id, &edge);
+    deleting_the_app_removes_it_everywhere(&crud, &id, &edge);
+
+    let (status, log) = agent.stop().expect("stop");
+    assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));
+}
+
+/// Refused before anything changed: the file keeps its bytes.
+fn refused_changes_leave_the_file_alone(crud: &Crud) {
+    let (agent, api) = (crud.agent, &crud.api);
+    let original = crud.bytes();
     let body = live_app(5000).to_string();
     let answer = api.call_with("POST", &apps_path(), Some(&body), None);
-    refused(&agent, "POST without a token", &answer, 401, &[10000]);
-    unchanged("POST without a token", &original);
+    refused(agent, "POST without a token", &answer, 401, &[10000]);
+    crud.unchanged("POST without a token", &original);
 
     let answer = api.call("POST", &apps_path(), Some(r#"{"protocol": "tcp/3000","#));
-    refused(&agent, "malformed JSON", &answer, 400, &[7000]);
-    unchanged("malformed JSON", &original);
+    refused(agent, "malformed JSON", &answer, 400, &[7000]);
+    crud.unchanged("malformed JSON", &original);
 
     let mut unknown_field = live_app(5000);
     unknown_field["bogus_field"] = json!(1);
     let answer = api.call("POST", &apps_path(), Some(&unknown_field.to_string()));
-    refused(&agent, "unknown field", &answer, 400, &[7000]);
+    refused(agent, "unknown field", &answer, 400, &[7000]);
     assert!(
         answer.body["errors"][0]["message"]
             .as_str()
             .is_some_and(|m| m.contains("bogus_field")),
         "the message names the field: {answer}"
     );
-    unchanged("unknown field", &original);
+    crud.unchanged("unknown field", &original);
 
     let mut both = live_app(5000);
     both["origin_dns"] = json!({"name": "origin.example.test"});
     both["origin_port"] = json!(5000);
     let answer = api.call("POST", &apps_path(), Some(&both.to_string()));
     refused(
-        &agent,
+        agent,
         "origin_direct and origin_dns",
         &answer,
         400,
         &[11000],
     );
-    unchanged("origin_direct and origin_dns", &original);
+    crud.unchanged("origin_direct and origin_dns", &original);
 
-    let mut bad_origin = live_app(5000);
-    bad_origin["origin_direct"] = json!(["tcp://10.0.2.300:5000"]);
-    let answer = api.call("POST", &apps_path(), Some(&bad_origin.to_string()));
-    refused(&agent, "bad origin address", &answer, 400, &[11002]);
-    unchanged("bad origin address", &original);
+    let answer = api.call("POST", &apps_path(), Some(&bad_origin_app().to_string()));
+    refused(agent, "bad origin address", &answer, 400, &[11002]);
+    crud.unchanged("bad origin address", &original);
 
     let mut address_dynamic = live_app(5000);
     address_dynamic["dns"] = json!({"type": "ADDRESS", "name": "live.example.test"});
     address_dynamic["edge_ips"] = json!({"type": "dynamic", "connectivity": "all"});
     let answer = api.call("POST", &apps_path(), Some(&address_dynamic.to_string()));
     refused(
-        &agent,
+        agent,
         "ADDRESS with dynamic edge_ips",
         &answer,
         400,
         &[11004],
     );
-    unchanged("ADDRESS with dynamic edge_ips", &original);
+    crud.unchanged("ADDRESS with dynamic edge_ips", &original);
 
     for (method, body) in [
         ("GET", None),
@@ -421,24 +477,28 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
     ] {
         let answer = api.call(method, &app_path(UNKNOWN_ID), body);
         refused(
-            &agent,
+            agent,
             &format!("{method} unknown app"),
             &answer,
             404,
             &[10006],
         );
-        unchanged(&format!("{method} unknown app"), &original);
+        crud.unchanged(&format!("{method} unknown app"), &original);
     }
+}
 
-    // POST: the app, its id, its timestamps, in the file and in force.
-    let before_change = file_json(&file);
+/// POST: the app, its id, its timestamps, in the file and in force.
+fn post_puts_the_app_in_the_file_and_in_force(crud: &Crud) -> Value {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
+    let body = live_app(5000).to_string();
+    let before_change = file_json(file);
     let created = accepted(
-        &agent,
+        agent,
         "POST app",
         api.call("POST", &apps_path(), Some(&body)),
     );
     let id = created["id"].as_str().expect("id").to_owned();
-    assert_only_change(&file, &before_change, "apps", &id, "POST app");
+    assert_only_change(file, &before_change, "apps", &id, "POST app");
     assert!(
         id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "id {id:?}"
@@ -451,21 +511,23 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
         json!([format!("tcp://{}:5000", addr::ORG_V4)])
     );
     assert_eq!(created["ip_firewall"], true);
-    assert_file_app(&file, &id, 5000, &created);
+    assert_file_app(file, &id, 5000, &created);
     assert_eq!(
-        file_ids(&file, "apps"),
-        BTreeSet::from([seed_id.clone(), id.clone()]),
+        file_ids(file, "apps"),
+        BTreeSet::from([crud.seed_id.clone(), id.clone()]),
         "the file holds the seed and the new app, nothing else"
     );
-    let one = accepted(&agent, "GET app", api.call("GET", &app_path(&id), None));
+    let one = accepted(agent, "GET app", api.call("GET", &app_path(&id), None));
     assert_eq!(one, created, "GET shows what POST answered");
-    let edge = edge_v4(&created);
-    let reply = tcp_exchange(cli, &edge, 3000, "post")
-        .unwrap_or_else(|e| panic!("new app at {edge}: {e:#}\n{}", tail(&agent.log(), 30)));
+    let reply = crud.exchange(&edge_v4(&created), "post", "new app");
     assert_eq!(reply, "origin 5000\npost\n");
-    seed_reachable("after POST");
+    crud.seed_reachable("after POST");
+    created
+}
 
-    // Pagination: two apps, one per page.
+/// Pagination: two apps, one per page.
+fn pages_hold_one_app_each(crud: &Crud, id: &str) {
+    let api = &crud.api;
     let mut seen = BTreeSet::new();
     for page in [1, 2] {
         let answer = api.call(
@@ -487,26 +549,35 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
         );
         seen.extend(result_ids(&answer.body["result"]));
     }
-    assert_eq!(seen, BTreeSet::from([seed_id.clone(), id.clone()]));
+    assert_eq!(seen, BTreeSet::from([crud.seed_id.clone(), id.to_owned()]));
     let answer = api.call("GET", &format!("{}?page=3&per_page=1", apps_path()), None);
     assert_eq!(answer.status, 200, "{answer}");
     assert_eq!(answer.body["result"], json!([]), "{answer}");
     assert_eq!(answer.body["result_info"]["count"], 0, "{answer}");
+}
 
-    // The same id again is refused.
-    let before = std::fs::read(&file).expect("config file");
+/// The same id again is refused.
+fn a_used_id_is_refused(crud: &Crud, id: &str) {
+    let before = crud.bytes();
     let mut duplicate = live_app(5000);
     duplicate["id"] = json!(id);
     duplicate["protocol"] = json!("tcp/3001");
-    let answer = api.call("POST", &apps_path(), Some(&duplicate.to_string()));
-    refused(&agent, "POST with a used id", &answer, 400, &[1004]);
-    unchanged("POST with a used id", &before);
+    let answer = crud
+        .api
+        .call("POST", &apps_path(), Some(&duplicate.to_string()));
+    refused(crud.agent, "POST with a used id", &answer, 400, &[1004]);
+    crud.unchanged("POST with a used id", &before);
+}
 
-    // PUT: a new origin port for new connections; created_on kept.
-    let before_change = file_json(&file);
-    let answer = api.call("PUT", &app_path(&id), Some(&live_app(5001).to_string()));
-    let updated = accepted(&agent, "PUT app", answer);
-    assert_only_change(&file, &before_change, "apps", &id, "PUT app");
+/// PUT: a new origin port for new connections; created_on kept. Returns
+/// the app's edge address.
+fn put_moves_new_connections_and_keeps_created_on(crud: &Crud, created: &Value) -> String {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
+    let id = created["id"].as_str().expect("id");
+    let before_change = file_json(file);
+    let answer = api.call("PUT", &app_path(id), Some(&live_app(5001).to_string()));
+    let updated = accepted(agent, "PUT app", answer);
+    assert_only_change(file, &before_change, "apps", id, "PUT app");
     assert_eq!(updated["id"], json!(id));
     assert_eq!(updated["created_on"], created["created_on"]);
     assert!(is_rfc3339_utc(&updated["modified_on"]), "{updated}");
@@ -519,41 +590,44 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
         updated["origin_direct"],
         json!([format!("tcp://{}:5001", addr::ORG_V4)])
     );
-    assert_file_app(&file, &id, 5001, &updated);
-    assert_eq!(
-        file_ids(&file, "apps"),
-        BTreeSet::from([seed_id.clone(), id.clone()])
-    );
+    assert_file_app(file, id, 5001, &updated);
+    crud.apps_in_file_are(&[id]);
     let edge = edge_v4(&updated);
-    let reply = tcp_exchange(cli, &edge, 3000, "put")
-        .unwrap_or_else(|e| panic!("changed app: {e:#}\n{}", tail(&agent.log(), 30)));
+    let reply = crud.exchange(&edge, "put", "changed app");
     assert_eq!(
         reply, "origin 5001\nput\n",
         "new connections reach the new port"
     );
+    edge
+}
 
-    // Refused PUTs: another id in the body, a bad origin. Nothing changes.
-    let before = std::fs::read(&file).expect("config file");
+/// Refused PUTs: another id in the body, a bad origin. Nothing changes.
+fn refused_puts_change_nothing(crud: &Crud, id: &str, edge: &str) {
+    let (agent, api) = (crud.agent, &crud.api);
+    let before = crud.bytes();
     let mut other_id = live_app(5000);
     other_id["id"] = json!(UNKNOWN_ID);
-    let answer = api.call("PUT", &app_path(&id), Some(&other_id.to_string()));
-    refused(&agent, "PUT with another id", &answer, 400, &[1004]);
-    unchanged("PUT with another id", &before);
-    let answer = api.call("PUT", &app_path(&id), Some(&bad_origin.to_string()));
-    refused(&agent, "PUT with a bad origin", &answer, 400, &[11002]);
-    unchanged("PUT with a bad origin", &before);
-    let reply = tcp_exchange(cli, &edge, 3000, "still").expect("app after refused PUTs");
+    let answer = api.call("PUT", &app_path(id), Some(&other_id.to_string()));
+    refused(agent, "PUT with another id", &answer, 400, &[1004]);
+    crud.unchanged("PUT with another id", &before);
+    let answer = api.call("PUT", &app_path(id), Some(&bad_origin_app().to_string()));
+    refused(agent, "PUT with a bad origin", &answer, 400, &[11002]);
+    crud.unchanged("PUT with a bad origin", &before);
+    let reply = tcp_exchange(crud.cli(), edge, 3000, "still").expect("app after refused PUTs");
     assert_eq!(reply, "origin 5001\nstill\n");
+}
 
-    // An access rule blocking `cli`: the firewalled app stops answering,
-    // the seed app (no ip_firewall) does not.
+/// An access rule blocking `cli`: the firewalled app stops answering,
+/// the seed app (no ip_firewall) does not. Returns the rule.
+fn a_block_rule_cuts_the_firewalled_app_only(crud: &Crud, id: &str, edge: &str) -> Value {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
     let rule_body = json!({"mode": "block",
         "configuration": {"target": "ip", "value": addr::CLI_V4}, "notes": "no cli"});
-    let before_change = file_json(&file);
+    let before_change = file_json(file);
     let answer = api.call("POST", &rules_path(), Some(&rule_body.to_string()));
-    let rule = accepted(&agent, "POST rule", answer);
+    let rule = accepted(agent, "POST rule", answer);
     let rule_id = rule["id"].as_str().expect("rule id").to_owned();
-    assert_only_change(&file, &before_change, "access_rules", &rule_id, "POST rule");
+    assert_only_change(file, &before_change, "access_rules", &rule_id, "POST rule");
     assert_eq!(rule["mode"], "block", "{rule}");
     assert_eq!(
         rule["configuration"],
@@ -562,18 +636,15 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
     assert_eq!(rule["notes"], "no cli");
     assert!(is_rfc3339_utc(&rule["created_on"]), "{rule}");
     assert!(is_rfc3339_utc(&rule["modified_on"]), "{rule}");
-    let in_file = file_entry(&file, "access_rules", &rule_id);
+    let in_file = file_entry(file, "access_rules", &rule_id);
     assert_eq!(in_file["mode"], "block", "{in_file}");
     assert_eq!(in_file["configuration"]["value"], addr::CLI_V4, "{in_file}");
     assert_eq!(in_file["created_on"], rule["created_on"], "{in_file}");
     assert_eq!(
-        file_ids(&file, "access_rules"),
+        file_ids(file, "access_rules"),
         BTreeSet::from([rule_id.clone()])
     );
-    assert_eq!(
-        file_ids(&file, "apps"),
-        BTreeSet::from([seed_id.clone(), id.clone()])
-    );
+    crud.apps_in_file_are(&[id]);
     let rules = api.call("GET", &rules_path(), None);
     assert_eq!(rules.status, 200, "{rules}");
     assert_eq!(
@@ -581,91 +652,87 @@ fn apps_and_rules_change_through_the_api_and_the_file_follows() {
         BTreeSet::from([rule_id.clone()])
     );
     assert_eq!(rules.body["result_info"]["total_count"], 1, "{rules}");
-    let blocked = tcp_exchange(cli, &edge, 3000, "blocked");
+    let blocked = tcp_exchange(crud.cli(), edge, 3000, "blocked");
     assert!(
         blocked.is_err(),
         "a blocked client got through: {blocked:?}"
     );
-    seed_reachable("with the block rule");
+    crud.seed_reachable("with the block rule");
+    rule
+}
 
-    // PATCH the notes: the rule stays in force.
-    let before_change = file_json(&file);
+/// PATCH the notes: the rule stays in force. Only mode and notes may be
+/// patched.
+fn patch_changes_notes_only_and_the_rule_stays(crud: &Crud, rule: &Value, edge: &str) {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
+    let rule_id = rule["id"].as_str().expect("rule id");
+    let before_change = file_json(file);
     let answer = api.call(
         "PATCH",
-        &rule_path(&rule_id),
+        &rule_path(rule_id),
         Some(r#"{"notes": "still no cli"}"#),
     );
-    let patched = accepted(&agent, "PATCH rule", answer);
-    assert_only_change(
-        &file,
-        &before_change,
-        "access_rules",
-        &rule_id,
-        "PATCH rule",
-    );
+    let patched = accepted(agent, "PATCH rule", answer);
+    assert_only_change(file, &before_change, "access_rules", rule_id, "PATCH rule");
     assert_eq!(patched["notes"], "still no cli");
     assert_eq!(patched["mode"], "block");
     assert_eq!(patched["created_on"], rule["created_on"]);
-    let in_file = file_entry(&file, "access_rules", &rule_id);
+    let in_file = file_entry(file, "access_rules", rule_id);
     assert_eq!(in_file["notes"], "still no cli", "{in_file}");
     assert_eq!(in_file["mode"], "block", "{in_file}");
-    let blocked = tcp_exchange(cli, &edge, 3000, "blocked");
+    let blocked = tcp_exchange(crud.cli(), edge, 3000, "blocked");
     assert!(blocked.is_err(), "blocked after PATCH: {blocked:?}");
-    // Only mode and notes may be patched.
-    let before = std::fs::read(&file).expect("config file");
+    let before = crud.bytes();
     let answer = api.call(
         "PATCH",
-        &rule_path(&rule_id),
+        &rule_path(rule_id),
         Some(r#"{"configuration": {"target": "ip", "value": "10.0.1.99"}}"#),
     );
-    refused(&agent, "PATCH configuration", &answer, 400, &[7000]);
-    unchanged("PATCH configuration", &before);
+    refused(agent, "PATCH configuration", &answer, 400, &[7000]);
+    crud.unchanged("PATCH configuration", &before);
+}
 
-    let before_change = file_json(&file);
-    // DELETE the rule: reachable again.
-    let answer = api.call("DELETE", &rule_path(&rule_id), None);
-    let deleted = accepted(&agent, "DELETE rule", answer);
-    assert_only_change(
-        &file,
-        &before_change,
-        "access_rules",
-        &rule_id,
-        "DELETE rule",
-    );
+/// DELETE the rule: reachable again; a second DELETE is refused.
+fn deleting_the_rule_lets_the_client_through(crud: &Crud, rule_id: &str, edge: &str) {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
+    let before_change = file_json(file);
+    let answer = api.call("DELETE", &rule_path(rule_id), None);
+    let deleted = accepted(agent, "DELETE rule", answer);
+    assert_only_change(file, &before_change, "access_rules", rule_id, "DELETE rule");
     assert_eq!(deleted, json!({"id": rule_id}));
     assert!(
-        file_ids(&file, "access_rules").is_empty(),
+        file_ids(file, "access_rules").is_empty(),
         "rule left in the file"
     );
-    let reply = tcp_exchange(cli, &edge, 3000, "free")
-        .unwrap_or_else(|e| panic!("after the rule went: {e:#}\n{}", tail(&agent.log(), 30)));
+    let reply = crud.exchange(edge, "free", "after the rule went");
     assert_eq!(reply, "origin 5001\nfree\n");
-    let before = std::fs::read(&file).expect("config file");
-    let answer = api.call("DELETE", &rule_path(&rule_id), None);
-    refused(&agent, "DELETE a deleted rule", &answer, 404, &[10006]);
-    unchanged("DELETE a deleted rule", &before);
+    let before = crud.bytes();
+    let answer = api.call("DELETE", &rule_path(rule_id), None);
+    refused(agent, "DELETE a deleted rule", &answer, 404, &[10006]);
+    crud.unchanged("DELETE a deleted rule", &before);
+}
 
-    // DELETE the app: gone from the API, the file and the edge.
-    let before_change = file_json(&file);
-    let answer = api.call("DELETE", &app_path(&id), None);
-    let deleted = accepted(&agent, "DELETE app", answer);
-    assert_only_change(&file, &before_change, "apps", &id, "DELETE app");
+/// DELETE the app: gone from the API, the file and the edge; a second
+/// DELETE is refused.
+fn deleting_the_app_removes_it_everywhere(crud: &Crud, id: &str, edge: &str) {
+    let (agent, api, file) = (crud.agent, &crud.api, crud.file);
+    let before_change = file_json(file);
+    let answer = api.call("DELETE", &app_path(id), None);
+    let deleted = accepted(agent, "DELETE app", answer);
+    assert_only_change(file, &before_change, "apps", id, "DELETE app");
     assert_eq!(deleted, json!({"id": id}));
-    assert_eq!(file_ids(&file, "apps"), BTreeSet::from([seed_id.clone()]));
-    let answer = api.call("GET", &app_path(&id), None);
-    refused(&agent, "GET a deleted app", &answer, 404, &[10006]);
-    let list = accepted(&agent, "last list", api.call("GET", &apps_path(), None));
-    assert_eq!(result_ids(&list), BTreeSet::from([seed_id.clone()]));
-    let gone = tcp_exchange(cli, &edge, 3000, "gone");
+    crud.apps_in_file_are(&[]);
+    let answer = api.call("GET", &app_path(id), None);
+    refused(agent, "GET a deleted app", &answer, 404, &[10006]);
+    let list = accepted(agent, "last list", api.call("GET", &apps_path(), None));
+    assert_eq!(result_ids(&list), BTreeSet::from([crud.seed_id.clone()]));
+    let gone = tcp_exchange(crud.cli(), edge, 3000, "gone");
     assert!(gone.is_err(), "a deleted app answered: {gone:?}");
-    seed_reachable("after DELETE");
-    let before = std::fs::read(&file).expect("config file");
-    let answer = api.call("DELETE", &app_path(&id), None);
-    refused(&agent, "DELETE a deleted app", &answer, 404, &[10006]);
-    unchanged("DELETE a deleted app", &before);
-
-    let (status, log) = agent.stop().expect("stop");
-    assert!(status.success(), "agent exit {status}:\n{}", tail(&log, 30));
+    crud.seed_reachable("after DELETE");
+    let before = crud.bytes();
+    let answer = api.call("DELETE", &app_path(id), None);
+    refused(agent, "DELETE a deleted app", &answer, 404, &[10006]);
+    crud.unchanged("DELETE a deleted app", &before);
 }
 
 // ---- test 3: turning ip_firewall on cuts flows of blocked clients ----
@@ -697,37 +764,55 @@ fn blocked_ip(agent: &Agent) -> u64 {
         .sum()
 }
 
+/// `cli` gets the address the rule blocks; the agent starts with the app
+/// (ip_firewall off) and the rule, in force from the start but ignored by
+/// the app. Returns the UDP origin and the agent.
+fn start_with_an_ignored_rule(topology: &Topology) -> (Background, Agent) {
+    topology
+        .cli
+        .run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{FW_BLOCKED_V4}/32"),
+                "dev",
+                addr::CLI_IF,
+            ],
+        )
+        .expect("add a client address");
+    let origin = servers::udp_echo(&topology.org, 6300).expect("udp origin");
+    let config = with_api(topology)
+        .app(fw_app(false))
+        .access_rules(json!([{"id": "no-fw-client", "mode": "block",
+            "configuration": {"target": "ip", "value": FW_BLOCKED_V4}}]))
+        .build();
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    (origin, agent)
+}
+
+/// Waits until `blocked_ip` counts `at_least` packets (they are counted a
+/// moment after the client returns; 30 s at most, a hang guard); the count.
+fn blocked_ip_settled(agent: &Agent, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut blocked = blocked_ip(agent);
+    while blocked < at_least && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        blocked = blocked_ip(agent);
+    }
+    blocked
+}
+
 #[test]
 fn turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients() {
-    if !root_or_skip("turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients") {
+    let Some(topology) = Topology::for_test(
+        "turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients",
+        "apifw",
+    ) else {
         return;
-    }
-    let topology = Topology::new("apifw").expect("topology");
-    let (cli, org) = (&topology.cli, &topology.org);
-    cli.run(
-        "ip",
-        &[
-            "addr",
-            "add",
-            &format!("{FW_BLOCKED_V4}/32"),
-            "dev",
-            addr::CLI_IF,
-        ],
-    )
-    .expect("add a client address");
-    let _origin = servers::udp_echo(org, 6300).expect("udp origin");
-    // The rule is in force from the start, but the app ignores it.
-    let config = format!(
-        r#"{{"edge": {edge},
-  "api": {api},
-  "apps": [{app}],
-  "access_rules": [{{"id": "no-fw-client", "mode": "block",
-    "configuration": {{"target": "ip", "value": "{FW_BLOCKED_V4}"}}}}]}}"#,
-        edge = edge_json(""),
-        api = api_json(&topology),
-        app = fw_app(false),
-    );
-    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    };
+    let cli = &topology.cli;
+    let (_origin, agent) = start_with_an_ignored_rule(&topology);
     let api = Api { cli };
     let list = accepted(&agent, "list", api.call("GET", &apps_path(), None));
     let id = list[0]["id"].as_str().expect("app id").to_owned();
@@ -790,14 +875,8 @@ fn turning_ip_firewall_on_through_the_api_cuts_flows_of_blocked_clients() {
         "the allowed client's flow\n{}",
         tail(&agent.log(), 30)
     );
-    // Both blocked exchanges are counted (packets are counted a moment
-    // after the client returns).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut blocked = blocked_ip(&agent);
-    while blocked < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        blocked = blocked_ip(&agent);
-    }
+    // Both blocked exchanges are counted.
+    let blocked = blocked_ip_settled(&agent, 2);
     assert!(
         blocked >= 2,
         "blocked_ip counted {blocked} packets\n{}",
@@ -875,12 +954,19 @@ fn the_pattern_is_the_same_however_it_is_cut() {
 const TCP_RATE: u64 = 25_000_000;
 const TCP_MIN_BYTES: u64 = 100_000_000;
 const TCP_MAX_BYTES: u64 = 200_000_000;
-/// No thread runs longer than this.
-const STREAM_DEADLINE: Duration = Duration::from_secs(240);
-/// Iterations of add, change, delete of app B, and the time they may take
+/// No thread runs longer than this: a hang guard (the work is bounded by
+/// bytes, datagrams and rounds), sized for a loaded two-core machine.
+const STREAM_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// Iterations of add, change, delete of app B, and a hang guard on them
 /// (well inside `STREAM_DEADLINE`, so that the streams outlive them).
 const ROUNDS: usize = 50;
-const CHURN_DEADLINE: Duration = Duration::from_secs(150);
+const CHURN_DEADLINE: Duration = Duration::from_secs(10 * 60);
+/// A thread's socket is bound: a hang guard.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long the UDP client waits for one echo before it counts the
+/// datagram lost: a hang guard (no datagram is lost on a working path;
+/// an echo late by a stall must not count as lost).
+const ECHO_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the origin's TCP sink saw.
 #[derive(Debug, Default)]
@@ -963,7 +1049,7 @@ fn tcp_pattern_sink(org: &Netns, port: u16) -> JoinHandle<SinkReport> {
             }
         }
     });
-    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+    match ready_rx.recv_timeout(READY_LIMIT) {
         Ok(Ok(())) => handle,
         Ok(Err(e)) => panic!("tcp sink: {e}"),
         Err(e) => panic!("tcp sink not ready: {e}"),
@@ -992,7 +1078,7 @@ fn tcp_pattern_sender(
         let mut report = SenderReport::default();
         let deadline = Instant::now() + STREAM_DEADLINE;
         let connected = enter().and_then(|()| {
-            let s = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            let s = TcpStream::connect_timeout(&target, Duration::from_secs(30))?;
             s.set_write_timeout(Some(Duration::from_secs(30)))?;
             s.set_read_timeout(Some(Duration::from_secs(30)))?;
             Ok(s)
@@ -1085,7 +1171,7 @@ fn udp_counting_echo(org: &Netns, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
         }
         count
     });
-    match ready_rx.recv_timeout(Duration::from_secs(5)) {
+    match ready_rx.recv_timeout(READY_LIMIT) {
         Ok(Ok(())) => handle,
         Ok(Err(e)) => panic!("udp origin: {e}"),
         Err(e) => panic!("udp origin not ready: {e}"),
@@ -1097,14 +1183,15 @@ fn udp_counting_echo(org: &Netns, port: u16, stop: Arc<AtomicBool>) -> JoinHandl
 struct UdpReport {
     sent: u64,
     answered: u64,
-    /// Sequence numbers with no (or a wrong) answer within 1 s; the first few.
+    /// Sequence numbers with no (or a wrong) answer within [`ECHO_LIMIT`]; the first few.
     lost: Vec<u64>,
     lost_count: u64,
     error: Option<String>,
 }
 
 /// A UDP client in `cli`: one socket (one flow), datagram `seq N`, then
-/// its echo within 1 s, no retries; until `stop`. `progress` counts answers.
+/// its echo within [`ECHO_LIMIT`], no retries; until `stop`. `progress`
+/// counts answers.
 fn udp_request_loop(
     cli: &Netns,
     target: SocketAddr,
@@ -1117,7 +1204,7 @@ fn udp_request_loop(
         let socket = enter().and_then(|()| {
             let s = UdpSocket::bind("0.0.0.0:0")?;
             s.connect(target)?;
-            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.set_read_timeout(Some(ECHO_LIMIT))?;
             Ok(s)
         });
         let socket = match socket {
@@ -1155,13 +1242,14 @@ fn udp_request_loop(
     })
 }
 
-/// Waits (10 s at most) until `counter` passes `floor`.
+/// Waits until `counter` passes `floor` (60 s at most, a hang guard).
 fn wait_past(counter: &AtomicU64, floor: u64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    const LIMIT: Duration = Duration::from_secs(60);
+    let deadline = Instant::now() + LIMIT;
     while counter.load(Ordering::Relaxed) <= floor {
         assert!(
             Instant::now() < deadline,
-            "{what} did not start within 10 s"
+            "{what} did not start within {LIMIT:?} (a hang guard)"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -1280,39 +1368,132 @@ fn churn(api: &Api) -> Result<(), String> {
     Ok(())
 }
 
+/// What the load test saw: the rounds' result, A's progress counters
+/// (TCP bytes, UDP answers) when the rounds began and ended, and what
+/// each of A's streams reported.
+struct LoadRun {
+    churned: Result<(), String>,
+    at_start: (u64, u64),
+    at_end: (u64, u64),
+    sent: SenderReport,
+    received: SinkReport,
+    udp: UdpReport,
+    udp_at_origin: u64,
+}
+
+impl LoadRun {
+    /// What moved, for the test's output.
+    fn summary(&self, churn_time: Duration) -> String {
+        format!(
+            "{ROUNDS} rounds in {churn_time:?}; TCP {} bytes ({} during the rounds); \
+             UDP {} sent, {} answered ({} during the rounds), {} at the origin",
+            self.sent.sent,
+            self.at_end.0 - self.at_start.0,
+            self.udp.sent,
+            self.udp.answered,
+            self.at_end.1 - self.at_start.1,
+            self.udp_at_origin
+        )
+    }
+
+    /// Every problem at once: a failed round and what the streams saw.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = &self.churned {
+            problems.push(e.clone());
+        }
+        // Both streams ran through the rounds.
+        if self.at_end.0 <= self.at_start.0 {
+            problems.push("no TCP bytes went while B changed".to_owned());
+        }
+        if self.at_end.1 <= self.at_start.1 {
+            problems.push("no UDP answers while B changed".to_owned());
+        }
+        // TCP: everything sent arrived, byte for byte, and ended with FINs.
+        if let Some(e) = &self.sent.error {
+            problems.push(format!("TCP sender: {e}"));
+        }
+        if self.sent.sent < TCP_MIN_BYTES {
+            problems.push(format!("TCP: sent only {} bytes", self.sent.sent));
+        }
+        if let Some(e) = &self.received.error {
+            problems.push(format!("TCP origin: {e}"));
+        }
+        if let Some(offset) = self.received.first_mismatch {
+            problems.push(format!("TCP: the bytes differ from offset {offset}"));
+        }
+        if self.received.bytes != self.sent.sent {
+            problems.push(format!(
+                "TCP: {} bytes sent, {} received",
+                self.sent.sent, self.received.bytes
+            ));
+        }
+        // UDP: every request answered, the first time.
+        if let Some(e) = &self.udp.error {
+            problems.push(format!("UDP client: {e}"));
+        }
+        if self.udp.lost_count != 0 || self.udp.answered != self.udp.sent {
+            problems.push(format!(
+                "UDP: {} sent, {} answered, {} lost (first: {:?})",
+                self.udp.sent, self.udp.answered, self.udp.lost_count, self.udp.lost
+            ));
+        }
+        if self.udp_at_origin != self.udp.sent {
+            problems.push(format!(
+                "UDP: {} sent, {} reached the origin",
+                self.udp.sent, self.udp_at_origin
+            ));
+        }
+        problems
+    }
+}
+
+/// B's origins: echo servers that say which port answered (4000, 4001,
+/// TCP and UDP) and a PROXY v2 UDP origin (4002).
+fn b_origins(org: &Netns) -> [Background; 5] {
+    [
+        servers::tcp_echo(org, 4000).expect("origin"),
+        servers::tcp_echo(org, 4001).expect("origin"),
+        servers::udp_echo(org, 4000).expect("origin"),
+        servers::udp_echo(org, 4001).expect("origin"),
+        servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
+    ]
+}
+
+/// A's two apps: TCP 1000 to the byte-checking sink, UDP 5300 to the
+/// counting echo, both fast path.
+fn app_a_config(topology: &Topology) -> String {
+    with_api(topology)
+        .app(
+            AppJson::tcp(1000, "a-tcp.example.test")
+                .origin_direct([org4("tcp", 3000)])
+                .set("tls", "off")
+                .proxy_protocol("off"),
+        )
+        .app(
+            AppJson::udp(5300, "a-udp.example.test")
+                .origin_direct([org4("udp", 6300)])
+                .proxy_protocol("off"),
+        )
+        .build()
+}
+
 #[test]
 fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
-    if !root_or_skip("app_a_keeps_running_byte_exact_while_app_b_changes_50_times") {
+    let Some(topology) = Topology::for_test(
+        "app_a_keeps_running_byte_exact_while_app_b_changes_50_times",
+        "apiload",
+    ) else {
         return;
-    }
-    let topology = Topology::new("apiload").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     // A's origins (this process checks every byte and counts datagrams),
     // and B's: echo servers that say which port answered.
     let sink = tcp_pattern_sink(org, 3000);
     let udp_stop = Arc::new(AtomicBool::new(false));
     let udp_origin = udp_counting_echo(org, 6300, Arc::clone(&udp_stop));
-    let _b_origins = [
-        servers::tcp_echo(org, 4000).expect("origin"),
-        servers::tcp_echo(org, 4001).expect("origin"),
-        servers::udp_echo(org, 4000).expect("origin"),
-        servers::udp_echo(org, 4001).expect("origin"),
-        servers::udp_pp_origin(org, 4002, "v2", "ok").expect("origin"),
-    ];
-    let org4 = addr::ORG_V4;
-    let config = format!(
-        r#"{{"edge": {edge},
-  "api": {api},
-  "apps": [
-    {{"protocol": "tcp/1000", "dns": {{"type": "CNAME", "name": "a-tcp.example.test"}},
-      "origin_direct": ["tcp://{org4}:3000"], "tls": "off", "proxy_protocol": "off"}},
-    {{"protocol": "udp/5300", "dns": {{"type": "CNAME", "name": "a-udp.example.test"}},
-      "origin_direct": ["udp://{org4}:6300"], "proxy_protocol": "off"}}
-  ]}}"#,
-        edge = edge_json(""),
-        api = api_json(&topology),
-    );
-    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    let _b_origins = b_origins(org);
+    let agent = Agent::start(&topology.edge, &app_a_config(&topology), "native").expect("agent");
     let file = agent.config_path().to_owned();
     let api = Api { cli };
     let first = api.call("GET", &apps_path(), None);
@@ -1353,64 +1534,18 @@ fn app_a_keeps_running_byte_exact_while_app_b_changes_50_times() {
     let udp = udp_client.join().expect("udp client thread");
     udp_stop.store(true, Ordering::Relaxed);
     let udp_at_origin = udp_origin.join().expect("udp origin thread");
-    eprintln!(
-        "{ROUNDS} rounds in {churn_time:?}; TCP {} bytes ({} during the rounds); \
-         UDP {} sent, {} answered ({} during the rounds), {} at the origin",
-        sent.sent,
-        at_end.0 - at_start.0,
-        udp.sent,
-        udp.answered,
-        at_end.1 - at_start.1,
-        udp_at_origin
-    );
-
+    let run = LoadRun {
+        churned,
+        at_start,
+        at_end,
+        sent,
+        received,
+        udp,
+        udp_at_origin,
+    };
+    eprintln!("{}", run.summary(churn_time));
     // Every problem at once: a failed round and what the streams saw.
-    let mut problems = Vec::new();
-    if let Err(e) = churned {
-        problems.push(e);
-    }
-    // Both streams ran through the rounds.
-    if at_end.0 <= at_start.0 {
-        problems.push("no TCP bytes went while B changed".to_owned());
-    }
-    if at_end.1 <= at_start.1 {
-        problems.push("no UDP answers while B changed".to_owned());
-    }
-    // TCP: everything sent arrived, byte for byte, and ended with FINs.
-    if let Some(e) = &sent.error {
-        problems.push(format!("TCP sender: {e}"));
-    }
-    if sent.sent < TCP_MIN_BYTES {
-        problems.push(format!("TCP: sent only {} bytes", sent.sent));
-    }
-    if let Some(e) = &received.error {
-        problems.push(format!("TCP origin: {e}"));
-    }
-    if let Some(offset) = received.first_mismatch {
-        problems.push(format!("TCP: the bytes differ from offset {offset}"));
-    }
-    if received.bytes != sent.sent {
-        problems.push(format!(
-            "TCP: {} bytes sent, {} received",
-            sent.sent, received.bytes
-        ));
-    }
-    // UDP: every request answered, the first time.
-    if let Some(e) = &udp.error {
-        problems.push(format!("UDP client: {e}"));
-    }
-    if udp.lost_count != 0 || udp.answered != udp.sent {
-        problems.push(format!(
-            "UDP: {} sent, {} answered, {} lost (first: {:?})",
-            udp.sent, udp.answered, udp.lost_count, udp.lost
-        ));
-    }
-    if udp_at_origin != udp.sent {
-        problems.push(format!(
-            "UDP: {} sent, {udp_at_origin} reached the origin",
-            udp.sent
-        ));
-    }
+    let problems = run.problems();
     assert!(
         problems.is_empty(),
         "{}\nagent log:\n{}",

@@ -2,42 +2,37 @@
 //! `dig` in `cli` against the agent in `edge`, a client that resolves an
 //! app's name with the system resolver and connects, leases kept across
 //! restarts, and hostile queries. Real peers: dig, socat, glibc.
+use serde_json::json;
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    netns::{Netns, Topology, addr, edge_json},
+    config::{AppJson, ConfigBuilder, org4},
+    netns::{Netns, Topology, addr},
     process::Background,
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 const ZONE: &str = "example.test";
 
 /// One app: `name` (under ZONE) on tcp/`port`, origin the echo on `origin`.
-fn app(name: &str, port: u16, origin: u16) -> String {
-    format!(
-        r#"{{"protocol": "tcp/{port}", "dns": {{"type": "CNAME", "name": "{name}.{ZONE}"}},
-            "origin_direct": ["tcp://{}:{origin}"]}}"#,
-        addr::ORG_V4
-    )
+fn app(name: &str, port: u16, origin: u16) -> AppJson {
+    AppJson::tcp(port, &format!("{name}.{ZONE}")).origin_direct([org4("tcp", origin)])
 }
 
 /// Apps plus the DNS server on the edge's cli-facing addresses.
-fn config(apps: &[String]) -> String {
-    format!(
-        r#"{{"edge": {},
-  "dns_server": {{"listen": ["{}", "[{}]"], "zones": ["{ZONE}"], "ttl": 30}},
-  "apps": [{}]}}"#,
-        edge_json(""),
-        addr::EDGE_CLI_V4,
-        addr::EDGE_CLI_V6,
-        apps.join(",\n")
-    )
+fn config(apps: &[AppJson]) -> String {
+    let ns6 = format!("[{}]", addr::EDGE_CLI_V6);
+    ConfigBuilder::new()
+        .dns_server(&[addr::EDGE_CLI_V4, &ns6], ZONE, 30)
+        .apps(apps.iter().cloned())
+        .build()
 }
 
-/// `dig` in `cli` against the embedded server; its whole output.
+/// `dig` in `cli` against the embedded server; its whole output. Its
+/// waits (5 s, three tries) are hang guards: every query here is answered.
 fn dig(cli: &Netns, args: &[&str]) -> String {
     let server = format!("@{}", addr::EDGE_CLI_V4);
-    let mut all = vec![server.as_str(), "+time=2", "+tries=2"];
+    let mut all = vec![server.as_str(), "+time=5", "+tries=3"];
     all.extend_from_slice(args);
     match cli.run("dig", &all) {
         Ok(out) => out,
@@ -76,12 +71,12 @@ fn resolve_and_connect(cli: &Netns, name: &str, port: u16) -> anyhow::Result<Str
     std::fs::write(
         &resolv,
         format!(
-            "nameserver {}\noptions timeout:2 attempts:2\n",
+            "nameserver {}\noptions timeout:5 attempts:3\n",
             addr::EDGE_CLI_V4
         ),
     )?;
     let script = format!(
-        "mount --bind {} /etc/resolv.conf && echo hello | exec timeout 10 socat - TCP:{name}:{port}",
+        "mount --bind {} /etc/resolv.conf && echo hello | exec timeout 60 socat - TCP:{name}:{port}",
         resolv.display()
     );
     let out = cli
@@ -97,10 +92,12 @@ fn resolve_and_connect(cli: &Netns, name: &str, port: u16) -> anyhow::Result<Str
 
 #[test]
 fn apps_get_their_own_addresses_found_by_name_and_reverse() {
-    if !root_or_skip("apps_get_their_own_addresses_found_by_name_and_reverse") {
+    let Some(topology) = Topology::for_test(
+        "apps_get_their_own_addresses_found_by_name_and_reverse",
+        "dns",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dns").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origins = origins(org, &[2201, 2501]);
     let apps = [app("ssh", 22, 2201), app("mail", 25, 2501)];
@@ -177,10 +174,12 @@ fn apps_get_their_own_addresses_found_by_name_and_reverse() {
 
 #[test]
 fn hostile_queries_are_answered_or_refused_and_the_server_stays_up() {
-    if !root_or_skip("hostile_queries_are_answered_or_refused_and_the_server_stays_up") {
+    let Some(topology) = Topology::for_test(
+        "hostile_queries_are_answered_or_refused_and_the_server_stays_up",
+        "dnsbad",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsbad").expect("topology");
+    };
     let cli = &topology.cli;
     let agent =
         Agent::start(&topology.edge, &config(&[app("ssh", 22, 2201)]), "native").expect("agent");
@@ -217,10 +216,12 @@ fn hostile_queries_are_answered_or_refused_and_the_server_stays_up() {
 
 #[test]
 fn addresses_survive_restarts_and_a_removed_app_frees_its_own() {
-    if !root_or_skip("addresses_survive_restarts_and_a_removed_app_frees_its_own") {
+    let Some(topology) = Topology::for_test(
+        "addresses_survive_restarts_and_a_removed_app_frees_its_own",
+        "dnsre",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsre").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     let _origins = origins(org, &[2201, 2501, 8001]);
     let (ssh, mail, web) = (
@@ -277,29 +278,28 @@ fn addresses_survive_restarts_and_a_removed_app_frees_its_own() {
 
 #[test]
 fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
-    if !root_or_skip("the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup") {
+    let Some(topology) = Topology::for_test(
+        "the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup",
+        "dnspool",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnspool").expect("topology");
+    };
     let cli = &topology.cli;
     // The first pool addresses serve DNS (local only through the pool's
     // route, IPv6 included); the app must get the next ones.
     let (ns4, ns6) = (addr::edge4(0), addr::edge6(0));
     let config = |ttl: u32| {
-        format!(
-            r#"{{"edge": {},
-  "dns_server": {{"listen": ["{ns4}", "[{ns6}]"], "zones": ["{ZONE}"], "ttl": {ttl}}},
-  "apps": [{}]}}"#,
-            edge_json(""),
-            app("ssh", 22, 2201)
-        )
+        ConfigBuilder::new()
+            .dns_server(&[&ns4, &format!("[{ns6}]")], ZONE, ttl)
+            .app(app("ssh", 22, 2201))
+            .build()
     };
     let agent = Agent::start(&topology.edge, &config(30), "native").expect("agent");
     let ask_for = |server: &str, name: &str, kind: &str| {
         let at = format!("@{server}");
         cli.run(
             "dig",
-            &[&at, "+time=2", "+tries=2", "+noall", "+answer", name, kind],
+            &[&at, "+time=5", "+tries=3", "+noall", "+answer", name, kind],
         )
         .unwrap_or_else(|e| format!("dig failed: {e:#}"))
     };
@@ -331,16 +331,18 @@ fn the_dns_server_can_sit_on_pool_addresses_and_reloads_on_sighup() {
 
 #[test]
 fn a_static_address_outside_the_pool_is_refused_at_start() {
-    if !root_or_skip("a_static_address_outside_the_pool_is_refused_at_start") {
+    let Some(topology) = Topology::for_test(
+        "a_static_address_outside_the_pool_is_refused_at_start",
+        "dnsst",
+    ) else {
         return;
-    }
-    let topology = Topology::new("dnsst").expect("topology");
-    let app = format!(
-        r#"{{"protocol": "tcp/22", "dns": {{"type": "ADDRESS", "name": "ssh.{ZONE}"}},
-            "origin_direct": ["tcp://{}:2201"],
-            "edge_ips": {{"type": "static", "ips": ["192.0.2.10"]}}}}"#,
-        addr::ORG_V4
-    );
+    };
+    let app = app("ssh", 22, 2201)
+        .set(
+            "dns",
+            json!({"type": "ADDRESS", "name": format!("ssh.{ZONE}")}),
+        )
+        .set("edge_ips", json!({"type": "static", "ips": ["192.0.2.10"]}));
     let err = match Agent::start(&topology.edge, &config(&[app]), "native") {
         Ok(agent) => panic!("started:\n{}", agent.log()),
         Err(e) => format!("{e:#}"),

@@ -5,10 +5,12 @@
 //! once per mode: `<suite>::xdp`, `<suite>::tc`, `<suite>::auto`. Each run
 //! proves its mode ran: flows are counted by the hook that opened them
 //! (`flow_opened`, `flow_opened_tc`).
+use serde_json::json;
 use tests::{
     agent::Agent,
     client::{tcp_exchange, udp_exchange},
-    netns::{Topology, addr, edge_json, snmp_counter},
+    config::{AppJson, ConfigBuilder, org_both},
+    netns::{Topology, addr, snmp_counter},
     scratch_dir, servers,
 };
 
@@ -93,34 +95,23 @@ for_each_datapath!(
 /// app 1 `tcp/22 -> 2222` (.2), app 2 `udp/5300-5310 -> 6300-6310` (.3);
 /// each with an IPv4 and an IPv6 origin on `org`; NATed in `datapath`.
 fn config(datapath: Datapath) -> String {
-    let org4 = addr::ORG_V4;
-    let org6 = addr::ORG_V6;
-    format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [
-    {{"protocol": "tcp/1000-2000", "dns": {{"type": "CNAME", "name": "range.test"}},
-      "origin_direct": ["tcp://{org4}:3000-4000", "tcp://[{org6}]:3000-4000"]}},
-    {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.test"}},
-      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}},
-    {{"protocol": "udp/5300-5310", "dns": {{"type": "CNAME", "name": "udp.test"}},
-      "origin_direct": ["udp://{org4}:6300-6310", "udp://[{org6}]:6300-6310"]}}
-  ]
-}}"#,
-        edge = edge_json(&format!(
-            r#", "nat_ports": "20000-29999", "datapath": "{}""#,
-            datapath.name()
-        )),
-    )
+    base_config(datapath).build()
+}
+
+fn base_config(datapath: Datapath) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .edge("nat_ports", "20000-29999")
+        .edge("datapath", datapath.name())
+        .app(AppJson::tcp("1000-2000", "range.test").origin_direct(org_both("tcp", "3000-4000")))
+        .app(AppJson::tcp(22, "ssh.test").origin_direct(org_both("tcp", 2222)))
+        .app(AppJson::udp("5300-5310", "udp.test").origin_direct(org_both("udp", "6300-6310")))
 }
 
 /// The same apps with short flow timeouts.
 fn config_with_short_timeouts(datapath: Datapath) -> String {
-    config(datapath).replace(
-        r#""nat_ports": "20000-29999""#,
-        r#""nat_ports": "20000-29999",
-    "flow_timeouts": {"udp": 1, "tcp_closing": 1}"#,
-    )
+    base_config(datapath)
+        .edge("flow_timeouts", json!({"udp": 1, "tcp_closing": 1}))
+        .build()
 }
 
 /// Segments the edge's own TCP stack received (`Tcp: InSegs`).
@@ -263,31 +254,7 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         servers::tcp_sink(&topology.org, 3007, &received.to_string_lossy()).expect("sink origin");
     let agent = Agent::start(&topology.edge, &config(datapath), "native").expect("agent");
     let before = edge_tcp_in_segments(&topology);
-
-    let out = topology
-        .cli
-        .command(
-            "timeout",
-            &[
-                "60",
-                "socat",
-                "-u",
-                &format!("OPEN:{sent_arg}"),
-                "TCP:10.0.100.1:1007,connect-timeout=3",
-            ],
-        )
-        .output()
-        .expect("socat runs");
-    assert!(
-        out.status.success(),
-        "upload failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        agent.log()
-    );
-    let (status, log) = sink
-        .wait(std::time::Duration::from_secs(10))
-        .expect("the sink ends when the upload does");
-    assert!(status.success(), "sink: {status} {log}");
+    upload_to_the_sink(&topology, &agent, &sent_arg, sink);
     let after = edge_tcp_in_segments(&topology);
 
     let a = std::fs::read(&sent).expect("sent file");
@@ -303,9 +270,51 @@ fn a_100_mb_transfer_arrives_byte_exact_without_touching_the_edge_stack(datapath
         "edge TCP stack received {} segments",
         after - before
     );
+    the_transfer_was_one_flow_redirected_by_the_hook(&agent, datapath);
+}
+
+/// `sent` from `cli` to app 0's port 1007 with socat; returns once the
+/// sink origin has written all it received and ended.
+fn upload_to_the_sink(
+    topology: &Topology,
+    agent: &Agent,
+    sent: &str,
+    sink: tests::process::Background,
+) {
+    let out = topology
+        .cli
+        .command(
+            "timeout",
+            &[
+                // A hang guard: 100 MB take seconds, more on a loaded machine.
+                "600",
+                "socat",
+                "-u",
+                &format!("OPEN:{sent}"),
+                "TCP:10.0.100.1:1007,connect-timeout=3",
+            ],
+        )
+        .output()
+        .expect("socat runs");
+    assert!(
+        out.status.success(),
+        "upload failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    let (status, log) = sink
+        .wait(std::time::Duration::from_secs(60))
+        .expect("the sink ends when the upload does");
+    assert!(status.success(), "sink: {status} {log}");
+}
+
+/// One flow, opened by the datapath's hook, carried every byte: as GRO'd
+/// packets at TC, as full frames in XDP, with at most a flow's first
+/// packets through the kernel.
+fn the_transfer_was_one_flow_redirected_by_the_hook(agent: &Agent, datapath: Datapath) {
     let (opened, _) = datapath.flow_counters("tcp");
     assert_eq!(agent.packets(Some(0), opened).expect("stats"), 1);
-    assert_hooks(&agent, datapath, &[(0, "tcp")]);
+    assert_hooks(agent, datapath, &[(0, "tcp")]);
     let redirected = agent.packets(Some(0), "to_origin").expect("stats");
     let redirected_bytes = agent.bytes(Some(0), "to_origin").expect("stats");
     let via_kernel = agent.packets(Some(0), "neighbor_pending").expect("stats")
@@ -346,20 +355,11 @@ fn origin_dns_names_resolve_through_the_configured_resolver(datapath: Datapath) 
         &[addr::ORG_V4, addr::ORG_V6],
     )
     .expect("dnsmasq");
-    let config = format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [
-    {{"protocol": "tcp/1000-1010", "dns": {{"type": "CNAME", "name": "named.test"}},
-      "origin_dns": {{"name": "origin.test", "ttl": 600}}, "origin_port": "3000-3010"}}
-  ]
-}}"#,
-        edge = edge_json(&format!(
-            r#", "resolver": "{}", "datapath": "{}""#,
-            addr::ORG_V4,
-            datapath.name()
-        )),
-    );
+    let config = ConfigBuilder::new()
+        .resolver(addr::ORG_V4)
+        .edge("datapath", datapath.name())
+        .app(AppJson::tcp("1000-1010", "named.test").origin_dns("origin.test", 600, "3000-3010"))
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
     for edge_ip in ["10.0.100.1", "fd00:100::1"] {
         let reply = tcp_exchange(&topology.cli, edge_ip, 1005, "named")
@@ -423,7 +423,7 @@ fn idle_and_closed_flows_expire_and_are_counted(datapath: Datapath) {
                   echo \"live $i\" >&3; timeout 2 head -n 1 <&3 || exit 1; sleep 0.3; done";
     let out = topology
         .cli
-        .command("timeout", &["20", "bash", "-c", script])
+        .command("timeout", &["120", "bash", "-c", script])
         .output()
         .expect("bash");
     let replies = String::from_utf8_lossy(&out.stdout);

@@ -8,9 +8,10 @@ use std::{net::IpAddr, path::Path};
 use tests::{
     agent::Agent,
     client::{bracket, tcp_exchange_from, udp_exchange_from},
+    config::{AppJson, ConfigBuilder, org_both},
     mmdb,
-    netns::{Netns, Topology, addr, edge_json, snmp_counter},
-    root_or_skip, scratch_dir, servers,
+    netns::{Netns, Topology, addr, snmp_counter},
+    scratch_dir, servers,
 };
 
 /// Client addresses, beside the namespace's own 10.0.1.2 / fd00:1::2
@@ -53,26 +54,30 @@ fn databases(tag: &str) -> (String, String) {
 /// app 0 `tcp/22 -> 2222` and app 1 `udp/5300 -> 6300` with
 /// `ip_firewall`; app 2 `tcp/23 -> 2222` without. `rules` is the JSON list.
 fn config(dbs: &(String, String), rules: &str) -> String {
-    let org4 = addr::ORG_V4;
-    let org6 = addr::ORG_V6;
-    format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [
-    {{"protocol": "tcp/22", "dns": {{"type": "CNAME", "name": "ssh.test"}}, "ip_firewall": true,
-      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}},
-    {{"protocol": "udp/5300", "dns": {{"type": "CNAME", "name": "udp.test"}}, "ip_firewall": true,
-      "origin_direct": ["udp://{org4}:6300", "udp://[{org6}]:6300"]}},
-    {{"protocol": "tcp/23", "dns": {{"type": "CNAME", "name": "open.test"}}, "ip_firewall": false,
-      "origin_direct": ["tcp://{org4}:2222", "tcp://[{org6}]:2222"]}}
-  ],
-  "access_rules": {rules}
-}}"#,
-        edge = edge_json(&format!(
-            r#", "nat_ports": "20000-29999", "geoip": {{"country_db": "{}", "asn_db": "{}"}}"#,
-            dbs.0, dbs.1
-        )),
-    )
+    let rules: serde_json::Value = serde_json::from_str(rules).expect("rules are JSON");
+    ConfigBuilder::new()
+        .edge("nat_ports", "20000-29999")
+        .edge(
+            "geoip",
+            serde_json::json!({"country_db": dbs.0, "asn_db": dbs.1}),
+        )
+        .app(
+            AppJson::tcp(22, "ssh.test")
+                .ip_firewall(true)
+                .origin_direct(org_both("tcp", 2222)),
+        )
+        .app(
+            AppJson::udp(5300, "udp.test")
+                .ip_firewall(true)
+                .origin_direct(org_both("udp", 6300)),
+        )
+        .app(
+            AppJson::tcp(23, "open.test")
+                .ip_firewall(false)
+                .origin_direct(org_both("tcp", 2222)),
+        )
+        .access_rules(rules)
+        .build()
 }
 
 const RULES: &str = r#"[
@@ -131,31 +136,56 @@ fn edge_ip(from: &str, v4: &str, v6: &str) -> String {
 
 #[test]
 fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
-    if !root_or_skip("blocked_clients_get_nothing_through_and_allowed_ones_do") {
+    let Some(topology) = Topology::for_test(
+        "blocked_clients_get_nothing_through_and_allowed_ones_do",
+        "acl",
+    ) else {
         return;
-    }
-    let topology = Topology::new("acl").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     add_client_addresses(cli);
     let _tcp = servers::tcp_echo(org, 2222).expect("tcp origin");
     let _udp = servers::udp_echo(org, 6300).expect("udp origin");
     let dbs = databases("acl");
     let agent = Agent::start(&topology.edge, &config(&dbs, RULES), "native").expect("agent");
-    // The pool gives apps .1, .2, .3 in file order.
-    let (tcp4, tcp6) = ("10.0.100.1", "fd00:100::1");
-    let (udp4, udp6) = ("10.0.100.2", "fd00:100::2");
-    let (open4, open6) = ("10.0.100.3", "fd00:100::3");
+    allowed_clients_reach_both_firewalled_apps(cli, &agent);
+    blocked_clients_get_nothing_through_and_are_counted(&topology, &agent);
+    every_logged_drop_names_its_rule(&agent);
+    // The same blocked clients reach an app without ip_firewall.
+    for from in [BLOCKED_IP4, FRANCE6, ASN4] {
+        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, OPEN4, OPEN6), 23, "hi")
+            .unwrap_or_else(|e| panic!("open app from {from}: {e:#}"));
+        assert_eq!(reply, "origin 2222\nhi\n");
+    }
+}
 
+/// The pool gives apps .1, .2, .3 in file order.
+const TCP4: &str = "10.0.100.1";
+const TCP6: &str = "fd00:100::1";
+const UDP4: &str = "10.0.100.2";
+const UDP6: &str = "fd00:100::2";
+const OPEN4: &str = "10.0.100.3";
+const OPEN6: &str = "fd00:100::3";
+
+/// No rule, a whitelisted address in a blocked range, a country no rule
+/// names: TCP and UDP answered.
+fn allowed_clients_reach_both_firewalled_apps(cli: &Netns, agent: &Agent) {
     let allowed = [addr::CLI_V4, addr::CLI_V6, ALLOWED_IN_RANGE4, GERMANY4];
     for from in allowed {
-        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, tcp4, tcp6), 22, "hi")
+        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, TCP4, TCP6), 22, "hi")
             .unwrap_or_else(|e| panic!("tcp from {from}: {e:#}\n{}", agent.log()));
         assert_eq!(reply, "origin 2222\nhi\n", "tcp from {from}");
-        let reply = udp_exchange_from(cli, &bracket(from), &edge_ip(from, udp4, udp6), 5300, "q")
+        let reply = udp_exchange_from(cli, &bracket(from), &edge_ip(from, UDP4, UDP6), 5300, "q")
             .expect("udp");
         assert_eq!(reply, "origin 6300: q\n", "udp from {from}");
     }
+}
 
+/// Each blocked client (address, range, ASN, country) gets no TCP and no
+/// UDP answer, the origin's stack receives nothing, and each drop is
+/// counted under its reason.
+fn blocked_clients_get_nothing_through_and_are_counted(topology: &Topology, agent: &Agent) {
+    let (cli, org) = (&topology.cli, &topology.org);
     let blocked = [
         (BLOCKED_IP4, "blocked_ip"),
         (BLOCKED_IP6, "blocked_ip"),
@@ -169,8 +199,8 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
     // In parallel: each blocked attempt waits out its timeout.
     std::thread::scope(|scope| {
         for (from, _) in blocked {
-            let tcp_edge = edge_ip(from, tcp4, tcp6);
-            let udp_edge = edge_ip(from, udp4, udp6);
+            let tcp_edge = edge_ip(from, TCP4, TCP6);
+            let udp_edge = edge_ip(from, UDP4, UDP6);
             scope.spawn(move || {
                 let tcp = tcp_exchange_from(cli, Some(from), &tcp_edge, 22, "hi");
                 assert!(tcp.is_err(), "tcp from {from} got through: {tcp:?}");
@@ -190,9 +220,12 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
         let udp = agent.packets(Some(1), reason).expect("stats");
         assert!(tcp > 0 && udp > 0, "{reason} ({from}): tcp {tcp} udp {udp}");
     }
-    // Drops are logged with the client, the app and the rule: sampled,
-    // and at most 10 a second, so which rules' events make it varies (the
-    // seven clients above send at once); every logged one names its rule.
+}
+
+/// Drops are logged with the client, the app and the rule: sampled, and
+/// at most 10 a second, so which rules' events make it varies (the seven
+/// blocked clients send at once); every logged one names its rule.
+fn every_logged_drop_names_its_rule(agent: &Agent) {
     let log = agent.log();
     let logged: Vec<&str> = log
         .lines()
@@ -205,22 +238,16 @@ fn blocked_clients_get_nothing_through_and_allowed_ones_do() {
             .all(|l| l.contains("rule=access_rules[") && l.contains("(id ") && l.contains("app=")),
         "{log}"
     );
-
-    // The same blocked clients reach an app without ip_firewall.
-    for from in [BLOCKED_IP4, FRANCE6, ASN4] {
-        let reply = tcp_exchange_from(cli, Some(from), &edge_ip(from, open4, open6), 23, "hi")
-            .unwrap_or_else(|e| panic!("open app from {from}: {e:#}"));
-        assert_eq!(reply, "origin 2222\nhi\n");
-    }
 }
 
 #[test]
 fn sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows() {
-    if !root_or_skip("sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows")
-    {
+    let Some(topology) = Topology::for_test(
+        "sighup_applies_new_rules_keeps_old_ones_on_bad_input_and_cuts_blocked_flows",
+        "aclr",
+    ) else {
         return;
-    }
-    let topology = Topology::new("aclr").expect("topology");
+    };
     let (cli, org) = (&topology.cli, &topology.org);
     add_client_addresses(cli);
     let _udp = servers::udp_echo(org, 6300).expect("udp origin");

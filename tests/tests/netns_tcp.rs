@@ -4,16 +4,17 @@
 //! PROXY v1/v2, and a sink that records the origin-side ClientHello.
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tests::{
     agent::Agent,
     certs::Pki,
     client::{socat, tcp_exchange_from, tls_exchange},
+    config::{AppJson, ConfigBuilder, org_both},
     netns::{
         Topology,
         addr::{self, edge4, edge6},
-        edge_json,
     },
-    root_or_skip, scratch_dir, servers,
+    scratch_dir, servers,
 };
 
 struct Setup {
@@ -23,8 +24,9 @@ struct Setup {
     _servers: Vec<tests::process::Background>,
 }
 
-fn setup(tag: &str) -> Setup {
-    let topology = Topology::new(tag).expect("topology");
+/// None when the test may not run (see [`Topology::for_test`]).
+fn setup(test: &str, tag: &str) -> Option<Setup> {
+    let topology = Topology::for_test(test, tag)?;
     let dir = scratch_dir().join(format!("{tag}-pki"));
     let pki = Pki::new(&dir).expect("CA");
     let edge_cert = pki.leaf("app.test").expect("edge cert");
@@ -39,103 +41,66 @@ fn setup(tag: &str) -> Setup {
         servers::nginx_proxy_protocol(org, &[7001, 7100, 7105, 7110], &dir.join("nginx"))
             .expect("nginx"),
     ];
-    let o4 = addr::ORG_V4;
-    let o6 = addr::ORG_V6;
-    let cert = edge_cert.cert.display();
-    let key = edge_cert.key.display();
-    let ca = pki.ca.cert.display();
-    let both = |port: &str| format!(r#"["tcp://{o4}:{port}", "tcp://[{o6}]:{port}"]"#);
-    let app = |name: &str, proto: &str, extra: &str, origin: String| {
-        format!(
-            r#"{{"protocol": "{proto}", "dns": {{"type": "CNAME", "name": "{name}.test"}},
-               "origin_direct": {origin}, {extra}}}"#
-        )
+    let cert = edge_cert.cert.display().to_string();
+    let key = edge_cert.key.display().to_string();
+    let ca = pki.ca.cert.display().to_string();
+    let both = |port: &str| org_both("tcp", port);
+    let app = |name: &str, proto: &str, origin: [String; 2]| {
+        AppJson::new(proto, &format!("{name}.test")).origin_direct(origin)
     };
-    let tls = |mode: &str| format!(r#""tls": "{mode}", "tls_cert": "{cert}", "tls_key": "{key}""#);
+    let tls = |app: AppJson, mode: &str| {
+        app.set("tls", mode)
+            .set("tls_cert", cert.as_str())
+            .set("tls_key", key.as_str())
+    };
+    let strict = |app: AppJson, sni: &str| {
+        tls(app, "strict")
+            .set("origin_sni", sni)
+            .set("origin_ca", ca.as_str())
+    };
     let apps = [
         // 0: flexible, plain origin; a second certificate picked by SNI
-        app(
-            "flexible",
-            "tcp/443",
-            &format!(
-                r#"{}, "tls_sni_certs": [{{"cert": "{}", "key": "{}"}}]"#,
-                tls("flexible"),
-                other_cert.cert.display(),
-                other_cert.key.display()
-            ),
-            both("8080"),
+        tls(app("flexible", "tcp/443", both("8080")), "flexible").set(
+            "tls_sni_certs",
+            json!([{
+                "cert": other_cert.cert.display().to_string(),
+                "key": other_cert.key.display().to_string(),
+            }]),
         ),
         // 1: full, origin with a self-signed certificate
-        app("full", "tcp/8443", &tls("full"), both("9443")),
+        tls(app("full", "tcp/8443", both("9443")), "full"),
         // 2: strict, origin certificate signed by the test CA for origin.test
-        app(
-            "strict",
-            "tcp/9443",
-            &format!(
-                r#"{}, "origin_sni": "origin.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9444"),
-        ),
+        strict(app("strict", "tcp/9443", both("9444")), "origin.test"),
         // 3: strict, wrong name
-        app(
-            "wrong-name",
-            "tcp/9444",
-            &format!(
-                r#"{}, "origin_sni": "wrong.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9444"),
-        ),
+        strict(app("wrong-name", "tcp/9444", both("9444")), "wrong.test"),
         // 4: strict, untrusted (self-signed) origin
-        app(
-            "untrusted",
-            "tcp/9445",
-            &format!(
-                r#"{}, "origin_sni": "origin.test", "origin_ca": "{ca}""#,
-                tls("strict")
-            ),
-            both("9443"),
-        ),
+        strict(app("untrusted", "tcp/9445", both("9443")), "origin.test"),
         // 5: PROXY v1, 6: PROXY v2 (nginx parses them)
-        app("v1", "tcp/25", r#""proxy_protocol": "v1""#, both("7001")),
-        app("v2", "tcp/26", r#""proxy_protocol": "v2""#, both("7001")),
+        app("v1", "tcp/25", both("7001")).proxy_protocol("v1"),
+        app("v2", "tcp/26", both("7001")).proxy_protocol("v2"),
         // 7: a range with PROXY v1
-        app(
-            "range",
-            "tcp/1000-1010",
-            r#""proxy_protocol": "v1""#,
-            both("7100-7110"),
-        ),
+        app("range", "tcp/1000-1010", both("7100-7110")).proxy_protocol("v1"),
         // 8: TLS at the edge and a PROXY v2 header to the origin
-        app(
-            "tls-v2",
-            "tcp/465",
-            &format!(r#"{}, "proxy_protocol": "v2""#, tls("flexible")),
-            both("7001"),
-        ),
+        tls(app("tls-v2", "tcp/465", both("7001")), "flexible").proxy_protocol("v2"),
         // 9: full, toward a sink that records the ClientHello
-        app("hello", "tcp/8444", &tls("full"), both("9999")),
+        tls(app("hello", "tcp/8444", both("9999")), "full"),
         // 10: PROXY v1 toward the plain echo origin (idle test)
-        app("idle", "tcp/27", r#""proxy_protocol": "v1""#, both("8080")),
+        app("idle", "tcp/27", both("8080")).proxy_protocol("v1"),
     ];
-    let config = format!(
-        r#"{{
-  "edge": {edge},
-  "apps": [{apps}]
-}}"#,
-        edge = edge_json(
-            r#", "tcp_proxy": {"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}"#
-        ),
-        apps = apps.join(",\n"),
-    );
+    let config = ConfigBuilder::new()
+        .edge(
+            "tcp_proxy",
+            json!({"handshake_timeout": 2, "connect_timeout": 2, "idle_timeout": 3}),
+        )
+        .apps(apps)
+        .build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    Setup {
+    Some(Setup {
         topology,
         agent,
         pki,
         _servers: servers,
-    }
+    })
 }
 
 fn counter(agent: &Agent, app: u64, verdict: &str, at_least: u64) -> u64 {
@@ -147,12 +112,12 @@ fn counter(agent: &Agent, app: u64, verdict: &str, at_least: u64) -> u64 {
 
 #[test]
 fn tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certificates() {
-    if !root_or_skip(
+    let Some(s) = setup(
         "tls_flexible_full_and_strict_reach_the_origin_and_strict_refuses_bad_certificates",
-    ) {
+        "tls",
+    ) else {
         return;
-    }
-    let s = setup("tls");
+    };
     let cli = &s.topology.cli;
     let ca = &s.pki.ca.cert;
     for (app, edge_port, want) in [
@@ -227,10 +192,12 @@ fn client_hello_suites(bytes: &[u8]) -> Vec<u16> {
 
 #[test]
 fn the_origin_client_hello_offers_spectrums_suites_in_order() {
-    if !root_or_skip("the_origin_client_hello_offers_spectrums_suites_in_order") {
+    let Some(s) = setup(
+        "the_origin_client_hello_offers_spectrums_suites_in_order",
+        "hello",
+    ) else {
         return;
-    }
-    let s = setup("hello");
+    };
     let capture = scratch_dir().join("hello-client-hello.bin");
     let capture_arg = capture.to_string_lossy().into_owned();
     let sink = servers::tcp_sink(&s.topology.org, 9999, &capture_arg).expect("sink");
@@ -255,10 +222,9 @@ fn the_origin_client_hello_offers_spectrums_suites_in_order() {
 
 #[test]
 fn proxy_headers_carry_the_real_client_to_nginx() {
-    if !root_or_skip("proxy_headers_carry_the_real_client_to_nginx") {
+    let Some(s) = setup("proxy_headers_carry_the_real_client_to_nginx", "pp") else {
         return;
-    }
-    let s = setup("pp");
+    };
     let cli = &s.topology.cli;
     let mut port = 41000;
     let mut check = |app: usize, edge_port: u16, v6: bool, origin_port: u16| {
@@ -299,24 +265,33 @@ fn proxy_headers_carry_the_real_client_to_nginx() {
     }
 }
 
+/// The agent closed a connection, not the client's own limit: closing
+/// takes the agent's timeout (2 s, 3 s) or nothing; the margin beyond is a
+/// loaded machine's, and stays below the clients' own limits (45 s, 60 s).
+/// No timeout fires early: the lower bounds below are the behaviour.
+const CLOSED_BY_THE_AGENT: Duration = Duration::from_secs(30);
+
 #[test]
 fn bad_clients_are_closed_within_the_timeouts_and_counted() {
-    if !root_or_skip("bad_clients_are_closed_within_the_timeouts_and_counted") {
+    let Some(s) = setup(
+        "bad_clients_are_closed_within_the_timeouts_and_counted",
+        "bad",
+    ) else {
         return;
-    }
-    let s = setup("bad");
+    };
     let cli = &s.topology.cli;
     let ip = edge4(0);
-    // Plain text on a TLS port: refused at once.
+    // Plain text on a TLS port: refused at once, by the agent: long before
+    // the client's own idle timeout (45 s) would end it.
     let started = Instant::now();
     let target = format!("TCP:{ip}:443,connect-timeout=3");
     let _ = socat(
         cli,
-        &["-t5", "-T8", "-", &target],
+        &["-t5", "-T45", "-", &target],
         b"GET / HTTP/1.0\r\n\r\n",
     );
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < CLOSED_BY_THE_AGENT,
         "{:?}",
         started.elapsed()
     );
@@ -327,7 +302,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
         let _ = quiet_client(cli, &format!("{ip}:443"), first);
         let took = started.elapsed();
         assert!(
-            took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+            took >= Duration::from_millis(1500) && took < CLOSED_BY_THE_AGENT,
             "{first:?}: {took:?}"
         );
     }
@@ -338,7 +313,7 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
     let out = quiet_client(cli, &format!("{}:27", edge4(10)), "").expect("client");
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(9),
+        took >= Duration::from_millis(2500) && took < CLOSED_BY_THE_AGENT,
         "{took:?}"
     );
     assert!(out.starts_with("origin 8080\nPROXY TCP4 "), "{out:?}");
@@ -356,17 +331,17 @@ fn bad_clients_are_closed_within_the_timeouts_and_counted() {
 }
 
 /// A client that sends `first` (printf escapes) and then nothing, keeping
-/// its side open, until the other side closes (12 s at most); returns what
-/// it received. `target` is `ip:port` (IPv4).
+/// its side open, until the other side closes (60 s at most, a hang guard);
+/// returns what it received. `target` is `ip:port` (IPv4).
 fn quiet_client(cli: &tests::netns::Netns, target: &str, first: &str) -> anyhow::Result<String> {
     let (host, port) = target.rsplit_once(':').unwrap_or((target, ""));
     let script = format!("exec 3<>/dev/tcp/{host}/{port} && printf '{first}' >&3 && cat <&3");
     let out = cli
-        .command("timeout", &["12", "bash", "-c", &script])
+        .command("timeout", &["60", "bash", "-c", &script])
         .output()?;
     anyhow::ensure!(
         out.status.code() != Some(124),
-        "{target}: still open after 12 s"
+        "{target}: still open after 60 s"
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

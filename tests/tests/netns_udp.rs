@@ -6,13 +6,13 @@
 use tests::{
     agent::Agent,
     client::udp_exchange_from,
+    config::{AppJson, ConfigBuilder},
     netns::{
         Netns, Topology,
         addr::{self, edge4, edge6},
-        edge_json,
     },
     process::Background,
-    root_or_skip, servers,
+    servers,
 };
 
 struct Setup {
@@ -22,13 +22,19 @@ struct Setup {
 }
 
 /// (protocol, proxy_protocol fields, origin port, origin mode, origin reply)
-const APPS: [(&str, &str, u16, &str, &str); 7] = [
+/// Fields of an app beyond its protocol and origin (key, value).
+type Fields = &'static [(&'static str, &'static str)];
+
+const APPS: [(&str, Fields, u16, &str, &str); 7] = [
     // 0: PROXY v2 on the first datagram of each flow (Spectrum's way)
-    ("udp/5000", r#""proxy_protocol": "v2""#, 7000, "v2", "ok"),
+    ("udp/5000", &[("proxy_protocol", "v2")], 7000, "v2", "ok"),
     // 1: PROXY v2 on every datagram
     (
         "udp/5001",
-        r#""proxy_protocol": "v2", "proxy_protocol_udp": "every_datagram""#,
+        &[
+            ("proxy_protocol", "v2"),
+            ("proxy_protocol_udp", "every_datagram"),
+        ],
         7001,
         "v2",
         "ok",
@@ -36,7 +42,7 @@ const APPS: [(&str, &str, u16, &str, &str); 7] = [
     // 2: SPP both ways
     (
         "udp/5002",
-        r#""proxy_protocol": "simple""#,
+        &[("proxy_protocol", "simple")],
         7002,
         "spp",
         "ok",
@@ -44,21 +50,21 @@ const APPS: [(&str, &str, u16, &str, &str); 7] = [
     // 3-5: SPP origins whose replies must be dropped
     (
         "udp/5003",
-        r#""proxy_protocol": "simple""#,
+        &[("proxy_protocol", "simple")],
         7003,
         "spp",
         "short",
     ),
     (
         "udp/5004",
-        r#""proxy_protocol": "simple""#,
+        &[("proxy_protocol", "simple")],
         7004,
         "spp",
         "bad-magic",
     ),
     (
         "udp/5005",
-        r#""proxy_protocol": "simple""#,
+        &[("proxy_protocol", "simple")],
         7005,
         "spp",
         "other-client",
@@ -66,15 +72,16 @@ const APPS: [(&str, &str, u16, &str, &str); 7] = [
     // 6: an SPP range: edge 6005 reaches origin 7105 only
     (
         "udp/6000-6010",
-        r#""proxy_protocol": "simple""#,
+        &[("proxy_protocol", "simple")],
         7105,
         "spp",
         "ok",
     ),
 ];
 
-fn setup(tag: &str, edge_extra: &str) -> Setup {
-    let topology = Topology::new(tag).expect("topology");
+/// None when the test may not run (see [`Topology::for_test`]).
+fn setup(test: &str, tag: &str, edge: ConfigBuilder) -> Option<Setup> {
+    let topology = Topology::for_test(test, tag)?;
     let mut origins = Vec::new();
     let mut apps = Vec::new();
     for (i, (protocol, pp, port, mode, reply)) in APPS.iter().enumerate() {
@@ -84,26 +91,27 @@ fn setup(tag: &str, edge_extra: &str) -> Setup {
         } else {
             port.to_string()
         };
-        apps.push(format!(
-            r#"{{"protocol": "{protocol}", "dns": {{"type": "CNAME", "name": "u{i}.test"}},
-               "origin_dns": {{"name": "origin.test", "ttl": 600}}, "origin_port": "{origin_port}", {pp}}}"#
-        ));
+        let app = AppJson::new(protocol, &format!("u{i}.test")).origin_dns(
+            "origin.test",
+            600,
+            origin_port,
+        );
+        apps.push(
+            pp.iter()
+                .fold(app, |app, (key, value)| app.set(key, *value)),
+        );
     }
     // Direct origins would do; a name also shows origin_dns on this path.
     origins.push(
         servers::dns(&topology.org, addr::ORG_V4, "origin.test", &[addr::ORG_V4]).expect("dns"),
     );
-    let config = format!(
-        r#"{{"edge": {edge}, "apps": [{apps}]}}"#,
-        edge = edge_json(&format!(r#", "resolver": "{}"{edge_extra}"#, addr::ORG_V4)),
-        apps = apps.join(",\n")
-    );
+    let config = edge.resolver(addr::ORG_V4).apps(apps).build();
     let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
-    Setup {
+    Some(Setup {
         topology,
         agent,
         _origins: origins,
-    }
+    })
 }
 
 /// Sends `line` from `from` (`ip:port`, `[v6]:port`) to `ip:port`;
@@ -119,10 +127,13 @@ fn exchange(cli: &Netns, from: &str, ip: &str, port: u16, line: &str) -> String 
 
 #[test]
 fn origins_learn_the_real_client_through_proxy_v2_and_spp() {
-    if !root_or_skip("origins_learn_the_real_client_through_proxy_v2_and_spp") {
+    let Some(s) = setup(
+        "origins_learn_the_real_client_through_proxy_v2_and_spp",
+        "udp",
+        ConfigBuilder::new(),
+    ) else {
         return;
-    }
-    let s = setup("udp", "");
+    };
     let cli = &s.topology.cli;
     for (family, client, edge) in [
         ("v4", addr::CLI_V4.to_string(), edge4 as fn(usize) -> String),
@@ -177,10 +188,13 @@ fn origins_learn_the_real_client_through_proxy_v2_and_spp() {
 
 #[test]
 fn bad_spp_replies_are_dropped_and_counted() {
-    if !root_or_skip("bad_spp_replies_are_dropped_and_counted") {
+    let Some(s) = setup(
+        "bad_spp_replies_are_dropped_and_counted",
+        "udpbad",
+        ConfigBuilder::new(),
+    ) else {
         return;
-    }
-    let s = setup("udpbad", "");
+    };
     let cli = &s.topology.cli;
     // Short header, wrong magic, another client named: nothing reaches the
     // client, each is counted.
@@ -203,22 +217,32 @@ fn bad_spp_replies_are_dropped_and_counted() {
 
 #[test]
 fn udp_flows_end_when_idle_and_the_flow_limit_holds() {
-    if !root_or_skip("udp_flows_end_when_idle_and_the_flow_limit_holds") {
-        return;
-    }
-    let s = setup(
+    let Some(s) = setup(
+        "udp_flows_end_when_idle_and_the_flow_limit_holds",
         "udplim",
-        r#", "udp_proxy": {"idle_timeout": 6, "max_flows": 2}"#,
-    );
+        ConfigBuilder::new().edge(
+            "udp_proxy",
+            serde_json::json!({"idle_timeout": 6, "max_flows": 2}),
+        ),
+    ) else {
+        return;
+    };
     let cli = &s.topology.cli;
     let send = |cport: u16| {
         let from = format!("{}:{cport}", addr::CLI_V4);
         exchange(cli, &from, &edge4(2), 5002, "hi")
     };
-    assert!(send(44001).ends_with("payload=hi"));
-    assert!(send(44002).ends_with("payload=hi"));
-    // A third client while two flows live (each exchange takes 2 s, the
-    // flows last 6 s): dropped, counted.
+    // Both flows open at once, so the third client comes one exchange (2 s)
+    // into their 6 s, not two: a loaded machine's delays do not let them
+    // expire first.
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| send(44001));
+        let second = scope.spawn(|| send(44002));
+        for flow in [first, second] {
+            assert!(flow.join().expect("client thread").ends_with("payload=hi"));
+        }
+    });
+    // A third client while two flows live: dropped, counted.
     assert_eq!(send(44003), "");
     let limited = s
         .agent
