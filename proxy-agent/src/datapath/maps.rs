@@ -13,7 +13,8 @@ use proxy_common::{
 
 use crate::config::model::{App, Config, Origin, Protocol};
 
-/// Everything the XDP program's maps should hold for one config.
+/// Everything the kernel programs' maps (XDP, TC, sk_lookup) should hold
+/// for one config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MapContents {
     pub listeners: BTreeMap<ListenerKey, ListenerValue>,
