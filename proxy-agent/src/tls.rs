@@ -234,24 +234,26 @@ struct EdgeCertificates {
 }
 
 impl EdgeCertificates {
-    fn pick(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
-        let first = &self.pairs[0];
+    /// `None` only for no pairs, which [`edge_server_config`] refuses.
+    fn pick(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        let first = self.pairs.first()?;
         if self.pairs.len() == 1 {
-            return first;
+            return Some(first);
         }
         let Some(name) = server_name.and_then(|name| ServerName::try_from(name).ok()) else {
-            return first;
+            return Some(first);
         };
-        self.pairs
+        let covering = self
+            .pairs
             .iter()
-            .find(|pair| certificate_covers(pair, &name))
-            .unwrap_or(first)
+            .find(|pair| certificate_covers(pair, &name));
+        Some(covering.unwrap_or(first))
     }
 }
 
 impl ResolvesServerCert for EdgeCertificates {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(self.pick(client_hello.server_name())))
+        self.pick(client_hello.server_name()).map(Arc::clone)
     }
 }
 
