@@ -52,8 +52,8 @@ pub fn build(config: &Config) -> anyhow::Result<RuleSet> {
 }
 
 /// Puts `set` in force, then cuts the fast-path flows of clients it blocks
-/// on apps with `ip_firewall` (new packets of other apps' flows, and of
-/// agent-path apps, are checked by the kernel one by one anyway).
+/// on apps with `ip_firewall`: a tracked flow's packets skip the rules.
+/// (Agent-path apps have no kernel flows: each of their packets is checked.)
 pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
     let loaded = datapath.load_rules(set)?;
     info!(
@@ -77,7 +77,7 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
 
 /// Cuts the fast-path flows, counted in the app slots `slots`, of clients
 /// the rules in force block. A failed walk is logged, not returned: the
-/// rules are in force either way, and new packets are checked one by one.
+/// rules are in force either way, and every new flow is checked.
 pub fn cut_blocked_flows(datapath: &mut Datapath, slots: &BTreeSet<u32>) {
     if slots.is_empty() {
         return;

@@ -1,6 +1,6 @@
 //! The agent of a self-hosted Spectrum: turns a config into BPF map contents,
-//! loads and attaches the XDP fast path, and (in later stages) runs the slow
-//! path for TLS and PROXY headers.
+//! loads and attaches the fast path (XDP, TC ingress), and runs the agent
+//! path for apps the kernel cannot proxy alone (TLS, PROXY and SPP headers).
 //!
 //! Dependencies point down: `config` knows nothing of maps or sockets;
 //! `datapath::maps` is a pure function of the config model; only

@@ -1,32 +1,9 @@
-//! The agent's counters in OpenMetrics text, for `GET /metrics`.
-//!
-//! Everything per app is derived from the same counter rows the `stats`
-//! command reads (one per app slot and verdict), so the families agree
-//! with each other and with [`app_totals`](crate::datapath::stats::app_totals):
-//!
-//! - `spectrum_events_total` / `spectrum_bytes_total {app, app_id, verdict}`:
-//!   the rows as they are, every verdict (the raw view);
-//! - `spectrum_apps`: apps running;
-//! - `spectrum_app_packets_total` / `spectrum_app_bytes_total {app, app_id}`:
-//!   what the app moved, fast path and agent together;
-//! - `spectrum_flows_opened_total` / `spectrum_flows_closed_total
-//!   {app, app_id, path}`: `path="xdp"` and `"tc"` for fast-path flows by
-//!   the hook that opened them, `"agent"` for the agent's connections and
-//!   UDP flows;
-//! - `spectrum_drops_total {app, app_id, reason}`: packets or connections
-//!   refused or lost, by the verdict's name (see [`meaning`]);
-//! - `spectrum_tls_handshake_failures_total`,
-//!   `spectrum_origin_failures_total {app, app_id}`;
-//! - `spectrum_dns_answers_total {rcode, qtype}`: answers of the embedded
-//!   DNS server, when it runs.
-//!
-//! Every running app has all its per-app series from the start, at 0, so
-//! that a dashboard shows a new app (and `rate()` works) before its first
-//! packet. Rows of a slot no running app holds are a retired version of
-//! an app (its flows may still be counted there): they are summed under
-//! `app="-", app_id=""` rather than dropped, so totals over all apps stay
-//! whole. Packets of no app (the global row) appear only in the raw
-//! families, under the same labels, as before.
+//! The agent's counters in OpenMetrics text, for `GET /metrics`. Every
+//! per-app family is derived from the counter rows the `stats` command
+//! reads (one per app slot and verdict), so the families agree with each
+//! other and with [`app_totals`](crate::datapath::stats::app_totals).
+//! The families, their labels, what each verdict adds, why every series
+//! starts at 0 and what `app="-"` holds: `docs/metrics.md`.
 
 use std::collections::HashMap;
 
@@ -76,19 +53,21 @@ enum Meaning {
 }
 
 /// The one place that says what each verdict means for the per-app
-/// families. The match has no catch-all arm on purpose: a new verdict
-/// does not build until it is given a meaning here.
+/// families (the table in `docs/metrics.md`). The match has no catch-all
+/// arm on purpose: a new verdict does not build until it is given a
+/// meaning here.
 ///
 /// Drops: the block rules; `nat_failed` (no NAT port, dropped);
-/// `no_route` (XDP could not send it on; a failure, as in `app_totals`);
-/// `no_origin` and `no_flow` (a fast-path app's packet left to the
-/// edge's stack, which has no socket for it and resets it);
+/// `no_route` (the fast path could not send it on; a failure, as in
+/// `app_totals`); `no_origin` and `no_flow` (a fast-path app's packet left
+/// to the edge's stack, which has no socket for it and resets it);
 /// `conn_limited` (refused at once); `bad_reply` (an origin datagram
 /// dropped). Not drops: `too_big` (the kernel fragments what it may),
-/// `conn_timeout` (an ordinary end), and the verdicts that only the
-/// global row carries (`no_listener`, `not_ip`, `malformed`, `fragment`,
-/// `other_protocol`, `icmp_error`), and `to_tc` (XDP handing a packet to
-/// the TC hook, which counts it again as forwarded). TLS and origin failures have their own
+/// `conn_timeout` (an ordinary end), the verdicts of packets of no app
+/// (`no_listener`, `not_ip`, `malformed`, `fragment`, `other_protocol`,
+/// `icmp_error`; a `malformed` in an app's row is a failed rewrite, passed
+/// to the stack), and `to_tc` (XDP handing a packet to the TC hook, which
+/// counts it again as forwarded). TLS and origin failures have their own
 /// families, not a reason here, so nothing is counted twice.
 const fn meaning(verdict: Verdict) -> Meaning {
     use Verdict as V;
@@ -366,7 +345,8 @@ pub fn render(
     registry.register("apps", "Apps the agent runs", apps);
     let per_app = AppFamilies::register(&mut registry);
 
-    // A map, not a search per row: up to 4,096 apps times 28 verdicts.
+    // A map, not a search per row: up to MAX_APPS slots times
+    // Verdict::COUNT verdicts.
     let by_slot: HashMap<u32, &App> = config.apps.iter().map(|a| (a.slot, a)).collect();
     for app in &config.apps {
         per_app.zero(&AppLabels::of(Some(app)));

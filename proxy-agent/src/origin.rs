@@ -4,7 +4,7 @@
 //! resolve to.
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -23,8 +23,8 @@ use crate::config::model::{Config, Origin, OriginDns, OriginFamily};
 /// UDP socket sends nothing; it only asks the kernel for a route.
 pub fn source_address_for(origin: IpAddr) -> std::io::Result<IpAddr> {
     let bind: SocketAddr = match origin {
-        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal address"),
-        IpAddr::V6(_) => "[::]:0".parse().expect("literal address"),
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(bind)?;
     socket.connect(SocketAddr::new(origin, 9))?;

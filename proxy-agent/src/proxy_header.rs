@@ -16,10 +16,7 @@
 //! `UNKNOWN`). The decoders report mapped addresses as IPv4, so decoding what
 //! the encoders wrote gives back the same endpoints.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The longest v1 line, CRLF included (`PROXY UNKNOWN` with two full IPv6
 /// addresses and ports).
@@ -107,68 +104,49 @@ pub struct Decoded {
 }
 
 /// Why bytes were not accepted as a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// Valid so far but cut short: read more bytes and decode again.
+    #[error("header incomplete, need more bytes")]
     Incomplete,
     /// Does not start with this header's signature (or SPP magic).
+    #[error("not a PROXY protocol / SPP header")]
     NotProxyHeader,
     /// A v1 line without CRLF within 107 bytes, or a v2 header longer than
     /// [`V2_MAX_LEN`].
+    #[error("header longer than the protocol allows")]
     TooLong,
     /// v1: a CR or LF that is not part of the closing CRLF.
+    #[error("PROXY v1 line not ended by CRLF")]
     BadLineEnding,
     /// v1: not US-ASCII text, or fields not separated by single spaces.
+    #[error("PROXY v1 line is not well-formed")]
     BadSyntax,
     /// v1: a protocol other than `TCP4`, `TCP6` or `UNKNOWN`.
+    #[error("PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN")]
     BadProtocol,
     /// v1: an address that is not canonical text of the announced family.
+    #[error("PROXY v1 address is not valid for its family")]
     BadAddress,
     /// v1: a port that is not a decimal 0..=65535 without leading zeros.
+    #[error("PROXY v1 port is not a decimal in 0..=65535")]
     BadPort,
     /// v2: a version nibble other than 2 (the byte is given).
+    #[error("PROXY v2 version/command byte {0:#04x}: not version 2")]
     BadVersion(u8),
     /// v2: a command other than LOCAL or PROXY (the byte is given).
+    #[error("PROXY v2 command byte {0:#04x}: not LOCAL or PROXY")]
     BadCommand(u8),
     /// v2: a family/transport byte the spec does not list.
+    #[error("PROXY v2 family/transport byte {0:#04x} is not valid")]
     BadFamily(u8),
     /// v2: the length field is smaller than the announced family's addresses.
+    #[error("PROXY v2 length {len} is too short for family/transport {family:#04x}")]
     AddressesTooShort { family: u8, len: u16 },
     /// SPP: a datagram shorter than the 38-byte header (its length is given).
+    #[error("datagram of {0} bytes is shorter than the {SPP_LEN}-byte SPP header")]
     ShortDatagram(usize),
 }
-
-impl fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Incomplete => write!(f, "header incomplete, need more bytes"),
-            Self::NotProxyHeader => write!(f, "not a PROXY protocol / SPP header"),
-            Self::TooLong => write!(f, "header longer than the protocol allows"),
-            Self::BadLineEnding => write!(f, "PROXY v1 line not ended by CRLF"),
-            Self::BadSyntax => write!(f, "PROXY v1 line is not well-formed"),
-            Self::BadProtocol => write!(f, "PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN"),
-            Self::BadAddress => write!(f, "PROXY v1 address is not valid for its family"),
-            Self::BadPort => write!(f, "PROXY v1 port is not a decimal in 0..=65535"),
-            Self::BadVersion(b) => {
-                write!(f, "PROXY v2 version/command byte {b:#04x}: not version 2")
-            }
-            Self::BadCommand(b) => write!(f, "PROXY v2 command byte {b:#04x}: not LOCAL or PROXY"),
-            Self::BadFamily(b) => write!(f, "PROXY v2 family/transport byte {b:#04x} is not valid"),
-            Self::AddressesTooShort { family, len } => write!(
-                f,
-                "PROXY v2 length {len} is too short for family/transport {family:#04x}"
-            ),
-            Self::ShortDatagram(len) => {
-                write!(
-                    f,
-                    "datagram of {len} bytes is shorter than the {SPP_LEN}-byte SPP header"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for HeaderError {}
 
 /// The PROXY v1 line for a TCP connection, CRLF included (at most 104 bytes).
 pub fn v1(e: &Endpoints) -> String {

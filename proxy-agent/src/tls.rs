@@ -1,47 +1,8 @@
-//! TLS configuration for the agent's TCP slow path: the edge side (the agent
-//! as a server to clients) and the origin side (the agent as a client to
-//! origins). This module only builds rustls configs; the proxy loop hands
-//! them to `tokio-rustls`.
-//!
-//! Every config is built on `rustls::crypto::ring::default_provider()`
-//! explicitly. No process-default provider is installed or relied on.
-//!
-//! # Edge (`tls: flexible | full | strict`)
-//!
-//! [`edge_server_config`] serves one app's certificate/key pairs over TLS 1.2
-//! and 1.3 with ring's default suites. One pair is always served. With
-//! several, the client's SNI is matched against each certificate's DNS
-//! subject alternative names (wildcards such as `*.example.com` cover one
-//! label, as webpki matches them); no SNI, or no match, gets the first pair.
-//! Every pair is checked when loaded: the certificate parses, the key
-//! parses, and the key belongs to the certificate.
-//!
-//! # Origin
-//!
-//! [`origin_client_config`] with an [`OriginVerify`]:
-//!
-//! - [`OriginVerify::None`] (`tls: full`): the connection is encrypted, but
-//!   the origin's certificate is not validated at all: any issuer, any name,
-//!   expired or self-signed all pass. The handshake signature is still
-//!   verified with ring's algorithms, so the origin must hold the key of the
-//!   certificate it presents. This protects against passive listeners only.
-//! - [`OriginVerify::SystemRoots`] and [`OriginVerify::CaBundle`]
-//!   (`tls: strict`): webpki validates the chain up to a trust anchor (the
-//!   system store via `rustls-native-certs`, which honours `SSL_CERT_FILE`
-//!   and `SSL_CERT_DIR`, or a configured PEM bundle), the validity period,
-//!   the server-auth usage, and that the certificate is valid for the server
-//!   name from [`origin_server_name`] (DNS SAN, or IP SAN for an IP literal;
-//!   the subject CN is never used). Revocation (CRL, OCSP) is not checked.
-//!
-//! The origin ClientHello offers TLS 1.3 and 1.2 suites in Spectrum's order
-//! as far as rustls has them ([`origin_cipher_suites`]).
-//!
-//! # Known gap
-//!
-//! Spectrum also offers origins ECDHE-RSA-AES128-SHA, AES128-GCM-SHA256,
-//! AES128-SHA and AES256-SHA, and speaks TLS 1.1. rustls implements no CBC
-//! suites, no RSA key exchange and no TLS 1.1, so an origin that accepts only
-//! those cannot be reached in `full` or `strict` mode.
+//! TLS configuration for the agent's TCP path: the edge side (the agent as
+//! a server to clients) and the origin side (the agent as a client to
+//! origins). This module only builds rustls configs, all on ring's provider
+//! (no process default); the proxy loop hands them to `tokio-rustls`.
+//! What each `tls` mode checks, SNI, suites and the known gaps: `docs/tls.md`.
 
 use std::{
     fmt,
@@ -273,24 +234,26 @@ struct EdgeCertificates {
 }
 
 impl EdgeCertificates {
-    fn pick(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
-        let first = &self.pairs[0];
+    /// `None` only for no pairs, which [`edge_server_config`] refuses.
+    fn pick(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        let first = self.pairs.first()?;
         if self.pairs.len() == 1 {
-            return first;
+            return Some(first);
         }
         let Some(name) = server_name.and_then(|name| ServerName::try_from(name).ok()) else {
-            return first;
+            return Some(first);
         };
-        self.pairs
+        let covering = self
+            .pairs
             .iter()
-            .find(|pair| certificate_covers(pair, &name))
-            .unwrap_or(first)
+            .find(|pair| certificate_covers(pair, &name));
+        Some(covering.unwrap_or(first))
     }
 }
 
 impl ResolvesServerCert for EdgeCertificates {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(self.pick(client_hello.server_name())))
+        self.pick(client_hello.server_name()).map(Arc::clone)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Removes idle and closed flows from the kernel's flow table and counts
-//! them per app (`flow_expired`, or `flow_expired_tc` for flows opened at
-//! TC ingress). The kernel's LRU also evicts under
-//! pressure; this keeps NAT ports free and the counters honest.
+//! Removes idle and closed flows from the kernel's flow table, and the
+//! flows of clients new access rules block, and counts them per app
+//! (`flow_expired`, or `flow_expired_tc` for flows opened at TC ingress).
+//! The kernel's LRU also evicts under pressure; this keeps NAT ports free
+//! and the counters honest.
 use proxy_common::{
     Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict, ip_proto,
 };
@@ -67,14 +68,14 @@ pub fn monotonic_now_ns() -> u64 {
 }
 
 /// One pass over the flow table: removes expired flows (both directions)
-/// and adds them to the apps' `flow_expired` counters. Returns the number
+/// and adds them to the apps' `flow_expired` / `flow_expired_tc` counters. Returns the number
 /// of flows removed per app.
 pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
     let now = monotonic_now_ns();
     let mut removed_flows = Removed::default();
     let mut flows = datapath.flows()?;
     // Keys first: deleting while iterating restarts the kernel's walk. A
-    // walk that restarts anyway (the XDP program deletes too) may list a
+    // walk that restarts anyway (the kernel programs delete too) may list a
     // key twice: the set keeps one.
     let keys: BTreeSet<FlowKey> = flows.keys().filter_map(Result::ok).collect();
     for key in keys {
@@ -120,7 +121,7 @@ impl Removed {
 
 /// Removes the flows (both directions) whose client `cut` says must go,
 /// given the client's address and the app index of the flow; counts them
-/// as `flow_expired`. Returns the number removed per app.
+/// as `flow_expired` (or `flow_expired_tc`). Returns the number removed per app.
 pub fn cut_flows(
     datapath: &mut Datapath,
     mut cut: impl FnMut(&mut Datapath, IpAddr, u32) -> bool,

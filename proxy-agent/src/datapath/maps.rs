@@ -3,7 +3,7 @@
 //! An application's index in `APPS` (and its row of counters) is its
 //! slot (`App::slot`): its position in the file when loaded, then kept
 //! across live changes while the app is unchanged.
-use std::{collections::BTreeMap, fmt, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use proxy_common::{
     APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, AppValue, ListenerKey, ListenerValue,
@@ -13,7 +13,8 @@ use proxy_common::{
 
 use crate::config::model::{App, Config, Origin, Protocol};
 
-/// Everything the XDP program's maps should hold for one config.
+/// Everything the kernel programs' maps (XDP, TC, sk_lookup) should hold
+/// for one config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MapContents {
     pub listeners: BTreeMap<ListenerKey, ListenerValue>,
@@ -26,49 +27,25 @@ pub struct MapContents {
 }
 
 /// The config does not fit in the kernel maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapacityError {
-    TooManyApps {
-        apps: usize,
-    },
-    TooManyListeners {
-        listeners: usize,
-    },
+    #[error("{apps} apps configured; the data path holds at most {MAX_APPS}")]
+    TooManyApps { apps: usize },
+    #[error(
+        "the apps need {listeners} (protocol, edge address, port) listeners; \
+         the data path holds at most {MAX_LISTENERS}"
+    )]
+    TooManyListeners { listeners: usize },
+    #[error(
+        "apps[{app}] has {origins} {family} origins; at most \
+         {MAX_ORIGINS_PER_FAMILY} per family"
+    )]
     TooManyOrigins {
         app: usize,
         family: &'static str,
         origins: usize,
     },
 }
-
-impl fmt::Display for CapacityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooManyApps { apps } => {
-                write!(
-                    f,
-                    "{apps} apps configured; the data path holds at most {MAX_APPS}"
-                )
-            }
-            Self::TooManyListeners { listeners } => write!(
-                f,
-                "the apps need {listeners} (protocol, edge address, port) listeners; \
-                 the data path holds at most {MAX_LISTENERS}"
-            ),
-            Self::TooManyOrigins {
-                app,
-                family,
-                origins,
-            } => write!(
-                f,
-                "apps[{app}] has {origins} {family} origins; at most \
-                 {MAX_ORIGINS_PER_FAMILY} per family"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for CapacityError {}
 
 /// The 16-byte address form the maps use (IPv4 mapped into IPv6).
 pub fn addr16(ip: IpAddr) -> [u8; 16] {

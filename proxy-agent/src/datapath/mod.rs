@@ -1,5 +1,7 @@
 //! From the config model to the kernel: map contents (pure), loading and
-//! attaching (kernel), counters (reading).
+//! attaching (kernel), counters, flow expiry and the kernel's ring buffers.
+//! The packet path through XDP and TC, the maps and the verdicts:
+//! `docs/datapath.md`.
 pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;

@@ -7,7 +7,7 @@
 //! keeps the first rule. Allow and block prefixes live apart: the kernel
 //! drops a packet when its source is under a block prefix and under no
 //! allow prefix, whatever the prefixes' lengths.
-use std::{collections::BTreeMap, fmt, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use proxy_common::{
@@ -55,22 +55,14 @@ impl RuleSet {
 }
 
 /// More prefixes than one generation of the trie may hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the access rules expand to {prefixes} prefixes; the data path holds at most \
+     {MAX_PREFIXES_PER_GENERATION}"
+)]
 pub struct TooManyPrefixes {
     pub prefixes: usize,
 }
-
-impl fmt::Display for TooManyPrefixes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the access rules expand to {} prefixes; the data path holds at most {}",
-            self.prefixes, MAX_PREFIXES_PER_GENERATION
-        )
-    }
-}
-
-impl std::error::Error for TooManyPrefixes {}
 
 /// Half the trie: a new rule set is loaded beside the one in force.
 pub const MAX_PREFIXES_PER_GENERATION: usize = MAX_RULE_PREFIXES as usize / 2;

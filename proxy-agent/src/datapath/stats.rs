@@ -1,4 +1,6 @@
-//! Reading the per-CPU verdict counters and naming them.
+//! The per-CPU verdict counters: read and summed per app, the agent's own
+//! counts added, a slot cleared for a new app. What each verdict counts:
+//! `docs/datapath.md`.
 use std::{borrow::Borrow, path::Path};
 
 use anyhow::Context as _;
@@ -23,7 +25,8 @@ pub fn sum_per_cpu(values: &[Counter]) -> Counter {
     })
 }
 
-/// The non-zero counters of the first `app_count` apps and of the global row.
+/// The non-zero counters of the app slots below `app_count` and of the
+/// global row.
 pub fn read<T: Borrow<MapData>>(
     stats: &PerCpuArray<T, Counter>,
     app_count: u32,
@@ -55,7 +58,7 @@ pub fn read<T: Borrow<MapData>>(
 }
 
 /// Adds agent-side counts (flows it expired, connections it proxied) to
-/// the counters, in CPU 0's slot: the XDP program never writes these
+/// the counters, in CPU 0's slot: the kernel programs never write these
 /// verdicts, so nothing races with the read-modify-write.
 pub fn add(
     datapath: &mut super::loader::Datapath,
@@ -100,7 +103,7 @@ pub fn clear_slot(datapath: &mut super::loader::Datapath, app: u32) -> anyhow::R
 /// One app's counters in a few figures, whichever path carried it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AppTotals {
-    /// Packets the XDP program forwarded or handed to the agent.
+    /// Packets the fast path (XDP or TC) forwarded or handed to the agent.
     pub packets: u64,
     /// Payload and packet bytes: fast-path packets, plus what the agent
     /// moved both ways.
