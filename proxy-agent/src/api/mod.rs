@@ -1285,7 +1285,7 @@ mod tests {
     /// serves, with the codes the handlers answer.
     #[test]
     fn the_openapi_description_matches_the_routes() {
-        let doc: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+        let doc: Value = serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
         let paths = doc["paths"].as_object().expect("paths");
         let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
         let mut served = ROUTES.to_vec();
