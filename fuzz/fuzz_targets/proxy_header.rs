@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_agent::proxy_header::{V1_MAX_LEN, V2_MAX_LEN, V2_SIGNATURE, parse, parse_v1, parse_v2};
+use proxy_agent::proxy::header::{V1_MAX_LEN, V2_MAX_LEN, V2_SIGNATURE, parse, parse_v1, parse_v2};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = parse(data) {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_agent::proxy_header::{SPP_LEN, parse_spp};
+use proxy_agent::proxy::header::{SPP_LEN, parse_spp};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((_, payload)) = parse_spp(data) {

@@ -15,10 +15,10 @@ use crate::{
         self,
         model::{App, Config, Origin},
     },
-    datapath::{loader, maps, stats, stats::StatsRow},
+    kernel::{loader, maps, stats, stats::StatsRow},
     preflight,
-    tcp::TcpProxyState,
-    udp::UdpProxyState,
+    proxy::tcp::TcpProxyState,
+    proxy::udp::UdpProxyState,
 };
 
 /// `check`: every file validated; all errors printed; exit 1 if any fails.

@@ -2,31 +2,25 @@
 //! loads and attaches the fast path (XDP, TC ingress), and runs the agent
 //! path for apps the kernel cannot proxy alone (TLS, PROXY and SPP headers).
 //!
-//! Dependencies point down: `config` knows nothing of maps or sockets;
-//! `datapath::maps` is a pure function of the config model; only
-//! `datapath::loader` talks to the kernel.
+//! The tree is the architecture (README's "Layout" walks through it):
+//! `config` (schema -> validated model, edits), `agent` (the run loop and
+//! live changes as ordered steps), `kernel` (model -> map contents, loading,
+//! counters, flow expiry), `access` (rules and GeoIP), `proxy` (the agent's
+//! TCP and UDP paths: TLS, PROXY/SPP headers, origins), `dns`, `api`,
+//! `metrics`, `cli`. Dependencies point down: `config` knows nothing of maps
+//! or sockets; `kernel::maps` is a pure function of the config model; only
+//! `kernel::loader` talks to the kernel.
 
 pub mod access;
 pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod datapath;
 pub mod dns;
-pub mod geoip;
-/// The change requests and slot plan under their old path: the API names
-/// them `crate::live::…`.
-pub mod live {
-    pub use crate::agent::plan::*;
-}
+pub mod kernel;
 pub mod metrics;
-pub mod origin;
 pub mod preflight;
-pub mod proxy_header;
-pub mod routes;
-pub mod tcp;
-pub mod tls;
-pub mod udp;
+pub mod proxy;
 
 /// The agent's eBPF object (`proxy`: XDP, TC ingress and sk_lookup
 /// programs and their maps), built from `proxy-ebpf` by this crate's build

@@ -1,7 +1,7 @@
 //! The agent's counters in OpenMetrics text, for `GET /metrics`. Every
 //! per-app family is derived from the counter rows the `stats` command
 //! reads (one per app slot and verdict), so the families agree with each
-//! other and with [`app_totals`](crate::datapath::stats::app_totals).
+//! other and with [`app_totals`](crate::kernel::stats::app_totals).
 //! The families, their labels, what each verdict adds, why every series
 //! starts at 0 and what `app="-"` holds: `docs/metrics.md`.
 
@@ -15,8 +15,8 @@ use prometheus_client::{
 use proxy_common::Verdict;
 
 use crate::config::model::{App, Config};
-use crate::datapath::stats::StatsRow;
 use crate::dns::DnsAnswers;
+use crate::kernel::stats::StatsRow;
 
 /// The `app` label of rows that belong to no running app.
 pub const RETIRED_APP: &str = "-";

@@ -12,9 +12,9 @@ use std::{
 use ipnet::IpNet;
 use maxminddb::{Reader, path};
 use proxy_agent::{
+    access::geoip::{GeoPrefixes, country_prefixes},
     config::model::Config,
-    datapath::rules::compile,
-    geoip::{GeoPrefixes, country_prefixes},
+    kernel::rules::compile,
 };
 use proxy_common::{RULE_BLOCK, RULE_KIND_COUNTRY, Verdict};
 use tests::{packet::*, root_or_skip};
@@ -108,8 +108,8 @@ fn a_whole_country_from_a_full_database_is_blocked_in_xdp() {
     let merged = set.per_rule[0].merged;
 
     let mut tester = Tester::new(&config, &[Hook::Xdp]);
-    let datapath = tester.datapath();
-    let loaded = datapath
+    let kernel = tester.kernel();
+    let loaded = kernel
         .load_rules(&set)
         .expect("load the country's prefixes");
     eprintln!(
@@ -121,7 +121,7 @@ fn a_whole_country_from_a_full_database_is_blocked_in_xdp() {
     assert!(listed >= 1000, "only {listed} networks for {BLOCKED}");
     assert!(merged <= listed && merged > 0, "{listed} -> {merged}");
     assert_eq!((set.len(), loaded.prefixes), (merged, merged));
-    assert_eq!(datapath.rule_prefix_count().expect("walk the trie"), merged);
+    assert_eq!(kernel.rule_prefix_count().expect("walk the trie"), merged);
 
     let reader = Reader::open_readfile(DATABASE).expect("open the database");
     let country_of = |ip: IpAddr| -> Option<String> {
@@ -140,7 +140,7 @@ fn a_whole_country_from_a_full_database_is_blocked_in_xdp() {
         for &client in clients {
             assert_eq!(country_of(client).as_deref(), Some(country), "{client}");
             let rule = tester
-                .datapath()
+                .kernel()
                 .rule_for(client)
                 .expect("kernel lookup")
                 .map(|(action, value)| (action, value.kind, value.rule));

@@ -19,10 +19,12 @@ use super::{
 use crate::{
     access,
     config::{self, edit::Document, model::Config},
-    datapath::{conntrack_gc, maps, rules::RuleSet, stats},
-    dns, preflight,
-    routes::Table,
-    tcp, udp,
+    dns,
+    kernel::{conntrack_gc, maps, rules::RuleSet, stats},
+    preflight,
+    proxy::routes::Table,
+    proxy::tcp,
+    proxy::udp,
 };
 
 /// Everything a change built before anything is switched.
@@ -135,8 +137,8 @@ impl Agent {
             warn!("{part} changed in the file: restart to apply it; the running {part} stays");
         }
         plan::keep_restart_only(&self.config, &mut next);
-        let datapath = &mut self.datapath;
-        let slots = plan::assign_slots(&self.config, &mut next, || slots_with_flows(datapath))
+        let kernel = &mut self.kernel;
+        let slots = plan::assign_slots(&self.config, &mut next, || slots_with_flows(kernel))
             .map_err(ChangeError::Refused)?;
         let apply = |e: anyhow::Error| ChangeError::Apply(format!("{e:#}"));
         // What the new config asks for cannot be had (a certificate that
@@ -201,13 +203,13 @@ impl Agent {
     fn apply(&mut self, op: &Op, prepared: &mut Prepared) -> anyhow::Result<()> {
         let next = &prepared.next;
         match op {
-            Op::ClearCounters(slot) => stats::clear_slot(&mut self.datapath, *slot)?,
+            Op::ClearCounters(slot) => stats::clear_slot(&mut self.kernel, *slot)?,
             Op::SetRules => {
                 if let Some(rules) = &prepared.rules {
-                    access::apply(&mut self.datapath, next, rules)?;
+                    access::apply(&mut self.kernel, next, rules)?;
                 }
             }
-            Op::CutBlockedFlows(slots) => access::cut_blocked_flows(&mut self.datapath, slots),
+            Op::CutBlockedFlows(slots) => access::cut_blocked_flows(&mut self.kernel, slots),
             Op::SwitchRoutes => {
                 if let Some(tcp) = prepared.tcp.take() {
                     self.proxies.tcp.install(tcp);
@@ -223,11 +225,11 @@ impl Agent {
                     log_origins(next, *slot, ips);
                 }
             }
-            Op::AttachXdp => self.datapath.attach(&next.edge.interfaces, self.xdp_mode)?,
-            Op::AttachTc => self.datapath.attach_tc(&next.edge.interfaces)?,
-            Op::SyncMaps => self.datapath.sync(&prepared.contents)?,
+            Op::AttachXdp => self.kernel.attach(&next.edge.interfaces, self.xdp_mode)?,
+            Op::AttachTc => self.kernel.attach_tc(&next.edge.interfaces)?,
+            Op::SyncMaps => self.kernel.sync(&prepared.contents)?,
             Op::CutFlows(removed) => {
-                let cut = conntrack_gc::cut_flows(&mut self.datapath, |_, _, slot| {
+                let cut = conntrack_gc::cut_flows(&mut self.kernel, |_, _, slot| {
                     removed.contains(&slot)
                 })?;
                 if !cut.is_empty() {

@@ -30,14 +30,14 @@ use tracing::{debug, info, warn};
 
 use crate::{
     access::{self, EventLog},
+    agent::plan::ChangeRequest,
     api,
     config::model::Config,
-    datapath::{conntrack_gc, loader::Datapath, maps, ring, stats},
     dns::{self, DnsServer},
-    live::ChangeRequest,
-    origin::fill_origin_sources,
-    tcp::{self, TcpProxyState},
-    udp::{self, UdpProxyState},
+    kernel::{conntrack_gc, loader::Kernel, maps, ring, stats},
+    proxy::origin::fill_origin_sources,
+    proxy::tcp::{self, TcpProxyState},
+    proxy::udp::{self, UdpProxyState},
 };
 
 mod change;
@@ -75,7 +75,7 @@ const CHANGE_QUEUE: usize = 16;
 
 /// What the main loop owns while serving.
 pub struct Agent {
-    datapath: Datapath,
+    kernel: Kernel,
     /// The mode XDP attaches in (at start, or by a change that needs it).
     xdp_mode: XdpMode,
     /// The config in force (slots assigned, origin sources filled).
@@ -132,14 +132,14 @@ impl Agent {
             .await?;
         fill_origin_sources(&mut config, &initial)?;
         let contents = maps::map_contents_resolved(&config, &initial)?;
-        let mut datapath = Datapath::load()?;
-        spawn_kernel_log_reader(&mut datapath);
-        let block_events = access::spawn_event_reader(datapath.take_block_events()?)?;
+        let mut kernel = Kernel::load()?;
+        spawn_kernel_log_reader(&mut kernel);
+        let block_events = access::spawn_event_reader(kernel.take_block_events()?)?;
         let event_log = EventLog::default();
         // Rules before listeners: no packet reaches an app unchecked.
-        access::apply(&mut datapath, &config, &rules)?;
+        access::apply(&mut kernel, &config, &rules)?;
         drop(rules);
-        datapath.sync(&contents)?;
+        kernel.sync(&contents)?;
         for (slot, ips) in &initial {
             proxies.tcp.set_origins(*slot, ips);
             proxies.udp.set_origins(*slot, ips);
@@ -168,14 +168,14 @@ impl Agent {
         warn_on_strict_rp_filter(&config.edge.interfaces);
         // The edge interfaces, which steering admits traffic from, whether or
         // not XDP attaches.
-        datapath.add_redirect_targets(&config.edge.interfaces)?;
+        kernel.add_redirect_targets(&config.edge.interfaces)?;
         if config.needs_xdp() {
-            datapath.attach(&config.edge.interfaces, mode)?;
+            kernel.attach(&config.edge.interfaces, mode)?;
         } else {
             info!("no app needs XDP (no fast path there, no ip_firewall): not attached");
         }
         if config.needs_tc() {
-            datapath.attach_tc(&config.edge.interfaces)?;
+            kernel.attach_tc(&config.edge.interfaces)?;
         }
         // Steering after XDP: every packet that reaches the agent's sockets has
         // passed the access rules. Both sockets always exist, so an app added
@@ -183,7 +183,7 @@ impl Agent {
         let (stop_paths, paths_stopped) = watch::channel(false);
         let tcp_listener = tcp::listener()?;
         let udp_socket = udp::socket()?;
-        datapath.steer_to(Some(&tcp_listener), Some(&udp_socket))?;
+        kernel.steer_to(Some(&tcp_listener), Some(&udp_socket))?;
         let tcp_listener =
             TcpListener::from_std(tcp_listener).context("registering the TCP listener")?;
         let tcp_task = tokio::spawn(tcp::serve(
@@ -216,7 +216,7 @@ impl Agent {
             tokio::spawn(api::serve(listener, state, stop))
         });
         // Counters pinned last: their presence means ready.
-        datapath.pin_stats(&paths.stats_pin)?;
+        kernel.pin_stats(&paths.stats_pin)?;
         info!(
             apps = config.apps.len(),
             listeners = contents.listeners.len(),
@@ -225,7 +225,7 @@ impl Agent {
             "ready"
         );
         let agent = Agent {
-            datapath,
+            kernel,
             xdp_mode: mode,
             config,
             resolved: initial,
@@ -268,13 +268,13 @@ impl Agent {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some((slot, ips)) = inputs.resolved.recv() => self.origins_resolved(slot, ips),
-                _ = flush.tick() => self.proxies.flush_counts(&mut self.datapath),
+                _ = flush.tick() => self.proxies.flush_counts(&mut self.kernel),
                 Some(event) = inputs.block_events.recv() => {
                     inputs.event_log.log(&self.config, &event, Instant::now());
                 }
                 Some(reload) = reloads.recv() => self.reload(reload).await,
                 Some(request) = inputs.changes.recv() => self.edit(request).await,
-                _ = collect.tick() => match conntrack_gc::collect(&mut self.datapath, &timeouts) {
+                _ = collect.tick() => match conntrack_gc::collect(&mut self.kernel, &timeouts) {
                     Ok(expired) if !expired.is_empty() => {
                         debug!(?expired, "expired flows removed (app slot: count)");
                     }
@@ -295,7 +295,7 @@ impl Agent {
             api: api_task,
         } = tasks;
         let Agent {
-            datapath: mut kernel,
+            mut kernel,
             proxies,
             dns,
             ..
@@ -337,7 +337,7 @@ impl Agent {
         self.proxies.udp.set_origins(slot, &ips);
         let applied = maps::app_origins(slot, app, &ips)
             .map_err(anyhow::Error::from)
-            .and_then(|origins| self.datapath.set_app_origins(slot, &origins));
+            .and_then(|origins| self.kernel.set_app_origins(slot, &origins));
         match applied {
             Ok(()) => log_origins(&self.config, slot, &ips),
             Err(err) => warn!(app = %app.dns.name, "origin update failed: {err:#}"),
@@ -354,8 +354,8 @@ fn log_origins(config: &Config, slot: u32, ips: &[IpAddr]) {
 
 /// Slots that flows in the kernel still count in (a best effort: a walk
 /// that fails finds none, and fresh slots are cleared anyway).
-fn slots_with_flows(datapath: &mut Datapath) -> BTreeSet<u32> {
-    match datapath.flows() {
+fn slots_with_flows(kernel: &mut Kernel) -> BTreeSet<u32> {
+    match kernel.flows() {
         Ok(flows) => flows
             .iter()
             .filter_map(Result::ok)
@@ -394,10 +394,10 @@ struct Proxies {
 
 impl Proxies {
     /// Their counts into the kernel counters `stats` reads.
-    fn flush_counts(&self, datapath: &mut Datapath) {
+    fn flush_counts(&self, kernel: &mut Kernel) {
         let mut rows = self.tcp.take_counts();
         rows.extend(self.udp.take_counts());
-        if let Err(err) = stats::add(datapath, rows) {
+        if let Err(err) = stats::add(kernel, rows) {
             warn!("writing agent-path counters: {err:#}");
         }
     }
@@ -426,8 +426,8 @@ fn warn_on_strict_rp_filter(interfaces: &[String]) {
 }
 
 /// Forwards the XDP program's aya-log records to our log.
-fn spawn_kernel_log_reader(datapath: &mut Datapath) {
-    let logger = match aya_log::EbpfLogger::init(datapath.ebpf_mut()) {
+fn spawn_kernel_log_reader(kernel: &mut Kernel) {
+    let logger = match aya_log::EbpfLogger::init(kernel.ebpf_mut()) {
         Ok(logger) => logger,
         Err(err) => {
             warn!(%err, "kernel log records will not be shown");

@@ -209,7 +209,7 @@ pub enum Op {
     AttachXdp,
     AttachTc,
     /// The kernel maps written (new apps whole before their listeners, gone
-    /// listeners before their apps: `Datapath::sync`).
+    /// listeners before their apps: `Kernel::sync`).
     SyncMaps,
     /// The flows of deleted apps, by slot, cut.
     CutFlows(BTreeSet<u32>),

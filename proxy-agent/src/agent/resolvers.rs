@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::model::{Config, Origin, OriginDns},
-    origin::{OriginResolver, refresh_after},
+    proxy::origin::{OriginResolver, refresh_after},
 };
 
 /// After a failed lookup, the next try (the addresses in use stay).

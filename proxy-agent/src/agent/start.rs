@@ -9,7 +9,7 @@ use aya::programs::XdpMode;
 use super::RunPaths;
 use crate::{
     config::{self, model::Config},
-    datapath::{loader, maps},
+    kernel::{loader, maps},
     preflight,
 };
 

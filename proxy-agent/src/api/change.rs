@@ -14,8 +14,8 @@ use super::error::{
 };
 use crate::config::model::Config;
 use crate::{
+    agent::plan::{ChangeError, ChangeRequest, Edit},
     config::edit::{Document, EditError, now_rfc3339},
-    live::{ChangeError, ChangeRequest, Edit},
 };
 
 /// How long a change may take to be validated and applied.

@@ -9,7 +9,7 @@
 //! 404, another method 405, a bad query or body 400, each in the envelope.
 //!
 //! A change is an edit of the config document sent to the agent's main
-//! loop ([`crate::live::ChangeRequest`]), which validates the whole config,
+//! loop ([`crate::agent::plan::ChangeRequest`]), which validates the whole config,
 //! writes the file back and applies the change live; the answer says how
 //! it went.
 //!
@@ -29,7 +29,7 @@ use axum::{
 use tokio::sync::{mpsc, watch};
 
 use crate::config::model::Config;
-use crate::{datapath::stats::StatsRow, dns::DnsAnswers, live::ChangeRequest};
+use crate::{agent::plan::ChangeRequest, dns::DnsAnswers, kernel::stats::StatsRow};
 use error::{ApiError, CODE_AUTH, CODE_ROUTE};
 
 mod apps;

@@ -7,8 +7,8 @@ use tower::ServiceExt as _;
 
 use super::error::{CODE_BAD_QUERY, CODE_INVALID, CODE_NOT_FOUND};
 use super::*;
+use crate::agent::plan::ChangeError;
 use crate::config::load_str;
-use crate::live::ChangeError;
 
 const CONFIG: &str = r#"{
   "edge": {"interfaces": ["eth0"],

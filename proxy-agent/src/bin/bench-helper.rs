@@ -32,17 +32,17 @@ use aya::{
 use clap::{Parser, Subcommand};
 use ipnet::{IpNet, Ipv4Net};
 use proxy_agent::{
+    access::geoip::{GeoPrefixes, country_prefixes},
     config::{
         self,
         model::{AccessRule, Origin, RuleAction, RuleTarget},
     },
-    datapath::{
-        loader::Datapath,
+    kernel::{
+        loader::Kernel,
         maps::{addr16, map_contents},
         rules::{RuleSet, compile},
     },
-    geoip::{GeoPrefixes, country_prefixes},
-    origin::fill_origin_sources,
+    proxy::origin::fill_origin_sources,
 };
 use proxy_common::{
     FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
@@ -51,7 +51,7 @@ use proxy_common::{
 
 /// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
 /// the agent's build script): the routers, the XDP pass program and the
-/// sink. The cost probes load the agent's own object through [`Datapath`].
+/// sink. The cost probes load the agent's own object through [`Kernel`].
 static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench"));
 
 #[derive(Parser)]
@@ -257,9 +257,9 @@ fn xdp_cost(
         .map_err(|e| anyhow!("{e}"))?
         .config;
     fill_origin_sources(&mut config, &Default::default())?;
-    let mut datapath = Datapath::load()?;
-    datapath.sync(&map_contents(&config)?)?;
-    datapath.add_redirect_targets(&config.edge.interfaces)?;
+    let mut kernel = Kernel::load()?;
+    kernel.sync(&map_contents(&config)?)?;
+    kernel.add_redirect_targets(&config.edge.interfaces)?;
     // A fast-path hit rewrites the frame, and BPF_PROG_TEST_RUN repeats on
     // the rewritten frame. Two flows that rewrite into each other, both
     // toward routable neighbours, keep every repetition a hit that ends in
@@ -314,7 +314,7 @@ fn xdp_cost(
         ..to_origin
     };
     {
-        let mut flows = datapath.flows()?;
+        let mut flows = kernel.flows()?;
         flows.insert(to_client, into(&rewritten), 0)?;
         flows.insert(rewritten, into(&to_client), 0)?;
     }
@@ -322,7 +322,7 @@ fn xdp_cost(
         ingress,
         "--ingress",
     )?);
-    let hit = cost_per_packet(&mut datapath, &frame, ingress, repeat)?;
+    let hit = cost_per_packet(&mut kernel, &frame, ingress, repeat)?;
     // Out through another interface (redirect) or the one it came in on (TX).
     anyhow::ensure!(
         hit.0 == XDP_REDIRECT || hit.0 == XDP_TX,
@@ -331,7 +331,7 @@ fn xdp_cost(
          neighbours of the client and the origin must be known in this namespace)",
         hit.0
     );
-    let tc_hit = tc_cost_per_packet(&mut datapath, &frame, ingress, repeat)?;
+    let tc_hit = tc_cost_per_packet(&mut kernel, &frame, ingress, repeat)?;
     anyhow::ensure!(
         tc_hit.0 == TC_ACT_REDIRECT,
         "the fast-path frame ended with TC action {} after {repeat} repetitions, not \
@@ -339,9 +339,9 @@ fn xdp_cost(
         tc_hit.0
     );
     let miss = tcp_frame(client, edge, 31000, 9, 0x10);
-    let (_, miss_cost) = cost_per_packet(&mut datapath, &miss, ingress, repeat)?;
+    let (_, miss_cost) = cost_per_packet(&mut kernel, &miss, ingress, repeat)?;
     let arp = [0xffu8; 42];
-    let (_, not_ip_cost) = cost_per_packet(&mut datapath, &arp, ingress, repeat)?;
+    let (_, not_ip_cost) = cost_per_packet(&mut kernel, &arp, ingress, repeat)?;
     println!(
         "{}",
         serde_json::json!({
@@ -360,7 +360,7 @@ fn xdp_cost(
 /// keeps the frame as each run left it): the last run's action and the
 /// kernel's mean time per run.
 fn cost_per_packet(
-    datapath: &mut Datapath,
+    kernel: &mut Kernel,
     frame: &[u8],
     ingress_ifindex: Option<u32>,
     repeat: u32,
@@ -369,7 +369,7 @@ fn cost_per_packet(
     let md: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex.unwrap_or(0), 0, 0];
     let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
     let mut out = vec![0u8; frame.len() + 256];
-    let result = datapath.program()?.test_run(TestRunOptions {
+    let result = kernel.program()?.test_run(TestRunOptions {
         data_in: Some(frame),
         data_out: Some(&mut out),
         ctx_in: ingress_ifindex.map(|_| ctx.as_slice()),
@@ -389,7 +389,7 @@ const SKB_IFINDEX: usize = 40;
 /// [`cost_per_packet`] for the TC-ingress program, the skb received on
 /// `ingress_ifindex`.
 fn tc_cost_per_packet(
-    datapath: &mut Datapath,
+    kernel: &mut Kernel,
     frame: &[u8],
     ingress_ifindex: Option<u32>,
     repeat: u32,
@@ -399,7 +399,7 @@ fn tc_cost_per_packet(
     skb[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4].copy_from_slice(&index);
     skb[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&index);
     let mut out = vec![0u8; frame.len() + 256];
-    let result = datapath.tc_program()?.test_run(TestRunOptions {
+    let result = kernel.tc_program()?.test_run(TestRunOptions {
         data_in: Some(frame),
         data_out: Some(&mut out),
         ctx_in: Some(&skb),
@@ -412,11 +412,11 @@ fn tc_cost_per_packet(
 /// The verifier's instruction count of each production program, loaded
 /// from the agent's object as the agent loads it.
 fn verifier_insns() -> anyhow::Result<()> {
-    let mut datapath = Datapath::load()?;
+    let mut kernel = Kernel::load()?;
     let count = |info: aya::programs::ProgramInfo| info.verified_instruction_count();
-    let xdp = count(datapath.program()?.info()?);
-    let tc = count(datapath.tc_program()?.info()?);
-    let steer: &mut SkLookup = datapath
+    let xdp = count(kernel.program()?.info()?);
+    let tc = count(kernel.tc_program()?.info()?);
+    let steer: &mut SkLookup = kernel
         .ebpf_mut()
         .program_mut(STEER_PROGRAM)
         .ok_or_else(|| anyhow!("no {STEER_PROGRAM} program"))?
@@ -583,12 +583,12 @@ fn rule_cost(
             .sum();
         // A fresh program per set: the load time is the new set's alone,
         // not the removal of the one before.
-        let mut datapath = Datapath::load()?;
-        datapath.sync(&contents)?;
-        let loaded = datapath.load_rules(&set)?;
+        let mut kernel = Kernel::load()?;
+        kernel.sync(&contents)?;
+        let loaded = kernel.load_rules(&set)?;
         let mut measure = |client: Ipv4Addr, want: u32| -> anyhow::Result<u64> {
             let frame = tcp_frame(client, RULE_EDGE, 31000, RULE_PORT, 0x02);
-            let (action, cost) = cost_per_packet(&mut datapath, &frame, None, repeat)?;
+            let (action, cost) = cost_per_packet(&mut kernel, &frame, None, repeat)?;
             anyhow::ensure!(
                 action == want,
                 "{}: client {client} got XDP action {action}, not {want}",

@@ -21,7 +21,7 @@
 //! it end to end.
 use std::net::Ipv4Addr;
 
-use proxy_agent::datapath::maps::addr16;
+use proxy_agent::kernel::maps::addr16;
 use proxy_common::{FlowKey, HOOK_TC, ip_proto};
 use tests::{packet::checksums_verify, root_or_skip};
 
@@ -56,7 +56,7 @@ fn loaded(hook: Hook, nat_ports: &str) -> Tester {
 fn loaded_with(text: &str, hooks: &[Hook]) -> Tester {
     let mut tester = Tester::new(&fixture::config(text), hooks);
     tester
-        .datapath()
+        .kernel()
         .add_redirect_targets(&["cli0".into(), "org0".into()])
         .expect("redirect map");
     tester
@@ -283,7 +283,7 @@ fn a_flow_half_put_back_keeps_its_hook() {
     let ack = tcp_frame(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), ACK);
     assert_eq!(tester.run(Hook::Tc, CLI0, &ack).0, TC_ACT_REDIRECT);
     let put_back = tester
-        .datapath()
+        .kernel()
         .flows()
         .expect("flow map")
         .get(&to_client, 0)
@@ -319,7 +319,7 @@ fn tcp_key(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
 /// Removes the `evicted` half (as the LRU would) and marks the `kept` half
 /// (a TC half) last seen long ago, so its next packet refreshes the other.
 fn evict_one_half_and_age_the_other(tester: &mut Tester, evicted: FlowKey, kept: FlowKey) {
-    let mut flows = tester.datapath().flows().expect("flow map");
+    let mut flows = tester.kernel().flows().expect("flow map");
     flows.remove(&evicted).expect("the reply half");
     let mut half = flows.get(&kept, 0).expect("the client half");
     assert_eq!(half.hook, HOOK_TC);

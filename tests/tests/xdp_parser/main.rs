@@ -3,7 +3,7 @@
 //! verdict) each must move; the runner (`fixture/`) feeds them to the XDP
 //! program. Adding a case is adding a row.
 use aya::maps::HashMap;
-use proxy_agent::datapath::{maps::map_contents, stats};
+use proxy_agent::kernel::{maps::map_contents, stats};
 use proxy_common::{ListenerKey, ListenerValue, Verdict, ip_proto, map_names, v4_mapped};
 use tests::{
     counters::moved,
@@ -40,7 +40,7 @@ fn counters_carry_frame_bytes() {
     for _ in 0..3 {
         tester.run(Hook::Xdp, None, &frame);
     }
-    let map = tester.datapath().stats().expect("stats");
+    let map = tester.kernel().stats().expect("stats");
     let rows = stats::read(&map, 2).expect("read");
     let row = rows
         .iter()
@@ -64,7 +64,7 @@ fn a_listener_pointing_at_an_empty_app_slot_is_ignored() {
 /// A stale listener: app slot 9 holds no app.
 fn add_a_listener_of_app_slot_9_on_port_7777(tester: &mut Tester) {
     let map = tester
-        .datapath()
+        .kernel()
         .ebpf_mut()
         .map_mut(map_names::LISTENERS)
         .expect("listeners");
@@ -109,7 +109,7 @@ fn sync_without_the_udp_app(tester: &mut Tester) {
     let config = config(&only_tcp);
     assert_eq!(config.apps.len(), 1, "the replace above must remove an app");
     tester
-        .datapath()
+        .kernel()
         .sync(&map_contents(&config).expect("fits"))
         .expect("sync");
 }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use proxy_agent::{
     config::model::Config,
-    datapath::rules::{RuleSet, compile, decide},
+    kernel::rules::{RuleSet, compile, decide},
 };
 use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
 use tests::{
@@ -44,7 +44,7 @@ fn access_rule_fixtures() {
     let config = config();
     let set = rule_set(&config);
     let mut tester = loaded(&config);
-    tester.datapath().load_rules(&set).expect("load rules");
+    tester.kernel().load_rules(&set).expect("load rules");
     tester.check_rows(Hook::Xdp, &rows());
     the_kernel_and_the_model_agree_on_each_firewalled_client(&mut tester, &set);
 }
@@ -54,11 +54,7 @@ fn the_kernel_and_the_model_agree_on_each_firewalled_client(tester: &mut Tester,
     let mut failures = Vec::new();
     for client in clients().iter().filter(|client| client.app != 2) {
         let src: IpAddr = client.src.parse().expect("src");
-        let kernel = tester
-            .datapath()
-            .rule_for(src)
-            .expect("lookup")
-            .map(|d| d.0);
+        let kernel = tester.kernel().rule_for(src).expect("lookup").map(|d| d.0);
         let model = decide(set, src).map(|d| d.0);
         let blocked = client.verdict != Verdict::ToAgent;
         if kernel != model || (kernel == Some(RULE_BLOCK)) != blocked {
@@ -82,13 +78,13 @@ fn a_new_rule_set_replaces_the_old_one_whole() {
     // Before any rules: allowed.
     assert_eq!(tester.run(Hook::Xdp, None, &blocked).0, XDP_PASS);
     let full = rule_set(&config);
-    let first = tester.datapath().load_rules(&full).expect("load");
+    let first = tester.kernel().load_rules(&full).expect("load");
     assert_eq!(tester.run(Hook::Xdp, None, &blocked).0, XDP_DROP);
     // A set without the ip rule: that client passes, the range still blocks.
     let mut fewer = config.clone();
     fewer.access_rules.remove(0);
     let second = tester
-        .datapath()
+        .kernel()
         .load_rules(&rule_set(&fewer))
         .expect("reload");
     assert_ne!(first.generation, second.generation);
@@ -96,19 +92,19 @@ fn a_new_rule_set_replaces_the_old_one_whole() {
     let range = frame("10.8.3.3".parse().expect("ip"), PROTO_TCP, 80);
     assert_eq!(tester.run(Hook::Xdp, None, &range).0, XDP_DROP);
     // The old generation's prefixes are gone from the trie.
-    let entries = tester.datapath().rule_prefix_count().expect("count");
+    let entries = tester.kernel().rule_prefix_count().expect("count");
     assert_eq!(entries, rule_set(&fewer).len());
     an_empty_rule_set_allows_everyone(&mut tester, &range);
 }
 
 fn an_empty_rule_set_allows_everyone(tester: &mut Tester, range: &[u8]) {
-    let datapath = tester.datapath();
-    datapath.load_rules(&RuleSet::default()).expect("empty");
+    let kernel = tester.kernel();
+    kernel.load_rules(&RuleSet::default()).expect("empty");
     assert_eq!(tester.run(Hook::Xdp, None, range).0, XDP_PASS);
-    let datapath = tester.datapath();
-    assert_eq!(datapath.rule_prefix_count().expect("count"), 0);
+    let kernel = tester.kernel();
+    assert_eq!(kernel.rule_prefix_count().expect("count"), 0);
     assert_eq!(
-        datapath
+        kernel
             .rule_for("10.8.3.3".parse().expect("ip"))
             .expect("lookup"),
         None
@@ -123,10 +119,10 @@ fn a_block_is_reported_once_per_sampling_gap() {
     let config = config();
     let mut tester = loaded(&config);
     tester
-        .datapath()
+        .kernel()
         .load_rules(&rule_set(&config))
         .expect("load");
-    let mut ring = tester.datapath().take_block_events().expect("ring");
+    let mut ring = tester.kernel().take_block_events().expect("ring");
     let src: IpAddr = "fd07::9".parse().expect("ip");
     for _ in 0..50 {
         assert_eq!(

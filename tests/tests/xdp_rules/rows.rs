@@ -4,7 +4,7 @@
 //! turns into the runner's rows.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use proxy_agent::geoip::GeoPrefixes;
+use proxy_agent::access::geoip::GeoPrefixes;
 use proxy_common::Verdict;
 use tests::packet::*;
 

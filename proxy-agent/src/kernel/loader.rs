@@ -1,6 +1,6 @@
 //! Loads the agent's eBPF object (`proxy`: the XDP and TC-ingress programs
 //! and sk_lookup), attaches them, writes the maps and publishes the
-//! counters. Dropping the [`Datapath`] detaches the programs.
+//! counters. Dropping the [`Kernel`] detaches the programs.
 use std::{
     fs,
     net::IpAddr,
@@ -39,7 +39,7 @@ pub fn stats_pin_path(bpffs: &Path, instance: &str) -> PathBuf {
         .join(map_names::STATS)
 }
 
-pub struct Datapath {
+pub struct Kernel {
     ebpf: Ebpf,
     pinned: Option<PathBuf>,
     /// The rule generation in force and the trie keys it holds.
@@ -62,7 +62,7 @@ pub struct RulesLoaded {
     pub elapsed: Duration,
 }
 
-impl Datapath {
+impl Kernel {
     /// Creates the embedded object's maps in the kernel; each program is
     /// verified and loaded when first asked for.
     pub fn load() -> anyhow::Result<Self> {
@@ -418,7 +418,7 @@ fn allow_local_source(interface: &str) {
     }
 }
 
-impl Drop for Datapath {
+impl Drop for Kernel {
     fn drop(&mut self) {
         if let Some(path) = self.pinned.take() {
             if let Err(err) = fs::remove_file(&path) {

@@ -2,6 +2,8 @@
 //! expanded from the GeoIP databases) become the kernel's prefix set, which
 //! is put in force at once; flows that the new set blocks are cut; and the
 //! kernel's sampled block events are logged, rate-limited.
+pub mod geoip;
+
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
@@ -15,13 +17,12 @@ use tracing::{info, warn};
 
 use crate::{
     config::model::{Config, RuleTarget},
-    datapath::{
+    kernel::{
         conntrack_gc::{cut_flows, ip_of},
-        loader::Datapath,
+        loader::Kernel,
         ring::spawn_drain,
         rules::{self, RuleSet},
     },
-    geoip,
 };
 
 /// The kernel prefix set of the config's rules. Fails when a GeoIP
@@ -54,8 +55,8 @@ pub fn build(config: &Config) -> anyhow::Result<RuleSet> {
 /// Puts `set` in force, then cuts the fast-path flows of clients it blocks
 /// on apps with `ip_firewall`: a tracked flow's packets skip the rules.
 /// (Agent-path apps have no kernel flows: each of their packets is checked.)
-pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
-    let loaded = datapath.load_rules(set)?;
+pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
+    let loaded = kernel.load_rules(set)?;
     info!(
         generation = loaded.generation,
         prefixes = loaded.prefixes,
@@ -70,7 +71,7 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
         .collect();
     // Nothing can be blocked: no need to walk the flow table.
     if !set.block.is_empty() {
-        cut_blocked_flows(datapath, &firewalled);
+        cut_blocked_flows(kernel, &firewalled);
     }
     Ok(())
 }
@@ -78,12 +79,12 @@ pub fn apply(datapath: &mut Datapath, config: &Config, set: &RuleSet) -> anyhow:
 /// Cuts the fast-path flows, counted in the app slots `slots`, of clients
 /// the rules in force block. A failed walk is logged, not returned: the
 /// rules are in force either way, and every new flow is checked.
-pub fn cut_blocked_flows(datapath: &mut Datapath, slots: &BTreeSet<u32>) {
+pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
     if slots.is_empty() {
         return;
     }
-    let cut = cut_flows(datapath, |datapath, client, app| {
-        slots.contains(&app) && matches!(datapath.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+    let cut = cut_flows(kernel, |kernel, client, app| {
+        slots.contains(&app) && matches!(kernel.rule_for(client), Ok(Some((RULE_BLOCK, _))))
     });
     match cut {
         Ok(cut) if !cut.is_empty() => {

@@ -31,9 +31,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
-    proxy_header::{self, Endpoints, Transport},
-    routes::{AppCounts, Counts, Routes, Table, Target, unmapped},
-    tls::{self, CertKeyPaths, OriginVerify},
+    proxy::header::{self, Endpoints, Transport},
+    proxy::routes::{AppCounts, Counts, Routes, Table, Target, unmapped},
+    proxy::tls::{self, CertKeyPaths, OriginVerify},
 };
 
 /// What the TCP path adds to an app's [`Target`].
@@ -349,8 +349,8 @@ async fn proxy(
         proxy: edge,
     };
     let header = match route.proxy_protocol {
-        ProxyProtocol::V1 => Some(proxy_header::v1(&endpoints).into_bytes()),
-        ProxyProtocol::V2 => Some(proxy_header::v2(&endpoints, Transport::Tcp)),
+        ProxyProtocol::V1 => Some(header::v1(&endpoints).into_bytes()),
+        ProxyProtocol::V2 => Some(header::v2(&endpoints, Transport::Tcp)),
         _ => None,
     };
     if let Some(header) = header

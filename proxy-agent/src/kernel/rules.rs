@@ -1,5 +1,5 @@
 //! Access rules -> the prefixes of the kernel's `RULES` trie. Pure: no
-//! kernel, no I/O (GeoIP databases are read by `crate::geoip` beforehand).
+//! kernel, no I/O (GeoIP databases are read by `crate::access::geoip` beforehand).
 //!
 //! Each rule becomes a set of prefixes (an IP: one /32 or /128; a range:
 //! itself; an ASN or a country: the database's networks), merged where
@@ -17,8 +17,8 @@ use proxy_common::{
 
 use super::maps::addr16;
 use crate::{
+    access::geoip::GeoPrefixes,
     config::model::{AccessRule, RuleAction, RuleTarget},
-    geoip::GeoPrefixes,
 };
 
 /// The prefixes of one rule set, ready for the kernel.

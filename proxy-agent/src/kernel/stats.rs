@@ -61,10 +61,10 @@ pub fn read<T: Borrow<MapData>>(
 /// the counters, in CPU 0's slot: the kernel programs never write these
 /// verdicts, so nothing races with the read-modify-write.
 pub fn add(
-    datapath: &mut super::loader::Datapath,
+    kernel: &mut super::loader::Kernel,
     rows: impl IntoIterator<Item = (u32, Verdict, Counter)>,
 ) -> anyhow::Result<()> {
-    let mut stats = datapath.stats()?;
+    let mut stats = kernel.stats()?;
     for (app, verdict, add) in rows {
         let index = stats_index(app, verdict);
         let mut values: Vec<Counter> = stats
@@ -87,8 +87,8 @@ pub fn add(
 
 /// Sets the counters of app slot `app` to zero on every CPU: a slot handed
 /// to a new app starts clean.
-pub fn clear_slot(datapath: &mut super::loader::Datapath, app: u32) -> anyhow::Result<()> {
-    let mut stats = datapath.stats()?;
+pub fn clear_slot(kernel: &mut super::loader::Kernel, app: u32) -> anyhow::Result<()> {
+    let mut stats = kernel.stats()?;
     let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
     for verdict in Verdict::ALL {
         let zeros = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])

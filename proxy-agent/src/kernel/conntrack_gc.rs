@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use super::loader::Datapath;
+use super::loader::Kernel;
 use crate::config::model::FlowTimeouts;
 
 /// The idle limits, from `edge.flow_timeouts`.
@@ -70,10 +70,10 @@ pub fn monotonic_now_ns() -> u64 {
 /// One pass over the flow table: removes expired flows (both directions)
 /// and adds them to the apps' `flow_expired` / `flow_expired_tc` counters. Returns the number
 /// of flows removed per app.
-pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
+pub fn collect(kernel: &mut Kernel, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
     let now = monotonic_now_ns();
     let mut removed_flows = Removed::default();
-    let mut flows = datapath.flows()?;
+    let mut flows = kernel.flows()?;
     // Keys first: deleting while iterating restarts the kernel's walk. A
     // walk that restarts anyway (the kernel programs delete too) may list a
     // key twice: the set keeps one.
@@ -96,7 +96,7 @@ pub fn collect(datapath: &mut Datapath, timeouts: &Timeouts) -> anyhow::Result<B
             removed_flows.add(&value);
         }
     }
-    record_expired(datapath, &removed_flows)?;
+    record_expired(kernel, &removed_flows)?;
     Ok(removed_flows.per_app())
 }
 
@@ -123,10 +123,10 @@ impl Removed {
 /// given the client's address and the app index of the flow; counts them
 /// as `flow_expired` (or `flow_expired_tc`). Returns the number removed per app.
 pub fn cut_flows(
-    datapath: &mut Datapath,
-    mut cut: impl FnMut(&mut Datapath, IpAddr, u32) -> bool,
+    kernel: &mut Kernel,
+    mut cut: impl FnMut(&mut Kernel, IpAddr, u32) -> bool,
 ) -> anyhow::Result<BTreeMap<u32, u64>> {
-    let to_origin: Vec<(FlowKey, FlowValue)> = datapath
+    let to_origin: Vec<(FlowKey, FlowValue)> = kernel
         .flows()?
         .iter()
         .filter_map(Result::ok)
@@ -134,16 +134,16 @@ pub fn cut_flows(
         .collect();
     let mut removed = Removed::default();
     for (key, value) in to_origin {
-        if !cut(datapath, ip_of(key.src), value.app) {
+        if !cut(kernel, ip_of(key.src), value.app) {
             continue;
         }
-        let mut flows = datapath.flows()?;
+        let mut flows = kernel.flows()?;
         if flows.remove(&key).is_ok() {
             removed.add(&value);
         }
         let _ = flows.remove(&value.peer_key(key.proto));
     }
-    record_expired(datapath, &removed)?;
+    record_expired(kernel, &removed)?;
     Ok(removed.per_app())
 }
 
@@ -153,7 +153,7 @@ pub fn ip_of(addr: [u8; 16]) -> IpAddr {
 }
 
 /// Adds to the per-CPU `flow_expired` / `flow_expired_tc` counters.
-fn record_expired(datapath: &mut Datapath, removed: &Removed) -> anyhow::Result<()> {
+fn record_expired(kernel: &mut Kernel, removed: &Removed) -> anyhow::Result<()> {
     let rows = removed.0.iter().map(|((app, hook), count)| {
         let counter = Counter {
             packets: *count,
@@ -161,7 +161,7 @@ fn record_expired(datapath: &mut Datapath, removed: &Removed) -> anyhow::Result<
         };
         (*app, Verdict::flow_expired(*hook), counter)
     });
-    super::stats::add(datapath, rows)
+    super::stats::add(kernel, rows)
 }
 
 #[cfg(test)]
@@ -267,7 +267,7 @@ mod tests {
         let v4 = proxy_common::v4_mapped([10, 0, 1, 2]);
         assert_eq!(ip_of(v4), "10.0.1.2".parse::<IpAddr>().unwrap());
         let v6: IpAddr = "fd00:1::2".parse().unwrap();
-        assert_eq!(ip_of(crate::datapath::maps::addr16(v6)), v6);
+        assert_eq!(ip_of(crate::kernel::maps::addr16(v6)), v6);
     }
 
     #[test]

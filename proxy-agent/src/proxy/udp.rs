@@ -41,8 +41,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::model::{App, Config, Protocol, ProxyProtocol, UdpProxy},
-    proxy_header::{self, Endpoints, Transport},
-    routes::{AppCounts, Counts, Entry, Routes, Table, Target, unmapped},
+    proxy::header::{self, Endpoints, Transport},
+    proxy::routes::{AppCounts, Counts, Entry, Routes, Table, Target, unmapped},
 };
 
 /// Receive buffers hold any UDP payload (IPv6's largest is 65,527
@@ -173,7 +173,7 @@ impl UdpProxyState {
     }
 
     /// The routes for `config`, not yet in force (see
-    /// [`TcpProxyState::prepare`](crate::tcp::TcpProxyState::prepare)).
+    /// [`TcpProxyState::prepare`](crate::proxy::tcp::TcpProxyState::prepare)).
     pub fn prepare(&self, config: &Config) -> anyhow::Result<Table<Route>> {
         self.routes.prepare(config, serves, Route::new)
     }
@@ -434,8 +434,8 @@ async fn run(
         proxy: edge,
     };
     let header = match route.header {
-        Header::V2First | Header::V2Every => proxy_header::v2(&endpoints, Transport::Udp),
-        Header::Spp => proxy_header::spp(&endpoints).to_vec(),
+        Header::V2First | Header::V2Every => header::v2(&endpoints, Transport::Udp),
+        Header::Spp => header::spp(&endpoints).to_vec(),
     };
     let mut up = Upstream {
         origin: &origin,
@@ -548,7 +548,7 @@ fn reply_payload<'a>(
     if header != Header::Spp {
         return Some(datagram);
     }
-    let refused = match proxy_header::parse_spp(datagram) {
+    let refused = match header::parse_spp(datagram) {
         Ok((named, payload)) if named.client == client => return Some(payload),
         Ok((named, _)) => format!("names client {}, not {client}", named.client),
         Err(err) => err.to_string(),
@@ -610,7 +610,7 @@ mod tests {
         let counts = AppCounts::default();
         let client = addr("192.0.2.1:5000");
         let edge = addr("198.51.100.1:53");
-        let mut good = proxy_header::spp(&Endpoints {
+        let mut good = header::spp(&Endpoints {
             client,
             proxy: edge,
         })
