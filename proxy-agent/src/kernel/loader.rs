@@ -355,8 +355,11 @@ impl Kernel {
             .ok_or_else(|| anyhow!("program {STEER_PROGRAM} missing from the object"))?
             .try_into()?;
         program.load().context("verifying the sk_lookup program")?;
+        // The calling thread's namespace, which is where its sockets are
+        // (`/proc/self` would name the main thread's, which may differ when
+        // the agent runs inside another program).
         let netns =
-            fs::File::open("/proc/self/ns/net").context("opening this network namespace")?;
+            fs::File::open("/proc/thread-self/ns/net").context("opening this network namespace")?;
         program
             .attach(netns)
             .context("attaching sk_lookup to this network namespace")?;
