@@ -73,7 +73,8 @@ verdict_table! {
         /// No free NAT source port or flow entry: dropped.
         NatFailed = 11 => "nat_failed",
         /// Fast-path app, but no origin of the client's address family (or not
-        /// resolved yet): handed to the agent.
+        /// resolved yet): passed to the kernel's stack, which has no socket
+        /// for it.
         NoOrigin = 12 => "no_origin",
         /// Fast-path TCP app, not a SYN and no flow: handed to the stack (which
         /// answers with a reset).

@@ -30,14 +30,15 @@ use tracing::{debug, info, warn};
 
 use crate::{
     access::{self, EventLog},
-    agent::plan::ChangeRequest,
     api,
     config::model::Config,
     dns::{self, DnsServer},
     kernel::{conntrack_gc, loader::Kernel, maps, ring, stats},
-    proxy::origin::fill_origin_sources,
-    proxy::tcp::{self, TcpProxyState},
-    proxy::udp::{self, UdpProxyState},
+    proxy::{
+        origin::fill_origin_sources,
+        tcp::{self, TcpProxyState},
+        udp::{self, UdpProxyState},
+    },
 };
 
 mod change;
@@ -45,6 +46,7 @@ pub mod plan;
 mod resolvers;
 mod start;
 
+use plan::ChangeRequest;
 use resolvers::Resolvers;
 pub use start::{Locks, Start, check, load_config};
 

@@ -46,13 +46,13 @@ pub use rules::{RuleJson, rule_json};
 
 /// The shortest token accepted: a guessable one would open the API.
 const MIN_TOKEN_LEN: usize = 16;
-/// The routes (also checked against docs/openapi.json by a test).
+/// The HTTP endpoints (also checked against docs/openapi.json by a test).
 const APPS: &str = "/zones/{zone}/spectrum/apps";
 const APP: &str = "/zones/{zone}/spectrum/apps/{app_id}";
 const RULES: &str = "/zones/{zone}/firewall/access_rules/rules";
 const RULE: &str = "/zones/{zone}/firewall/access_rules/rules/{rule_id}";
 const METRICS: &str = "/metrics";
-pub const ROUTES: [&str; 5] = [APPS, APP, RULES, RULE, METRICS];
+pub const ENDPOINTS: [&str; 5] = [APPS, APP, RULES, RULE, METRICS];
 
 /// Where the counters come from: the agent's pinned map in production, a
 /// fixed list in tests. The argument is how many app slots to read.

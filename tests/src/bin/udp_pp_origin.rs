@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The decoders are written from the published formats and share nothing
-//! with `proxy-agent`'s `proxy_header` module: a test that passes shows two
+//! with `proxy-agent`'s `proxy::header` module: a test that passes shows two
 //! independent readings of the bytes agree.
 //!
 //! ```text
