@@ -33,20 +33,25 @@ pub struct ListenerValue {
     pub app: u32,
 }
 
-/// `AppValue::flags`: the zone's IP access rules apply to this app.
-pub const APP_FLAG_IP_FIREWALL: u32 = 1 << 0;
-/// `AppValue::flags`: the kernel may proxy this app on its own (TLS off and
-/// no PROXY header on TCP); otherwise packets go up to the agent.
-pub const APP_FLAG_FAST_PATH: u32 = 1 << 1;
-/// `AppValue::flags`: the fast path's NAT runs at TC ingress, not in XDP
-/// (XDP still applies the access rules first, then passes the packet up).
-pub const APP_FLAG_TC: u32 = 1 << 2;
+flags! {
+    /// `AppValue::flags`.
+    pub struct AppFlags {
+        /// The zone's IP access rules apply to this app.
+        const IP_FIREWALL = 1 << 0;
+        /// The kernel may proxy this app on its own (TLS off and no PROXY
+        /// header on TCP); otherwise packets go up to the agent.
+        const FAST_PATH = 1 << 1;
+        /// The fast path's NAT runs at TC ingress, not in XDP (XDP still
+        /// applies the access rules first, then passes the packet up).
+        const TC = 1 << 2;
+    }
+}
 
 /// Value of `APPS` (an array indexed by application index).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct AppValue {
-    pub flags: u32,
+    pub flags: AppFlags,
     /// First port of the edge range; edge port `p` maps to origin port
     /// `origin.port_start + (p - edge_port_start)`.
     pub edge_port_start: u16,

@@ -25,6 +25,61 @@ macro_rules! user_pod {
     };
 }
 
+/// A `u32` bit set in a map value as a `repr(transparent)` newtype: the
+/// bits are named, a flag of one set cannot be tested against another's,
+/// and the layout stays a plain `u32`.
+macro_rules! flags {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$flag_meta:meta])* const $flag:ident = $bit:expr; )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(transparent)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            pub const NONE: Self = Self(0);
+            $( $(#[$flag_meta])* pub const $flag: Self = Self($bit); )*
+
+            /// Whether every bit of `other` is set (true for `NONE`).
+            #[inline(always)]
+            pub const fn contains(self, other: Self) -> bool {
+                self.0 & other.0 == other.0
+            }
+
+            /// Whether any bit of `other` is set (false for `NONE`).
+            #[inline(always)]
+            pub const fn intersects(self, other: Self) -> bool {
+                self.0 & other.0 != 0
+            }
+
+            /// The bits set in both.
+            #[inline(always)]
+            pub const fn and(self, other: Self) -> Self {
+                Self(self.0 & other.0)
+            }
+        }
+
+        impl core::ops::BitOr for $name {
+            type Output = Self;
+            #[inline(always)]
+            fn bitor(self, other: Self) -> Self {
+                Self(self.0 | other.0)
+            }
+        }
+
+        impl core::ops::BitOrAssign for $name {
+            #[inline(always)]
+            fn bitor_assign(&mut self, other: Self) {
+                self.0 |= other.0;
+            }
+        }
+    };
+}
+
 mod app;
 pub mod csum;
 mod flow;

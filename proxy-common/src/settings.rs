@@ -3,26 +3,31 @@
 
 use crate::net::ip_proto;
 
-/// `Settings::flags`: `source_v4` is set (IPv4 origins can be NATed to).
-pub const SETTINGS_HAS_SOURCE_V4: u32 = 1 << 0;
-/// `Settings::flags`: `source_v6` is set.
-pub const SETTINGS_HAS_SOURCE_V6: u32 = 1 << 1;
+flags! {
+    /// `Settings::flags`.
+    pub struct SettingsFlags {
+        /// `source_v4` is set (IPv4 origins can be NATed to).
+        const HAS_SOURCE_V4 = 1 << 0;
+        /// `source_v6` is set.
+        const HAS_SOURCE_V6 = 1 << 1;
+        /// XDP leaves TCP to TC. No TCP app's fast path runs in XDP and no
+        /// TCP app has `ip_firewall`, so XDP has nothing to do for TCP: it
+        /// passes TCP at once, without a lookup or a count, and the TC
+        /// program takes every TCP fast-path app and counts what it leaves
+        /// alone.
+        const TC_ONLY_TCP = 1 << 2;
+        /// The same for UDP.
+        const TC_ONLY_UDP = 1 << 3;
+    }
+}
 
-/// `Settings::flags`: XDP leaves TCP to TC. No TCP app's fast path runs
-/// in XDP and no TCP app has `ip_firewall`, so XDP has nothing to do for
-/// TCP: it passes TCP at once, without a lookup or a count, and the TC
-/// program takes every TCP fast-path app and counts what it leaves alone.
-pub const SETTINGS_TC_ONLY_TCP: u32 = 1 << 2;
-/// `Settings::flags`: the same for UDP.
-pub const SETTINGS_TC_ONLY_UDP: u32 = 1 << 3;
-
-/// The `SETTINGS_TC_ONLY_*` flag of an IP protocol (0 for others).
+/// The `TC_ONLY_*` flag of an IP protocol (none for others).
 #[inline(always)]
-pub const fn tc_only_flag(proto: u8) -> u32 {
+pub const fn tc_only_flag(proto: u8) -> SettingsFlags {
     match proto {
-        ip_proto::TCP => SETTINGS_TC_ONLY_TCP,
-        ip_proto::UDP => SETTINGS_TC_ONLY_UDP,
-        _ => 0,
+        ip_proto::TCP => SettingsFlags::TC_ONLY_TCP,
+        ip_proto::UDP => SettingsFlags::TC_ONLY_UDP,
+        _ => SettingsFlags::NONE,
     }
 }
 
@@ -36,7 +41,7 @@ pub struct Settings {
     /// Source ports the NAT may use toward origins (inclusive).
     pub nat_port_min: u16,
     pub nat_port_max: u16,
-    pub flags: u32,
+    pub flags: SettingsFlags,
 }
 
 user_pod!(Settings);
@@ -53,8 +58,13 @@ mod tests {
 
     #[test]
     fn tc_only_flags_are_per_protocol() {
-        assert_eq!(tc_only_flag(ip_proto::TCP), SETTINGS_TC_ONLY_TCP);
-        assert_eq!(tc_only_flag(ip_proto::UDP), SETTINGS_TC_ONLY_UDP);
-        assert_eq!(tc_only_flag(crate::net::IPPROTO_ICMP), 0);
+        assert_eq!(tc_only_flag(ip_proto::TCP), SettingsFlags::TC_ONLY_TCP);
+        assert_eq!(tc_only_flag(ip_proto::UDP), SettingsFlags::TC_ONLY_UDP);
+        assert_eq!(tc_only_flag(crate::net::IPPROTO_ICMP), SettingsFlags::NONE);
+        // What XDP asks: `intersects`, so a protocol without a flag is
+        // never TC's alone, whatever flags are set.
+        let all = SettingsFlags::TC_ONLY_TCP | SettingsFlags::TC_ONLY_UDP;
+        assert!(!all.intersects(tc_only_flag(crate::net::IPPROTO_ICMP)));
+        assert!(all.contains(SettingsFlags::NONE));
     }
 }

@@ -53,9 +53,9 @@ pub fn settings() -> Option<&'static Settings> {
     SETTINGS.get(0)
 }
 
-/// Whether TC ingress has `proto` alone (`SETTINGS_TC_ONLY_*`): no app of
+/// Whether TC ingress has `proto` alone (`SettingsFlags::TC_ONLY_*`): no app of
 /// it needs XDP, so XDP passes it at once and TC counts it.
 #[inline(always)]
 pub fn tc_only(proto: u8) -> bool {
-    settings().is_some_and(|settings| settings.flags & tc_only_flag(proto) != 0)
+    settings().is_some_and(|settings| settings.flags.intersects(tc_only_flag(proto)))
 }

@@ -9,8 +9,7 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue,
-    MAX_FLOW_ENTRIES, SETTINGS_HAS_SOURCE_V4, SETTINGS_HAS_SOURCE_V6, TCP_FIN, TCP_RST, Verdict,
-    tuple_hash,
+    MAX_FLOW_ENTRIES, SettingsFlags, TCP_FIN, TCP_RST, Verdict, tuple_hash,
 };
 
 use crate::{apps, parse::Packet};
@@ -156,12 +155,12 @@ pub fn open(
     let (source, has_source) = if packet.ipv6 {
         (
             &settings.source_v6,
-            settings.flags & SETTINGS_HAS_SOURCE_V6 != 0,
+            settings.flags.contains(SettingsFlags::HAS_SOURCE_V6),
         )
     } else {
         (
             &settings.source_v4,
-            settings.flags & SETTINGS_HAS_SOURCE_V4 != 0,
+            settings.flags.contains(SettingsFlags::HAS_SOURCE_V4),
         )
     };
     if !has_source {

@@ -15,8 +15,7 @@
 //! protocol it has alone, its apps, and the flows it rewrites).
 use aya_log_ebpf::warn;
 use proxy_common::{
-    APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT,
-    HOOK_TC, HOOK_XDP, Verdict, ip_proto,
+    AppFlags, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, HOOK_TC, HOOK_XDP, Verdict, ip_proto,
 };
 
 use crate::{
@@ -92,15 +91,15 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     // Before any flow or socket exists. A flow opened earlier is cut by
     // the agent when a new rule set blocks its client.
     if H::FIRST
-        && app.flags & APP_FLAG_IP_FIREWALL != 0
+        && app.flags.contains(AppFlags::IP_FIREWALL)
         && let Some(verdict) = rules::check(packet, index)
     {
         return Some((index, verdict, H::DROP));
     }
-    if app.flags & APP_FLAG_FAST_PATH == 0 || tagged {
+    if !app.flags.contains(AppFlags::FAST_PATH) || tagged {
         return counted.then_some((index, Verdict::ToAgent, pass));
     }
-    let app_hook = if app.flags & APP_FLAG_TC != 0 || alone {
+    let app_hook = if app.flags.contains(AppFlags::TC) || alone {
         HOOK_TC
     } else {
         HOOK_XDP

@@ -172,14 +172,14 @@ impl Kernel {
     /// first, then new listeners, then stale listeners removed, then stale
     /// app slots cleared. Settings flags that go away do so first and new
     /// ones come last, so XDP never leaves a protocol to TC
-    /// (`SETTINGS_TC_ONLY_*`) while an app row of it still needs XDP (an
+    /// (`SettingsFlags::TC_ONLY_*`) while an app row of it still needs XDP (an
     /// access rule to apply, a fast path there).
     pub fn sync(&mut self, contents: &MapContents) -> anyhow::Result<()> {
         {
             let mut settings: Array<_, Settings> = self.map(map_names::SETTINGS)?;
             let flags_before = settings.get(&0, 0)?.flags;
             let during = Settings {
-                flags: flags_before & contents.settings.flags,
+                flags: flags_before.and(contents.settings.flags),
                 ..contents.settings
             };
             settings.set(0, during, 0)?;

@@ -6,9 +6,8 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use proxy_common::{
-    APP_FLAG_FAST_PATH, APP_FLAG_IP_FIREWALL, APP_FLAG_TC, AppValue, ListenerKey, ListenerValue,
-    MAX_APPS, MAX_LISTENERS, MAX_ORIGINS_PER_FAMILY, OriginValue, SETTINGS_HAS_SOURCE_V4,
-    SETTINGS_HAS_SOURCE_V6, Settings, origin_index, tc_only_flag,
+    AppFlags, AppValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
+    MAX_ORIGINS_PER_FAMILY, OriginValue, Settings, SettingsFlags, origin_index, tc_only_flag,
 };
 
 use crate::config::model::{App, Config, Origin, Protocol};
@@ -128,24 +127,24 @@ fn settings(config: &Config) -> Settings {
     }
     if let Some(v4) = source.ipv4 {
         settings.source_v4 = addr16(IpAddr::V4(v4));
-        settings.flags |= SETTINGS_HAS_SOURCE_V4;
+        settings.flags |= SettingsFlags::HAS_SOURCE_V4;
     }
     if let Some(v6) = source.ipv6 {
         settings.source_v6 = addr16(IpAddr::V6(v6));
-        settings.flags |= SETTINGS_HAS_SOURCE_V6;
+        settings.flags |= SettingsFlags::HAS_SOURCE_V6;
     }
     settings
 }
 
 fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
-    let mut flags = 0;
+    let mut flags = AppFlags::NONE;
     if app.ip_firewall {
-        flags |= APP_FLAG_IP_FIREWALL;
+        flags |= AppFlags::IP_FIREWALL;
     }
     if app.fast_path() {
-        flags |= APP_FLAG_FAST_PATH;
+        flags |= AppFlags::FAST_PATH;
         if app.nat_at_tc {
-            flags |= APP_FLAG_TC;
+            flags |= AppFlags::TC;
         }
     }
     AppValue {
@@ -212,7 +211,7 @@ pub fn app_origins(
 mod tests {
     use super::*;
     use crate::config::load_str;
-    use proxy_common::{SETTINGS_TC_ONLY_TCP, SETTINGS_TC_ONLY_UDP, ip_proto};
+    use proxy_common::{SettingsFlags, ip_proto};
 
     fn config(apps: &str) -> Config {
         let text = format!(
@@ -270,7 +269,7 @@ mod tests {
         assert_eq!(
             maps.apps,
             vec![AppValue {
-                flags: APP_FLAG_FAST_PATH,
+                flags: AppFlags::FAST_PATH,
                 edge_port_start: 1000,
                 origins_v4: 1,
                 origins_v6: 0,
@@ -291,7 +290,7 @@ mod tests {
                 source_v6: addr16("2001:db8::fe".parse().expect("ip")),
                 nat_port_min: 20000,
                 nat_port_max: 29999,
-                flags: SETTINGS_HAS_SOURCE_V4 | SETTINGS_HAS_SOURCE_V6,
+                flags: SettingsFlags::HAS_SOURCE_V4 | SettingsFlags::HAS_SOURCE_V6,
             }
         );
     }
@@ -307,11 +306,12 @@ mod tests {
         );
         let maps = map_contents(&config).expect("fits");
         assert_eq!(maps.apps.len(), 2);
-        assert_eq!(maps.apps[0].flags, APP_FLAG_FAST_PATH);
+        assert_eq!(maps.apps[0].flags, AppFlags::FAST_PATH);
         assert_eq!((maps.apps[0].origins_v4, maps.apps[0].origins_v6), (1, 1));
         assert_eq!(maps.apps[0].proto, ip_proto::UDP);
         assert_eq!(
-            maps.apps[1].flags, APP_FLAG_IP_FIREWALL,
+            maps.apps[1].flags,
+            AppFlags::IP_FIREWALL,
             "TLS apps are not fast path"
         );
         assert_eq!(
@@ -352,15 +352,19 @@ mod tests {
         );
         let config = load_str(&text, false).expect("valid").config;
         let maps = map_contents(&config).expect("fits");
-        let flags: Vec<u32> = maps.apps.iter().map(|a| a.flags).collect();
+        let flags: Vec<AppFlags> = maps.apps.iter().map(|a| a.flags).collect();
         assert_eq!(
             flags,
-            vec![APP_FLAG_FAST_PATH | APP_FLAG_TC, APP_FLAG_FAST_PATH, 0],
+            vec![
+                AppFlags::FAST_PATH | AppFlags::TC,
+                AppFlags::FAST_PATH,
+                AppFlags::NONE
+            ],
             "TCP at TC under auto, UDP in XDP, the agent's app neither"
         );
     }
 
-    /// `SETTINGS_TC_ONLY_*`: TC has a protocol alone when some app's fast
+    /// `SettingsFlags::TC_ONLY_*`: TC has a protocol alone when some app's fast
     /// path runs at TC (TC is attached) and no app of it needs XDP.
     #[test]
     fn tc_has_a_protocol_alone_when_no_app_of_it_needs_xdp() {
@@ -381,8 +385,8 @@ mod tests {
             let config = load_str(&text, false).expect("valid").config;
             let flags = map_contents(&config).expect("fits").settings.flags;
             (
-                flags & SETTINGS_TC_ONLY_TCP != 0,
-                flags & SETTINGS_TC_ONLY_UDP != 0,
+                flags.contains(SettingsFlags::TC_ONLY_TCP),
+                flags.contains(SettingsFlags::TC_ONLY_UDP),
             )
         };
         assert_eq!(alone("auto", &[SSH, DNS]), (true, false), "UDP in XDP");

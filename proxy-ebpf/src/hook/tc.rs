@@ -1,6 +1,6 @@
 //! The TC-ingress hook, for apps whose `datapath` is `tc` (and TCP apps
 //! under `auto`), and for every fast-path app of a protocol TC has alone
-//! (`SETTINGS_TC_ONLY_*`: no app of it needs XDP, which then passes it at
+//! (`SettingsFlags::TC_ONLY_*`: no app of it needs XDP, which then passes it at
 //! once). Packets arrive here after GRO, so one program run moves up to
 //! 64 KB of a TCP stream instead of one frame. The rewrite is the kernel's
 //! checksum helpers (`bpf_l3_csum_replace`, `bpf_l4_csum_replace`): only

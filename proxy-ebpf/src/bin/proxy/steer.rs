@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::SkLookupContext,
 };
 use proxy_common::{
-    AF_INET6, AGENT_SOCKETS, AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, APP_FLAG_FAST_PATH, ListenerKey,
-    ip_proto, v4_mapped,
+    AF_INET6, AGENT_SOCKETS, AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppFlags, ListenerKey, ip_proto,
+    v4_mapped,
 };
 
 use proxy_ebpf::{apps, forward, listener};
@@ -73,7 +73,7 @@ pub fn steer(ctx: SkLookupContext) -> u32 {
     // Fast-path apps are the kernel's; what of them reaches the stack
     // (no origin of the client's family yet) takes the normal lookup.
     match apps::app_for(index, proto) {
-        Some(app) if app.flags & APP_FLAG_FAST_PATH == 0 => {
+        Some(app) if !app.flags.contains(AppFlags::FAST_PATH) => {
             // No agent socket (yet): the normal lookup answers (a reset).
             let _ = SOCKETS.redirect_sk_lookup(&ctx, socket, 0);
             sk_action::SK_PASS
