@@ -61,8 +61,10 @@ enum Meaning {
 /// `no_route` (the fast path could not send it on; a failure, as in
 /// `app_totals`); `no_origin` and `no_flow` (a fast-path app's packet left
 /// to the edge's stack, which has no socket for it and resets it);
-/// `conn_limited` (refused at once); `bad_reply` (an origin datagram
-/// dropped). Not drops: `too_big` (the kernel fragments what it may),
+/// `conn_limited` and `client_limited` (refused at once); `bad_reply` (an
+/// origin datagram dropped); `rst_invalid` and `stray_syn` (a blind reset
+/// or an origin-side SYN, dropped). `unlisted` is no app's: a packet of
+/// no app, as `no_listener`. Not drops: `too_big` (the kernel fragments what it may),
 /// `conn_timeout` (an ordinary end), the verdicts of packets of no app
 /// (`no_listener`, `not_ip`, `malformed`, `fragment`, `other_protocol`,
 /// `icmp_error`; a `malformed` in an app's row is a failed rewrite, passed
@@ -89,7 +91,10 @@ const fn meaning(verdict: Verdict) -> Meaning {
         | V::NoOrigin
         | V::NoFlow
         | V::ConnLimited
-        | V::BadReply => Meaning::Drop,
+        | V::BadReply
+        | V::RstInvalid
+        | V::StraySyn
+        | V::ClientLimited => Meaning::Drop,
         V::TlsFailed => Meaning::TlsFailure,
         V::OriginFailed => Meaning::OriginFailure,
         V::NoListener
@@ -100,6 +105,8 @@ const fn meaning(verdict: Verdict) -> Meaning {
         | V::IcmpError
         | V::TooBig
         | V::ConnTimeout
+        // Packets of no app, in the global row, as `no_listener`.
+        | V::Unlisted
         // The TC hook counts the same packet as it forwards it.
         | V::ToTc => Meaning::Other,
     }
@@ -612,6 +619,9 @@ mod tests {
                 "blocked_country",
                 "conn_limited",
                 "bad_reply",
+                "rst_invalid",
+                "stray_syn",
+                "client_limited",
             ]
         );
         for (name, id) in [

@@ -125,6 +125,21 @@ verdict_table! {
         FlowOpenedTc = 29 => "flow_opened_tc",
         /// `FlowExpired` for a flow opened at TC ingress.
         FlowExpiredTc = 30 => "flow_expired_tc",
+        /// Fast path: a RST outside the sequence window its flow tracks
+        /// (a blind reset): dropped, and the flow's state is left as it was.
+        RstInvalid = 31 => "rst_invalid",
+        /// Fast path: a SYN from the origin's side of a tracked flow (no
+        /// origin opens connections through the NAT): dropped, the flow left
+        /// as it was.
+        StraySyn = 32 => "stray_syn",
+        /// Over a per-client limit (new flows per second or concurrent
+        /// flows of the client's prefix): refused before a flow or
+        /// connection is opened (kernel: dropped; agent: closed at once).
+        ClientLimited = 33 => "client_limited",
+        /// A packet to an edge pool address on a port or protocol no app
+        /// serves (`edge.unlisted: drop`): dropped, so the edge answers no
+        /// scan with a RST or an ICMP error.
+        Unlisted = 34 => "unlisted",
     }
 }
 
