@@ -211,3 +211,23 @@ impl Agent {
         self.process.stop(STOP_GRACE)
     }
 }
+
+/// After an agent on `edge` stopped: no XDP program left on the edge's
+/// client-side interface, and its pinned counters gone.
+pub fn assert_left_nothing(edge: &Netns) {
+    let link = edge
+        .run("ip", &["link", "show", crate::netns::addr::EDGE_CLI_IF])
+        .expect("ip link");
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached after exit: {link}"
+    );
+    let pin = PathBuf::from("/sys/fs/bpf/proxy-agent")
+        .join(edge.name())
+        .join("STATS");
+    assert!(
+        !pin.exists(),
+        "pinned counters left behind at {}",
+        pin.display()
+    );
+}

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use tests::{
-    agent::{Agent, agent_bin},
+    agent::{Agent, agent_bin, assert_left_nothing},
     config::{AppJson, ConfigBuilder, org4},
     netns::{Netns, Topology, addr},
 };
@@ -111,19 +111,7 @@ fn attached_agent_counts_packets_per_app_and_none_for_unconfigured_ports() {
     let (status, log) = agent.stop().expect("agent stops");
     assert!(status.success(), "agent exit {status}\n{log}");
     assert!(log.contains("stopped"), "{log}");
-    let link = topology
-        .edge
-        .run("ip", &["link", "show", addr::EDGE_CLI_IF])
-        .expect("ip link");
-    assert!(
-        !link.contains("xdp"),
-        "XDP still attached after exit: {link}"
-    );
-    let pin = format!("/sys/fs/bpf/proxy-agent/{}/STATS", topology.edge.name());
-    assert!(
-        !std::path::Path::new(&pin).exists(),
-        "pinned counters left behind"
-    );
+    assert_left_nothing(&topology.edge);
 }
 
 fn run_agent_expecting_failure(netns: &Netns, args: &[&str]) -> String {

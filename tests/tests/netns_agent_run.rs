@@ -14,6 +14,7 @@ use std::{
 
 use proxy_agent::agent::{self, Agent, Reload};
 use tests::{
+    agent::assert_left_nothing,
     client::tcp_exchange,
     config::{AppJson, ConfigBuilder},
     netns::{Netns, Topology, addr},
@@ -276,13 +277,5 @@ fn run_loop_reloads_refuses_a_broken_file_and_shuts_down_on_request() {
     // The shutdown future ends the run: drained, detached, unpinned.
     agent.shut_down().expect("run returns Ok after shutdown");
     assert!(log.text().contains("stopped"), "{}", log.text());
-    let link = topology
-        .edge
-        .run("ip", &["link", "show", addr::EDGE_CLI_IF])
-        .expect("ip link");
-    assert!(
-        !link.contains("xdp"),
-        "XDP still attached after run: {link}"
-    );
-    assert!(!agent.pin.exists(), "pinned counters left behind");
+    assert_left_nothing(&topology.edge);
 }
