@@ -107,6 +107,7 @@ pub fn measure(
                 failed,
             }
         }
+        Measurement::SynFlood => super::flood::syn_flood(bed, target, proxy, seconds)?,
         Measurement::Latency => {
             let to = format!("{target}:{ECHO_PORT}").parse()?;
             let (p50, p99) = latency(cli, to, duration)?;
@@ -127,7 +128,7 @@ fn throughput_metric(measurement: Measurement) -> Option<Metric> {
 }
 
 /// iperf3 from `cli` to `target`: Gbit/s and bytes received by the origin.
-fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result<(f64, f64)> {
+pub(super) fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result<(f64, f64)> {
     let (secs, port, streams) = (
         seconds.to_string(),
         IPERF_PORT.to_string(),
@@ -184,14 +185,14 @@ fn busy_cpu_seconds() -> anyhow::Result<f64> {
     Ok(busy / clock_ticks())
 }
 
-fn clock_ticks() -> f64 {
+pub(super) fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// User and system CPU time of process `pid` and all its descendants
 /// (nginx's workers, the agent's threads), from /proc/*/stat.
-fn process_tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn process_tree_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     // (pid, parent, utime + stime in ticks) of every process.
     let mut procs = Vec::new();
     for entry in std::fs::read_dir("/proc").context("reading /proc")? {
@@ -555,7 +556,7 @@ fn latency(cli: &Netns, target: SocketAddr, duration: Duration) -> anyhow::Resul
 }
 
 /// The `p`th percentile of sorted `samples` (nearest rank).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -15,6 +15,7 @@
 //! Access rules (no topology): the XDP program's cost per packet with no
 //! rules, 10 and 1,000,000 prefixes and a whole country of the GeoIP
 //! database loaded, and how long expanding and loading each set takes.
+mod flood;
 mod measure;
 mod peers;
 pub mod plot;
@@ -213,6 +214,9 @@ pub enum Measurement {
     ConnRate,
     Tls(KeyKind),
     Latency,
+    /// A spoofed SYN flood while a real client connects, then while one
+    /// stream runs ([`flood`]).
+    SynFlood,
 }
 
 impl Measurement {
@@ -284,10 +288,20 @@ pub enum Metric {
     TlsRsa,
     LatencyP50,
     LatencyP99,
+    /// The real client's connections that completed during the flood.
+    FloodSuccess,
+    FloodHandshakeP50,
+    FloodHandshakeP99,
+    /// Packets that reached the origin during the flood.
+    FloodAtOrigin,
+    /// Interrupt and softirq time plus the proxy's own, during the flood.
+    FloodEdgeCpu,
+    /// One established stream while the flood runs.
+    FloodTcp1,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 20] = [
         Metric::Tcp1,
         Metric::Tcp4,
         Metric::Tcp8,
@@ -302,6 +316,12 @@ impl Metric {
         Metric::TlsRsa,
         Metric::LatencyP50,
         Metric::LatencyP99,
+        Metric::FloodSuccess,
+        Metric::FloodHandshakeP50,
+        Metric::FloodHandshakeP99,
+        Metric::FloodAtOrigin,
+        Metric::FloodEdgeCpu,
+        Metric::FloodTcp1,
     ];
 
     pub fn name(self) -> &'static str {
@@ -320,20 +340,33 @@ impl Metric {
             Metric::TlsRsa => "tls_rsa_2048",
             Metric::LatencyP50 => "latency_p50",
             Metric::LatencyP99 => "latency_p99",
+            Metric::FloodSuccess => "syn_flood_conn_success",
+            Metric::FloodHandshakeP50 => "syn_flood_handshake_p50",
+            Metric::FloodHandshakeP99 => "syn_flood_handshake_p99",
+            Metric::FloodAtOrigin => "syn_flood_at_origin",
+            Metric::FloodEdgeCpu => "syn_flood_edge_cpu",
+            Metric::FloodTcp1 => "syn_flood_tcp_1_stream",
         }
     }
 
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::Tcp1 | Metric::Tcp4 | Metric::Tcp8 | Metric::Tcp1Veth | Metric::Tcp8Veth => {
-                "Gbit/s"
-            }
+            Metric::Tcp1
+            | Metric::Tcp4
+            | Metric::Tcp8
+            | Metric::Tcp1Veth
+            | Metric::Tcp8Veth
+            | Metric::FloodTcp1 => "Gbit/s",
             Metric::CpuPerGb | Metric::ProxyCpuPerGb => "CPU-s/GB",
             Metric::Udp64 => "kpps delivered",
             Metric::Udp64Loss => "% lost",
             Metric::ConnRate => "conn/s",
             Metric::TlsEcdsa | Metric::TlsRsa => "handshakes/s",
             Metric::LatencyP50 | Metric::LatencyP99 => "us",
+            Metric::FloodSuccess => "% completed",
+            Metric::FloodHandshakeP50 | Metric::FloodHandshakeP99 => "ms",
+            Metric::FloodAtOrigin => "kpps at origin",
+            Metric::FloodEdgeCpu => "% of a core",
         }
     }
 
@@ -345,6 +378,10 @@ impl Metric {
                 | Metric::Udp64Loss
                 | Metric::LatencyP50
                 | Metric::LatencyP99
+                | Metric::FloodHandshakeP50
+                | Metric::FloodHandshakeP99
+                | Metric::FloodAtOrigin
+                | Metric::FloodEdgeCpu
         )
     }
 
@@ -382,6 +419,12 @@ impl Metric {
             Metric::TlsEcdsa => Measurement::Tls(KeyKind::EcdsaP256),
             Metric::TlsRsa => Measurement::Tls(KeyKind::Rsa2048),
             Metric::LatencyP50 | Metric::LatencyP99 => Measurement::Latency,
+            Metric::FloodSuccess
+            | Metric::FloodHandshakeP50
+            | Metric::FloodHandshakeP99
+            | Metric::FloodAtOrigin
+            | Metric::FloodEdgeCpu
+            | Metric::FloodTcp1 => Measurement::SynFlood,
         }
     }
 }
@@ -800,8 +843,8 @@ mod tests {
         let plan = Plan::new(&options(None)).unwrap();
         let runs = plan.measurements();
         // tcp_8_streams and its two CPU figures, UDP rate and loss, p50 and
-        // p99: one run each.
-        assert_eq!(runs.len(), Metric::ALL.len() - 4);
+        // p99, the SYN flood's six figures: one run each.
+        assert_eq!(runs.len(), Metric::ALL.len() - 4 - 5);
         let first_veth = runs
             .iter()
             .position(|m| m.mode() == LinkMode::VethDefault)
