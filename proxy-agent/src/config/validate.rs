@@ -380,6 +380,11 @@ impl Validator {
                 &mut flow_timeouts.tcp_closing,
             ),
             ("udp", e.flow_timeouts.udp, &mut flow_timeouts.udp),
+            (
+                "udp_unreplied",
+                e.flow_timeouts.udp_unreplied,
+                &mut flow_timeouts.udp_unreplied,
+            ),
         ] {
             self.seconds(format!("edge.flow_timeouts.{name}"), value, slot);
         }
@@ -3382,9 +3387,16 @@ mod tests {
             model.edge.flow_timeouts.tcp_established,
             FlowTimeouts::default().tcp_established
         );
+        assert_eq!(
+            model.edge.flow_timeouts.udp_unreplied,
+            std::time::Duration::from_secs(5)
+        );
         file["edge"]["flow_timeouts"] = json!({"tcp_new": 0});
-        let errors = refused(file);
+        let errors = refused(file.clone());
         assert_eq!(errors[0].field, "edge.flow_timeouts.tcp_new");
+        file["edge"]["flow_timeouts"] = json!({"udp_unreplied": 0});
+        let errors = refused(file);
+        assert_eq!(errors[0].field, "edge.flow_timeouts.udp_unreplied");
     }
 
     #[test]
