@@ -218,9 +218,10 @@ fn collect_one(
     if peer.is_some() {
         let _ = walk.table.remove(&peer_key);
     }
-    // Count each established flow once: by its client-to-origin half
-    // (or by an orphan of either kind).
-    if gone && !walk.embryonic && (value.direction == DIR_TO_ORIGIN || peer.is_none()) {
+    // One removal is one flow (both halves go together, and the other is
+    // then never seen): counted whichever half the walk met first. Both
+    // halves carry the same app and hook.
+    if gone && !walk.embryonic {
         removed.add(&value);
     }
     gone
