@@ -1,7 +1,12 @@
-//! `FLOWS`: the NAT's connection table, two entries per flow (one per
-//! direction), and the hash that picks a flow's origin and NAT port.
+//! `FLOWS` and `NEW_FLOWS`: the NAT's connection tables, two entries per
+//! flow (one per direction), and the hash that picks a flow's origin and
+//! NAT port. A flow is embryonic (in `NEW_FLOWS`, an LRU with its own
+//! budget) until its handshake completes (TCP: the client's ACK after the
+//! origin's SYN-ACK) or the origin replies (UDP); then both halves move to
+//! `FLOWS`, which never evicts, so a flood of new flows cannot push out
+//! established ones.
 
-/// Key of `FLOWS`: a packet's 5-tuple as it arrives, in either direction.
+/// Key of `FLOWS` and `NEW_FLOWS`: a packet's 5-tuple as it arrives, in either direction.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FlowKey {
@@ -55,12 +60,18 @@ pub const DIR_TO_ORIGIN: u8 = 0;
 pub const DIR_TO_CLIENT: u8 = 1;
 
 /// `FlowValue::state` bit: a packet of this direction went from origin to
-/// client (set on the reply direction's entry: the origin answered).
+/// client (set on the reply direction's entry: the origin answered; for
+/// TCP, the SYN-ACK).
 pub const FLOW_REPLIED: u8 = 1 << 0;
 /// `FlowValue::state` bit: a FIN went this direction.
 pub const FLOW_FIN: u8 = 1 << 1;
-/// `FlowValue::state` bit: a RST went this direction.
+/// `FlowValue::state` bit: a RST went this direction (one in window).
 pub const FLOW_RST: u8 = 1 << 2;
+/// `FlowValue::state` bit, in `FLOWS`: the client opened a new connection
+/// on this closing flow's tuple (a SYN) and its handshake is not complete:
+/// the origin's SYN-ACK is let through, and the flow has `tcp_new`'s
+/// timeout until the client's ACK.
+pub const FLOW_HANDSHAKE: u8 = 1 << 3;
 
 /// Value of `FLOWS`: how to rewrite a packet of this direction.
 #[repr(C)]
@@ -85,7 +96,11 @@ pub struct FlowValue {
     /// (`to_tc`); TC rewrites any flow whose packets reach it (XDP's, once
     /// XDP leaves their protocol to TC after a live change).
     pub hook: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// TCP: the highest sequence number this direction's sender was seen
+    /// to use, moved on in steps (`SEQ_STEP` in the kernel, so a busy flow
+    /// is not written on every packet); a RST is judged against it.
+    pub seq: u32,
     /// Next hop of this direction from the last route lookup (0: look it
     /// up): the interface and the MACs to write. Cleared once a second, so
     /// route and neighbour changes apply within a second.
@@ -158,7 +173,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
         assert_eq!(
             size_of::<FlowValue>(),
-            16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 6 + 4 + 6 + 6
+            16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 1 + 1 + 4 + 4 + 6 + 6
         );
     }
 

@@ -4,8 +4,13 @@
 pub const MAX_APPS: u32 = 4096;
 /// Origins of one address family one application can spread its flows over.
 pub const MAX_ORIGINS_PER_FAMILY: u32 = 8;
-/// Tracked flows; each flow takes two entries (one per direction).
+/// Established flows (`FLOWS`, a plain hash map: nothing evicts them);
+/// each flow takes two entries (one per direction).
 pub const MAX_FLOW_ENTRIES: u32 = 262_144;
+/// Embryonic flows (`NEW_FLOWS`, an LRU): a TCP handshake not complete, a
+/// UDP flow not answered. Their own budget, so no number of them can take
+/// an established flow's place; two entries per flow.
+pub const MAX_NEW_FLOW_ENTRIES: u32 = 65_536;
 /// Interfaces the program can redirect to.
 pub const MAX_INTERFACES: u32 = 64;
 /// Listener entries: (protocol, edge address, port). Ranges are expanded per

@@ -9,6 +9,7 @@ pub mod map_names {
     pub const STATS: &str = "STATS";
     pub const SETTINGS: &str = "SETTINGS";
     pub const FLOWS: &str = "FLOWS";
+    pub const NEW_FLOWS: &str = "NEW_FLOWS";
     pub const TX_PORTS: &str = "TX_PORTS";
     pub const RULES: &str = "RULES";
     pub const RULE_STATE: &str = "RULE_STATE";

@@ -42,6 +42,11 @@ pub struct Settings {
     pub nat_port_min: u16,
     pub nat_port_max: u16,
     pub flags: SettingsFlags,
+    /// `edge.flow_timeouts.tcp_new` and `udp_unreplied` in seconds: an
+    /// embryonic flow's reverse half idle this long may be taken over by a
+    /// new flow (its NAT port comes back without waiting for the agent).
+    pub tcp_new_s: u32,
+    pub udp_unreplied_s: u32,
 }
 
 user_pod!(Settings);
@@ -53,7 +58,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<Settings>(), 16 + 16 + 2 + 2 + 4);
+        assert_eq!(size_of::<Settings>(), 16 + 16 + 2 + 2 + 4 + 4 + 4);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! prologue (XDP: a protocol TC has alone? up to TC, uncounted;
 //!           TC: a VLAN-tagged skb? left alone)
-//! parse -> tracked flow? rewrite + send (XDP: a TC flow goes up, `to_tc`)
+//! parse -> tracked flow? rewrite + send (XDP: a TC flow goes up, `to_tc`;
+//!          a blind RST or an origin's SYN: drop)
 //!       -> listener -> app -> access rules (XDP, if ip_firewall): blocked? drop
 //!                          -> no fast path, or tagged? to the agent
 //!                          -> the other hook's app? XDP: up to TC; TC: left
@@ -19,7 +20,9 @@ use proxy_common::{
 };
 
 use crate::{
-    apps, conntrack, forward,
+    apps,
+    conntrack::{self, Seen},
+    forward,
     hook::{Hook, Outcome},
     listener,
     parse::{self, Packet},
@@ -53,7 +56,7 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     let tagged = ctx.tagged(packet);
     if !tagged && let Some(flow) = conntrack::lookup(packet) {
         // SAFETY: a flow map entry.
-        let (hook, app) = unsafe { ((*flow).hook, (*flow).app) };
+        let (hook, app) = unsafe { ((*flow.entry).hook, (*flow.entry).app) };
         let other = if H::HOOK == HOOK_XDP {
             HOOK_TC
         } else {
@@ -64,11 +67,13 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
         {
             return Some(outcome);
         }
-        if conntrack::touch(flow, packet) {
-            return Some(rewrite_and_send(ctx, packet, flow));
+        match conntrack::touch(flow, packet) {
+            Seen::Send(entry) => return Some(rewrite_and_send(ctx, packet, entry)),
+            Seen::Drop(verdict) => return Some((app, verdict, H::DROP)),
+            // Its other half is gone or another flow's: this one is gone,
+            // and the packet is new (a SYN opens a fresh flow).
+            Seen::Gone => {}
         }
-        // Its other half belongs to another flow now: this one is gone.
-        return H::FIRST.then_some((GLOBAL_SLOT, Verdict::NoFlow, pass));
     }
     // XDP's prologue passed every untagged frame of a protocol TC has
     // alone, and a tagged one is not TC's: only TC needs to know.
@@ -110,11 +115,9 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {
         return Some((index, Verdict::NoFlow, pass));
     }
+    // Counted `flow_opened` when it becomes established (conntrack).
     Some(match conntrack::open(packet, index, app, H::HOOK) {
-        Ok(flow) => {
-            stats::count(index, H::OPENED, 0);
-            rewrite_and_send(ctx, packet, flow)
-        }
+        Ok(flow) => rewrite_and_send(ctx, packet, flow),
         // No NAT port, no way on.
         Err(Verdict::NatFailed) => (index, Verdict::NatFailed, H::DROP),
         Err(verdict) => (index, verdict, pass),

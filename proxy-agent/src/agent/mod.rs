@@ -264,7 +264,20 @@ impl Agent {
         let timeouts = self.config.edge.flow_timeouts;
         // Often enough that a flow goes at most half its timeout late.
         let every = (timeouts.shortest() / 2).clamp(Duration::from_secs(1), FLOW_COLLECT_INTERVAL);
-        let mut collect = tokio::time::interval(every);
+        // The flow collector on its own thread (bounded passes): a flood
+        // never holds this loop up. Stopped when `_collector` drops.
+        let (expired_tx, mut expired) = mpsc::channel(4);
+        let _collector = match self
+            .kernel
+            .flow_tables()
+            .and_then(|tables| Ok(conntrack_gc::spawn(tables, timeouts, every, expired_tx)?))
+        {
+            Ok(running) => Some(running),
+            Err(err) => {
+                warn!("flow collector not started: idle flows stay: {err:#}");
+                None
+            }
+        };
         let mut flush = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -276,13 +289,15 @@ impl Agent {
                 }
                 Some(reload) = reloads.recv() => self.reload(reload).await,
                 Some(request) = inputs.changes.recv() => self.edit(request).await,
-                _ = collect.tick() => match conntrack_gc::collect(&mut self.kernel, &timeouts) {
-                    Ok(expired) if !expired.is_empty() => {
-                        debug!(?expired, "expired flows removed (app slot: count)");
+                Some((removed, _occupancy)) = expired.recv() => {
+                    if !removed.is_empty() {
+                        match conntrack_gc::record_expired(&mut self.kernel, &removed) {
+                            Ok(()) => debug!(expired = ?removed.per_app(),
+                                "expired flows removed (app slot: count)"),
+                            Err(err) => warn!("counting expired flows: {err:#}"),
+                        }
                     }
-                    Ok(_) => {}
-                    Err(err) => warn!("collecting expired flows: {err:#}"),
-                },
+                }
             }
         }
     }
@@ -357,17 +372,14 @@ fn log_origins(config: &Config, slot: u32, ips: &[IpAddr]) {
 /// Slots that flows in the kernel still count in (a best effort: a walk
 /// that fails finds none, and fresh slots are cleared anyway).
 fn slots_with_flows(kernel: &mut Kernel) -> BTreeSet<u32> {
-    match kernel.flows() {
-        Ok(flows) => flows
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, value)| value.app)
-            .collect(),
-        Err(err) => {
-            warn!("reading the flow table: {err:#}");
-            BTreeSet::new()
+    let mut slots = BTreeSet::new();
+    for table in [Kernel::flows, Kernel::new_flows] {
+        match table(kernel) {
+            Ok(flows) => slots.extend(flows.iter().filter_map(Result::ok).map(|(_, v)| v.app)),
+            Err(err) => warn!("reading the flow table: {err:#}"),
         }
     }
+    slots
 }
 
 /// What the main loop reads besides the caller's shutdown and reloads.

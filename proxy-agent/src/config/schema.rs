@@ -124,6 +124,8 @@ pub struct FlowTimeoutsFile {
     pub tcp_closing: Option<u64>,
     #[serde(default)]
     pub udp: Option<u64>,
+    #[serde(default)]
+    pub udp_unreplied: Option<u64>,
 }
 
 /// CIDR strings, one per family.

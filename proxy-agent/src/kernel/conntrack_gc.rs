@@ -1,18 +1,30 @@
-//! Removes idle and closed flows from the kernel's flow table, and the
-//! flows of clients new access rules block, and counts them per app
-//! (`flow_expired`, or `flow_expired_tc` for flows opened at TC ingress).
-//! The kernel's LRU also evicts under pressure; this keeps NAT ports free
-//! and the counters honest.
+//! Removes idle and closed flows from the kernel's two flow tables
+//! (`FLOWS`, established; `NEW_FLOWS`, embryonic), and the flows of
+//! clients new access rules block, and counts the established ones per
+//! app (`flow_expired`, or `flow_expired_tc` for flows opened at TC
+//! ingress: the kernel counts a flow opened when it becomes established).
+//!
+//! The collector runs on a thread of its own ([`spawn`]), so a flood
+//! never holds up the agent's main loop (signals, reloads, the API), and
+//! looks at a bounded number of keys per table per pass, carrying on
+//! where it stopped: aya 0.14's `HashMap` has no batch lookups (only
+//! `get`, `insert`, `remove` and a `get_next_key` walk from the start),
+//! so the walk is resumed with `BPF_MAP_GET_NEXT_KEY` directly.
 use proxy_common::{
-    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_REPLIED, FLOW_RST, FlowKey, FlowValue, Verdict, ip_proto,
+    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE, FLOW_RST, FlowKey, FlowValue,
+    MAX_FLOW_ENTRIES, Verdict, ip_proto,
 };
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::IpAddr,
-    time::Duration,
+    os::fd::{AsFd as _, AsRawFd as _},
+    sync::mpsc as std_mpsc,
+    time::{Duration, Instant},
 };
+use tokio::sync::mpsc;
+use tracing::warn;
 
-use super::loader::Kernel;
+use super::loader::{FlowTable, Kernel};
 use crate::config::model::FlowTimeouts;
 
 /// The idle limits, from `edge.flow_timeouts`.
@@ -22,15 +34,22 @@ pub type Timeouts = FlowTimeouts;
 /// may look this much idler than it is.
 const TOUCH_SLACK: Duration = Duration::from_secs(1);
 
+/// Keys looked at per table per pass: about three syscalls each, so a
+/// pass is a fraction of a second however full the tables are; a full
+/// `FLOWS` is walked in eight passes.
+pub const KEYS_PER_PASS: usize = 32_768;
+
 /// Whether a flow entry (with its other direction, if still there) has been
-/// idle longer than its state allows. TCP state comes from both halves: a
-/// RST either way, or a FIN each way, means closing; a reply means
-/// established. An entry whose other half is gone (evicted by the LRU, and
-/// not yet put back by the kernel) goes after `tcp_closing`.
+/// idle longer than its state allows. Embryonic entries (`NEW_FLOWS`) have
+/// `tcp_new` or `udp_unreplied`. Established TCP state comes from both
+/// halves: a RST either way, or a FIN each way, means closing; a new
+/// handshake on the tuple (`FLOW_HANDSHAKE`) `tcp_new`. An established
+/// entry whose other half is gone goes after `tcp_closing`.
 pub fn is_expired(
     entry: &FlowValue,
     peer: Option<&FlowValue>,
     proto: u8,
+    embryonic: bool,
     now_ns: u64,
     timeouts: &Timeouts,
 ) -> bool {
@@ -39,6 +58,8 @@ pub fn is_expired(
     });
     let idle = Duration::from_nanos(now_ns.saturating_sub(last));
     let limit = match peer {
+        _ if embryonic && proto == ip_proto::UDP => timeouts.udp_unreplied,
+        _ if embryonic => timeouts.tcp_new,
         None => timeouts.tcp_closing,
         Some(_) if proto == ip_proto::UDP => timeouts.udp,
         Some(peer) => {
@@ -46,10 +67,10 @@ pub fn is_expired(
             let both = entry.state & peer.state;
             if either & FLOW_RST != 0 || both & FLOW_FIN != 0 {
                 timeouts.tcp_closing
-            } else if either & FLOW_REPLIED != 0 {
-                timeouts.tcp_established
-            } else {
+            } else if either & FLOW_HANDSHAKE != 0 {
                 timeouts.tcp_new
+            } else {
+                timeouts.tcp_established
             }
         }
     };
@@ -67,50 +88,264 @@ pub fn monotonic_now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// One pass over the flow table: removes expired flows (both directions)
-/// and adds them to the apps' `flow_expired` / `flow_expired_tc` counters. Returns the number
-/// of flows removed per app.
-pub fn collect(kernel: &mut Kernel, timeouts: &Timeouts) -> anyhow::Result<BTreeMap<u32, u64>> {
-    let now = monotonic_now_ns();
-    let mut removed_flows = Removed::default();
-    let mut flows = kernel.flows()?;
-    // Keys first: deleting while iterating restarts the kernel's walk. A
-    // walk that restarts anyway (the kernel programs delete too) may list a
-    // key twice: the set keeps one.
-    let keys: BTreeSet<FlowKey> = flows.keys().filter_map(Result::ok).collect();
-    for key in keys {
-        // Read again just before deciding: a packet may have come meanwhile.
-        let Ok(value) = flows.get(&key, 0) else {
-            continue;
+/// One table's collector: its handle and where the last pass stopped.
+struct Walk {
+    table: FlowTable,
+    embryonic: bool,
+    /// The key to carry on after (None: from the start).
+    cursor: Option<FlowKey>,
+    /// Keys seen since the walk last started from the top.
+    seen: u64,
+}
+
+/// How full each table was when its walk last reached the end (entries:
+/// two per flow), as [`spawn`] publishes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    pub established: u64,
+    pub embryonic: u64,
+}
+
+/// The collector over both tables.
+pub struct Collector {
+    walks: [Walk; 2],
+    pub occupancy: Occupancy,
+    last_full_warning: Option<Instant>,
+}
+
+impl Collector {
+    /// Over `tables` as `Kernel::flow_tables` gives them.
+    pub fn new(tables: [FlowTable; 2]) -> Self {
+        let [flows, new_flows] = tables;
+        let walk = |table, embryonic| Walk {
+            table,
+            embryonic,
+            cursor: None,
+            seen: 0,
         };
-        let peer_key = value.peer_key(key.proto);
-        let peer = flows.get(&peer_key, 0).ok();
-        if !is_expired(&value, peer.as_ref(), key.proto, now, timeouts) {
-            continue;
-        }
-        let removed = flows.remove(&key).is_ok();
-        let _ = flows.remove(&peer_key);
-        // Count each flow once: by its client-to-origin half (or by an
-        // orphan of either kind).
-        if removed && (value.direction == DIR_TO_ORIGIN || peer.is_none()) {
-            removed_flows.add(&value);
+        Collector {
+            walks: [walk(flows, false), walk(new_flows, true)],
+            occupancy: Occupancy::default(),
+            last_full_warning: None,
         }
     }
-    record_expired(kernel, &removed_flows)?;
-    Ok(removed_flows.per_app())
+
+    /// One bounded pass: up to `max_keys` keys of each table, from where
+    /// the last pass stopped; expired flows removed (both halves). Returns
+    /// the established flows removed.
+    pub fn pass(&mut self, timeouts: &Timeouts, max_keys: usize) -> Removed {
+        let now = monotonic_now_ns();
+        let mut removed = Removed::default();
+        for (index, walk) in self.walks.iter_mut().enumerate() {
+            let (keys, ended) = next_keys(&walk.table, walk.cursor, max_keys);
+            walk.seen += keys.len() as u64;
+            let mut cursor = walk.cursor;
+            for key in keys {
+                if !collect_one(walk, &key, now, timeouts, &mut removed) {
+                    // Carry on after a key still there: a walk from a
+                    // deleted key starts over.
+                    cursor = Some(key);
+                }
+            }
+            walk.cursor = cursor;
+            if ended {
+                let seen = std::mem::take(&mut walk.seen);
+                walk.cursor = None;
+                if index == 0 {
+                    self.occupancy.established = seen;
+                } else {
+                    self.occupancy.embryonic = seen;
+                }
+            }
+        }
+        self.warn_when_full();
+        removed
+    }
+
+    /// Established flows that find `FLOWS` full stay embryonic: say so, at
+    /// most once a minute.
+    fn warn_when_full(&mut self) {
+        if self.occupancy.established * 10 < MAX_FLOW_ENTRIES as u64 * 9 {
+            return;
+        }
+        if self
+            .last_full_warning
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_full_warning = Some(Instant::now());
+        warn!(
+            entries = self.occupancy.established,
+            max = MAX_FLOW_ENTRIES,
+            "the established flow table is 90% full or more: new flows stay embryonic \
+             (and expire at tcp_new) once it is full"
+        );
+    }
+}
+
+/// Looks at one key; true when it removed it.
+fn collect_one(
+    walk: &mut Walk,
+    key: &FlowKey,
+    now: u64,
+    timeouts: &Timeouts,
+    removed: &mut Removed,
+) -> bool {
+    // Read again just before deciding: a packet may have come meanwhile.
+    let Ok(value) = walk.table.get(key, 0) else {
+        return false;
+    };
+    let peer_key = value.peer_key(key.proto);
+    // Only a peer that points back is this flow's other half (an
+    // embryonic NAT tuple may have been taken over by another flow).
+    let peer = walk
+        .table
+        .get(&peer_key, 0)
+        .ok()
+        .filter(|peer| peer.new_dst == key.src && peer.new_dst_port == key.src_port);
+    if !is_expired(
+        &value,
+        peer.as_ref(),
+        key.proto,
+        walk.embryonic,
+        now,
+        timeouts,
+    ) {
+        return false;
+    }
+    let gone = walk.table.remove(key).is_ok();
+    if peer.is_some() {
+        let _ = walk.table.remove(&peer_key);
+    }
+    // One removal is one flow (both halves go together, and the other is
+    // then never seen): counted whichever half the walk met first. Both
+    // halves carry the same app and hook.
+    if gone && !walk.embryonic {
+        removed.add(&value);
+    }
+    gone
+}
+
+/// Up to `max` keys of `table` after `from` (from the start when None),
+/// and whether the walk reached the end.
+fn next_keys(table: &FlowTable, from: Option<FlowKey>, max: usize) -> (Vec<FlowKey>, bool) {
+    let fd = table_fd(table);
+    let mut keys = Vec::with_capacity(max.min(4096));
+    let mut current = from;
+    while keys.len() < max {
+        match next_key(fd, current.as_ref()) {
+            Some(next) => {
+                keys.push(next);
+                current = Some(next);
+            }
+            None => return (keys, true),
+        }
+    }
+    (keys, false)
+}
+
+fn table_fd(table: &FlowTable) -> i32 {
+    aya::maps::IterableMap::<FlowKey, FlowValue>::map(table)
+        .fd()
+        .as_fd()
+        .as_raw_fd()
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: the key after `key` (the first when None, or
+/// when `key` is gone); None at the end (or on an error, which ends the
+/// pass: the next one starts again).
+fn next_key(fd: i32, key: Option<&FlowKey>) -> Option<FlowKey> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+        flags: u64,
+    }
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    let mut next = FlowKey::default();
+    let attr = Attr {
+        map_fd: fd as u32,
+        _pad: 0,
+        key: key.map_or(0, |k| k as *const FlowKey as u64),
+        next_key: &mut next as *mut FlowKey as u64,
+        flags: 0,
+    };
+    // SAFETY: attr points at a live key (or none) and a key-sized buffer,
+    // the layout of bpf_attr's map element commands.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_GET_NEXT_KEY,
+            &attr as *const Attr,
+            std::mem::size_of::<Attr>(),
+        )
+    };
+    (rc == 0).then_some(next)
+}
+
+/// Stops the collector's thread when dropped (after its current pass,
+/// which is bounded).
+pub struct Running {
+    stop: Option<std_mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs the collector on a thread of its own, a pass every `every`; sends
+/// what each pass removed (when it removed anything) and how full the
+/// tables are to `expired`, for the main loop to count.
+pub fn spawn(
+    tables: [FlowTable; 2],
+    timeouts: Timeouts,
+    every: Duration,
+    expired: mpsc::Sender<(Removed, Occupancy)>,
+) -> std::io::Result<Running> {
+    let (stop, stopped) = std_mpsc::channel::<()>();
+    let mut collector = Collector::new(tables);
+    let thread = std::thread::Builder::new()
+        .name("flow-gc".into())
+        .spawn(move || {
+            while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let removed = collector.pass(&timeouts, KEYS_PER_PASS);
+                // Full: the main loop is busy; these counts wait a pass.
+                match expired.try_send((removed, collector.occupancy)) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    _ => continue,
+                }
+            }
+        })?;
+    Ok(Running {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// Flows removed, per (app slot, hook that opened them).
-#[derive(Default)]
-struct Removed(BTreeMap<(u32, u8), u64>);
+#[derive(Debug, Default)]
+pub struct Removed(BTreeMap<(u32, u8), u64>);
 
 impl Removed {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn add(&mut self, flow: &FlowValue) {
         *self.0.entry((flow.app, flow.hook)).or_default() += 1;
     }
 
     /// Per app slot, whichever hook.
-    fn per_app(&self) -> BTreeMap<u32, u64> {
+    pub fn per_app(&self) -> BTreeMap<u32, u64> {
         let mut per_app = BTreeMap::new();
         for ((app, _), count) in &self.0 {
             *per_app.entry(*app).or_default() += count;
@@ -119,29 +354,36 @@ impl Removed {
     }
 }
 
-/// Removes the flows (both directions) whose client `cut` says must go,
-/// given the client's address and the app index of the flow; counts them
-/// as `flow_expired` (or `flow_expired_tc`). Returns the number removed per app.
+/// Removes the flows (both directions, either table) whose client `cut`
+/// says must go, given the client's address and the app index of the
+/// flow; counts the established ones as `flow_expired` (or
+/// `flow_expired_tc`). Returns the number removed per app.
 pub fn cut_flows(
     kernel: &mut Kernel,
     mut cut: impl FnMut(&mut Kernel, IpAddr, u32) -> bool,
 ) -> anyhow::Result<BTreeMap<u32, u64>> {
-    let to_origin: Vec<(FlowKey, FlowValue)> = kernel
-        .flows()?
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, value)| value.direction == DIR_TO_ORIGIN)
-        .collect();
     let mut removed = Removed::default();
-    for (key, value) in to_origin {
-        if !cut(kernel, ip_of(key.src), value.app) {
-            continue;
+    for embryonic in [false, true] {
+        let table = if embryonic {
+            Kernel::new_flows
+        } else {
+            Kernel::flows
+        };
+        let to_origin: Vec<(FlowKey, FlowValue)> = table(kernel)?
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, value)| value.direction == DIR_TO_ORIGIN)
+            .collect();
+        for (key, value) in to_origin {
+            if !cut(kernel, ip_of(key.src), value.app) {
+                continue;
+            }
+            let mut flows = table(kernel)?;
+            if flows.remove(&key).is_ok() && !embryonic {
+                removed.add(&value);
+            }
+            let _ = flows.remove(&value.peer_key(key.proto));
         }
-        let mut flows = kernel.flows()?;
-        if flows.remove(&key).is_ok() {
-            removed.add(&value);
-        }
-        let _ = flows.remove(&value.peer_key(key.proto));
     }
     record_expired(kernel, &removed)?;
     Ok(removed.per_app())
@@ -153,7 +395,7 @@ pub fn ip_of(addr: [u8; 16]) -> IpAddr {
 }
 
 /// Adds to the per-CPU `flow_expired` / `flow_expired_tc` counters.
-fn record_expired(kernel: &mut Kernel, removed: &Removed) -> anyhow::Result<()> {
+pub fn record_expired(kernel: &mut Kernel, removed: &Removed) -> anyhow::Result<()> {
     let rows = removed.0.iter().map(|((app, hook), count)| {
         let counter = Counter {
             packets: *count,
@@ -171,6 +413,8 @@ mod tests {
     const S: u64 = 1_000_000_000;
     /// A timeout boundary: idle past `limit` plus the touch slack.
     const SLACK: u64 = 1;
+    const EMBRYONIC: bool = true;
+    const ESTABLISHED: bool = false;
 
     fn entry(state: u8, last_seen_s: u64) -> FlowValue {
         FlowValue {
@@ -181,38 +425,158 @@ mod tests {
     }
 
     #[test]
-    fn tcp_timeouts_follow_the_state_of_both_halves() {
+    fn embryonic_flows_go_at_their_short_timeouts_whatever_their_state() {
         let t = Timeouts::default();
-        let tcp = ip_proto::TCP;
+        let (tcp, udp) = (ip_proto::TCP, ip_proto::UDP);
         let syn = entry(0, 100);
-        let replied = entry(FLOW_REPLIED, 100);
-        let fin = entry(FLOW_FIN, 100);
-        let rst = entry(FLOW_RST, 100);
-        assert!(!is_expired(&syn, Some(&syn), tcp, (129 + SLACK) * S, &t));
-        assert!(is_expired(&syn, Some(&syn), tcp, (131 + SLACK) * S, &t));
-        assert!(
-            !is_expired(&syn, Some(&replied), tcp, 131 * S, &t),
-            "reply seen"
-        );
+        // The SYN-ACK seen: still embryonic until the client's ACK.
+        let replied = entry(proxy_common::FLOW_REPLIED, 100);
+        for peer in [Some(&syn), Some(&replied), None] {
+            assert!(!is_expired(
+                &syn,
+                peer,
+                tcp,
+                EMBRYONIC,
+                (104 + SLACK) * S,
+                &t
+            ));
+            assert!(is_expired(
+                &syn,
+                peer,
+                tcp,
+                EMBRYONIC,
+                (106 + SLACK) * S,
+                &t
+            ));
+        }
+        assert!(!is_expired(
+            &syn,
+            Some(&syn),
+            udp,
+            EMBRYONIC,
+            (104 + SLACK) * S,
+            &t
+        ));
         assert!(is_expired(
             &syn,
-            Some(&replied),
+            Some(&syn),
+            udp,
+            EMBRYONIC,
+            (106 + SLACK) * S,
+            &t
+        ));
+        let long = Timeouts {
+            tcp_new: Duration::from_secs(30),
+            udp_unreplied: Duration::from_secs(20),
+            ..t
+        };
+        assert!(!is_expired(
+            &syn,
+            Some(&syn),
             tcp,
+            EMBRYONIC,
+            129 * S,
+            &long
+        ));
+        assert!(is_expired(
+            &syn,
+            Some(&syn),
+            udp,
+            EMBRYONIC,
+            (121 + SLACK) * S,
+            &long
+        ));
+    }
+
+    #[test]
+    fn established_tcp_timeouts_follow_the_state_of_both_halves() {
+        let t = Timeouts::default();
+        let tcp = ip_proto::TCP;
+        let open = entry(0, 100);
+        let fin = entry(FLOW_FIN, 100);
+        let rst = entry(FLOW_RST, 100);
+        assert!(!is_expired(
+            &open,
+            Some(&open),
+            tcp,
+            ESTABLISHED,
+            3600 * S,
+            &t
+        ));
+        assert!(is_expired(
+            &open,
+            Some(&open),
+            tcp,
+            ESTABLISHED,
             (3701 + SLACK) * S,
             &t
         ));
         // One FIN is a half-close: the other side may still send for long.
-        assert!(!is_expired(&fin, Some(&replied), tcp, 200 * S, &t));
-        let fin_replied = entry(FLOW_FIN | FLOW_REPLIED, 100);
+        assert!(!is_expired(
+            &fin,
+            Some(&open),
+            tcp,
+            ESTABLISHED,
+            200 * S,
+            &t
+        ));
         assert!(is_expired(
             &fin,
-            Some(&fin_replied),
+            Some(&fin),
             tcp,
+            ESTABLISHED,
             (111 + SLACK) * S,
             &t
         ));
-        assert!(!is_expired(&fin, Some(&fin_replied), tcp, 109 * S, &t));
-        assert!(is_expired(&replied, Some(&rst), tcp, (111 + SLACK) * S, &t));
+        assert!(!is_expired(&fin, Some(&fin), tcp, ESTABLISHED, 109 * S, &t));
+        assert!(is_expired(
+            &open,
+            Some(&rst),
+            tcp,
+            ESTABLISHED,
+            (111 + SLACK) * S,
+            &t
+        ));
+        // A new handshake on a closed flow's tuple: tcp_new until its ACK.
+        let reopened = entry(FLOW_HANDSHAKE, 100);
+        assert!(!is_expired(
+            &reopened,
+            Some(&reopened),
+            tcp,
+            ESTABLISHED,
+            104 * S,
+            &t
+        ));
+        assert!(is_expired(
+            &reopened,
+            Some(&reopened),
+            tcp,
+            ESTABLISHED,
+            (106 + SLACK) * S,
+            &t
+        ));
+    }
+
+    #[test]
+    fn established_udp_keeps_the_udp_timeout() {
+        let t = Timeouts::default();
+        let e = entry(0, 100);
+        assert!(!is_expired(
+            &e,
+            Some(&e),
+            ip_proto::UDP,
+            ESTABLISHED,
+            150 * S,
+            &t
+        ));
+        assert!(is_expired(
+            &e,
+            Some(&e),
+            ip_proto::UDP,
+            ESTABLISHED,
+            (161 + SLACK) * S,
+            &t
+        ));
     }
 
     #[test]
@@ -220,25 +584,36 @@ mod tests {
         let t = Timeouts::default();
         let old = entry(0, 0);
         let fresh = entry(0, 1000);
-        assert!(!is_expired(&old, Some(&fresh), ip_proto::UDP, 1050 * S, &t));
+        let udp = ip_proto::UDP;
+        assert!(!is_expired(
+            &old,
+            Some(&fresh),
+            udp,
+            ESTABLISHED,
+            1050 * S,
+            &t
+        ));
         assert!(is_expired(
             &old,
             Some(&fresh),
-            ip_proto::UDP,
+            udp,
+            ESTABLISHED,
             (1061 + SLACK) * S,
             &t
         ));
     }
 
     #[test]
-    fn an_orphaned_half_goes_soon() {
+    fn an_orphaned_established_half_goes_soon() {
         let t = Timeouts::default();
-        let orphan = entry(FLOW_REPLIED, 100);
-        assert!(!is_expired(&orphan, None, ip_proto::TCP, 105 * S, &t));
+        let orphan = entry(0, 100);
+        let tcp = ip_proto::TCP;
+        assert!(!is_expired(&orphan, None, tcp, ESTABLISHED, 105 * S, &t));
         assert!(is_expired(
             &orphan,
             None,
-            ip_proto::TCP,
+            tcp,
+            ESTABLISHED,
             (111 + SLACK) * S,
             &t
         ));
@@ -252,14 +627,16 @@ mod tests {
         };
         // last_seen can lag the last packet by up to a second.
         let e = entry(0, 100);
+        let udp = ip_proto::UDP;
         assert!(!is_expired(
             &e,
             Some(&e),
-            ip_proto::UDP,
+            udp,
+            ESTABLISHED,
             101 * S + S / 2,
             &t
         ));
-        assert!(is_expired(&e, Some(&e), ip_proto::UDP, 102 * S + 1, &t));
+        assert!(is_expired(&e, Some(&e), udp, ESTABLISHED, 102 * S + 1, &t));
     }
 
     #[test]
@@ -274,6 +651,21 @@ mod tests {
     fn a_clock_behind_the_entry_is_not_expiry() {
         let t = Timeouts::default();
         let e = entry(0, 100);
-        assert!(!is_expired(&e, Some(&e), ip_proto::UDP, 50 * S, &t));
+        assert!(!is_expired(
+            &e,
+            Some(&e),
+            ip_proto::UDP,
+            ESTABLISHED,
+            50 * S,
+            &t
+        ));
+        assert!(!is_expired(
+            &e,
+            Some(&e),
+            ip_proto::UDP,
+            EMBRYONIC,
+            50 * S,
+            &t
+        ));
     }
 }

@@ -9,6 +9,10 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
+use std::os::fd::AsFd as _;
+
+/// A flow table through a descriptor of its own (see `Kernel::flow_tables`).
+pub type FlowTable = HashMap<MapData, FlowKey, FlowValue>;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
@@ -391,9 +395,36 @@ impl Kernel {
         self.map(map_names::STATS)
     }
 
-    /// The flow table (both directions of every flow).
+    /// The established flow table (both directions of every flow).
     pub fn flows(&mut self) -> anyhow::Result<HashMap<&mut MapData, FlowKey, FlowValue>> {
         self.map(map_names::FLOWS)
+    }
+
+    /// The embryonic flow table (an LRU; same layout as `flows`).
+    pub fn new_flows(&mut self) -> anyhow::Result<HashMap<&mut MapData, FlowKey, FlowValue>> {
+        self.map(map_names::NEW_FLOWS)
+    }
+
+    /// Handles of their own on `FLOWS` and `NEW_FLOWS` (in that order), for
+    /// the flow collector's thread: the same maps, through new descriptors.
+    pub fn flow_tables(&self) -> anyhow::Result<[FlowTable; 2]> {
+        let own = |name: &str| -> anyhow::Result<FlowTable> {
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
+            let (aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) = map else {
+                return Err(anyhow!("map {name} is not a hash map"));
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .with_context(|| format!("duplicating the descriptor of map {name}"))?;
+            let map = aya::maps::Map::from_map_data(MapData::from_fd(fd)?)?;
+            Ok(HashMap::try_from(map)?)
+        };
+        Ok([own(map_names::FLOWS)?, own(map_names::NEW_FLOWS)?])
     }
 
     fn map<'a, T>(&'a mut self, name: &str) -> anyhow::Result<T>

@@ -118,6 +118,9 @@ fn settings(config: &Config) -> Settings {
     let mut settings = Settings {
         nat_port_min: config.edge.nat_ports.start,
         nat_port_max: config.edge.nat_ports.end,
+        // Validated to at most a week: fits.
+        tcp_new_s: config.edge.flow_timeouts.tcp_new.as_secs() as u32,
+        udp_unreplied_s: config.edge.flow_timeouts.udp_unreplied.as_secs() as u32,
         ..Settings::default()
     };
     for protocol in [Protocol::Tcp, Protocol::Udp] {
@@ -291,6 +294,9 @@ mod tests {
                 nat_port_min: 20000,
                 nat_port_max: 29999,
                 flags: SettingsFlags::HAS_SOURCE_V4 | SettingsFlags::HAS_SOURCE_V6,
+                // The embryonic timeouts' defaults.
+                tcp_new_s: 5,
+                udp_unreplied_s: 5,
             }
         );
     }

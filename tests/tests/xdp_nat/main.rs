@@ -22,7 +22,7 @@
 use std::net::Ipv4Addr;
 
 use proxy_agent::kernel::maps::addr16;
-use proxy_common::{FlowKey, HOOK_TC, ip_proto};
+use proxy_common::{FLOW_REPLIED, FLOW_RST, FlowKey, ip_proto};
 use tests::{packet::checksums_verify, root_or_skip};
 
 #[path = "../fixture/mod.rs"]
@@ -72,6 +72,8 @@ for_both_hooks!(
     a_client_port_outside_the_nat_range_gets_one_inside,
     no_free_nat_port_drops_and_counts,
     a_gso_sized_segment_leaves_whole_at_tc_only,
+    flows_become_established_and_judge_rsts_and_syns,
+    a_nat_tuple_is_never_shared_by_two_flows,
 );
 
 fn fast_path_fixtures(hook: Hook) {
@@ -255,53 +257,138 @@ fn tc_carries_on_a_flow_xdp_opened() {
     assert_rewritten_to(&ran.out, &want);
 }
 
-/// A flow half the LRU evicted is put back by the next packet of the other
-/// half (once a second) with that half's hook: under `auto`, a TC flow's
-/// half comes back a TC half, even when the last flow opened on the CPU
-/// (whose scratch slot builds the entry) was XDP's.
-#[test]
-fn a_flow_half_put_back_keeps_its_hook() {
-    if !root_or_skip("a_flow_half_put_back_keeps_its_hook") {
+/// Flow states (both hooks): a SYN opens an embryonic flow only; the
+/// SYN-ACK and then the client's ACK make it established (both halves in
+/// `FLOWS`, counted opened); on it an out-of-window RST is dropped
+/// (`rst_invalid`) and changes nothing, an origin-side SYN is dropped
+/// (`stray_syn`), and an in-window RST passes and closes the flow.
+fn flows_become_established_and_judge_rsts_and_syns(hook: Hook) {
+    if !root_or_skip(&format!("flows_become_established ({hook:?})")) {
         return;
     }
-    let _ns = entered("natpeer");
-    // One CPU, so the XDP flow below fills the scratch slot TC then uses.
-    pin_this_thread_to_cpu0();
-    let auto = config(Hook::Tc, "20000-29999").replacen(
-        r#""datapath": "tc","#,
-        r#""datapath": "auto","#,
-        1,
-    );
-    let mut tester = loaded_with(&auto, hooks_for(Hook::Tc));
-    let syn = tcp_frame(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), SYN);
-    assert_eq!(tester.run(Hook::Tc, CLI0, &syn).0, TC_ACT_REDIRECT);
-    let query = udp_frame(FROM_CLI, (CLIENT4, 25001), (DNS4, 53));
-    assert_eq!(tester.run(Hook::Xdp, CLI0, &query).0, XDP_REDIRECT);
-    let to_origin = tcp_key((CLIENT4, 25000), (RANGE4, 1000));
+    let _ns = entered(&format!("natstate-{hook:?}"));
+    let mut tester = loaded(hook, "20000-29999");
+    let redirect = hook.action(XDP_REDIRECT);
+    let client = (CLIENT4, 25000);
+    let to_origin = tcp_key(client, (RANGE4, 1000));
     let to_client = tcp_key((ORIGIN4, 3000), (SOURCE4, 25000));
-    evict_one_half_and_age_the_other(&mut tester, to_client, to_origin);
-    let ack = tcp_frame(FROM_CLI, (CLIENT4, 25000), (RANGE4, 1000), ACK);
-    assert_eq!(tester.run(Hook::Tc, CLI0, &ack).0, TC_ACT_REDIRECT);
-    let put_back = tester
-        .kernel()
-        .flows()
-        .expect("flow map")
-        .get(&to_client, 0)
-        .expect("the reply half is back");
-    assert_eq!(put_back.hook, HOOK_TC, "{put_back:?}");
+    let syn = tcp_frame(FROM_CLI, client, (RANGE4, 1000), SYN);
+    let ran = tester.run_counted(hook, CLI0, &syn, None);
+    assert_eq!(
+        (ran.action, ran.moves),
+        (redirect, vec![(Some(0), "to_origin")])
+    );
+    let in_table = |tester: &mut Tester, key: &FlowKey| {
+        let established = tester.kernel().flows().expect("FLOWS").get(key, 0).ok();
+        let embryonic = tester
+            .kernel()
+            .new_flows()
+            .expect("NEW_FLOWS")
+            .get(key, 0)
+            .ok();
+        (established.map(|v| v.state), embryonic.map(|v| v.state))
+    };
+    assert_eq!(
+        in_table(&mut tester, &to_origin),
+        (None, Some(0)),
+        "SYN: embryonic only"
+    );
+    assert!(in_table(&mut tester, &to_client).1.is_some());
+    let syn_ack = tcp_frame(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN_ACK);
+    assert_eq!(tester.run(hook, ORG0, &syn_ack).0, redirect);
+    assert_eq!(
+        in_table(&mut tester, &to_origin).0,
+        None,
+        "SYN-ACK: still embryonic"
+    );
+    let ack = tcp_frame(FROM_CLI, client, (RANGE4, 1000), ACK);
+    let ran = tester.run_counted(hook, CLI0, &ack, None);
+    let mut moves = ran.moves.clone();
+    moves.sort();
+    let opened = if hook == Hook::Tc {
+        "flow_opened_tc"
+    } else {
+        "flow_opened"
+    };
+    assert_eq!(moves, vec![(Some(0), opened), (Some(0), "to_origin")]);
+    assert_eq!(
+        in_table(&mut tester, &to_origin),
+        (Some(0), None),
+        "ACK: established"
+    );
+    // The reply half keeps the mark of the SYN-ACK.
+    assert_eq!(
+        in_table(&mut tester, &to_client),
+        (Some(FLOW_REPLIED), None)
+    );
+    // Far from the tracked sequence number (1): a blind reset.
+    let blind = tcp_frame_seq(
+        FROM_ORG,
+        (ORIGIN4, 3000),
+        (SOURCE4, 25000),
+        RST,
+        0x4000_0000,
+    );
+    let ran = tester.run_counted(hook, ORG0, &blind, None);
+    assert_eq!(
+        (ran.action, ran.moves),
+        (hook.action(XDP_DROP), vec![(Some(0), "rst_invalid")])
+    );
+    assert_eq!(
+        in_table(&mut tester, &to_client),
+        (Some(FLOW_REPLIED), None),
+        "blind RST: no change"
+    );
+    let stray = tcp_frame(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), SYN);
+    let ran = tester.run_counted(hook, ORG0, &stray, None);
+    assert_eq!(
+        (ran.action, ran.moves),
+        (hook.action(XDP_DROP), vec![(Some(0), "stray_syn")])
+    );
+    // A client SYN on the open flow passes and resets nothing.
+    assert_eq!(tester.run(hook, CLI0, &syn).0, redirect);
+    assert_eq!(in_table(&mut tester, &to_origin), (Some(0), None));
+    let reset = tcp_frame_seq(FROM_ORG, (ORIGIN4, 3000), (SOURCE4, 25000), RST, 1);
+    let ran = tester.run_counted(hook, ORG0, &reset, None);
+    assert_eq!(
+        (ran.action, ran.moves),
+        (redirect, vec![(Some(0), "to_client")])
+    );
+    assert_eq!(
+        in_table(&mut tester, &to_client),
+        (Some(FLOW_REPLIED | FLOW_RST), None),
+        "in-window RST"
+    );
 }
 
-fn pin_this_thread_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pinning the test thread"
-        );
+/// A NAT tuple held by one client's embryonic flow is not given to
+/// another: its fold (client port 30000 -> NAT port 20000, the first
+/// client's) is taken, so it gets a hashed one; and each reverse half
+/// points back at its own client.
+fn a_nat_tuple_is_never_shared_by_two_flows(hook: Hook) {
+    if !root_or_skip(&format!("a_nat_tuple_is_never_shared ({hook:?})")) {
+        return;
     }
+    let _ns = entered(&format!("natshare-{hook:?}"));
+    let mut tester = loaded(hook, "20000-29999");
+    let first = tcp_frame(FROM_CLI, (CLIENT4, 20000), (RANGE4, 1000), SYN);
+    let (_, out) = tester.run(hook, CLI0, &first);
+    assert_eq!(nat_port(&out), 20000);
+    let other = Ipv4Addr::new(10, 0, 1, 3);
+    let second = tcp_frame(FROM_CLI, (other, 30000), (RANGE4, 1000), SYN);
+    let (_, out) = tester.run(hook, CLI0, &second);
+    let port = nat_port(&out);
+    assert_ne!(port, 20000, "two clients on one NAT tuple");
+    let reverse = |port| tcp_key((ORIGIN4, 3000), (SOURCE4, port));
+    let new_flows = tester.kernel().new_flows().expect("NEW_FLOWS");
+    let a = new_flows
+        .get(&reverse(20000), 0)
+        .expect("first client's half");
+    let b = new_flows
+        .get(&reverse(port), 0)
+        .expect("second client's half");
+    assert_eq!(a.new_dst, addr16(CLIENT4.into()));
+    assert_eq!(b.new_dst, addr16(other.into()));
 }
 
 /// The flow map's key of a TCP half from `src` to `dst`.
@@ -314,15 +401,4 @@ fn tcp_key(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
         proto: ip_proto::TCP,
         _pad: [0; 3],
     }
-}
-
-/// Removes the `evicted` half (as the LRU would) and marks the `kept` half
-/// (a TC half) last seen long ago, so its next packet refreshes the other.
-fn evict_one_half_and_age_the_other(tester: &mut Tester, evicted: FlowKey, kept: FlowKey) {
-    let mut flows = tester.kernel().flows().expect("flow map");
-    flows.remove(&evicted).expect("the reply half");
-    let mut half = flows.get(&kept, 0).expect("the client half");
-    assert_eq!(half.hook, HOOK_TC);
-    half.last_seen_ns = 0;
-    flows.insert(kept, half, 0).expect("age the client half");
 }

@@ -56,22 +56,27 @@ pub struct Edge {
 /// Idle time after which a fast-path flow is removed, by protocol and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowTimeouts {
-    /// TCP: SYN seen, no reply yet.
+    /// TCP: embryonic (SYN seen, handshake not complete). Short: an
+    /// embryonic flow holds a NAT port that a SYN flood must not keep.
     pub tcp_new: std::time::Duration,
     pub tcp_established: std::time::Duration,
     /// TCP: FIN or RST seen.
     pub tcp_closing: std::time::Duration,
+    /// UDP: the origin replied.
     pub udp: std::time::Duration,
+    /// UDP: the origin never replied (embryonic, as `tcp_new`).
+    pub udp_unreplied: std::time::Duration,
 }
 
 impl Default for FlowTimeouts {
     fn default() -> Self {
         let s = std::time::Duration::from_secs;
         Self {
-            tcp_new: s(30),
+            tcp_new: s(5),
             tcp_established: s(3600),
             tcp_closing: s(10),
             udp: s(60),
+            udp_unreplied: s(5),
         }
     }
 }
@@ -82,6 +87,7 @@ impl FlowTimeouts {
             .min(self.tcp_established)
             .min(self.tcp_closing)
             .min(self.udp)
+            .min(self.udp_unreplied)
     }
 }
 

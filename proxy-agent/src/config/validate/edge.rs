@@ -105,6 +105,11 @@ impl Validator {
                 &mut flow_timeouts.tcp_closing,
             ),
             ("udp", e.flow_timeouts.udp, &mut flow_timeouts.udp),
+            (
+                "udp_unreplied",
+                e.flow_timeouts.udp_unreplied,
+                &mut flow_timeouts.udp_unreplied,
+            ),
         ] {
             self.seconds(format!("edge.flow_timeouts.{name}"), value, slot);
         }

@@ -214,9 +214,16 @@ fn flow_timeouts_default_override_and_bounds() {
         model.edge.flow_timeouts.tcp_established,
         FlowTimeouts::default().tcp_established
     );
+    assert_eq!(
+        model.edge.flow_timeouts.udp_unreplied,
+        std::time::Duration::from_secs(5)
+    );
     file["edge"]["flow_timeouts"] = json!({"tcp_new": 0});
-    let errors = refused(file);
+    let errors = refused(file.clone());
     assert_eq!(errors[0].field, "edge.flow_timeouts.tcp_new");
+    file["edge"]["flow_timeouts"] = json!({"udp_unreplied": 0});
+    let errors = refused(file);
+    assert_eq!(errors[0].field, "edge.flow_timeouts.udp_unreplied");
 }
 
 #[test]
