@@ -13,15 +13,17 @@ use super::leases::Leases;
 use super::model::{
     AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
     DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
-    ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
-    OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
-    RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Warning, XdpMode,
+    ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_NAT_PORTS,
+    MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,
+    Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Unlisted,
+    Warning, XdpMode,
 };
 use super::schema::{
-    AccessRuleFile, ApiFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile,
+    AccessRuleFile, ApiFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile, OneOrMany,
     OriginDnsFile, OriginPortFile, ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile,
     UdpProxyFile,
 };
+use proxy_common::MAX_ORIGIN_SOURCES;
 
 /// Checks a parsed file and builds the model from it, as a first start
 /// would: no app holds a pool address yet.
@@ -66,6 +68,12 @@ pub fn validate_with_leases(
     if let Some(a) = &api {
         let sockets = [("api.listen".to_string(), a.listen)];
         v.own_sockets_free(&sockets, "the management API", &drafts, &edge_addrs);
+    }
+    let own_ports = (dns_server.iter().flat_map(|d| d.listen.iter().enumerate()))
+        .map(|(k, addr)| (format!("dns_server.listen[{k}]"), *addr))
+        .chain(api.iter().map(|a| ("api.listen".to_string(), a.listen)));
+    for (field, addr) in own_ports {
+        v.nat_port_taken(&edge, &field, addr);
     }
     if !v.errors.is_empty() {
         return Err(v.errors);
@@ -326,14 +334,22 @@ impl Validator {
             },
         };
         let origin_source = OriginSource {
-            ipv4: match self.source_addr(Family::V4, e.origin_source.ipv4.as_deref()) {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
-            },
-            ipv6: match self.source_addr(Family::V6, e.origin_source.ipv6.as_deref()) {
-                Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
-            },
+            ipv4: self
+                .source_addrs(Family::V4, e.origin_source.ipv4.as_ref())
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            ipv6: self
+                .source_addrs(Family::V6, e.origin_source.ipv6.as_ref())
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
         };
         let geoip = GeoIp {
             country_db: self.path("edge.geoip.country_db", e.geoip.country_db.as_ref()),
@@ -350,6 +366,20 @@ impl Validator {
                     reason,
                 );
                 DEFAULT_NAT_PORTS
+            }
+        };
+        self.nat_ports(nat_ports);
+        let unlisted = match e.unlisted.as_deref() {
+            None | Some("drop") => Unlisted::Drop,
+            Some("pass") => Unlisted::Pass,
+            Some(other) => {
+                self.error(
+                    None,
+                    "edge.unlisted",
+                    other,
+                    "unknown unlisted; expected drop or pass",
+                );
+                Unlisted::Drop
             }
         };
         let resolver = e
@@ -394,6 +424,7 @@ impl Validator {
             origin_source,
             geoip,
             nat_ports,
+            unlisted,
             resolver,
             flow_timeouts,
             tcp_proxy,
@@ -685,9 +716,102 @@ impl Validator {
         }
     }
 
-    fn source_addr(&mut self, family: Family, text: Option<&str>) -> Option<IpAddr> {
-        let text = text?;
-        let field = format!("edge.origin_source.{}", family.key());
+    /// `edge.origin_source.<family>`: one address or a list of distinct
+    /// ones, at most `MAX_ORIGIN_SOURCES`.
+    fn source_addrs(&mut self, family: Family, value: Option<&OneOrMany>) -> Vec<IpAddr> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let base = format!("edge.origin_source.{}", family.key());
+        let items = value.items();
+        if items.is_empty() {
+            self.error(
+                None,
+                base.clone(),
+                "[]",
+                "empty list; give at least one address or leave the setting out",
+            );
+        }
+        if items.len() > MAX_ORIGIN_SOURCES as usize {
+            self.error(
+                None,
+                base.clone(),
+                items.len().to_string(),
+                format!("{} addresses; at most {MAX_ORIGIN_SOURCES}", items.len()),
+            );
+            return Vec::new();
+        }
+        let mut addrs = Vec::new();
+        for (k, text) in items.iter().enumerate() {
+            let field = match value {
+                OneOrMany::One(_) => base.clone(),
+                OneOrMany::Many(_) => format!("{base}[{k}]"),
+            };
+            let Some(ip) = self.source_addr(family, field.clone(), text) else {
+                continue;
+            };
+            if addrs.contains(&ip) {
+                self.error(None, field, text, "address listed twice");
+            } else {
+                addrs.push(ip);
+            }
+        }
+        addrs
+    }
+
+    /// `edge.nat_ports` once parsed: a range too small for much traffic
+    /// toward one origin, or one into the privileged ports, is allowed
+    /// with a warning. (The kernel's ephemeral range, which the agent's
+    /// own origin connections use, is checked at start: it is the host's.)
+    fn nat_ports(&mut self, range: PortRange) {
+        let value = format!("{}-{}", range.start, range.end);
+        let ports = range.len();
+        if ports < MIN_NAT_PORTS {
+            self.warn(
+                "edge.nat_ports",
+                value.clone(),
+                format!(
+                    "only {ports} ports: each origin source holds at most {ports} fast-path \
+                     flows to one origin address and port; at least {MIN_NAT_PORTS} are advised"
+                ),
+            );
+        }
+        if range.start < 1024 {
+            self.warn(
+                "edge.nat_ports",
+                value,
+                "starts below 1024: the NAT may take ports of the host's own services \
+                 on the origin source addresses",
+            );
+        }
+    }
+
+    /// One of the agent's own sockets on an origin source address (or on
+    /// all addresses) with a port inside `edge.nat_ports`: the NAT could
+    /// hand that port to a flow, whose origin replies the fast path then
+    /// takes from the socket. Refused.
+    fn nat_port_taken(&mut self, edge: &Edge, field: &str, addr: std::net::SocketAddr) {
+        let sources = &edge.origin_source;
+        let on_source = addr.ip().is_unspecified()
+            || match addr.ip() {
+                IpAddr::V4(v4) => sources.ipv4.contains(&v4),
+                IpAddr::V6(v6) => sources.ipv6.contains(&v6),
+            };
+        if on_source && edge.nat_ports.contains(addr.port()) {
+            self.error(
+                None,
+                "edge.nat_ports",
+                format!("{}-{}", edge.nat_ports.start, edge.nat_ports.end),
+                format!(
+                    "holds port {} of {field} ({addr}), an origin source address: \
+                     keep the agent's own ports out of the NAT's range",
+                    addr.port()
+                ),
+            );
+        }
+    }
+
+    fn source_addr(&mut self, family: Family, field: String, text: &str) -> Option<IpAddr> {
         match text.parse::<IpAddr>() {
             Ok(ip) if Family::of(ip) == family && !ip.is_unspecified() && !ip.is_multicast() => {
                 Some(ip)
@@ -3624,8 +3748,12 @@ mod tests {
             Some("198.51.100.0/24".parse().unwrap())
         );
         assert_eq!(e.address_pool.ipv6, None);
-        assert_eq!(e.origin_source.ipv4, Some(Ipv4Addr::new(10, 1, 0, 1)));
-        assert_eq!(e.origin_source.ipv6, Some("fd00:1::1".parse().unwrap()));
+        assert_eq!(e.origin_source.ipv4, [Ipv4Addr::new(10, 1, 0, 1)]);
+        assert_eq!(
+            e.origin_source.ipv6,
+            ["fd00:1::1".parse::<std::net::Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(e.unlisted, Unlisted::Drop);
         assert_eq!(
             e.geoip.asn_db.as_deref(),
             Some(std::path::Path::new("/geo/asn.mmdb"))
@@ -3676,6 +3804,104 @@ mod tests {
             "10.0.0.1",
             "IPv6",
         );
+    }
+
+    #[test]
+    fn origin_sources_one_or_a_list() {
+        let edge = |extra: Value| {
+            let mut file = json!({"edge": {"interfaces": ["eth0"]}});
+            for (key, value) in extra.as_object().unwrap() {
+                file["edge"][key] = value.clone();
+            }
+            file
+        };
+        let (config_, _) = accepted(edge(json!({"origin_source": {
+            "ipv4": ["10.1.0.1", "10.1.0.2"], "ipv6": "fd00:1::1"}})));
+        assert_eq!(
+            config_.edge.origin_source.ipv4,
+            [Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 2)]
+        );
+        assert_eq!(config_.edge.origin_source.ipv6.len(), 1);
+        only_error(
+            edge(json!({"origin_source": {"ipv4": ["10.1.0.1", "fd00::1"]}})),
+            None,
+            "edge.origin_source.ipv4[1]",
+            "fd00::1",
+            "IPv4",
+        );
+        only_error(
+            edge(json!({"origin_source": {"ipv4": ["10.1.0.1", "10.1.0.1"]}})),
+            None,
+            "edge.origin_source.ipv4[1]",
+            "10.1.0.1",
+            "listed twice",
+        );
+        only_error(
+            edge(json!({"origin_source": {"ipv4": []}})),
+            None,
+            "edge.origin_source.ipv4",
+            "[]",
+            "empty list",
+        );
+        let nine: Vec<String> = (1..=9).map(|k| format!("10.1.0.{k}")).collect();
+        only_error(
+            edge(json!({"origin_source": {"ipv4": nine}})),
+            None,
+            "edge.origin_source.ipv4",
+            "9",
+            "at most 8",
+        );
+    }
+
+    #[test]
+    fn unlisted_and_nat_ports_checked() {
+        let edge = |extra: Value| {
+            let mut file = json!({"edge": {"interfaces": ["eth0"]}});
+            for (key, value) in extra.as_object().unwrap() {
+                file["edge"][key] = value.clone();
+            }
+            file
+        };
+        let (config_, warnings) = accepted(edge(json!({"unlisted": "pass"})));
+        assert_eq!(config_.edge.unlisted, Unlisted::Pass);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        only_error(
+            edge(json!({"unlisted": "reject"})),
+            None,
+            "edge.unlisted",
+            "reject",
+            "drop or pass",
+        );
+        let (_, warnings) = accepted(edge(json!({"nat_ports": "20000-20063"})));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            (warnings[0].field.as_str(), warnings[0].value.as_str()),
+            ("edge.nat_ports", "20000-20063")
+        );
+        assert!(
+            warnings[0].message.contains("only 64 ports"),
+            "{warnings:?}"
+        );
+        let (_, warnings) = accepted(edge(json!({"nat_ports": "100-30000"})));
+        assert!(
+            warnings.iter().any(|w| w.message.contains("below 1024")),
+            "{warnings:?}"
+        );
+        // The API on all addresses, its port inside the NAT's range.
+        let mut file = edge(json!({"nat_ports": "2000-9999"}));
+        file["api"] = json!({"listen": "0.0.0.0:8080", "token_file": "/t", "zone": "z"});
+        only_error(
+            file,
+            None,
+            "edge.nat_ports",
+            "2000-9999",
+            "holds port 8080 of api.listen",
+        );
+        // On an address that is not an origin source: no collision.
+        let mut file = edge(json!({"nat_ports": "2000-9999",
+            "origin_source": {"ipv4": "10.1.0.1"}}));
+        file["api"] = json!({"listen": "127.0.0.1:8080", "token_file": "/t", "zone": "z"});
+        accepted(file);
     }
 
     #[test]
