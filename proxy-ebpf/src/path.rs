@@ -4,7 +4,8 @@
 //! prologue (XDP: a protocol TC has alone? up to TC, uncounted;
 //!           TC: a VLAN-tagged skb? left alone)
 //! parse -> tracked flow? rewrite + send (XDP: a TC flow goes up, `to_tc`)
-//!       -> listener -> app -> access rules (XDP, if ip_firewall): blocked? drop
+//!       -> listener (none, on an edge pool address: drop, `unlisted`)
+//!       -> app -> access rules (XDP, if ip_firewall): blocked? drop
 //!                          -> no fast path, or tagged? to the agent
 //!                          -> the other hook's app? XDP: up to TC; TC: left
 //!                          -> open flow (TCP: SYN only), rewrite + send
@@ -23,7 +24,7 @@ use crate::{
     hook::{Hook, Outcome},
     listener,
     parse::{self, Packet},
-    rules, stats,
+    pools, rules, stats,
 };
 
 /// The program: the packet's outcome counted, and the hook's action.
@@ -75,6 +76,13 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     let alone = !H::FIRST && apps::tc_only(packet.proto);
     let counted = H::FIRST || alone;
     let Some(index) = listener::lookup(packet) else {
+        // An edge address no app serves on this port: no RST or ICMP error
+        // from the stack (`edge.unlisted`). The hook that counts the
+        // packet decides, so XDP drops it, or TC for a protocol it has
+        // alone.
+        if counted && pools::unlisted(packet) {
+            return Some((GLOBAL_SLOT, Verdict::Unlisted, H::DROP));
+        }
         return counted.then_some((GLOBAL_SLOT, Verdict::NoListener, pass));
     };
     let Some(app) = apps::app_for(index, packet.proto) else {
