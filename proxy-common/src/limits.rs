@@ -4,6 +4,14 @@
 pub const MAX_APPS: u32 = 4096;
 /// Origins of one address family one application can spread its flows over.
 pub const MAX_ORIGINS_PER_FAMILY: u32 = 8;
+/// Origin-facing source addresses per family (`edge.origin_source`): each
+/// one multiplies the NAT's port space toward every origin.
+pub const MAX_ORIGIN_SOURCES: u32 = 8;
+/// Prefixes in `POOLS` (`edge.address_pool`: one per family today).
+pub const MAX_POOL_PREFIXES: u32 = 16;
+/// (protocol, address, port) the agent's own listeners (DNS server, API)
+/// hold on pool addresses: exempt from the unlisted drop.
+pub const MAX_UNLISTED_PASS: u32 = 256;
 /// Established flows (`FLOWS`, a plain hash map: nothing evicts them);
 /// each flow takes two entries (one per direction).
 pub const MAX_FLOW_ENTRIES: u32 = 262_144;

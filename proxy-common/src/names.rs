@@ -15,6 +15,9 @@ pub mod map_names {
     pub const RULE_STATE: &str = "RULE_STATE";
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
     pub const SOCKETS: &str = "SOCKETS";
+    pub const POOLS: &str = "POOLS";
+    pub const UNLISTED_PASS: &str = "UNLISTED_PASS";
+    pub const ORIGIN_SOURCES: &str = "ORIGIN_SOURCES";
 }
 
 /// The sk_lookup program that steers agent-path apps to the agent's sockets

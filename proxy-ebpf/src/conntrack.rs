@@ -20,11 +20,11 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AppValue, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE, FLOW_REPLIED, FLOW_RST,
-    FlowKey, FlowValue, HOOK_TC, MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, SettingsFlags, TCP_ACK,
-    TCP_FIN, TCP_RST, TCP_SYN, Verdict, ip_proto, tuple_hash,
+    FlowKey, FlowValue, HOOK_TC, MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_SYN, Verdict, ip_proto, tuple_hash,
 };
 
-use crate::{apps, parse::Packet, stats};
+use crate::{apps, parse::Packet, pools, stats};
 
 #[map]
 static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(MAX_FLOW_ENTRIES, 0);
@@ -377,23 +377,14 @@ pub fn open(
     hook: u8,
 ) -> Result<*mut FlowValue, Verdict> {
     let settings = apps::settings().ok_or(Verdict::NatFailed)?;
-    let (source, has_source) = if packet.ipv6 {
-        (
-            &settings.source_v6,
-            settings.flags.contains(SettingsFlags::HAS_SOURCE_V6),
-        )
-    } else {
-        (
-            &settings.source_v4,
-            settings.flags.contains(SettingsFlags::HAS_SOURCE_V4),
-        )
-    };
-    if !has_source {
-        return Err(Verdict::NoOrigin);
-    }
-    // The same client tuple gets the same origin and NAT port from any
-    // agent run (see `tuple_hash`).
+    // The same client tuple gets the same origin, source and NAT port from
+    // any agent run (see `tuple_hash`).
     let hash = tuple_hash(&packet.src, &packet.dst, packet.src_port, packet.dst_port);
+    // The source takes the hash's low byte first (`rotate_left(24)`), the
+    // origin the byte above it, the NAT port the high bits: each choice
+    // spreads on its own.
+    let source =
+        pools::origin_source(packet.ipv6, hash.rotate_left(24)).ok_or(Verdict::NoOrigin)?;
     // The NAT port takes the hash's high bits (`scale`): the origin takes
     // others, so that each origin still gets the whole port range.
     let origin = apps::origin_for(app_index, app, packet.ipv6, hash.rotate_left(16))

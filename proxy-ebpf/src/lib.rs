@@ -13,6 +13,7 @@ pub mod listener;
 pub mod nat;
 pub mod parse;
 pub mod path;
+pub mod pools;
 pub mod rules;
 pub mod stats;
 

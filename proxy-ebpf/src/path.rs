@@ -5,7 +5,8 @@
 //!           TC: a VLAN-tagged skb? left alone)
 //! parse -> tracked flow? rewrite + send (XDP: a TC flow goes up, `to_tc`;
 //!          a blind RST or an origin's SYN: drop)
-//!       -> listener -> app -> access rules (XDP, if ip_firewall): blocked? drop
+//!       -> listener (none, on an edge pool address: drop, `unlisted`)
+//!       -> app -> access rules (XDP, if ip_firewall): blocked? drop
 //!                          -> no fast path, or tagged? to the agent
 //!                          -> the other hook's app? XDP: up to TC; TC: left
 //!                          -> open flow (TCP: SYN only), rewrite + send
@@ -26,7 +27,7 @@ use crate::{
     hook::{Hook, Outcome},
     listener,
     parse::{self, Packet},
-    rules, stats,
+    pools, rules, stats,
 };
 
 /// The program: the packet's outcome counted, and the hook's action.
@@ -80,6 +81,13 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     let alone = !H::FIRST && apps::tc_only(packet.proto);
     let counted = H::FIRST || alone;
     let Some(index) = listener::lookup(packet) else {
+        // An edge address no app serves on this port: no RST or ICMP error
+        // from the stack (`edge.unlisted`). The hook that counts the
+        // packet decides, so XDP drops it, or TC for a protocol it has
+        // alone.
+        if counted && pools::unlisted(packet) {
+            return Some((GLOBAL_SLOT, Verdict::Unlisted, H::DROP));
+        }
         return counted.then_some((GLOBAL_SLOT, Verdict::NoListener, pass));
     };
     let Some(app) = apps::app_for(index, packet.proto) else {

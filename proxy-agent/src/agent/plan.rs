@@ -152,8 +152,10 @@ pub fn assign_slots(
 pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
     let mut edge = next.edge.clone();
     // Filled in at start from routes, and set by `load`: not the operator's.
-    edge.origin_source = running.edge.origin_source;
+    edge.origin_source.clone_from(&running.edge.origin_source);
     edge.lease_file.clone_from(&running.edge.lease_file);
+    // Live: `SyncMaps` rewrites `POOLS`, and XDP is attached if it must be.
+    edge.unlisted = running.edge.unlisted;
     // Reloaded live, with the access rules.
     edge.geoip = running.edge.geoip.clone();
     let mut changed = Vec::new();

@@ -272,6 +272,8 @@ fn xdp_cost(
             .edge
             .origin_source
             .ipv4
+            .first()
+            .copied()
             .ok_or_else(|| anyhow!("no IPv4 origin source"))?,
         match &config
             .apps

@@ -73,6 +73,10 @@ pub struct EdgeFile {
     /// `"1024-32767"`: source ports the XDP NAT uses toward origins.
     #[serde(default)]
     pub nat_ports: Option<String>,
+    /// `drop` (default) | `pass`: packets to a pool address on a port no
+    /// app serves.
+    #[serde(default)]
+    pub unlisted: Option<String>,
     /// `"192.0.2.53"` or `"[2001:db8::53]:5353"`: the DNS server origin_dns
     /// names are resolved with; default: the system's (/etc/resolv.conf).
     #[serde(default)]
@@ -142,14 +146,32 @@ pub struct AddressPoolFile {
     pub state_file: Option<PathBuf>,
 }
 
-/// Address strings, one per family.
+/// Address strings per family: one, or a list (each multiplies the NAT
+/// port space toward an origin).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginSourceFile {
     #[serde(default)]
-    pub ipv4: Option<String>,
+    pub ipv4: Option<OneOrMany>,
     #[serde(default)]
-    pub ipv6: Option<String>,
+    pub ipv6: Option<OneOrMany>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "an address string or a list of them")]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> &[String] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]

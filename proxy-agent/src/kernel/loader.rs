@@ -23,9 +23,9 @@ use aya::{
 };
 use proxy_common::{
     AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, Counter, FlowKey, FlowValue, ListenerKey,
-    ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY, OriginValue, RULE_ALLOW, RULE_BLOCK, RuleKey,
-    RuleState, RuleValue, STEER_PROGRAM, Settings, TC_PROGRAM, XDP_PROGRAM, map_names,
-    origin_index,
+    ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY, OriginValue, PoolValue, RULE_ALLOW,
+    RULE_BLOCK, RuleKey, RuleState, RuleValue, STEER_PROGRAM, Settings, SourceSet, TC_PROGRAM,
+    XDP_PROGRAM, map_names, origin_index, source_index,
 };
 use tracing::{info, warn};
 
@@ -188,6 +188,7 @@ impl Kernel {
             };
             settings.set(0, during, 0)?;
         }
+        self.sync_sources_and_passes(contents)?;
         {
             let mut origins: Array<_, OriginValue> = self.map(map_names::ORIGINS)?;
             for (index, origin) in &contents.origins {
@@ -225,6 +226,49 @@ impl Kernel {
         }
         let mut settings: Array<_, Settings> = self.map(map_names::SETTINGS)?;
         settings.set(0, contents.settings, 0)?;
+        self.sync_pools(contents)
+    }
+
+    /// `ORIGIN_SOURCES`, and the new `UNLISTED_PASS` entries: before any
+    /// listener or pool changes, so a socket of the agent's that is now
+    /// exempt is never dropped.
+    fn sync_sources_and_passes(&mut self, contents: &MapContents) -> anyhow::Result<()> {
+        let mut sources: Array<_, SourceSet> = self.map(map_names::ORIGIN_SOURCES)?;
+        for (ipv6, set) in [false, true].into_iter().zip(&contents.sources) {
+            sources.set(source_index(ipv6), set, 0)?;
+        }
+        let mut pass: HashMap<_, ListenerKey, PoolValue> = self.map(map_names::UNLISTED_PASS)?;
+        for key in &contents.unlisted_pass {
+            pass.insert(key, PoolValue::default(), 0)?;
+        }
+        Ok(())
+    }
+
+    /// `POOLS` after the listeners (a new app's are in place before its
+    /// address's traffic could be dropped), then stale `UNLISTED_PASS`
+    /// entries once the pools no longer need them.
+    fn sync_pools(&mut self, contents: &MapContents) -> anyhow::Result<()> {
+        let mut pools: LpmTrie<_, [u8; 16], PoolValue> = self.map(map_names::POOLS)?;
+        for (len, addr) in &contents.pools {
+            pools.insert(&Key::new(*len, *addr), PoolValue::default(), 0)?;
+        }
+        let stale: Vec<Key<[u8; 16]>> = pools
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| !contents.pools.contains(&(key.prefix_len(), key.data())))
+            .collect();
+        for key in &stale {
+            pools.remove(key)?;
+        }
+        let mut pass: HashMap<_, ListenerKey, PoolValue> = self.map(map_names::UNLISTED_PASS)?;
+        let stale: Vec<ListenerKey> = pass
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| !contents.unlisted_pass.contains(key))
+            .collect();
+        for key in &stale {
+            pass.remove(key)?;
+        }
         Ok(())
     }
 

@@ -3,11 +3,15 @@
 //! An application's index in `APPS` (and its row of counters) is its
 //! slot (`App::slot`): its position in the file when loaded, then kept
 //! across live changes while the app is unchanged.
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
+};
 
 use proxy_common::{
     AppFlags, AppValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
-    MAX_ORIGINS_PER_FAMILY, OriginValue, Settings, SettingsFlags, origin_index, tc_only_flag,
+    MAX_ORIGINS_PER_FAMILY, OriginValue, POOL_V4_PREFIX_BITS, Settings, SettingsFlags, SourceSet,
+    ip_proto, origin_index, tc_only_flag,
 };
 
 use crate::config::model::{App, Config, Origin, Protocol};
@@ -23,6 +27,12 @@ pub struct MapContents {
     pub origins: BTreeMap<u32, OriginValue>,
     /// `SETTINGS[0]`.
     pub settings: Settings,
+    /// `ORIGIN_SOURCES`, by `source_index(ipv6)`.
+    pub sources: [SourceSet; 2],
+    /// `POOLS`: (prefix length, address) (see [`unlisted`]).
+    pub pools: BTreeSet<(u32, [u8; 16])>,
+    /// `UNLISTED_PASS`.
+    pub unlisted_pass: BTreeSet<ListenerKey>,
 }
 
 /// The config does not fit in the kernel maps.
@@ -82,8 +92,12 @@ pub fn map_contents_resolved(
         });
     }
 
+    let (pools, unlisted_pass) = unlisted(config);
     let mut contents = MapContents {
         settings: settings(config),
+        sources: origin_sources(config),
+        pools,
+        unlisted_pass,
         ..MapContents::default()
     };
     let slots = config
@@ -128,15 +142,71 @@ fn settings(config: &Config) -> Settings {
             settings.flags |= tc_only_flag(protocol.ip_proto());
         }
     }
-    if let Some(v4) = source.ipv4 {
-        settings.source_v4 = addr16(IpAddr::V4(v4));
+    // The first source of each family; the kernel NATs with all of them
+    // (`ORIGIN_SOURCES`, [`origin_sources`]).
+    if let Some(v4) = source.ipv4.first() {
+        settings.source_v4 = addr16(IpAddr::V4(*v4));
         settings.flags |= SettingsFlags::HAS_SOURCE_V4;
     }
-    if let Some(v6) = source.ipv6 {
-        settings.source_v6 = addr16(IpAddr::V6(v6));
+    if let Some(v6) = source.ipv6.first() {
+        settings.source_v6 = addr16(IpAddr::V6(*v6));
         settings.flags |= SettingsFlags::HAS_SOURCE_V6;
     }
     settings
+}
+
+/// `ORIGIN_SOURCES`: each family's origin-facing addresses (validation
+/// keeps them at most `MAX_ORIGIN_SOURCES`; more are left out).
+pub fn origin_sources(config: &Config) -> [SourceSet; 2] {
+    let source = &config.edge.origin_source;
+    let set = |addrs: Vec<IpAddr>| {
+        let mut set = SourceSet::default();
+        for (slot, addr) in set.addrs.iter_mut().zip(addrs) {
+            *slot = addr16(addr);
+            set.count += 1;
+        }
+        set
+    };
+    [
+        set(source.ipv4.iter().map(|a| IpAddr::V4(*a)).collect()),
+        set(source.ipv6.iter().map(|a| IpAddr::V6(*a)).collect()),
+    ]
+}
+
+/// `POOLS` (LPM prefix length, 16-byte address) and `UNLISTED_PASS`: the
+/// edge's pool prefixes when `edge.unlisted` is `drop` (none otherwise),
+/// and the DNS server's and API's sockets on them, which the stack still
+/// answers. A socket on the unspecified address is keyed by address zero.
+pub fn unlisted(config: &Config) -> (BTreeSet<(u32, [u8; 16])>, BTreeSet<ListenerKey>) {
+    let mut pools = BTreeSet::new();
+    let mut pass = BTreeSet::new();
+    if !config.drops_unlisted() {
+        return (pools, pass);
+    }
+    let pool = &config.edge.address_pool;
+    if let Some(v4) = pool.ipv4 {
+        let bits = POOL_V4_PREFIX_BITS + u32::from(v4.prefix_len());
+        pools.insert((bits, addr16(IpAddr::V4(v4.network()))));
+    }
+    if let Some(v6) = pool.ipv6 {
+        pools.insert((u32::from(v6.prefix_len()), addr16(IpAddr::V6(v6.network()))));
+    }
+    let key = |proto: u8, addr: SocketAddr| {
+        let ip = if addr.ip().is_unspecified() {
+            [0; 16]
+        } else {
+            addr16(addr.ip())
+        };
+        ListenerKey::new(proto, ip, addr.port())
+    };
+    for addr in config.dns_server.iter().flat_map(|d| &d.listen) {
+        pass.insert(key(ip_proto::UDP, *addr));
+        pass.insert(key(ip_proto::TCP, *addr));
+    }
+    if let Some(api) = &config.api {
+        pass.insert(key(ip_proto::TCP, api.listen));
+    }
+    (pools, pass)
 }
 
 fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
@@ -228,6 +298,50 @@ mod tests {
             Ok(loaded) => loaded.config,
             Err(err) => panic!("test config invalid: {err}"),
         }
+    }
+
+    #[test]
+    fn pools_and_the_agents_own_sockets_for_the_unlisted_drop() {
+        let mut config = config("");
+        config.dns_server = Some(crate::config::model::DnsServer {
+            listen: vec!["198.51.100.53:53".parse().unwrap()],
+            zones: vec!["example.com".into()],
+            nameserver: "ns.example.com".into(),
+            ttl: 30,
+        });
+        let (pools, pass) = unlisted(&config);
+        let v4: IpAddr = "198.51.100.0".parse().unwrap();
+        let v6: IpAddr = "2001:db8:e::".parse().unwrap();
+        assert_eq!(
+            pools,
+            BTreeSet::from([(96 + 24, addr16(v4)), (64, addr16(v6))])
+        );
+        assert_eq!(
+            pass,
+            BTreeSet::from([
+                key(ip_proto::UDP, "198.51.100.53", 53),
+                key(ip_proto::TCP, "198.51.100.53", 53),
+            ])
+        );
+        config.edge.unlisted = crate::config::model::Unlisted::Pass;
+        assert_eq!(unlisted(&config), (BTreeSet::new(), BTreeSet::new()));
+    }
+
+    #[test]
+    fn every_origin_source_of_a_family_goes_to_the_kernel() {
+        let mut config = config("");
+        config.edge.origin_source.ipv4 =
+            vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+        let [v4, v6] = origin_sources(&config);
+        assert_eq!(v4.count, 2);
+        assert_eq!(v4.addrs[1], addr16("192.0.2.2".parse().unwrap()));
+        assert_eq!(v4.addrs[2], [0; 16]);
+        assert_eq!(v6.count, 1);
+        // SETTINGS keeps the first of each.
+        assert_eq!(
+            map_contents(&config).unwrap().settings.source_v4,
+            addr16("192.0.2.1".parse().unwrap())
+        );
     }
 
     fn key(proto: u8, ip: &str, port: u16) -> ListenerKey {

@@ -31,8 +31,8 @@ pub fn source_address_for(origin: IpAddr) -> std::io::Result<IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// Fills `edge.origin_source` for each family that is not configured, from
-/// the route to the first origin of that family: a direct one, or one an
+/// Fills `edge.origin_source` for each family that is not configured with
+/// one address, from the route to the first origin of that family: a direct one, or one an
 /// `origin_dns` name resolved to (`resolved`, by app slot).
 pub fn fill_origin_sources(
     config: &mut Config,
@@ -50,9 +50,9 @@ pub fn fill_origin_sources(
     };
     for ipv6 in [false, true] {
         let configured = if ipv6 {
-            config.edge.origin_source.ipv6.is_some()
+            !config.edge.origin_source.ipv6.is_empty()
         } else {
-            config.edge.origin_source.ipv4.is_some()
+            !config.edge.origin_source.ipv4.is_empty()
         };
         let Some(origin) = first_origin(ipv6).filter(|_| !configured) else {
             continue;
@@ -61,8 +61,8 @@ pub fn fill_origin_sources(
             .map_err(|err| anyhow::anyhow!("no route to origin {origin}: {err}"))?;
         info!(%origin, %source, "edge.origin_source not set for this family: using the route's source");
         match source {
-            IpAddr::V4(v4) => config.edge.origin_source.ipv4 = Some(v4),
-            IpAddr::V6(v6) => config.edge.origin_source.ipv6 = Some(v6),
+            IpAddr::V4(v4) => config.edge.origin_source.ipv4 = vec![v4],
+            IpAddr::V6(v6) => config.edge.origin_source.ipv6 = vec![v6],
         }
     }
     Ok(())

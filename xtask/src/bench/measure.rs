@@ -128,7 +128,12 @@ fn throughput_metric(measurement: Measurement) -> Option<Metric> {
 }
 
 /// iperf3 from `cli` to `target`: Gbit/s and bytes received by the origin.
-pub(super) fn iperf(cli: &Netns, target: &str, streams: u8, seconds: u64) -> anyhow::Result<(f64, f64)> {
+pub(super) fn iperf(
+    cli: &Netns,
+    target: &str,
+    streams: u8,
+    seconds: u64,
+) -> anyhow::Result<(f64, f64)> {
     let (secs, port, streams) = (
         seconds.to_string(),
         IPERF_PORT.to_string(),

@@ -209,7 +209,10 @@ impl KeyKind {
 /// [`Metric`]s.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Measurement {
-    Tcp { streams: u8, mode: LinkMode },
+    Tcp {
+        streams: u8,
+        mode: LinkMode,
+    },
     Udp64,
     ConnRate,
     Tls(KeyKind),

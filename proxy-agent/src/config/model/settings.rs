@@ -46,6 +46,7 @@ pub struct Edge {
     /// kernel's ephemeral range (`net.ipv4.ip_local_port_range`), which the
     /// agent's own origin connections use.
     pub nat_ports: PortRange,
+    pub unlisted: Unlisted,
     /// DNS server for `origin_dns` names; `None`: the system's resolver.
     pub resolver: Option<std::net::SocketAddr>,
     pub flow_timeouts: FlowTimeouts,
@@ -135,6 +136,10 @@ impl Default for UdpProxy {
     }
 }
 
+/// Fewer `edge.nat_ports` than this get a warning: each origin source
+/// holds at most that many fast-path flows to one origin address and port.
+pub const MIN_NAT_PORTS: u32 = 1024;
+
 /// Default `edge.nat_ports`: below Linux's default ephemeral range (32768-60999).
 pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
     start: 1024,
@@ -207,11 +212,25 @@ pub struct AddressPool {
     pub ipv6: Option<ipnet::Ipv6Net>,
 }
 
-/// Source addresses the proxy uses toward origins, per family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Source addresses the proxy uses toward origins, per family (at most
+/// `MAX_ORIGIN_SOURCES` each): the fast path spreads flows over them by
+/// tuple hash; the agent paths leave the choice to the routing table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct OriginSource {
-    pub ipv4: Option<Ipv4Addr>,
-    pub ipv6: Option<Ipv6Addr>,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+}
+
+/// `edge.unlisted`: what happens to a TCP or UDP packet to an edge pool
+/// address on a port no app (nor the DNS server or API) listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Unlisted {
+    /// Dropped in XDP and counted `unlisted`: no RST or ICMP error
+    /// answers a scan or a flood.
+    #[default]
+    Drop,
+    /// Left to the kernel's stack (its RSTs and port unreachables).
+    Pass,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

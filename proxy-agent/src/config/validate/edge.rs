@@ -51,14 +51,22 @@ impl Validator {
             },
         };
         let origin_source = OriginSource {
-            ipv4: match self.source_addr(Family::V4, e.origin_source.ipv4.as_deref()) {
-                Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
-            },
-            ipv6: match self.source_addr(Family::V6, e.origin_source.ipv6.as_deref()) {
-                Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
-            },
+            ipv4: self
+                .source_addrs(Family::V4, e.origin_source.ipv4.as_ref())
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            ipv6: self
+                .source_addrs(Family::V6, e.origin_source.ipv6.as_ref())
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
         };
         let geoip = GeoIp {
             country_db: self.path("edge.geoip.country_db", e.geoip.country_db.as_ref()),
@@ -75,6 +83,20 @@ impl Validator {
                     reason,
                 );
                 DEFAULT_NAT_PORTS
+            }
+        };
+        self.nat_ports(nat_ports);
+        let unlisted = match e.unlisted.as_deref() {
+            None | Some("drop") => Unlisted::Drop,
+            Some("pass") => Unlisted::Pass,
+            Some(other) => {
+                self.error(
+                    None,
+                    "edge.unlisted",
+                    other,
+                    "unknown unlisted; expected drop or pass",
+                );
+                Unlisted::Drop
             }
         };
         let resolver = e
@@ -124,6 +146,7 @@ impl Validator {
             origin_source,
             geoip,
             nat_ports,
+            unlisted,
             resolver,
             flow_timeouts,
             tcp_proxy,
@@ -420,9 +443,111 @@ impl Validator {
         }
     }
 
-    pub(super) fn source_addr(&mut self, family: Family, text: Option<&str>) -> Option<IpAddr> {
-        let text = text?;
-        let field = format!("edge.origin_source.{}", family.key());
+    /// `edge.origin_source.<family>`: one address or a list of distinct
+    /// ones, at most `MAX_ORIGIN_SOURCES`.
+    pub(super) fn source_addrs(
+        &mut self,
+        family: Family,
+        value: Option<&OneOrMany>,
+    ) -> Vec<IpAddr> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let base = format!("edge.origin_source.{}", family.key());
+        let items = value.items();
+        if items.is_empty() {
+            self.error(
+                None,
+                base.clone(),
+                "[]",
+                "empty list; give at least one address or leave the setting out",
+            );
+        }
+        if items.len() > MAX_ORIGIN_SOURCES as usize {
+            self.error(
+                None,
+                base.clone(),
+                items.len().to_string(),
+                format!("{} addresses; at most {MAX_ORIGIN_SOURCES}", items.len()),
+            );
+            return Vec::new();
+        }
+        let mut addrs = Vec::new();
+        for (k, text) in items.iter().enumerate() {
+            let field = match value {
+                OneOrMany::One(_) => base.clone(),
+                OneOrMany::Many(_) => format!("{base}[{k}]"),
+            };
+            let Some(ip) = self.source_addr(family, field.clone(), text) else {
+                continue;
+            };
+            if addrs.contains(&ip) {
+                self.error(None, field, text, "address listed twice");
+            } else {
+                addrs.push(ip);
+            }
+        }
+        addrs
+    }
+
+    /// `edge.nat_ports` once parsed: a range too small for much traffic
+    /// toward one origin, or one into the privileged ports, is allowed
+    /// with a warning. (The kernel's ephemeral range, which the agent's
+    /// own origin connections use, is checked at start: it is the host's.)
+    pub(super) fn nat_ports(&mut self, range: PortRange) {
+        let value = format!("{}-{}", range.start, range.end);
+        let ports = range.len();
+        if ports < MIN_NAT_PORTS {
+            self.warn(
+                "edge.nat_ports",
+                value.clone(),
+                format!(
+                    "only {ports} ports: each origin source holds at most {ports} fast-path \
+                     flows to one origin address and port; at least {MIN_NAT_PORTS} are advised"
+                ),
+            );
+        }
+        if range.start < 1024 {
+            self.warn(
+                "edge.nat_ports",
+                value,
+                "starts below 1024: the NAT may take ports of the host's own services \
+                 on the origin source addresses",
+            );
+        }
+    }
+
+    /// One of the agent's own sockets on an origin source address (or on
+    /// all addresses) with a port inside `edge.nat_ports`: the NAT could
+    /// hand that port to a flow, whose origin replies the fast path then
+    /// takes from the socket. Refused.
+    pub(super) fn nat_port_taken(&mut self, edge: &Edge, field: &str, addr: std::net::SocketAddr) {
+        let sources = &edge.origin_source;
+        let on_source = addr.ip().is_unspecified()
+            || match addr.ip() {
+                IpAddr::V4(v4) => sources.ipv4.contains(&v4),
+                IpAddr::V6(v6) => sources.ipv6.contains(&v6),
+            };
+        if on_source && edge.nat_ports.contains(addr.port()) {
+            self.error(
+                None,
+                "edge.nat_ports",
+                format!("{}-{}", edge.nat_ports.start, edge.nat_ports.end),
+                format!(
+                    "holds port {} of {field} ({addr}), an origin source address: \
+                     keep the agent's own ports out of the NAT's range",
+                    addr.port()
+                ),
+            );
+        }
+    }
+
+    pub(super) fn source_addr(
+        &mut self,
+        family: Family,
+        field: String,
+        text: &str,
+    ) -> Option<IpAddr> {
         match text.parse::<IpAddr>() {
             Ok(ip) if Family::of(ip) == family && !ip.is_unspecified() && !ip.is_multicast() => {
                 Some(ip)

@@ -15,15 +15,17 @@ use super::leases::Leases;
 use super::model::{
     AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
     DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
-    ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
-    OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
-    RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Warning, XdpMode,
+    ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_NAT_PORTS,
+    MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,
+    Protocol, ProxyProtocol, RuleAction, RuleTarget, TcpProxy, TlsMode, UdpProxy, Unlisted,
+    Warning, XdpMode,
 };
 use super::schema::{
-    AccessRuleFile, ApiFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile,
+    AccessRuleFile, ApiFile, AppFile, ConfigFile, DnsServerFile, EdgeFile, EdgeIpsFile, OneOrMany,
     OriginDnsFile, OriginPortFile, ProxyProtocolFile, RuleConfigurationFile, TcpProxyFile,
     UdpProxyFile,
 };
+use proxy_common::MAX_ORIGIN_SOURCES;
 
 /// Checks a parsed file and builds the model from it, as a first start
 /// would: no app holds a pool address yet.
@@ -68,6 +70,12 @@ pub fn validate_with_leases(
     if let Some(a) = &api {
         let sockets = [("api.listen".to_string(), a.listen)];
         v.own_sockets_free(&sockets, "the management API", &drafts, &edge_addrs);
+    }
+    let own_ports = (dns_server.iter().flat_map(|d| d.listen.iter().enumerate()))
+        .map(|(k, addr)| (format!("dns_server.listen[{k}]"), *addr))
+        .chain(api.iter().map(|a| ("api.listen".to_string(), a.listen)));
+    for (field, addr) in own_ports {
+        v.nat_port_taken(&edge, &field, addr);
     }
     if !v.errors.is_empty() {
         return Err(v.errors);

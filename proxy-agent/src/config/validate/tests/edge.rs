@@ -309,8 +309,12 @@ fn edge_settings() {
         Some("198.51.100.0/24".parse().unwrap())
     );
     assert_eq!(e.address_pool.ipv6, None);
-    assert_eq!(e.origin_source.ipv4, Some(Ipv4Addr::new(10, 1, 0, 1)));
-    assert_eq!(e.origin_source.ipv6, Some("fd00:1::1".parse().unwrap()));
+    assert_eq!(e.origin_source.ipv4, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(
+        e.origin_source.ipv6,
+        ["fd00:1::1".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(e.unlisted, Unlisted::Drop);
     assert_eq!(
         e.geoip.asn_db.as_deref(),
         Some(std::path::Path::new("/geo/asn.mmdb"))

@@ -327,6 +327,104 @@ fn dns_names() {
 }
 
 #[test]
+fn origin_sources_one_or_a_list() {
+    let edge = |extra: Value| {
+        let mut file = json!({"edge": {"interfaces": ["eth0"]}});
+        for (key, value) in extra.as_object().unwrap() {
+            file["edge"][key] = value.clone();
+        }
+        file
+    };
+    let (config_, _) = accepted(edge(json!({"origin_source": {
+        "ipv4": ["10.1.0.1", "10.1.0.2"], "ipv6": "fd00:1::1"}})));
+    assert_eq!(
+        config_.edge.origin_source.ipv4,
+        [Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 2)]
+    );
+    assert_eq!(config_.edge.origin_source.ipv6.len(), 1);
+    only_error(
+        edge(json!({"origin_source": {"ipv4": ["10.1.0.1", "fd00::1"]}})),
+        None,
+        "edge.origin_source.ipv4[1]",
+        "fd00::1",
+        "IPv4",
+    );
+    only_error(
+        edge(json!({"origin_source": {"ipv4": ["10.1.0.1", "10.1.0.1"]}})),
+        None,
+        "edge.origin_source.ipv4[1]",
+        "10.1.0.1",
+        "listed twice",
+    );
+    only_error(
+        edge(json!({"origin_source": {"ipv4": []}})),
+        None,
+        "edge.origin_source.ipv4",
+        "[]",
+        "empty list",
+    );
+    let nine: Vec<String> = (1..=9).map(|k| format!("10.1.0.{k}")).collect();
+    only_error(
+        edge(json!({"origin_source": {"ipv4": nine}})),
+        None,
+        "edge.origin_source.ipv4",
+        "9",
+        "at most 8",
+    );
+}
+
+#[test]
+fn unlisted_and_nat_ports_checked() {
+    let edge = |extra: Value| {
+        let mut file = json!({"edge": {"interfaces": ["eth0"]}});
+        for (key, value) in extra.as_object().unwrap() {
+            file["edge"][key] = value.clone();
+        }
+        file
+    };
+    let (config_, warnings) = accepted(edge(json!({"unlisted": "pass"})));
+    assert_eq!(config_.edge.unlisted, Unlisted::Pass);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    only_error(
+        edge(json!({"unlisted": "reject"})),
+        None,
+        "edge.unlisted",
+        "reject",
+        "drop or pass",
+    );
+    let (_, warnings) = accepted(edge(json!({"nat_ports": "20000-20063"})));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        (warnings[0].field.as_str(), warnings[0].value.as_str()),
+        ("edge.nat_ports", "20000-20063")
+    );
+    assert!(
+        warnings[0].message.contains("only 64 ports"),
+        "{warnings:?}"
+    );
+    let (_, warnings) = accepted(edge(json!({"nat_ports": "100-30000"})));
+    assert!(
+        warnings.iter().any(|w| w.message.contains("below 1024")),
+        "{warnings:?}"
+    );
+    // The API on all addresses, its port inside the NAT's range.
+    let mut file = edge(json!({"nat_ports": "2000-9999"}));
+    file["api"] = json!({"listen": "0.0.0.0:8080", "token_file": "/t", "zone": "z"});
+    only_error(
+        file,
+        None,
+        "edge.nat_ports",
+        "2000-9999",
+        "holds port 8080 of api.listen",
+    );
+    // On an address that is not an origin source: no collision.
+    let mut file = edge(json!({"nat_ports": "2000-9999",
+        "origin_source": {"ipv4": "10.1.0.1"}}));
+    file["api"] = json!({"listen": "127.0.0.1:8080", "token_file": "/t", "zone": "z"});
+    accepted(file);
+}
+
+#[test]
 fn all_errors_are_collected() {
     let bad_app = with(
         with(tcp_app(), "protocol", json!("tcp/0")),
