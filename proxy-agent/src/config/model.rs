@@ -9,6 +9,8 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use super::client_limits::ClientLimits;
+
 /// Cloudflare's code: exactly one of origin_direct and origin_dns must be set.
 pub const ERR_ORIGIN_CHOICE: u32 = 11000;
 /// Cloudflare's code: bad origin_dns.
@@ -165,6 +167,8 @@ pub struct Edge {
     pub flow_timeouts: FlowTimeouts,
     pub tcp_proxy: TcpProxy,
     pub udp_proxy: UdpProxy,
+    /// The per-client limits of apps without their own.
+    pub client_limits: ClientLimits,
 }
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
@@ -211,6 +215,9 @@ pub struct TcpProxy {
     pub idle_timeout: std::time::Duration,
     /// Connections proxied at once; more are refused.
     pub max_connections: usize,
+    /// Connections one app may have at once: one app's flood leaves the
+    /// rest of `max_connections` to the others.
+    pub max_connections_per_app: usize,
 }
 
 impl Default for TcpProxy {
@@ -221,6 +228,7 @@ impl Default for TcpProxy {
             connect_timeout: s(10),
             idle_timeout: s(300),
             max_connections: 16_384,
+            max_connections_per_app: 8_192,
         }
     }
 }
@@ -589,6 +597,8 @@ pub struct App {
     /// Whether its fast path runs at TC ingress (from `datapath` or
     /// `edge.datapath`, and the protocol under `auto`).
     pub nat_at_tc: bool,
+    /// `edge.client_limits` with the app's own `client_limits` over them.
+    pub client_limits: ClientLimits,
 }
 
 impl App {
@@ -887,6 +897,7 @@ mod tests {
         App {
             datapath: None,
             nat_at_tc: false,
+            client_limits: ClientLimits::default(),
             slot: 0,
             created_on: None,
             modified_on: None,
@@ -985,6 +996,7 @@ mod tests {
                 flow_timeouts: FlowTimeouts::default(),
                 tcp_proxy: TcpProxy::default(),
                 udp_proxy: UdpProxy::default(),
+                client_limits: ClientLimits::default(),
             },
             apps: vec![a],
             access_rules: vec![],

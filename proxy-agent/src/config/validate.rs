@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::leases::Leases;
 use super::model::{
-    AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
+    AccessRule, AddressPool, Api, App, AppId, ClientLimits, Config, ConfigError, DEFAULT_DNS_TTL,
     DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
     ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_ORIGIN_DNS_TTL, Origin,
     OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange, Protocol, ProxyProtocol,
@@ -44,6 +44,9 @@ pub fn validate_with_leases(
         .map(|(i, app)| v.app(i, app, &pools))
         .collect();
     v.duplicate_ids(&drafts);
+    let draft_limits: Vec<ClientLimits> = (file.apps.iter().enumerate())
+        .map(|(i, app)| v.client_limits(edge.client_limits, app.client_limits.as_ref(), i))
+        .collect();
     let dns_server = file
         .dns_server
         .as_ref()
@@ -79,6 +82,7 @@ pub fn validate_with_leases(
             let mut app = draft.finish(addrs?, dynamic)?;
             app.slot = slot as u32;
             app.nat_at_tc = app.datapath.unwrap_or(edge.datapath).at_tc(app.protocol);
+            app.client_limits = draft_limits[slot];
             Some(app)
         })
         .collect();
@@ -226,6 +230,7 @@ impl AppDraft {
             datapath: self.datapath,
             // Set once the edge's default is known.
             nat_at_tc: false,
+            client_limits: ClientLimits::default(),
         })
     }
 }
@@ -385,6 +390,12 @@ impl Validator {
         }
         let tcp_proxy = self.tcp_proxy(&e.tcp_proxy);
         let udp_proxy = self.udp_proxy(&e.udp_proxy);
+        let (client_limits, errors) = ClientLimits::merged(
+            ClientLimits::default(),
+            &e.client_limits,
+            "edge.client_limits",
+        );
+        self.errors.extend(errors);
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -398,6 +409,7 @@ impl Validator {
             flow_timeouts,
             tcp_proxy,
             udp_proxy,
+            client_limits,
         };
         (edge, pools)
     }
@@ -641,7 +653,26 @@ impl Validator {
         }
         let field = "edge.tcp_proxy.max_connections".to_string();
         self.count(field, file.max_connections, &mut out.max_connections);
+        let field = "edge.tcp_proxy.max_connections_per_app".to_string();
+        let per_app = &mut out.max_connections_per_app;
+        self.count(field, file.max_connections_per_app, per_app);
         out
+    }
+
+    /// An app's `client_limits` over the edge's.
+    fn client_limits(
+        &mut self,
+        edge: ClientLimits,
+        file: Option<&super::schema::ClientLimitsFile>,
+        i: usize,
+    ) -> ClientLimits {
+        let Some(file) = file else {
+            return edge;
+        };
+        let at = format!("apps[{i}].client_limits");
+        let (limits, errors) = ClientLimits::merged(edge, file, &at);
+        self.errors.extend(errors);
+        limits
     }
 
     fn udp_proxy(&mut self, file: &UdpProxyFile) -> UdpProxy {
@@ -3385,6 +3416,25 @@ mod tests {
         file["edge"]["flow_timeouts"] = json!({"tcp_new": 0});
         let errors = refused(file);
         assert_eq!(errors[0].field, "edge.flow_timeouts.tcp_new");
+    }
+
+    #[test]
+    fn client_limits_edge_default_app_override_and_errors() {
+        let mut file = config(vec![tcp_app(), tcp_app()]);
+        file["apps"][1]["protocol"] = json!("tcp/23");
+        file["apps"][1]["dns"]["name"] = json!("other.example.com");
+        file["edge"]["client_limits"] = json!({"concurrent_flows": 10, "prefix_v4": 24});
+        file["apps"][1]["client_limits"] = json!({"concurrent_flows": 3});
+        let (model, _) = accepted(file.clone());
+        let edge = model.edge.client_limits;
+        assert_eq!((edge.concurrent_flows, edge.prefix_v4), (10, 24));
+        assert_eq!(model.apps[0].client_limits, edge);
+        let app = model.apps[1].client_limits;
+        assert_eq!((app.concurrent_flows, app.prefix_v4), (3, 24));
+        file["apps"][1]["client_limits"] = json!({"prefix_v6": 129});
+        let errors = refused(file);
+        assert_eq!(errors[0].field, "apps[1].client_limits.prefix_v6");
+        assert_eq!(errors[0].value, "129");
     }
 
     #[test]
