@@ -14,6 +14,8 @@ pub mod map_names {
     pub const RULE_STATE: &str = "RULE_STATE";
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
     pub const SOCKETS: &str = "SOCKETS";
+    pub const CLIENTS: &str = "CLIENTS";
+    pub const CLIENT_LIMITS: &str = "CLIENT_LIMITS";
 }
 
 /// The sk_lookup program that steers agent-path apps to the agent's sockets

@@ -7,6 +7,7 @@
 //!       -> listener -> app -> access rules (XDP, if ip_firewall): blocked? drop
 //!                          -> no fast path, or tagged? to the agent
 //!                          -> the other hook's app? XDP: up to TC; TC: left
+//!                          -> client over its limits? drop
 //!                          -> open flow (TCP: SYN only), rewrite + send
 //!
 //! Every packet ends with a [`Verdict`] counted per app (or in the global
@@ -19,7 +20,7 @@ use proxy_common::{
 };
 
 use crate::{
-    apps, conntrack, forward,
+    apps, client, conntrack, forward,
     hook::{Hook, Outcome},
     listener,
     parse::{self, Packet},
@@ -109,6 +110,9 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     }
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {
         return Some((index, Verdict::NoFlow, pass));
+    }
+    if !client::admit(packet, index) {
+        return Some((index, Verdict::ClientLimited, H::DROP));
     }
     Some(match conntrack::open(packet, index, app, H::HOOK) {
         Ok(flow) => {

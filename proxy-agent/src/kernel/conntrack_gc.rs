@@ -78,6 +78,8 @@ pub fn collect(kernel: &mut Kernel, timeouts: &Timeouts) -> anyhow::Result<BTree
     // walk that restarts anyway (the kernel programs delete too) may list a
     // key twice: the set keeps one.
     let keys: BTreeSet<FlowKey> = flows.keys().filter_map(Result::ok).collect();
+    // Flows that stay, for the per-client recount (`kernel::clients`).
+    let mut live = Vec::new();
     for key in keys {
         // Read again just before deciding: a packet may have come meanwhile.
         let Ok(value) = flows.get(&key, 0) else {
@@ -86,6 +88,7 @@ pub fn collect(kernel: &mut Kernel, timeouts: &Timeouts) -> anyhow::Result<BTree
         let peer_key = value.peer_key(key.proto);
         let peer = flows.get(&peer_key, 0).ok();
         if !is_expired(&value, peer.as_ref(), key.proto, now, timeouts) {
+            live.push((key, value));
             continue;
         }
         let removed = flows.remove(&key).is_ok();
@@ -97,6 +100,7 @@ pub fn collect(kernel: &mut Kernel, timeouts: &Timeouts) -> anyhow::Result<BTree
         }
     }
     record_expired(kernel, &removed_flows)?;
+    super::clients::recount(kernel, &live)?;
     Ok(removed_flows.per_app())
 }
 

@@ -6,11 +6,11 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use proxy_common::{
-    AppFlags, AppValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
+    AppFlags, AppValue, ClientLimitValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
     MAX_ORIGINS_PER_FAMILY, OriginValue, Settings, SettingsFlags, origin_index, tc_only_flag,
 };
 
-use crate::config::model::{App, Config, Origin, Protocol};
+use crate::config::model::{App, ClientLimits, Config, Origin, Protocol};
 
 /// Everything the kernel programs' maps (XDP, TC, sk_lookup) should hold
 /// for one config.
@@ -23,6 +23,8 @@ pub struct MapContents {
     pub origins: BTreeMap<u32, OriginValue>,
     /// `SETTINGS[0]`.
     pub settings: Settings,
+    /// `CLIENT_LIMITS`, by index like `apps`.
+    pub client_limits: Vec<ClientLimitValue>,
 }
 
 /// The config does not fit in the kernel maps.
@@ -93,11 +95,13 @@ pub fn map_contents_resolved(
         .max()
         .unwrap_or(0);
     contents.apps = vec![AppValue::default(); slots as usize];
+    contents.client_limits = vec![ClientLimitValue::default(); slots as usize];
     for app in &config.apps {
         let index = app.slot;
         let ips = resolved.get(&index).map_or(&[][..], Vec::as_slice);
         let origins = app_origins(index, app, ips)?;
         contents.apps[index as usize] = origins.app;
+        contents.client_limits[index as usize] = client_limit_value(&app.client_limits);
         contents.origins.extend(origins.slots);
         let proto = app.protocol.ip_proto();
         for addr in &app.edge_addrs {
@@ -110,6 +114,17 @@ pub fn map_contents_resolved(
         }
     }
     Ok(contents)
+}
+
+/// An app's per-client limits as the kernel reads them.
+pub fn client_limit_value(limits: &ClientLimits) -> ClientLimitValue {
+    ClientLimitValue::new(
+        limits.new_flows_per_second,
+        limits.burst,
+        limits.concurrent_flows,
+        limits.prefix_v4,
+        limits.prefix_v6,
+    )
 }
 
 /// Edge-wide NAT parameters: origin-facing source addresses, NAT ports.
