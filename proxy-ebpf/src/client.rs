@@ -33,7 +33,9 @@ static CLIENTS: LruHashMap<ClientKey, ClientValue> =
 /// it may, its token is taken and its flow counted.
 ///
 /// Not inlined: the key and the value live in this function's own stack
-/// frame (see `rules::check`).
+/// frame (see `rules::check`); passed to the helpers by reference, as
+/// `conntrack::open` does (by value, the copies overflow the 512-byte stack).
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(never)]
 pub fn admit(packet: &Packet, app: u32) -> bool {
     let Some(limits) = CLIENT_LIMITS.get(app) else {
