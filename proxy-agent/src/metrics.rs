@@ -16,7 +16,7 @@ use proxy_common::Verdict;
 
 use crate::config::model::{App, Config};
 use crate::dns::DnsAnswers;
-use crate::kernel::stats::StatsRow;
+use crate::kernel::{conntrack_gc::Occupancy, stats::StatsRow};
 
 /// The `app` label of rows that belong to no running app.
 pub const RETIRED_APP: &str = "-";
@@ -118,6 +118,11 @@ pub fn drop_reasons() -> impl Iterator<Item = Verdict> {
     Verdict::ALL
         .into_iter()
         .filter(|&v| meaning(v) == Meaning::Drop)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -337,6 +342,7 @@ pub fn render(
     config: &Config,
     rows: &[StatsRow],
     dns: Option<&DnsAnswers>,
+    flows: Option<Occupancy>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("spectrum");
     let events = Family::<VerdictLabels, Counter>::default();
@@ -367,6 +373,25 @@ pub fn render(
         // The global row is traffic of no app: not an app's, even retired.
         if row.app.is_some() {
             per_app.add(&labels, row);
+        }
+    }
+
+    if let Some(flows) = flows {
+        let entries = Family::<StateLabels, Gauge<i64>>::default();
+        registry.register(
+            "flow_entries",
+            "Entries in the kernel's flow tables (two per flow) by state: embryonic \
+             (a TCP handshake not complete, a UDP flow not answered) or established, \
+             as the flow collector's last complete walk counted them",
+            entries.clone(),
+        );
+        for (state, count) in [
+            ("embryonic", flows.embryonic),
+            ("established", flows.established),
+        ] {
+            entries
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 
@@ -504,7 +529,7 @@ mod tests {
 
     #[test]
     fn ends_with_eof_and_keeps_the_raw_families() {
-        let text = render(&config(), &rows(), None).expect("render");
+        let text = render(&config(), &rows(), None, None).expect("render");
         assert!(text.ends_with("# EOF\n"), "{text}");
         let scrape = parse(&text);
         let events = |name, id, verdict| {
@@ -543,7 +568,7 @@ mod tests {
 
     #[test]
     fn per_app_families_by_meaning() {
-        let scrape = parse(&render(&config(), &rows(), None).expect("render"));
+        let scrape = parse(&render(&config(), &rows(), None, None).expect("render"));
         let fast = app("fast.example.com", FAST_ID);
         let mail = app("mail.example.com", MAIL_ID);
         let retired = app("-", "");
@@ -604,7 +629,7 @@ mod tests {
 
     #[test]
     fn every_running_app_has_every_series_at_zero_before_traffic() {
-        let scrape = parse(&render(&config(), &[], None).expect("render"));
+        let scrape = parse(&render(&config(), &[], None, None).expect("render"));
         let reasons: Vec<&str> = drop_reasons().map(Verdict::name).collect();
         assert_eq!(
             reasons,
@@ -673,7 +698,7 @@ mod tests {
     fn dns_family_is_there_when_the_server_runs() {
         let answers = DnsAnswers::default();
         // No answers yet: the family is there, empty.
-        let text = render(&config(), &[], Some(&answers)).expect("render");
+        let text = render(&config(), &[], Some(&answers), None).expect("render");
         assert!(
             text.contains("# TYPE spectrum_dns_answers counter"),
             "{text}"
@@ -715,7 +740,8 @@ mod tests {
         ] {
             assert!(authority.answer(&bytes, src).await.is_some());
         }
-        let scrape = parse(&render(&config, &[], Some(&authority.answers())).expect("render"));
+        let scrape =
+            parse(&render(&config, &[], Some(&authority.answers()), None).expect("render"));
         assert_eq!(
             family(&scrape, "spectrum_dns_answers_total"),
             BTreeMap::from([

@@ -81,6 +81,7 @@ macro_rules! flags {
 }
 
 mod app;
+mod client;
 pub mod csum;
 mod flow;
 mod limits;
@@ -93,6 +94,7 @@ mod stats;
 mod verdict;
 
 pub use app::*;
+pub use client::*;
 pub use flow::*;
 pub use limits::*;
 pub use names::*;

@@ -18,6 +18,8 @@ pub mod map_names {
     pub const POOLS: &str = "POOLS";
     pub const UNLISTED_PASS: &str = "UNLISTED_PASS";
     pub const ORIGIN_SOURCES: &str = "ORIGIN_SOURCES";
+    pub const CLIENTS: &str = "CLIENTS";
+    pub const CLIENT_LIMITS: &str = "CLIENT_LIMITS";
 }
 
 /// The sk_lookup program that steers agent-path apps to the agent's sockets

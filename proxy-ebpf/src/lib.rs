@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod apps;
+pub mod client;
 pub mod conntrack;
 pub mod forward;
 pub mod hook;

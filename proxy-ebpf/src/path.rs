@@ -9,6 +9,7 @@
 //!       -> app -> access rules (XDP, if ip_firewall): blocked? drop
 //!                          -> no fast path, or tagged? to the agent
 //!                          -> the other hook's app? XDP: up to TC; TC: left
+//!                          -> client over its limits? drop
 //!                          -> open flow (TCP: SYN only), rewrite + send
 //!
 //! Every packet ends with a [`Verdict`] counted per app (or in the global
@@ -21,7 +22,7 @@ use proxy_common::{
 };
 
 use crate::{
-    apps,
+    apps, client,
     conntrack::{self, Seen},
     forward,
     hook::{Hook, Outcome},
@@ -122,6 +123,9 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     }
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {
         return Some((index, Verdict::NoFlow, pass));
+    }
+    if !client::admit(packet, index) {
+        return Some((index, Verdict::ClientLimited, H::DROP));
     }
     // Counted `flow_opened` when it becomes established (conntrack).
     Some(match conntrack::open(packet, index, app, H::HOOK) {

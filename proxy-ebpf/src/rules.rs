@@ -59,8 +59,9 @@ pub fn check(packet: &Packet, app: u32) -> Option<Verdict> {
 
 /// Sends a block event unless this CPU sent one less than
 /// `BLOCK_EVENT_GAP_NS` ago (or the ring is full: the agent is behind).
+/// `rule` is `u32::MAX` for a drop no access rule made (`client_limited`).
 #[inline(always)]
-fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
+pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
     let Some(last) = LAST_EVENT_NS.get_ptr_mut(0) else {
         return;
     };

@@ -161,9 +161,16 @@ impl EventLog {
             proxy_common::ip_proto::UDP => "udp",
             _ => "?",
         };
+        let client = SocketAddr::new(ip_of(event.src), event.src_port);
+        let edge = SocketAddr::new(ip_of(event.dst), event.dst_port);
+        if event.verdict == Verdict::ClientLimited as u8 {
+            // Sampled by the kernel like rule drops (`kernel::clients`).
+            warn!(%client, %edge, proto, app, reason, "over a per-client limit: dropped");
+            return true;
+        }
         warn!(
-            client = %SocketAddr::new(ip_of(event.src), event.src_port),
-            edge = %SocketAddr::new(ip_of(event.dst), event.dst_port),
+            %client,
+            %edge,
             proto,
             app,
             rule = %rule_name(config, event.rule),

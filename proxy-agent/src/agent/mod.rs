@@ -33,7 +33,7 @@ use crate::{
     api,
     config::model::Config,
     dns::{self, DnsServer},
-    kernel::{conntrack_gc, loader::Kernel, maps, ring, stats},
+    kernel::{clients, conntrack_gc, loader::Kernel, maps, ring, stats},
     proxy::{
         origin::fill_origin_sources,
         tcp::{self, TcpProxyState},
@@ -89,6 +89,8 @@ pub struct Agent {
     resolvers: Resolvers,
     /// The config in force, for the API.
     published: watch::Sender<Arc<Config>>,
+    /// How full the flow tables are, for `/metrics`.
+    flow_entries: watch::Sender<conntrack_gc::Occupancy>,
     paths: RunPaths,
 }
 
@@ -200,6 +202,7 @@ impl Agent {
             paths_stopped.clone(),
         ));
         let (published, config_rx) = watch::channel(Arc::new(config.clone()));
+        let (flow_entries, flow_entries_rx) = watch::channel(conntrack_gc::Occupancy::default());
         let (change_tx, change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
         let api_task = api.map(|(settings, token, listener)| {
             let pin = paths.stats_pin.clone();
@@ -209,7 +212,8 @@ impl Agent {
             });
             let state = api::ApiState::new(config_rx, &token, &settings.zone, counters)
                 .with_changes(change_tx)
-                .with_dns_answers(dns.as_ref().map(DnsServer::answers));
+                .with_dns_answers(dns.as_ref().map(DnsServer::answers))
+                .with_flow_entries(flow_entries_rx);
             let mut stopped = paths_stopped.clone();
             let stop = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -235,6 +239,7 @@ impl Agent {
             dns,
             resolvers,
             published,
+            flow_entries,
             paths,
         };
         let inputs = Inputs {
@@ -289,16 +294,34 @@ impl Agent {
                 }
                 Some(reload) = reloads.recv() => self.reload(reload).await,
                 Some(request) = inputs.changes.recv() => self.edit(request).await,
-                Some((removed, _occupancy)) = expired.recv() => {
-                    if !removed.is_empty() {
-                        match conntrack_gc::record_expired(&mut self.kernel, &removed) {
-                            Ok(()) => debug!(expired = ?removed.per_app(),
-                                "expired flows removed (app slot: count)"),
-                            Err(err) => warn!("counting expired flows: {err:#}"),
-                        }
-                    }
-                }
+                Some(report) = expired.recv() => self.flows_collected(report),
             }
+        }
+    }
+
+    /// What a pass of the flow collector found: its expired flows counted,
+    /// the tables' fill published, and after a complete walk the
+    /// per-client flow counts made true again.
+    fn flows_collected(&mut self, report: conntrack_gc::PassReport) {
+        let conntrack_gc::PassReport {
+            removed,
+            occupancy,
+            live,
+        } = report;
+        if !removed.is_empty() {
+            match conntrack_gc::record_expired(&mut self.kernel, &removed) {
+                Ok(()) => debug!(
+                    expired = ?removed.per_app(),
+                    "expired flows removed (app slot: count)"
+                ),
+                Err(err) => warn!("counting expired flows: {err:#}"),
+            }
+        }
+        self.flow_entries.send_replace(occupancy);
+        if let Some(live) = live
+            && let Err(err) = clients::recount(&mut self.kernel, &live)
+        {
+            warn!("recounting per-client flows: {err:#}");
         }
     }
 

@@ -29,7 +29,11 @@ use axum::{
 use tokio::sync::{mpsc, watch};
 
 use crate::config::model::Config;
-use crate::{agent::plan::ChangeRequest, dns::DnsAnswers, kernel::stats::StatsRow};
+use crate::{
+    agent::plan::ChangeRequest,
+    dns::DnsAnswers,
+    kernel::{conntrack_gc::Occupancy, stats::StatsRow},
+};
 use error::{ApiError, CODE_AUTH, CODE_ROUTE};
 
 mod apps;
@@ -68,6 +72,8 @@ pub struct ApiState {
     /// Where changes go; without it every change is refused (503).
     changes: Option<mpsc::Sender<ChangeRequest>>,
     dns: Option<DnsAnswers>,
+    /// The flow tables' fill, as the flow collector last saw it.
+    flow_entries: Option<watch::Receiver<Occupancy>>,
 }
 
 impl ApiState {
@@ -84,6 +90,7 @@ impl ApiState {
             counters,
             changes: None,
             dns: None,
+            flow_entries: None,
         }
     }
 
@@ -96,6 +103,12 @@ impl ApiState {
     /// Reports the DNS server's answers in `/metrics`.
     pub fn with_dns_answers(mut self, dns: Option<DnsAnswers>) -> Self {
         self.dns = dns;
+        self
+    }
+
+    /// Reports the flow tables' fill in `/metrics`.
+    pub fn with_flow_entries(mut self, entries: watch::Receiver<Occupancy>) -> Self {
+        self.flow_entries = Some(entries);
         self
     }
 

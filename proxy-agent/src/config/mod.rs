@@ -3,6 +3,7 @@
 //! the field, the value and the reason. Nothing changes a config in place:
 //! a reload loads a new one.
 
+mod client_limits;
 pub mod edit;
 pub mod leases;
 pub mod model;

@@ -90,6 +90,27 @@ pub struct EdgeFile {
     /// The agent's UDP path (apps with a PROXY v2 or SPP header).
     #[serde(default)]
     pub udp_proxy: UdpProxyFile,
+    /// Per client prefix bounds of every app; an app's `client_limits`
+    /// overrides them key by key.
+    #[serde(default)]
+    pub client_limits: ClientLimitsFile,
+}
+
+/// New flows a second, a burst, flows at once, and the prefix lengths
+/// that make one client; each absent value keeps the edge's (or default).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitsFile {
+    #[serde(default)]
+    pub new_flows_per_second: Option<u64>,
+    #[serde(default)]
+    pub burst: Option<u64>,
+    #[serde(default)]
+    pub concurrent_flows: Option<u64>,
+    #[serde(default)]
+    pub prefix_v4: Option<u64>,
+    #[serde(default)]
+    pub prefix_v6: Option<u64>,
 }
 
 /// Seconds, and a flow count; each absent value keeps its default.
@@ -114,6 +135,9 @@ pub struct TcpProxyFile {
     pub idle_timeout: Option<u64>,
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Connections one app may have at once (within `max_connections`).
+    #[serde(default)]
+    pub max_connections_per_app: Option<u64>,
 }
 
 /// Seconds; each absent value keeps its default.
@@ -248,6 +272,10 @@ pub struct AppFile {
     /// Legacy form of `proxy_protocol: simple` (Cloudflare's older API).
     #[serde(default)]
     pub spp: Option<bool>,
+    /// Per client prefix bounds for this app, key by key over
+    /// `edge.client_limits` (not a Cloudflare field).
+    #[serde(default)]
+    pub client_limits: Option<ClientLimitsFile>,
     /// Read-only fields of an app exported from Cloudflare's API: accepted
     /// and ignored, so an export can be used as it is.
     #[serde(default)]

@@ -12,7 +12,7 @@
 //! so the walk is resumed with `BPF_MAP_GET_NEXT_KEY` directly.
 use proxy_common::{
     Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE, FLOW_RST, FlowKey, FlowValue,
-    MAX_FLOW_ENTRIES, Verdict, ip_proto,
+    MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, Verdict, ip_proto,
 };
 use std::{
     collections::BTreeMap,
@@ -38,6 +38,9 @@ const TOUCH_SLACK: Duration = Duration::from_secs(1);
 /// pass is a fraction of a second however full the tables are; a full
 /// `FLOWS` is walked in eight passes.
 pub const KEYS_PER_PASS: usize = 32_768;
+/// Live flows one complete walk gathers for the recount at most: both
+/// tables' flows (a walk that restarts may list some twice).
+const MAX_LIVE: usize = (MAX_FLOW_ENTRIES + MAX_NEW_FLOW_ENTRIES) as usize;
 
 /// Whether a flow entry (with its other direction, if still there) has been
 /// idle longer than its state allows. Embryonic entries (`NEW_FLOWS`) have
@@ -111,6 +114,12 @@ pub struct Collector {
     walks: [Walk; 2],
     pub occupancy: Occupancy,
     last_full_warning: Option<Instant>,
+    /// Client-to-origin halves still live, since the established walk
+    /// last started (with the embryonic ones seen meanwhile): the
+    /// per-client recount's input (`kernel::clients`).
+    live: Vec<(FlowKey, FlowValue)>,
+    /// `live` of the last complete walk, until taken.
+    pub finished_live: Option<Vec<(FlowKey, FlowValue)>>,
 }
 
 impl Collector {
@@ -127,6 +136,8 @@ impl Collector {
             walks: [walk(flows, false), walk(new_flows, true)],
             occupancy: Occupancy::default(),
             last_full_warning: None,
+            live: Vec::new(),
+            finished_live: None,
         }
     }
 
@@ -141,10 +152,13 @@ impl Collector {
             walk.seen += keys.len() as u64;
             let mut cursor = walk.cursor;
             for key in keys {
-                if !collect_one(walk, &key, now, timeouts, &mut removed) {
+                if let Some(value) = collect_one(walk, &key, now, timeouts, &mut removed) {
                     // Carry on after a key still there: a walk from a
                     // deleted key starts over.
                     cursor = Some(key);
+                    if value.direction == DIR_TO_ORIGIN && self.live.len() < MAX_LIVE {
+                        self.live.push((key, value));
+                    }
                 }
             }
             walk.cursor = cursor;
@@ -153,6 +167,7 @@ impl Collector {
                 walk.cursor = None;
                 if index == 0 {
                     self.occupancy.established = seen;
+                    self.finished_live = Some(std::mem::take(&mut self.live));
                 } else {
                     self.occupancy.embryonic = seen;
                 }
@@ -184,17 +199,17 @@ impl Collector {
     }
 }
 
-/// Looks at one key; true when it removed it.
+/// Looks at one key; the entry when it stays (None: removed, or gone).
 fn collect_one(
     walk: &mut Walk,
     key: &FlowKey,
     now: u64,
     timeouts: &Timeouts,
     removed: &mut Removed,
-) -> bool {
+) -> Option<FlowValue> {
     // Read again just before deciding: a packet may have come meanwhile.
     let Ok(value) = walk.table.get(key, 0) else {
-        return false;
+        return None;
     };
     let peer_key = value.peer_key(key.proto);
     // Only a peer that points back is this flow's other half (an
@@ -212,7 +227,7 @@ fn collect_one(
         now,
         timeouts,
     ) {
-        return false;
+        return Some(value);
     }
     let gone = walk.table.remove(key).is_ok();
     if peer.is_some() {
@@ -224,7 +239,7 @@ fn collect_one(
     if gone && !walk.embryonic {
         removed.add(&value);
     }
-    gone
+    None
 }
 
 /// Up to `max` keys of `table` after `from` (from the start when None),
@@ -302,14 +317,24 @@ impl Drop for Running {
     }
 }
 
-/// Runs the collector on a thread of its own, a pass every `every`; sends
-/// what each pass removed (when it removed anything) and how full the
-/// tables are to `expired`, for the main loop to count.
+/// What one pass tells the main loop.
+pub struct PassReport {
+    /// The established flows it removed, to count.
+    pub removed: Removed,
+    /// How full the tables were when their walks last ended.
+    pub occupancy: Occupancy,
+    /// After a complete walk: the live client-to-origin halves, for the
+    /// per-client recount.
+    pub live: Option<Vec<(FlowKey, FlowValue)>>,
+}
+
+/// Runs the collector on a thread of its own, a pass every `every`, and
+/// sends each pass's [`PassReport`] to `reports` for the main loop.
 pub fn spawn(
     tables: [FlowTable; 2],
     timeouts: Timeouts,
     every: Duration,
-    expired: mpsc::Sender<(Removed, Occupancy)>,
+    reports: mpsc::Sender<PassReport>,
 ) -> std::io::Result<Running> {
     let (stop, stopped) = std_mpsc::channel::<()>();
     let mut collector = Collector::new(tables);
@@ -318,10 +343,15 @@ pub fn spawn(
         .spawn(move || {
             while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let removed = collector.pass(&timeouts, KEYS_PER_PASS);
-                // Full: the main loop is busy; these counts wait a pass.
-                match expired.try_send((removed, collector.occupancy)) {
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    _ => continue,
+                let report = PassReport {
+                    removed,
+                    occupancy: collector.occupancy,
+                    live: collector.finished_live.take(),
+                };
+                // Full: the main loop is busy; the counts of this pass are
+                // lost and the recount waits for the next complete walk.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = reports.try_send(report) {
+                    break;
                 }
             }
         })?;

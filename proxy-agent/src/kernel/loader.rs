@@ -22,10 +22,10 @@ use aya::{
     programs::{SchedClassifier, SkLookup, TcAttachType, Xdp, XdpMode},
 };
 use proxy_common::{
-    AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, Counter, FlowKey, FlowValue, ListenerKey,
-    ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY, OriginValue, PoolValue, RULE_ALLOW,
-    RULE_BLOCK, RuleKey, RuleState, RuleValue, STEER_PROGRAM, Settings, SourceSet, TC_PROGRAM,
-    XDP_PROGRAM, map_names, origin_index, source_index,
+    AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, ClientKey, ClientLimitValue, ClientValue,
+    Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY,
+    OriginValue, PoolValue, RULE_ALLOW, RULE_BLOCK, RuleKey, RuleState, RuleValue, STEER_PROGRAM,
+    Settings, SourceSet, TC_PROGRAM, XDP_PROGRAM, map_names, origin_index, source_index,
 };
 use tracing::{info, warn};
 
@@ -51,6 +51,8 @@ pub struct Kernel {
     /// Whether the XDP program and the TC-ingress NAT are attached.
     xdp_attached: bool,
     tc_attached: bool,
+    /// `CLIENT_LIMITS` as last written (the recount's prefix lengths).
+    client_limits: Vec<ClientLimitValue>,
 }
 
 struct LoadedRules {
@@ -79,6 +81,7 @@ impl Kernel {
             rules: None,
             xdp_attached: false,
             tc_attached: false,
+            client_limits: Vec::new(),
         })
     }
 
@@ -195,6 +198,7 @@ impl Kernel {
                 origins.set(*index, origin, 0)?;
             }
         }
+        self.sync_client_limits(&contents.client_limits)?;
         {
             let mut apps: Array<_, AppValue> = self.map(map_names::APPS)?;
             for (index, app) in contents.apps.iter().enumerate() {
@@ -270,6 +274,30 @@ impl Kernel {
             pass.remove(key)?;
         }
         Ok(())
+    }
+
+    /// `CLIENT_LIMITS` as `limits` says (by slot), slots past it cleared;
+    /// only changed slots are written.
+    fn sync_client_limits(&mut self, limits: &[ClientLimitValue]) -> anyhow::Result<()> {
+        let mut map: Array<_, ClientLimitValue> = self.map(map_names::CLIENT_LIMITS)?;
+        for index in 0..MAX_APPS {
+            let want = limits.get(index as usize).copied().unwrap_or_default();
+            if map.get(&index, 0)? != want {
+                map.set(index, want, 0)?;
+            }
+        }
+        self.client_limits = limits.to_vec();
+        Ok(())
+    }
+
+    /// Each app's per-client limits as last synced, by slot.
+    pub fn client_limits(&self) -> &[ClientLimitValue] {
+        &self.client_limits
+    }
+
+    /// The per-client state of the fast path (see `kernel::clients`).
+    pub fn clients(&mut self) -> anyhow::Result<HashMap<&mut MapData, ClientKey, ClientValue>> {
+        self.map(map_names::CLIENTS)
     }
 
     /// Replaces one app's origins (after its origin_dns name resolved

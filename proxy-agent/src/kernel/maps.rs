@@ -9,12 +9,12 @@ use std::{
 };
 
 use proxy_common::{
-    AppFlags, AppValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
+    AppFlags, AppValue, ClientLimitValue, ListenerKey, ListenerValue, MAX_APPS, MAX_LISTENERS,
     MAX_ORIGINS_PER_FAMILY, OriginValue, POOL_V4_PREFIX_BITS, Settings, SettingsFlags, SourceSet,
     ip_proto, origin_index, tc_only_flag,
 };
 
-use crate::config::model::{App, Config, Origin, Protocol};
+use crate::config::model::{App, ClientLimits, Config, Origin, Protocol};
 
 /// Everything the kernel programs' maps (XDP, TC, sk_lookup) should hold
 /// for one config.
@@ -33,6 +33,8 @@ pub struct MapContents {
     pub pools: BTreeSet<(u32, [u8; 16])>,
     /// `UNLISTED_PASS`.
     pub unlisted_pass: BTreeSet<ListenerKey>,
+    /// `CLIENT_LIMITS`, by index like `apps`.
+    pub client_limits: Vec<ClientLimitValue>,
 }
 
 /// The config does not fit in the kernel maps.
@@ -107,11 +109,13 @@ pub fn map_contents_resolved(
         .max()
         .unwrap_or(0);
     contents.apps = vec![AppValue::default(); slots as usize];
+    contents.client_limits = vec![ClientLimitValue::default(); slots as usize];
     for app in &config.apps {
         let index = app.slot;
         let ips = resolved.get(&index).map_or(&[][..], Vec::as_slice);
         let origins = app_origins(index, app, ips)?;
         contents.apps[index as usize] = origins.app;
+        contents.client_limits[index as usize] = client_limit_value(&app.client_limits);
         contents.origins.extend(origins.slots);
         let proto = app.protocol.ip_proto();
         for addr in &app.edge_addrs {
@@ -124,6 +128,17 @@ pub fn map_contents_resolved(
         }
     }
     Ok(contents)
+}
+
+/// An app's per-client limits as the kernel reads them.
+pub fn client_limit_value(limits: &ClientLimits) -> ClientLimitValue {
+    ClientLimitValue::new(
+        limits.new_flows_per_second,
+        limits.burst,
+        limits.concurrent_flows,
+        limits.prefix_v4,
+        limits.prefix_v6,
+    )
 }
 
 /// Edge-wide NAT parameters: origin-facing source addresses, NAT ports.

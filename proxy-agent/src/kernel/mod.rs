@@ -2,6 +2,7 @@
 //! attaching (kernel), counters, flow expiry and the kernel's ring buffers.
 //! The packet path through XDP and TC, the maps and the verdicts:
 //! `docs/datapath.md`.
+pub mod clients;
 pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;

@@ -12,9 +12,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use proxy_common::{Counter, MAX_APPS, Verdict};
+use proxy_common::{ClientLimitValue, Counter, MAX_APPS, Verdict, rate_admits};
 
 use crate::config::model::{App, Config, Origin, PortRange};
+use crate::kernel::maps::{addr16, client_limit_value};
 
 /// One agent-path app: where clients reach it and where its origins are.
 pub struct Target {
@@ -27,6 +28,8 @@ pub struct Target {
     next_origin: AtomicUsize,
     /// Current addresses of an `origin_dns` app.
     resolved: RwLock<Vec<IpAddr>>,
+    /// Per client prefix bounds (as the kernel has them).
+    pub client_limits: ClientLimitValue,
 }
 
 impl Target {
@@ -140,6 +143,7 @@ impl<R> Routes<R> {
                         origin: app.origin.clone(),
                         next_origin: AtomicUsize::new(0),
                         resolved: RwLock::default(),
+                        client_limits: client_limit_value(&app.client_limits),
                     };
                     Arc::new((target, data))
                 }
@@ -193,6 +197,7 @@ pub struct AppCounts {
     pub origin_failed: AtomicU64,
     pub timeouts: AtomicU64,
     pub limited: AtomicU64,
+    pub client_limited: AtomicU64,
     pub bad_replies: AtomicU64,
 }
 
@@ -233,6 +238,7 @@ impl Counts {
                 (Verdict::OriginFailed, take(&c.origin_failed), 0),
                 (Verdict::ConnTimeout, take(&c.timeouts), 0),
                 (Verdict::ConnLimited, take(&c.limited), 0),
+                (Verdict::ClientLimited, take(&c.client_limited), 0),
                 (Verdict::BadReply, take(&c.bad_replies), 0),
             ] {
                 if packets > 0 || bytes > 0 {
@@ -248,4 +254,187 @@ impl Counts {
 /// IPv4 peers).
 pub fn unmapped(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// A warning of one kind is logged at most this often per app.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Says yes at most once per [`LOG_EVERY`], and how many times it said
+/// no since.
+#[derive(Default)]
+pub struct Throttle {
+    /// Milliseconds since `EPOCH` of the last yes, plus one (0: never).
+    last: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Throttle {
+    pub fn allow(&self) -> Option<u64> {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+            + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.skipped.swap(0, Ordering::Relaxed));
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Client prefixes the agent's paths track at once; past it, a new prefix
+/// is let through untracked (the app's own bound still holds) rather than
+/// the table growing.
+pub const MAX_TRACKED_CLIENTS: usize = 65_536;
+
+/// Per (app slot, client prefix): the agent paths' per-client bounds, the
+/// same as the kernel's (`proxy_common::rate_admits`, prefixes cut as in
+/// `CLIENTS`). Bounded: idle entries (no connection or flow open, bucket
+/// full again) are swept out when the table is full, at most once a second.
+#[derive(Default)]
+pub struct Clients(std::sync::Mutex<ClientTable>);
+
+#[derive(Default)]
+struct ClientTable {
+    map: HashMap<(u32, [u8; 16]), ClientState>,
+    last_sweep_ns: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct ClientState {
+    tat_ns: u64,
+    open: u32,
+}
+
+/// One open connection or flow of a tracked client: counted out on drop.
+pub struct ClientSlot {
+    clients: Arc<Clients>,
+    key: Option<(u32, [u8; 16])>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
+        if let Ok(mut table) = self.clients.0.lock()
+            && let Some(state) = table.map.get_mut(&key)
+        {
+            state.open = state.open.saturating_sub(1);
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    // Offset by a day: a fresh bucket (tat 0) is full from the first call.
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+        + 86_400_000_000_000
+}
+
+impl Clients {
+    /// A slot for a new connection or flow of `client` to app `app`, or
+    /// None when the client is over its rate or its concurrent bound.
+    pub fn admit(
+        self: &Arc<Self>,
+        app: u32,
+        limits: &ClientLimitValue,
+        client: IpAddr,
+    ) -> Option<ClientSlot> {
+        self.admit_at(app, limits, client, now_ns())
+    }
+
+    fn admit_at(
+        self: &Arc<Self>,
+        app: u32,
+        limits: &ClientLimitValue,
+        client: IpAddr,
+        now: u64,
+    ) -> Option<ClientSlot> {
+        let untracked = ClientSlot {
+            clients: Arc::clone(self),
+            key: None,
+        };
+        if !limits.any() {
+            return Some(untracked);
+        }
+        let client = client.to_canonical();
+        let key = (app, limits.prefix_of(&addr16(client), client.is_ipv6()));
+        let Ok(mut table) = self.0.lock() else {
+            return Some(untracked);
+        };
+        if !table.map.contains_key(&key) && table.map.len() >= MAX_TRACKED_CLIENTS {
+            if now.saturating_sub(table.last_sweep_ns) >= 1_000_000_000 {
+                table.last_sweep_ns = now;
+                table
+                    .map
+                    .retain(|_, state| state.open > 0 || state.tat_ns > now);
+            }
+            if table.map.len() >= MAX_TRACKED_CLIENTS {
+                return Some(untracked);
+            }
+        }
+        let state = table.map.entry(key).or_default();
+        if limits.max_flows != 0 && state.open >= limits.max_flows {
+            return None;
+        }
+        if !rate_admits(&mut state.tat_ns, now, limits.interval_ns, limits.burst_ns) {
+            return None;
+        }
+        state.open += 1;
+        Some(ClientSlot {
+            clients: Arc::clone(self),
+            key: Some(key),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_bounded_per_prefix_and_app() {
+        let clients = Arc::new(Clients::default());
+        let limits = ClientLimitValue::new(0, 1, 3, 24, 64);
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.200".parse().expect("ip");
+        let other: IpAddr = "198.51.100.1".parse().expect("ip");
+        let held: Vec<ClientSlot> = (0..3)
+            .map(|i| clients.admit(0, &limits, if i % 2 == 0 { a } else { b }))
+            .map(|slot| slot.expect("under the bound"))
+            .collect();
+        // The same /24: the fourth is refused; another prefix or app is not.
+        assert!(clients.admit(0, &limits, b).is_none());
+        assert!(clients.admit(0, &limits, other).is_some());
+        assert!(clients.admit(1, &limits, a).is_some());
+        drop(held);
+        assert!(clients.admit(0, &limits, a).is_some());
+    }
+
+    #[test]
+    fn the_rate_refuses_past_the_burst_until_time_passes() {
+        let clients = Arc::new(Clients::default());
+        let limits = ClientLimitValue::new(1, 3, 0, 32, 64);
+        let a: IpAddr = "2001:db8::1".parse().expect("ip");
+        let t = 1_000_000_000_000;
+        let admitted = (0..10)
+            .filter_map(|_| clients.admit_at(0, &limits, a, t))
+            .count();
+        assert_eq!(admitted, 3);
+        assert!(clients.admit_at(0, &limits, a, t + 1_000_000_000).is_some());
+        assert!(clients.admit_at(0, &limits, a, t + 1_000_000_000).is_none());
+    }
 }

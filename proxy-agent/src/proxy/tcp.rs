@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
     proxy::header::{self, Endpoints, Transport},
-    proxy::routes::{AppCounts, Counts, Routes, Table, Target, unmapped},
+    proxy::routes::{AppCounts, Clients, Counts, Routes, Table, Target, Throttle, unmapped},
     proxy::tls::{self, CertKeyPaths, OriginVerify},
 };
 
@@ -43,6 +43,11 @@ pub struct Route {
     /// The connector, and the name the origin's certificate must carry
     /// (`None`: the address of the origin each connection picks).
     origin_tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    /// The app's own pool (`edge.tcp_proxy.max_connections_per_app`):
+    /// one app's flood leaves the rest of the path to the others.
+    slots: Arc<Semaphore>,
+    /// Limits the app's refusal warnings (a flood is one line per 10 s).
+    warnings: Throttle,
 }
 
 /// Everything the connection tasks share.
@@ -51,6 +56,8 @@ pub struct TcpProxyState {
     counts: Counts,
     limits: TcpProxy,
     slots: Arc<Semaphore>,
+    /// Per-client bounds (`client_limits`) of every app.
+    clients: Arc<Clients>,
 }
 
 /// Whether the agent's TCP path serves `app`.
@@ -63,11 +70,13 @@ impl TcpProxyState {
     /// app when a certificate, key or CA bundle does not load.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let limits = config.edge.tcp_proxy;
+        let per_app = limits.max_connections_per_app;
         Ok(Self {
-            routes: Routes::build(config, serves, Route::new)?,
+            routes: Routes::build(config, serves, |app| Route::new(app, per_app))?,
             counts: Counts::default(),
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            clients: Arc::default(),
         })
     }
 
@@ -84,7 +93,9 @@ impl TcpProxyState {
     /// The routes for `config`, built (certificates and keys loaded for
     /// new apps) but not in force; fails naming the app, changing nothing.
     pub fn prepare(&self, config: &Config) -> anyhow::Result<Table<Route>> {
-        self.routes.prepare(config, serves, Route::new)
+        let per_app = config.edge.tcp_proxy.max_connections_per_app;
+        self.routes
+            .prepare(config, serves, |app| Route::new(app, per_app))
     }
 
     /// Puts routes from [`Self::prepare`] in force for new connections;
@@ -105,7 +116,7 @@ impl TcpProxyState {
 }
 
 impl Route {
-    fn new(app: &App) -> anyhow::Result<Self> {
+    fn new(app: &App, max_connections: usize) -> anyhow::Result<Self> {
         let edge_tls = match app.tls {
             TlsMode::Off => None,
             _ => {
@@ -142,6 +153,8 @@ impl Route {
             proxy_protocol: app.proxy_protocol,
             edge_tls,
             origin_tls,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            warnings: Throttle::default(),
         })
     }
 }
@@ -282,9 +295,25 @@ async fn connection(
     };
     let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
-    let Some(_slot) = slot else {
+    let app_slot = Arc::clone(&route.slots).try_acquire_owned().ok();
+    let (Some(_slot), Some(_app_slot)) = (slot, app_slot) else {
         counts.limited.fetch_add(1, Ordering::Relaxed);
-        return warn!(app = %target.name, client = %peer, limit = state.limits.max_connections, "over the connection limit: refused");
+        if let Some(skipped) = route.warnings.allow() {
+            warn!(app = %target.name, client = %peer, limit = state.limits.max_connections, per_app = state.limits.max_connections_per_app, skipped, "over the connection limit: refused");
+        }
+        return;
+    };
+    // Closed at once (the client sees a reset or an end of stream), before
+    // any origin is dialled.
+    let Some(_client_slot) = state
+        .clients
+        .admit(target.index, &target.client_limits, peer.ip())
+    else {
+        counts.client_limited.fetch_add(1, Ordering::Relaxed);
+        if let Some(skipped) = route.warnings.allow() {
+            warn!(app = %target.name, client = %peer, skipped, "over a per-client limit: refused");
+        }
+        return;
     };
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);

@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Protocol, ProxyProtocol, UdpProxy},
     proxy::header::{self, Endpoints, Transport},
-    proxy::routes::{AppCounts, Counts, Entry, Routes, Table, Target, unmapped},
+    proxy::routes::{AppCounts, Clients, Counts, Entry, Routes, Table, Target, Throttle, unmapped},
 };
 
 /// Receive buffers hold any UDP payload (IPv6's largest is 65,527
@@ -51,9 +51,6 @@ const BUFFER: usize = 65_536;
 
 /// Datagrams the main socket may queue for one flow before dropping.
 const FLOW_QUEUE: usize = 64;
-
-/// A warning of one kind is logged at most this often per app.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How a UDP app's origin learns the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,38 +88,6 @@ impl Route {
     }
 }
 
-/// Says yes at most once per [`LOG_EVERY`], and how many times it said
-/// no since.
-#[derive(Default)]
-struct Throttle {
-    /// Milliseconds since `EPOCH` of the last yes, plus one (0: never).
-    last: AtomicU64,
-    skipped: AtomicU64,
-}
-
-impl Throttle {
-    fn allow(&self) -> Option<u64> {
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let now = EPOCH
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis() as u64
-            + 1;
-        let last = self.last.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
-        if due
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.skipped.swap(0, Ordering::Relaxed));
-        }
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-        None
-    }
-}
-
 /// A flow: (client, edge address and port it reached).
 type FlowKey = (SocketAddr, SocketAddr);
 
@@ -138,11 +103,18 @@ pub struct UdpProxyState {
     routes: Routes<Route>,
     counts: Counts,
     limits: UdpProxy,
+    /// A flow the origin never answered ends after this long without a
+    /// datagram (`edge.flow_timeouts.udp_unreplied`, as on the fast path;
+    /// not `udp_proxy.idle_timeout`): one host's spray of new source
+    /// ports then holds few flow slots for long.
+    unreplied_timeout: Duration,
     /// Live flows: where the receive loop hands their datagrams.
     flows: Mutex<HashMap<FlowKey, FlowEntry>>,
     next_flow: AtomicU64,
     /// The reply socket of each edge address and port in use.
     reply_sockets: Mutex<HashMap<SocketAddr, Weak<UdpSocket>>>,
+    /// Per-client bounds (`client_limits`) of every app.
+    clients: Arc<Clients>,
 }
 
 /// Whether the agent's UDP path serves `app`.
@@ -156,9 +128,11 @@ impl UdpProxyState {
             routes: Routes::build(config, serves, Route::new)?,
             counts: Counts::default(),
             limits: config.edge.udp_proxy,
+            unreplied_timeout: config.edge.flow_timeouts.udp_unreplied,
             flows: Mutex::default(),
             next_flow: AtomicU64::new(0),
             reply_sockets: Mutex::default(),
+            clients: Arc::default(),
         })
     }
 
@@ -352,6 +326,16 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
         }
         return;
     }
+    let Some(slot) = state
+        .clients
+        .admit(target.index, &target.client_limits, client.ip())
+    else {
+        counts.client_limited.fetch_add(1, Ordering::Relaxed);
+        if let Some(skipped) = route.warnings.allow() {
+            warn!(app = %target.name, %client, skipped, "over a per-client limit: datagram dropped");
+        }
+        return;
+    };
     let (queue, rx) = mpsc::channel(FLOW_QUEUE);
     let id = state.next_flow.fetch_add(1, Ordering::Relaxed);
     flows.insert(key, FlowEntry { id, queue });
@@ -359,7 +343,10 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let state = Arc::clone(state);
     let first = payload.to_vec();
-    tokio::spawn(async move { flow(state, entry, id, client, edge, first, rx).await });
+    tokio::spawn(async move {
+        flow(state, entry, id, client, edge, first, rx).await;
+        drop(slot);
+    });
 }
 
 /// Why a flow ended.
@@ -448,7 +435,8 @@ async fn run(
     if let Err(end) = up.send(&first).await {
         return end;
     }
-    let idle = state.limits.idle_timeout;
+    let replied_idle = state.limits.idle_timeout;
+    let mut idle = state.unreplied_timeout.min(replied_idle);
     let mut last = Instant::now();
     loop {
         tokio::select! {
@@ -477,6 +465,7 @@ async fn run(
                     continue;
                 };
                 last = Instant::now();
+                idle = replied_idle;
                 match reply.send_to(payload, client).await {
                     Ok(_) => {
                         counts

@@ -263,6 +263,8 @@ pub struct App {
     /// Whether its fast path runs at TC ingress (from `datapath` or
     /// `edge.datapath`, and the protocol under `auto`).
     pub nat_at_tc: bool,
+    /// `edge.client_limits` with the app's own `client_limits` over them.
+    pub client_limits: ClientLimits,
 }
 
 impl App {

@@ -19,6 +19,8 @@ pub use error::*;
 pub use rule::*;
 pub use settings::*;
 
+pub use super::client_limits::ClientLimits;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub edge: Edge,
@@ -231,6 +233,7 @@ mod tests {
         App {
             datapath: None,
             nat_at_tc: false,
+            client_limits: ClientLimits::default(),
             slot: 0,
             created_on: None,
             modified_on: None,
@@ -330,6 +333,7 @@ mod tests {
                 flow_timeouts: FlowTimeouts::default(),
                 tcp_proxy: TcpProxy::default(),
                 udp_proxy: UdpProxy::default(),
+                client_limits: ClientLimits::default(),
             },
             apps: vec![a],
             access_rules: vec![],

@@ -52,6 +52,8 @@ pub struct Edge {
     pub flow_timeouts: FlowTimeouts,
     pub tcp_proxy: TcpProxy,
     pub udp_proxy: UdpProxy,
+    /// The per-client limits of apps without their own.
+    pub client_limits: ClientLimits,
 }
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
@@ -104,6 +106,9 @@ pub struct TcpProxy {
     pub idle_timeout: std::time::Duration,
     /// Connections proxied at once; more are refused.
     pub max_connections: usize,
+    /// Connections one app may have at once: one app's flood leaves the
+    /// rest of `max_connections` to the others.
+    pub max_connections_per_app: usize,
 }
 
 impl Default for TcpProxy {
@@ -114,6 +119,7 @@ impl Default for TcpProxy {
             connect_timeout: s(10),
             idle_timeout: s(300),
             max_connections: 16_384,
+            max_connections_per_app: 8_192,
         }
     }
 }

@@ -137,6 +137,12 @@ impl Validator {
         }
         let tcp_proxy = self.tcp_proxy(&e.tcp_proxy);
         let udp_proxy = self.udp_proxy(&e.udp_proxy);
+        let (client_limits, errors) = ClientLimits::merged(
+            ClientLimits::default(),
+            &e.client_limits,
+            "edge.client_limits",
+        );
+        self.errors.extend(errors);
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -151,6 +157,7 @@ impl Validator {
             flow_timeouts,
             tcp_proxy,
             udp_proxy,
+            client_limits,
         };
         (edge, pools)
     }
@@ -399,7 +406,26 @@ impl Validator {
         }
         let field = "edge.tcp_proxy.max_connections".to_string();
         self.count(field, file.max_connections, &mut out.max_connections);
+        let field = "edge.tcp_proxy.max_connections_per_app".to_string();
+        let per_app = &mut out.max_connections_per_app;
+        self.count(field, file.max_connections_per_app, per_app);
         out
+    }
+
+    /// An app's `client_limits` over the edge's.
+    pub(super) fn client_limits(
+        &mut self,
+        edge: ClientLimits,
+        file: Option<&crate::config::schema::ClientLimitsFile>,
+        i: usize,
+    ) -> ClientLimits {
+        let Some(file) = file else {
+            return edge;
+        };
+        let at = format!("apps[{i}].client_limits");
+        let (limits, errors) = ClientLimits::merged(edge, file, &at);
+        self.errors.extend(errors);
+        limits
     }
 
     pub(super) fn udp_proxy(&mut self, file: &UdpProxyFile) -> UdpProxy {

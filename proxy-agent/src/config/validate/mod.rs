@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use super::leases::Leases;
 use super::model::{
-    AccessRule, AddressPool, Api, App, AppId, Config, ConfigError, DEFAULT_DNS_TTL,
+    AccessRule, AddressPool, Api, App, AppId, ClientLimits, Config, ConfigError, DEFAULT_DNS_TTL,
     DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
     ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_NAT_PORTS,
     MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,
@@ -48,6 +48,9 @@ pub fn validate_with_leases(
         .map(|(i, app)| v.app(i, app, &pools))
         .collect();
     v.duplicate_ids(&drafts);
+    let draft_limits: Vec<ClientLimits> = (file.apps.iter().enumerate())
+        .map(|(i, app)| v.client_limits(edge.client_limits, app.client_limits.as_ref(), i))
+        .collect();
     let dns_server = file
         .dns_server
         .as_ref()
@@ -89,6 +92,7 @@ pub fn validate_with_leases(
             let mut app = draft.finish(addrs?, dynamic)?;
             app.slot = slot as u32;
             app.nat_at_tc = app.datapath.unwrap_or(edge.datapath).at_tc(app.protocol);
+            app.client_limits = draft_limits[slot];
             Some(app)
         })
         .collect();
@@ -236,6 +240,7 @@ impl AppDraft {
             datapath: self.datapath,
             // Set once the edge's default is known.
             nat_at_tc: false,
+            client_limits: ClientLimits::default(),
         })
     }
 }

@@ -227,6 +227,25 @@ fn flow_timeouts_default_override_and_bounds() {
 }
 
 #[test]
+fn client_limits_edge_default_app_override_and_errors() {
+    let mut file = config(vec![tcp_app(), tcp_app()]);
+    file["apps"][1]["protocol"] = json!("tcp/23");
+    file["apps"][1]["dns"]["name"] = json!("other.example.com");
+    file["edge"]["client_limits"] = json!({"concurrent_flows": 10, "prefix_v4": 24});
+    file["apps"][1]["client_limits"] = json!({"concurrent_flows": 3});
+    let (model, _) = accepted(file.clone());
+    let edge = model.edge.client_limits;
+    assert_eq!((edge.concurrent_flows, edge.prefix_v4), (10, 24));
+    assert_eq!(model.apps[0].client_limits, edge);
+    let app = model.apps[1].client_limits;
+    assert_eq!((app.concurrent_flows, app.prefix_v4), (3, 24));
+    file["apps"][1]["client_limits"] = json!({"prefix_v6": 129});
+    let errors = refused(file);
+    assert_eq!(errors[0].field, "apps[1].client_limits.prefix_v6");
+    assert_eq!(errors[0].value, "129");
+}
+
+#[test]
 fn tcp_proxy_default_override_and_bounds() {
     let mut file = config(vec![tcp_app()]);
     file["edge"]["tcp_proxy"] = json!({"idle_timeout": 30, "max_connections": 10});
