@@ -208,7 +208,15 @@ pub fn deliver_to(edge: &Netns, dev: &str, ip: &str, lladdr: [u8; 6]) -> anyhow:
     edge.run(
         "ip",
         &[
-            "neigh", "replace", ip, "lladdr", &lladdr, "dev", dev, "nud", "permanent",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            &lladdr,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
         ],
     )?;
     Ok(())
@@ -359,7 +367,15 @@ pub fn syns_from_many(
             port_of(i / u64::from(sources.max(1))),
         );
         let dst = dsts[(i % dsts.len() as u64) as usize];
-        tcp_packet(macs, src.into(), dst, SYN, (i as u32).wrapping_mul(7919), 0, b"")
+        tcp_packet(
+            macs,
+            src.into(),
+            dst,
+            SYN,
+            (i as u32).wrapping_mul(7919),
+            0,
+            b"",
+        )
     }
 }
 
@@ -400,7 +416,11 @@ pub enum Seen {
         dst: SocketAddr,
     },
     /// An ICMP message (type, code) from `src`.
-    Icmp { src: IpAddr, kind: u8, code: u8 },
+    Icmp {
+        src: IpAddr,
+        kind: u8,
+        code: u8,
+    },
 }
 
 /// Parses an untagged IPv4 frame (anything else: None).
