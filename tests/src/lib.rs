@@ -8,6 +8,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod counters;
+pub mod flood;
 pub mod mmdb;
 pub mod netns;
 pub mod packet;
