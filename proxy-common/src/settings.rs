@@ -18,6 +18,9 @@ flags! {
         const TC_ONLY_TCP = 1 << 2;
         /// The same for UDP.
         const TC_ONLY_UDP = 1 << 3;
+        /// XDP is not attached (no app needs it) and TC is: TC drops every
+        /// unlisted packet (`edge.unlisted: drop`), whatever its protocol.
+        const UNLISTED_AT_TC = 1 << 4;
     }
 }
 

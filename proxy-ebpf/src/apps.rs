@@ -2,7 +2,8 @@
 //! settings, all filled by the agent.
 use aya_ebpf::{macros::map, maps::Array};
 use proxy_common::{
-    AppValue, MAX_APPS, ORIGIN_ENTRIES, OriginValue, Settings, origin_index, tc_only_flag,
+    AppValue, MAX_APPS, ORIGIN_ENTRIES, OriginValue, Settings, SettingsFlags, origin_index,
+    tc_only_flag,
 };
 
 #[map]
@@ -58,4 +59,11 @@ pub fn settings() -> Option<&'static Settings> {
 #[inline(always)]
 pub fn tc_only(proto: u8) -> bool {
     settings().is_some_and(|settings| settings.flags.intersects(tc_only_flag(proto)))
+}
+
+/// Whether TC drops unlisted packets of every protocol: XDP is not
+/// attached to do it (`SettingsFlags::UNLISTED_AT_TC`).
+#[inline(always)]
+pub fn unlisted_at_tc() -> bool {
+    settings().is_some_and(|settings| settings.flags.contains(SettingsFlags::UNLISTED_AT_TC))
 }

@@ -85,8 +85,8 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
         // An edge address no app serves on this port: no RST or ICMP error
         // from the stack (`edge.unlisted`). The hook that counts the
         // packet decides, so XDP drops it, or TC for a protocol it has
-        // alone.
-        if counted && pools::unlisted(packet) {
+        // alone; TC for every protocol when XDP is not attached.
+        if (counted || (!H::FIRST && apps::unlisted_at_tc())) && pools::unlisted(packet) {
             return Some((GLOBAL_SLOT, Verdict::Unlisted, H::DROP));
         }
         return counted.then_some((GLOBAL_SLOT, Verdict::NoListener, pass));

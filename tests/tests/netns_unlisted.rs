@@ -179,6 +179,34 @@ fn unlisted_ports_on_pool_addresses_get_no_answer_and_are_counted() {
     s.agent.stop().expect("stop");
 }
 
+/// The same with every app at TC ingress: XDP stays detached and TC drops
+/// what no app serves.
+#[test]
+fn unlisted_ports_are_dropped_at_tc_when_xdp_is_not_attached() {
+    let Some(s) = setup(
+        "unlisted_ports_are_dropped_at_tc_when_xdp_is_not_attached",
+        "unt",
+        ConfigBuilder::new().edge("datapath", "tc"),
+    ) else {
+        return;
+    };
+    let log = s.agent.log();
+    assert!(!log.contains("XDP attached"), "XDP attached\n{log}");
+    let seen = probe(&s.topology.cli, edge0());
+    assert_eq!(
+        seen,
+        Seen {
+            tcp_refused: false,
+            udp_refused: false
+        },
+        "{}",
+        s.agent.log()
+    );
+    let unlisted = s.agent.packets_settled(None, "unlisted", 2).expect("stats");
+    assert!(unlisted >= 2, "unlisted {unlisted}\n{}", s.agent.log());
+    s.agent.stop().expect("stop");
+}
+
 #[test]
 fn unlisted_pass_leaves_the_kernels_answers() {
     let Some(s) = setup(

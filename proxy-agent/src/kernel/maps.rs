@@ -157,6 +157,9 @@ fn settings(config: &Config) -> Settings {
             settings.flags |= tc_only_flag(protocol.ip_proto());
         }
     }
+    if config.unlisted_at_tc() {
+        settings.flags |= SettingsFlags::UNLISTED_AT_TC;
+    }
     // The first source of each family; the kernel NATs with all of them
     // (`ORIGIN_SOURCES`, [`origin_sources`]).
     if let Some(v4) = source.ipv4.first() {
@@ -524,6 +527,32 @@ mod tests {
                 flags.contains(SettingsFlags::TC_ONLY_UDP),
             )
         };
+        // TC drops every protocol's unlisted packets only when XDP is not
+        // attached: UDP here has only an agent-path app, so TC does not
+        // have it alone, yet nothing else would drop it.
+        const PP_UDP: &str = r#"{"protocol": "udp/54", "dns": {"type": "CNAME", "name": "pp.example.com"},
+            "origin_direct": ["udp://192.0.2.53:54"], "proxy_protocol": "v2"}"#;
+        let unlisted_at_tc = |datapath: &str, apps: &[&str]| {
+            let text = format!(
+                r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "{datapath}",
+                    "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+                   "apps": [{}]}}"#,
+                apps.join(",")
+            );
+            let config = load_str(&text, false).expect("valid").config;
+            assert_eq!(
+                config.needs_xdp(),
+                !config.unlisted_at_tc() && config.drops_unlisted()
+            );
+            let flags = map_contents(&config).expect("fits").settings.flags;
+            flags.contains(SettingsFlags::UNLISTED_AT_TC)
+        };
+        assert!(unlisted_at_tc("tc", &[SSH, PP_UDP]));
+        assert!(
+            !unlisted_at_tc("auto", &[SSH, DNS]),
+            "XDP is attached for UDP"
+        );
+        assert!(!unlisted_at_tc("xdp", &[PP_UDP]), "no TC: XDP drops");
         assert_eq!(alone("auto", &[SSH, DNS]), (true, false), "UDP in XDP");
         assert_eq!(alone("tc", &[SSH, DNS]), (true, true));
         assert_eq!(alone("xdp", &[SSH, DNS]), (false, false));

@@ -278,18 +278,18 @@ fn the_hook_a_change_needs_attaches_before_the_maps_sync() {
         "{ops:?}"
     );
     assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
-    // Only TC apps left: XDP is still needed to drop unlisted traffic to
-    // the pool (`edge.unlisted: drop`, the default)...
+    // Only TC apps left: XDP is not attached again (TC drops what no app
+    // serves, `Config::unlisted_at_tc`)...
     let mut tc_only = config(&[&app_with("t", r#", "datapath": "tc""#)]);
     let (_, ops) = replay(&next, &mut tc_only, &[]);
-    assert!(
-        at(&ops, &Op::AttachXdp) < at(&ops, &Op::SyncMaps),
-        "{ops:?}"
-    );
-    // ...and with `pass`, it is not attached again.
+    assert!(tc_only.unlisted_at_tc());
+    assert!(!ops.contains(&Op::AttachXdp), "{ops:?}");
+    assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
+    // ...and with `pass` neither hook drops anything.
     let mut tc_only = config(&[&app_with("t", r#", "datapath": "tc""#)]);
     tc_only.edge.unlisted = crate::config::model::Unlisted::Pass;
     let (_, ops) = replay(&next, &mut tc_only, &[]);
+    assert!(!tc_only.unlisted_at_tc());
     assert!(!ops.contains(&Op::AttachXdp), "{ops:?}");
     assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
 }

@@ -40,9 +40,21 @@ impl Config {
     /// throughput.
     ///
     /// With `edge.unlisted: drop` and an address pool, XDP is attached
-    /// even then: it drops what no app serves on the pool's addresses.
+    /// even then, unless TC ingress is: one of them drops what no app
+    /// serves on the pool's addresses ([`Config::unlisted_at_tc`]).
     pub fn needs_xdp(&self) -> bool {
-        self.apps.iter().any(App::needs_xdp) || self.drops_unlisted()
+        self.apps_need_xdp() || (self.drops_unlisted() && !self.needs_tc())
+    }
+
+    /// Whether an app needs XDP (its fast path, or its access rules).
+    pub fn apps_need_xdp(&self) -> bool {
+        self.apps.iter().any(App::needs_xdp)
+    }
+
+    /// Whether TC ingress drops the unlisted packets of every protocol:
+    /// no app needs XDP, so it stays detached, and TC is attached.
+    pub fn unlisted_at_tc(&self) -> bool {
+        self.drops_unlisted() && self.needs_tc() && !self.apps_need_xdp()
     }
 
     /// Whether the kernel drops unlisted packets: `edge.unlisted` is
