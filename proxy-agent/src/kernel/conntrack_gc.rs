@@ -101,8 +101,9 @@ struct Walk {
     seen: u64,
 }
 
-/// How full each table was when its walk last reached the end (entries:
-/// two per flow), as [`spawn`] publishes it.
+/// How full each table is (entries: two per flow), as [`spawn`]
+/// publishes it: what its last complete walk counted, or more when the
+/// walk under way has already seen more.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Occupancy {
     pub established: u64,
@@ -162,6 +163,16 @@ impl Collector {
                 }
             }
             walk.cursor = cursor;
+            // A walk of a big table takes passes: meanwhile the gauge shows
+            // at least what this one has seen, so a table filling fast is
+            // seen before its walk ends.
+            // A walk that restarted lists keys twice: never more than fit.
+            let (so_far, max) = if index == 0 {
+                (&mut self.occupancy.established, MAX_FLOW_ENTRIES)
+            } else {
+                (&mut self.occupancy.embryonic, MAX_NEW_FLOW_ENTRIES)
+            };
+            *so_far = (*so_far).max(walk.seen.min(u64::from(max)));
             if ended {
                 let seen = std::mem::take(&mut walk.seen);
                 walk.cursor = None;
