@@ -16,7 +16,7 @@ use proxy_common::Verdict;
 
 use crate::config::model::{App, Config};
 use crate::dns::DnsAnswers;
-use crate::kernel::{conntrack_gc::Occupancy, stats::StatsRow};
+use crate::kernel::{conntrack_gc::FlowView, stats::StatsRow};
 
 /// The `app` label of rows that belong to no running app.
 pub const RETIRED_APP: &str = "-";
@@ -118,6 +118,12 @@ pub fn drop_reasons() -> impl Iterator<Item = Verdict> {
     Verdict::ALL
         .into_iter()
         .filter(|&v| meaning(v) == Meaning::Drop)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NatLabels {
+    origin: String,
+    source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -342,7 +348,7 @@ pub fn render(
     config: &Config,
     rows: &[StatsRow],
     dns: Option<&DnsAnswers>,
-    flows: Option<Occupancy>,
+    flows: Option<&FlowView>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("spectrum");
     let events = Family::<VerdictLabels, Counter>::default();
@@ -386,12 +392,36 @@ pub fn render(
             entries.clone(),
         );
         for (state, count) in [
-            ("embryonic", flows.embryonic),
-            ("established", flows.established),
+            ("embryonic", flows.occupancy.embryonic),
+            ("established", flows.occupancy.established),
         ] {
             entries
                 .get_or_create(&StateLabels { state })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let ports = Gauge::<i64>::default();
+        ports.set(i64::from(config.edge.nat_ports.len()));
+        registry.register(
+            "nat_ports",
+            "NAT source ports per (origin address and port, origin source): \
+             edge.nat_ports, the fast-path flows one such tuple can hold",
+            ports,
+        );
+        let in_use = Family::<NatLabels, Gauge<i64>>::default();
+        registry.register(
+            "nat_flows",
+            "Fast-path flows holding a NAT port toward an origin address and port, \
+             by origin source (the busiest tuples, as the flow collector's last \
+             complete walk counted them)",
+            in_use.clone(),
+        );
+        for row in &flows.nat {
+            in_use
+                .get_or_create(&NatLabels {
+                    origin: row.origin.to_string(),
+                    source: row.source.to_string(),
+                })
+                .set(i64::try_from(row.flows).unwrap_or(i64::MAX));
         }
     }
 
@@ -625,6 +655,37 @@ mod tests {
             value(&scrape, drops, &with(retired, ("reason", "blocked_ip"))),
             None
         );
+    }
+
+    #[test]
+    fn flow_tables_and_nat_use_when_the_collector_reports() {
+        let view = FlowView {
+            occupancy: crate::kernel::conntrack_gc::Occupancy {
+                established: 6,
+                embryonic: 40,
+            },
+            nat: vec![crate::kernel::nat_use::NatUse {
+                origin: "192.0.2.1:80".parse().unwrap(),
+                source: "10.0.2.11".parse().unwrap(),
+                flows: 3,
+            }],
+        };
+        let scrape = parse(&render(&config(), &[], None, Some(&view)).expect("render"));
+        let entries = "spectrum_flow_entries";
+        assert_eq!(
+            value(&scrape, entries, &[("state", "embryonic")]),
+            Some(40.0)
+        );
+        assert_eq!(
+            value(&scrape, entries, &[("state", "established")]),
+            Some(6.0)
+        );
+        let nat = [("origin", "192.0.2.1:80"), ("source", "10.0.2.11")];
+        assert_eq!(value(&scrape, "spectrum_nat_flows", &nat), Some(3.0));
+        assert!(value(&scrape, "spectrum_nat_ports", &[]).is_some_and(|v| v > 0.0));
+        // Without the collector's view (no kernel: tests, a CLI), none.
+        let scrape = parse(&render(&config(), &[], None, None).expect("render"));
+        assert_eq!(value(&scrape, entries, &[("state", "embryonic")]), None);
     }
 
     #[test]

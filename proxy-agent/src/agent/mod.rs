@@ -33,7 +33,7 @@ use crate::{
     api,
     config::model::Config,
     dns::{self, DnsServer},
-    kernel::{clients, conntrack_gc, loader::Kernel, maps, ring, stats},
+    kernel::{clients, conntrack_gc, loader::Kernel, maps, nat_use, ring, stats},
     proxy::{
         origin::fill_origin_sources,
         tcp::{self, TcpProxyState},
@@ -90,7 +90,9 @@ pub struct Agent {
     /// The config in force, for the API.
     published: watch::Sender<Arc<Config>>,
     /// How full the flow tables are, for `/metrics`.
-    flow_entries: watch::Sender<conntrack_gc::Occupancy>,
+    flow_entries: watch::Sender<conntrack_gc::FlowView>,
+    /// Warnings for NAT tuples near their capacity, rate-limited.
+    nat_warnings: nat_use::NatWarnings,
     paths: RunPaths,
 }
 
@@ -202,7 +204,7 @@ impl Agent {
             paths_stopped.clone(),
         ));
         let (published, config_rx) = watch::channel(Arc::new(config.clone()));
-        let (flow_entries, flow_entries_rx) = watch::channel(conntrack_gc::Occupancy::default());
+        let (flow_entries, flow_entries_rx) = watch::channel(conntrack_gc::FlowView::default());
         let (change_tx, change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
         let api_task = api.map(|(settings, token, listener)| {
             let pin = paths.stats_pin.clone();
@@ -240,6 +242,7 @@ impl Agent {
             resolvers,
             published,
             flow_entries,
+            nat_warnings: nat_use::NatWarnings::default(),
             paths,
         };
         let inputs = Inputs {
@@ -317,7 +320,17 @@ impl Agent {
                 Err(err) => warn!("counting expired flows: {err:#}"),
             }
         }
-        self.flow_entries.send_replace(occupancy);
+        let nat = live.as_deref().map(nat_use::nat_use);
+        if let Some(nat) = &nat {
+            let capacity = self.config.edge.nat_ports.len();
+            self.nat_warnings.check(nat, capacity, Instant::now());
+        }
+        self.flow_entries.send_modify(|view| {
+            view.occupancy = occupancy;
+            if let Some(nat) = nat {
+                view.nat = nat;
+            }
+        });
         if let Some(live) = live
             && let Err(err) = clients::recount(&mut self.kernel, &live)
         {

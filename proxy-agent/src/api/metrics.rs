@@ -25,8 +25,11 @@ pub async fn get(State(state): State<ApiState>) -> Result<impl IntoResponse, (St
         }
         Err(err) => return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n"))),
     };
-    let flows = state.flow_entries.as_ref().map(|entries| *entries.borrow());
-    let text = crate::metrics::render(&config, &rows, state.dns.as_ref(), flows)
+    let flows = state
+        .flow_entries
+        .as_ref()
+        .map(|entries| entries.borrow().clone());
+    let text = crate::metrics::render(&config, &rows, state.dns.as_ref(), flows.as_ref())
         .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")))?;
     Ok((
         [(

@@ -32,7 +32,7 @@ use crate::config::model::Config;
 use crate::{
     agent::plan::ChangeRequest,
     dns::DnsAnswers,
-    kernel::{conntrack_gc::Occupancy, stats::StatsRow},
+    kernel::{conntrack_gc::FlowView, stats::StatsRow},
 };
 use error::{ApiError, CODE_AUTH, CODE_ROUTE};
 
@@ -73,7 +73,7 @@ pub struct ApiState {
     changes: Option<mpsc::Sender<ChangeRequest>>,
     dns: Option<DnsAnswers>,
     /// The flow tables' fill, as the flow collector last saw it.
-    flow_entries: Option<watch::Receiver<Occupancy>>,
+    flow_entries: Option<watch::Receiver<FlowView>>,
 }
 
 impl ApiState {
@@ -107,7 +107,7 @@ impl ApiState {
     }
 
     /// Reports the flow tables' fill in `/metrics`.
-    pub fn with_flow_entries(mut self, entries: watch::Receiver<Occupancy>) -> Self {
+    pub fn with_flow_entries(mut self, entries: watch::Receiver<FlowView>) -> Self {
         self.flow_entries = Some(entries);
         self
     }

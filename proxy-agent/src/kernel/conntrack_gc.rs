@@ -110,6 +110,14 @@ pub struct Occupancy {
     pub embryonic: u64,
 }
 
+/// What `/metrics` shows of the flow tables: their fill, and the busiest
+/// NAT tuples as of the last complete walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowView {
+    pub occupancy: Occupancy,
+    pub nat: Vec<super::nat_use::NatUse>,
+}
+
 /// The collector over both tables.
 pub struct Collector {
     walks: [Walk; 2],

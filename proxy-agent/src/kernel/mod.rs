@@ -6,6 +6,7 @@ pub mod clients;
 pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;
+pub mod nat_use;
 pub mod ring;
 pub mod rules;
 pub mod stats;
