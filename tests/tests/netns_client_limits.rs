@@ -12,7 +12,7 @@ use std::{
 use serde_json::json;
 use tests::{
     agent::Agent,
-    client::tcp_exchange,
+    client::{tcp_exchange, udp_exchange},
     config::{AppJson, ConfigBuilder},
     netns::{Topology, addr},
     servers,
@@ -136,5 +136,64 @@ fn concurrent_and_rate_bounds_per_client() {
             .expect("stats");
         assert!(limited >= 1, "app {app}: the refusals are counted");
     }
+    drop(agent);
+}
+
+/// The agent's UDP path (PROXY v2 in front of each datagram): one client
+/// holds at most three flows (source ports) at once; its fourth gets no
+/// answer and is counted, while another host still gets through.
+#[test]
+fn udp_flows_per_client_on_the_agent_path() {
+    let Some(topology) = Topology::for_test(
+        "netns_client_limits::udp_flows_per_client_on_the_agent_path",
+        "clu",
+    ) else {
+        return;
+    };
+    let side = topology.side().expect("side host");
+    let _origin = servers::udp_pp_origin(&topology.org, 6300, "v2", "ok").expect("origin");
+    let config = ConfigBuilder::new()
+        .edge(
+            "interfaces",
+            json!([addr::EDGE_CLI_IF, addr::EDGE_ORG_IF, addr::EDGE_SIDE_IF]),
+        )
+        .app(
+            AppJson::udp(5300, "udp.test")
+                .origin_direct([format!("udp://{}:6300", addr::ORG_V4)])
+                .proxy_protocol("v2")
+                .set(
+                    "client_limits",
+                    json!({"concurrent_flows": 3, "new_flows_per_second": 0}),
+                ),
+        )
+        .build();
+    let agent = Agent::start(&topology.edge, &config, "skb").expect("agent");
+    let edge0 = addr::edge4(0);
+    // Each exchange is a new source port: a new flow, answered, so it
+    // stays open (its idle timeout is far longer than this test).
+    for n in 0..3 {
+        let answer = udp_exchange(&topology.cli, &edge0, 5300, &format!("flow {n}"));
+        assert!(
+            answer.as_deref().is_ok_and(|a| a.contains("payload=flow")),
+            "flow {n} of the client: {answer:?}\n{}",
+            agent.log()
+        );
+    }
+    let fourth = udp_exchange(&topology.cli, &edge0, 5300, "flow 3");
+    assert!(
+        fourth.is_err(),
+        "the client's 4th flow was answered: {fourth:?}"
+    );
+    let limited = agent
+        .packets_settled(Some(0), "client_limited", 1)
+        .expect("stats");
+    assert!(limited >= 1, "the refusal is counted\n{}", agent.log());
+    let other = udp_exchange(&side, &edge0, 5300, "other client");
+    assert!(
+        other
+            .as_deref()
+            .is_ok_and(|a| a.contains("payload=other client")),
+        "another client is not affected: {other:?}"
+    );
     drop(agent);
 }

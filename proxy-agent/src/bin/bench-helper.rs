@@ -45,8 +45,8 @@ use proxy_agent::{
     proxy::origin::fill_origin_sources,
 };
 use proxy_common::{
-    FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP, SINK_PROGRAM,
-    STEER_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
+    DIR_TO_CLIENT, FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP,
+    SINK_PROGRAM, STEER_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
 };
 
 /// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
@@ -264,8 +264,7 @@ fn xdp_cost(
     // the rewritten frame. Two flows that rewrite into each other, both
     // toward routable neighbours, keep every repetition a hit that ends in
     // a redirect: edge -> client (as a reply leaves) becomes edge-source ->
-    // origin, which becomes edge -> client again. (Their other halves are
-    // absent, so the once-a-second peer refresh adds them and goes on.)
+    // origin, which becomes edge -> client again.
     let frame = tcp_frame(edge, client, port, 31000, 0x10);
     let (source, origin) = (
         config
@@ -315,10 +314,29 @@ fn xdp_cost(
         dst_port: 31000,
         ..to_origin
     };
+    // Each with its other half pointing back, as an established flow
+    // has: the fast path drops a half whose other half is gone.
+    let peer_of = |key: &FlowKey, value: &FlowValue| {
+        (
+            value.peer_key(key.proto),
+            FlowValue {
+                new_src: key.dst,
+                new_dst: key.src,
+                new_src_port: key.dst_port,
+                new_dst_port: key.src_port,
+                state: FLOW_REPLIED,
+                direction: DIR_TO_CLIENT,
+                ..FlowValue::default()
+            },
+        )
+    };
     {
         let mut flows = kernel.flows()?;
-        flows.insert(to_client, into(&rewritten), 0)?;
-        flows.insert(rewritten, into(&to_client), 0)?;
+        for (key, value) in [(to_client, into(&rewritten)), (rewritten, into(&to_client))] {
+            let (peer, back) = peer_of(&key, &value);
+            flows.insert(key, value, 0)?;
+            flows.insert(peer, back, 0)?;
+        }
     }
     let ingress = Some(proxy_agent::preflight::interface_index(
         ingress,
