@@ -388,7 +388,8 @@ pub fn render(
             "flow_entries",
             "Entries in the kernel's flow tables (two per flow) by state: embryonic \
              (a TCP handshake not complete, a UDP flow not answered) or established, \
-             as the flow collector's last complete walk counted them",
+             as the flow collector counted them (its last complete walk, or the walk \
+             under way when that has seen more)",
             entries.clone(),
         );
         for (state, count) in [

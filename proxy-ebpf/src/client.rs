@@ -9,7 +9,7 @@
 //! bound (at most one per CPU racing), and an increment may be lost (core
 //! has no atomics for the BPF target; a lost one errs toward the client).
 //! The count only ever rises here; the agent's flow collector writes the
-//! true count back each pass.
+//! true count back after each complete walk of the flow tables.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,

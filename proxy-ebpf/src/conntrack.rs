@@ -214,8 +214,13 @@ fn remove_own(packet: &Packet, embryonic: bool) {
 fn syn_or_rst(entry: &mut FlowValue, packet: &Packet) -> Option<Verdict> {
     let flags = packet.tcp_flags;
     if flags & TCP_RST != 0 {
+        // While a reopened tuple's handshake runs, the numbers tracked are
+        // the old connection's: its RSTs are taken as an embryonic flow's.
         let ahead = packet.tcp_seq.wrapping_sub(entry.seq);
-        if ahead > RST_AHEAD && ahead.wrapping_neg() > RST_BEHIND {
+        if entry.state & FLOW_HANDSHAKE == 0
+            && ahead > RST_AHEAD
+            && ahead.wrapping_neg() > RST_BEHIND
+        {
             return Some(Verdict::RstInvalid);
         }
         if entry.state & FLOW_RST == 0 {
@@ -258,9 +263,14 @@ fn handshake_done(entry: &mut FlowValue, packet: &Packet) {
     if packet.tcp_flags & TCP_ACK == 0 {
         return;
     }
-    if let Some(peer) = peer_of(entry, packet, false) {
-        peer.state &= !FLOW_HANDSHAKE;
+    let Some(peer) = peer_of(entry, packet, false) else {
+        return;
+    };
+    // Only the ACK of the origin's new SYN-ACK (see `touch_embryonic`).
+    if packet.tcp_ack != peer.seq.wrapping_add(1) {
+        return;
     }
+    peer.state &= !FLOW_HANDSHAKE;
     entry.state &= !FLOW_HANDSHAKE;
 }
 
@@ -291,8 +301,12 @@ fn touch_embryonic(entry_ptr: *mut FlowValue, packet: &Packet) -> Seen {
         }
         false
     } else {
-        // The client's ACK after the origin's SYN-ACK.
-        flags & (TCP_SYN | TCP_ACK) == TCP_ACK && peer.state & FLOW_REPLIED != 0
+        // The client's ACK of the origin's SYN-ACK (its ISN + 1, which
+        // only a client that saw the SYN-ACK knows): a blind ACK from a
+        // spoofed source does not make a flow established.
+        flags & (TCP_SYN | TCP_ACK) == TCP_ACK
+            && peer.state & FLOW_REPLIED != 0
+            && packet.tcp_ack == peer.seq.wrapping_add(1)
     };
     let now = unsafe { bpf_ktime_get_ns() };
     if now.wrapping_sub(entry.last_seen_ns) > TOUCH_INTERVAL_NS {
@@ -301,6 +315,10 @@ fn touch_embryonic(entry_ptr: *mut FlowValue, packet: &Packet) -> Seen {
         peer.last_seen_ns = now;
     }
     if complete {
+        // A RST seen while embryonic (spoofed, or a refused attempt before
+        // this one) says nothing of the connection now established.
+        entry.state &= !FLOW_RST;
+        peer.state &= !FLOW_RST;
         return promote(entry_ptr, peer, packet);
     }
     Seen::Send(entry_ptr)

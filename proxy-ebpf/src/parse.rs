@@ -44,6 +44,9 @@ pub struct Packet {
     /// TCP sequence number, host order (0 for UDP): conntrack judges RSTs
     /// and SYNs by it.
     pub tcp_seq: u32,
+    /// TCP acknowledgment number, host order (0 for UDP): a handshake
+    /// completes only with the ACK of the origin's SYN-ACK.
+    pub tcp_ack: u32,
     /// IP total length (IPv4) or payload length + 40 (IPv6), for the MTU check.
     pub ip_len: u16,
 }
@@ -224,12 +227,13 @@ fn parse_l4(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
             // Everything read in one go from the checked pointer: a second
             // pointer to byte 13 would get a 1-byte bounds check, which
             // compiles to a form the verifier cannot follow.
-            let (src, dst, seq, data_offset, flags) = unsafe {
+            let (src, dst, seq, ack, data_offset, flags) = unsafe {
                 let bytes = &*(tcp as *const [u8; 20]);
                 (
                     [bytes[0], bytes[1]],
                     [bytes[2], bytes[3]],
                     [bytes[4], bytes[5], bytes[6], bytes[7]],
+                    [bytes[8], bytes[9], bytes[10], bytes[11]],
                     bytes[12] >> 4,
                     bytes[13],
                 )
@@ -241,6 +245,7 @@ fn parse_l4(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
             packet.dst_port = u16::from_be_bytes(dst);
             packet.tcp_flags = flags;
             packet.tcp_seq = u32::from_be_bytes(seq);
+            packet.tcp_ack = u32::from_be_bytes(ack);
             Ok(())
         }
         ip_proto::UDP => {
@@ -250,6 +255,7 @@ fn parse_l4(ctx: &impl Frame, packet: &mut Packet) -> Result<(), Verdict> {
             packet.dst_port = u16::from_be_bytes(dst);
             packet.tcp_flags = 0;
             packet.tcp_seq = 0;
+            packet.tcp_ack = 0;
             Ok(())
         }
         _ => Err(Verdict::OtherProtocol),

@@ -146,6 +146,12 @@ pub fn eth_macs(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
 pub fn tcp_flags(src_port: u16, dst_port: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut h = tcp(src_port, dst_port);
     h[13] = flags;
+    // Every segment here has sequence number 1, so an ACK acknowledges the
+    // other side's 1 + 1: the client's ACK of a SYN-ACK is then the one
+    // that completes a handshake.
+    if flags & 0x10 != 0 {
+        h[8..12].copy_from_slice(&2u32.to_be_bytes());
+    }
     h.extend_from_slice(payload);
     h
 }

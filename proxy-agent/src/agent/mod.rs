@@ -33,7 +33,7 @@ use crate::{
     api,
     config::model::Config,
     dns::{self, DnsServer},
-    kernel::{clients, conntrack_gc, loader::Kernel, maps, nat_use, ring, stats},
+    kernel::{conntrack_gc, loader::Kernel, maps, nat_use, ring, stats},
     proxy::{
         origin::fill_origin_sources,
         tcp::{self, TcpProxyState},
@@ -275,11 +275,15 @@ impl Agent {
         // The flow collector on its own thread (bounded passes): a flood
         // never holds this loop up. Stopped when `_collector` drops.
         let (expired_tx, mut expired) = mpsc::channel(4);
-        let _collector = match self
-            .kernel
-            .flow_tables()
-            .and_then(|tables| Ok(conntrack_gc::spawn(tables, timeouts, every, expired_tx)?))
-        {
+        let _collector = match self.kernel.flow_tables().and_then(|tables| {
+            let recount = conntrack_gc::Recount {
+                clients: self.kernel.client_table()?,
+                limits: self.kernel.client_limits(),
+            };
+            Ok(conntrack_gc::spawn(
+                tables, recount, timeouts, every, expired_tx,
+            )?)
+        }) {
             Ok(running) => Some(running),
             Err(err) => {
                 warn!("flow collector not started: idle flows stay: {err:#}");
@@ -302,14 +306,14 @@ impl Agent {
         }
     }
 
-    /// What a pass of the flow collector found: its expired flows counted,
-    /// the tables' fill published, and after a complete walk the
-    /// per-client flow counts made true again.
+    /// What a pass of the flow collector found (its thread also made the
+    /// per-client flow counts true after a complete walk): expired flows
+    /// counted, the tables' fill and the NAT use published.
     fn flows_collected(&mut self, report: conntrack_gc::PassReport) {
         let conntrack_gc::PassReport {
             removed,
             occupancy,
-            live,
+            nat,
         } = report;
         if !removed.is_empty() {
             match conntrack_gc::record_expired(&mut self.kernel, &removed) {
@@ -320,7 +324,6 @@ impl Agent {
                 Err(err) => warn!("counting expired flows: {err:#}"),
             }
         }
-        let nat = live.as_deref().map(nat_use::nat_use);
         if let Some(nat) = &nat {
             let capacity = self.config.edge.nat_ports.len();
             self.nat_warnings.check(nat, capacity, Instant::now());
@@ -331,11 +334,6 @@ impl Agent {
                 view.nat = nat;
             }
         });
-        if let Some(live) = live
-            && let Err(err) = clients::recount(&mut self.kernel, &live)
-        {
-            warn!("recounting per-client flows: {err:#}");
-        }
     }
 
     /// Drains the agent's paths, stops the DNS server and the API, writes

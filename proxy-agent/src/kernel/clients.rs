@@ -1,13 +1,15 @@
 //! The fast path's per-client flow counts (`CLIENTS`), made true again.
 //! The kernel adds one per flow it opens and never subtracts (it does not
-//! see a flow end: the collector removes it), so each collector pass
-//! recounts the live flows per (app, client prefix) and writes the counts
-//! back. Work is bounded by the two tables' sizes.
-use std::collections::HashMap;
+//! see a flow end: the collector removes it), so after each complete walk
+//! of the flow tables the collector's thread recounts the live flows per
+//! (app, client prefix) and writes the counts back. Work is bounded by the
+//! tables' and `CLIENTS`' sizes, and off the main loop.
 
-use proxy_common::{ClientKey, ClientLimitValue, DIR_TO_ORIGIN, FlowKey, FlowValue, MAX_APPS};
+use proxy_common::{
+    ClientKey, ClientLimitValue, ClientValue, DIR_TO_ORIGIN, FlowKey, FlowValue, MAX_APPS,
+};
 
-use super::loader::Kernel;
+use aya::maps::{HashMap, MapData};
 
 /// Live flows per (app, client prefix), from the flow table's forward
 /// (client -> origin) entries; `limits` by app slot (as in
@@ -16,8 +18,8 @@ use super::loader::Kernel;
 pub fn count_flows<'a>(
     limits: &[ClientLimitValue],
     flows: impl IntoIterator<Item = (&'a FlowKey, &'a FlowValue)>,
-) -> HashMap<ClientKey, u32> {
-    let mut counts: HashMap<ClientKey, u32> = HashMap::new();
+) -> std::collections::HashMap<ClientKey, u32> {
+    let mut counts = std::collections::HashMap::new();
     for (key, value) in flows {
         if value.direction != DIR_TO_ORIGIN {
             continue;
@@ -40,14 +42,18 @@ pub fn count_flows<'a>(
 /// (`tat_ns`) is read just before and written back with it: a new flow
 /// the kernel admits in between may lose its token or its count (a race
 /// in the client's favour, undone by the next pass). Returns the entries
-/// changed. `flows`: the live forward entries the collector walked.
-pub fn recount(kernel: &mut Kernel, flows: &[(FlowKey, FlowValue)]) -> anyhow::Result<usize> {
-    let limits = kernel.client_limits();
+/// changed. `flows`: the live forward entries the collector walked; runs
+/// on the collector's thread, so its work (bounded by the map's size)
+/// never holds up the main loop.
+pub fn recount(
+    clients: &mut HashMap<MapData, ClientKey, ClientValue>,
+    limits: &[ClientLimitValue],
+    flows: &[(FlowKey, FlowValue)],
+) -> anyhow::Result<usize> {
     if !limits.iter().any(ClientLimitValue::any) {
         return Ok(0);
     }
     let counts = count_flows(limits, flows.iter().map(|(k, v)| (k, v)));
-    let mut clients = kernel.clients()?;
     // Keys first: writing while iterating may restart the kernel's walk.
     let keys: Vec<ClientKey> = clients
         .keys()

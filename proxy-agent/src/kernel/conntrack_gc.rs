@@ -11,20 +11,23 @@
 //! `get`, `insert`, `remove` and a `get_next_key` walk from the start),
 //! so the walk is resumed with `BPF_MAP_GET_NEXT_KEY` directly.
 use proxy_common::{
-    Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE, FLOW_RST, FlowKey, FlowValue,
-    MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, Verdict, ip_proto,
+    ClientKey, ClientLimitValue, ClientValue, Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE,
+    FLOW_RST, FlowKey, FlowValue, MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, Verdict, ip_proto,
 };
 use std::{
     collections::BTreeMap,
     net::IpAddr,
     os::fd::{AsFd as _, AsRawFd as _},
-    sync::mpsc as std_mpsc,
+    sync::{Arc, Mutex, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::loader::{FlowTable, Kernel};
+use super::{
+    loader::{FlowTable, Kernel},
+    nat_use::{NatUse, nat_use},
+};
 use crate::config::model::FlowTimeouts;
 
 /// The idle limits, from `edge.flow_timeouts`.
@@ -126,7 +129,7 @@ pub struct Collector {
     /// Client-to-origin halves still live, since the established walk
     /// last started (with the embryonic ones seen meanwhile): the
     /// per-client recount's input (`kernel::clients`).
-    live: Vec<(FlowKey, FlowValue)>,
+    live: std::collections::HashMap<FlowKey, FlowValue>,
     /// `live` of the last complete walk, until taken.
     pub finished_live: Option<Vec<(FlowKey, FlowValue)>>,
 }
@@ -145,7 +148,7 @@ impl Collector {
             walks: [walk(flows, false), walk(new_flows, true)],
             occupancy: Occupancy::default(),
             last_full_warning: None,
-            live: Vec::new(),
+            live: std::collections::HashMap::new(),
             finished_live: None,
         }
     }
@@ -165,8 +168,10 @@ impl Collector {
                     // Carry on after a key still there: a walk from a
                     // deleted key starts over.
                     cursor = Some(key);
+                    // By key: a walk that restarted lists keys twice, and
+                    // a flow promoted meanwhile is met in both tables.
                     if value.direction == DIR_TO_ORIGIN && self.live.len() < MAX_LIVE {
-                        self.live.push((key, value));
+                        self.live.insert(key, value);
                     }
                 }
             }
@@ -186,7 +191,7 @@ impl Collector {
                 walk.cursor = None;
                 if index == 0 {
                     self.occupancy.established = seen;
-                    self.finished_live = Some(std::mem::take(&mut self.live));
+                    self.finished_live = Some(std::mem::take(&mut self.live).into_iter().collect());
                 } else {
                     self.occupancy.embryonic = seen;
                 }
@@ -340,17 +345,38 @@ impl Drop for Running {
 pub struct PassReport {
     /// The established flows it removed, to count.
     pub removed: Removed,
-    /// How full the tables were when their walks last ended.
+    /// How full the tables are.
     pub occupancy: Occupancy,
-    /// After a complete walk: the live client-to-origin halves, for the
-    /// per-client recount.
-    pub live: Option<Vec<(FlowKey, FlowValue)>>,
+    /// After a complete walk: the busiest NAT tuples.
+    pub nat: Option<Vec<NatUse>>,
+}
+
+/// What the collector's thread needs to make the kernel's per-client flow
+/// counts true after each complete walk (`kernel::clients`).
+pub struct Recount {
+    pub clients: aya::maps::HashMap<aya::maps::MapData, ClientKey, ClientValue>,
+    /// Each app's limits by slot, as the last map sync wrote them.
+    pub limits: Arc<Mutex<Vec<ClientLimitValue>>>,
+}
+
+impl Recount {
+    fn run(&mut self, live: &[(FlowKey, FlowValue)]) {
+        let limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Err(err) = super::clients::recount(&mut self.clients, &limits, live) {
+            warn!("recounting per-client flows: {err:#}");
+        }
+    }
 }
 
 /// Runs the collector on a thread of its own, a pass every `every`, and
 /// sends each pass's [`PassReport`] to `reports` for the main loop.
 pub fn spawn(
     tables: [FlowTable; 2],
+    mut recount: Recount,
     timeouts: Timeouts,
     every: Duration,
     reports: mpsc::Sender<PassReport>,
@@ -360,17 +386,30 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("flow-gc".into())
         .spawn(move || {
+            // What the main loop has not taken yet: counts add up until it
+            // does, so none is lost while it is busy.
+            let mut pending = Removed::default();
+            let mut nat = None;
             while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                let removed = collector.pass(&timeouts, KEYS_PER_PASS);
+                pending.merge(collector.pass(&timeouts, KEYS_PER_PASS));
+                if let Some(live) = collector.finished_live.take() {
+                    recount.run(&live);
+                    nat = Some(nat_use(&live));
+                }
                 let report = PassReport {
-                    removed,
+                    removed: std::mem::take(&mut pending),
                     occupancy: collector.occupancy,
-                    live: collector.finished_live.take(),
+                    nat: nat.take(),
                 };
-                // Full: the main loop is busy; the counts of this pass are
-                // lost and the recount waits for the next complete walk.
-                if let Err(mpsc::error::TrySendError::Closed(_)) = reports.try_send(report) {
-                    break;
+                match reports.try_send(report) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(report)) => {
+                        // The main loop is busy: keep its counts (and the
+                        // newest walk's NAT use) for the next try.
+                        pending = report.removed;
+                        nat = report.nat;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
         })?;
@@ -391,6 +430,13 @@ impl Removed {
 
     fn add(&mut self, flow: &FlowValue) {
         *self.0.entry((flow.app, flow.hook)).or_default() += 1;
+    }
+
+    /// Adds `other`'s counts to these.
+    fn merge(&mut self, other: Removed) {
+        for (key, count) in other.0 {
+            *self.0.entry(key).or_default() += count;
+        }
     }
 
     /// Per app slot, whichever hook.

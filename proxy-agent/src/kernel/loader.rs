@@ -52,7 +52,7 @@ pub struct Kernel {
     xdp_attached: bool,
     tc_attached: bool,
     /// `CLIENT_LIMITS` as last written (the recount's prefix lengths).
-    client_limits: Vec<ClientLimitValue>,
+    client_limits: std::sync::Arc<std::sync::Mutex<Vec<ClientLimitValue>>>,
 }
 
 struct LoadedRules {
@@ -81,7 +81,7 @@ impl Kernel {
             rules: None,
             xdp_attached: false,
             tc_attached: false,
-            client_limits: Vec::new(),
+            client_limits: Default::default(),
         })
     }
 
@@ -286,13 +286,17 @@ impl Kernel {
                 map.set(index, want, 0)?;
             }
         }
-        self.client_limits = limits.to_vec();
+        *self
+            .client_limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = limits.to_vec();
         Ok(())
     }
 
-    /// Each app's per-client limits as last synced, by slot.
-    pub fn client_limits(&self) -> &[ClientLimitValue] {
-        &self.client_limits
+    /// Each app's per-client limits as last synced, by slot, shared with
+    /// the flow collector's thread (which recounts by their prefixes).
+    pub fn client_limits(&self) -> std::sync::Arc<std::sync::Mutex<Vec<ClientLimitValue>>> {
+        std::sync::Arc::clone(&self.client_limits)
     }
 
     /// The per-client state of the fast path (see `kernel::clients`).
@@ -480,23 +484,37 @@ impl Kernel {
     /// Handles of their own on `FLOWS` and `NEW_FLOWS` (in that order), for
     /// the flow collector's thread: the same maps, through new descriptors.
     pub fn flow_tables(&self) -> anyhow::Result<[FlowTable; 2]> {
-        let own = |name: &str| -> anyhow::Result<FlowTable> {
-            let map = self
-                .ebpf
-                .map(name)
-                .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
-            let (aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) = map else {
-                return Err(anyhow!("map {name} is not a hash map"));
-            };
-            let fd = data
-                .fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .with_context(|| format!("duplicating the descriptor of map {name}"))?;
-            let map = aya::maps::Map::from_map_data(MapData::from_fd(fd)?)?;
-            Ok(HashMap::try_from(map)?)
+        Ok([
+            self.own_map(map_names::FLOWS)?,
+            self.own_map(map_names::NEW_FLOWS)?,
+        ])
+    }
+
+    /// A handle of its own on `CLIENTS`, for the flow collector's thread.
+    pub fn client_table(&self) -> anyhow::Result<HashMap<MapData, ClientKey, ClientValue>> {
+        self.own_map(map_names::CLIENTS)
+    }
+
+    /// A hash map of the object through a new descriptor (the same map),
+    /// for a thread of its own.
+    fn own_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<HashMap<MapData, K, V>> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
+        let (aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data)) = map else {
+            return Err(anyhow!("map {name} is not a hash map"));
         };
-        Ok([own(map_names::FLOWS)?, own(map_names::NEW_FLOWS)?])
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .with_context(|| format!("duplicating the descriptor of map {name}"))?;
+        let map = aya::maps::Map::from_map_data(MapData::from_fd(fd)?)?;
+        Ok(HashMap::try_from(map)?)
     }
 
     fn map<'a, T>(&'a mut self, name: &str) -> anyhow::Result<T>

@@ -23,7 +23,10 @@ use std::net::Ipv4Addr;
 
 use proxy_agent::kernel::maps::addr16;
 use proxy_common::{FLOW_REPLIED, FLOW_RST, FlowKey, ip_proto};
-use tests::{packet::checksums_verify, root_or_skip};
+use tests::{
+    packet::{checksums_verify, with_l4_checksum},
+    root_or_skip,
+};
 
 #[path = "../fixture/mod.rs"]
 mod fixture;
@@ -300,6 +303,18 @@ fn flows_become_established_and_judge_rsts_and_syns(hook: Hook) {
         in_table(&mut tester, &to_origin).0,
         None,
         "SYN-ACK: still embryonic"
+    );
+    // A blind ACK (not of the SYN-ACK's number, as a spoofed source
+    // sends) is forwarded but leaves the flow embryonic.
+    let mut blind = tcp_frame(FROM_CLI, client, (RANGE4, 1000), ACK);
+    // The untagged IPv4 frame's TCP acknowledgment number.
+    blind[14 + 20 + 8..14 + 20 + 12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    let blind = with_l4_checksum(blind);
+    assert_eq!(tester.run(hook, CLI0, &blind).0, redirect);
+    assert_eq!(
+        in_table(&mut tester, &to_origin).0,
+        None,
+        "a blind ACK: still embryonic"
     );
     let ack = tcp_frame(FROM_CLI, client, (RANGE4, 1000), ACK);
     let ran = tester.run_counted(hook, CLI0, &ack, None);
