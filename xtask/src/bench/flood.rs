@@ -20,7 +20,7 @@ use anyhow::Context as _;
 
 use super::{
     Bed, HTTP_PORT, Metric,
-    measure::{Figures, iperf, percentile, process_tree_cpu_seconds},
+    measure::{Figures, cpu_seconds, iperf, percentile, process_tree_cpu_seconds},
 };
 
 /// The spoofed sources count up from here, one per SYN: a range no
@@ -229,22 +229,8 @@ fn received_packets(ns: &Netns, dev: &str) -> anyhow::Result<u64> {
 /// plus the proxy process's own time. An approximation: the namespaces
 /// share two cores.
 fn edge_cpu_seconds(proxy: Option<u32>) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .context("no cpu line in /proc/stat")?;
-    let fields: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq ...
-    let kernel: f64 = [5, 6]
-        .iter()
-        .map(|&k| fields.get(k).copied().unwrap_or(0.0))
-        .sum::<f64>()
-        / super::measure::clock_ticks();
+    // irq and softirq.
+    let kernel = cpu_seconds(&[5, 6])?;
     let process = proxy.map(process_tree_cpu_seconds).transpose()?;
     Ok(kernel + process.unwrap_or(0.0))
 }

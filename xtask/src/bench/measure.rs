@@ -172,25 +172,32 @@ pub(super) fn iperf(
 /// /proc/stat. Client, edge and origin share the machine, so a figure per
 /// GB compares systems, not the edge alone.
 fn busy_cpu_seconds() -> anyhow::Result<f64> {
+    // user nice system idle iowait irq softirq steal ...
+    cpu_seconds(&[0, 1, 2, 5, 6])
+}
+
+/// The sum of the machine-wide `cpu` line's `fields` of /proc/stat (0
+/// user, 1 nice, 2 system, 3 idle, 4 iowait, 5 irq, 6 softirq, ...), in
+/// seconds.
+pub(super) fn cpu_seconds(fields: &[usize]) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = stat
         .lines()
         .find(|l| l.starts_with("cpu "))
         .context("no cpu line in /proc/stat")?;
-    let fields: Vec<f64> = line
+    let values: Vec<f64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = [0, 1, 2, 5, 6]
+    let ticks: f64 = fields
         .iter()
-        .map(|&k| fields.get(k).copied().unwrap_or(0.0))
+        .map(|&k| values.get(k).copied().unwrap_or(0.0))
         .sum();
-    Ok(busy / clock_ticks())
+    Ok(ticks / clock_ticks())
 }
 
-pub(super) fn clock_ticks() -> f64 {
+fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
