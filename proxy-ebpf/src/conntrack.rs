@@ -174,7 +174,13 @@ fn peer_of(entry: &FlowValue, packet: &Packet, embryonic: bool) -> Option<&'stat
     };
     // SAFETY: points into a flow map.
     let peer = unsafe { &mut *peer };
-    (peer.new_dst == packet.src && peer.new_dst_port == packet.src_port).then_some(peer)
+    // Both ends: one client port may reach two edge addresses of an app
+    // that share an origin and a source.
+    let back = peer.new_dst == packet.src
+        && peer.new_dst_port == packet.src_port
+        && peer.new_src == packet.dst
+        && peer.new_src_port == packet.dst_port;
+    back.then_some(peer)
 }
 
 /// Keeps the other half's `last_seen_ns` with this one's, so a one-way

@@ -238,11 +238,12 @@ fn collect_one(
     let peer_key = value.peer_key(key.proto);
     // Only a peer that points back is this flow's other half (an
     // embryonic NAT tuple may have been taken over by another flow).
-    let peer = walk
-        .table
-        .get(&peer_key, 0)
-        .ok()
-        .filter(|peer| peer.new_dst == key.src && peer.new_dst_port == key.src_port);
+    let peer = walk.table.get(&peer_key, 0).ok().filter(|peer| {
+        peer.new_dst == key.src
+            && peer.new_dst_port == key.src_port
+            && peer.new_src == key.dst
+            && peer.new_src_port == key.dst_port
+    });
     if !is_expired(
         &value,
         peer.as_ref(),
