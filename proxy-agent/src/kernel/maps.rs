@@ -513,7 +513,9 @@ mod tests {
         const MAIL: &str = r#"{"protocol": "tcp/25", "dns": {"type": "CNAME", "name": "mail.example.com"},
             "origin_direct": ["tcp://192.0.2.1:25"], "tls": "flexible",
             "tls_cert": "c.pem", "tls_key": "k.pem", "ip_firewall": true}"#;
-        let alone = |datapath: &str, apps: &[&str]| {
+        // The config of `apps` under `datapath`, and the settings flags the
+        // kernel gets for it.
+        let flags_of = |datapath: &str, apps: &[&str]| {
             let text = format!(
                 r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "{datapath}",
                     "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
@@ -522,6 +524,10 @@ mod tests {
             );
             let config = load_str(&text, false).expect("valid").config;
             let flags = map_contents(&config).expect("fits").settings.flags;
+            (config, flags)
+        };
+        let alone = |datapath: &str, apps: &[&str]| {
+            let (_, flags) = flags_of(datapath, apps);
             (
                 flags.contains(SettingsFlags::TC_ONLY_TCP),
                 flags.contains(SettingsFlags::TC_ONLY_UDP),
@@ -533,18 +539,11 @@ mod tests {
         const PP_UDP: &str = r#"{"protocol": "udp/54", "dns": {"type": "CNAME", "name": "pp.example.com"},
             "origin_direct": ["udp://192.0.2.53:54"], "proxy_protocol": "v2"}"#;
         let unlisted_at_tc = |datapath: &str, apps: &[&str]| {
-            let text = format!(
-                r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "{datapath}",
-                    "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
-                   "apps": [{}]}}"#,
-                apps.join(",")
-            );
-            let config = load_str(&text, false).expect("valid").config;
+            let (config, flags) = flags_of(datapath, apps);
             assert_eq!(
                 config.needs_xdp(),
                 !config.unlisted_at_tc() && config.drops_unlisted()
             );
-            let flags = map_contents(&config).expect("fits").settings.flags;
             flags.contains(SettingsFlags::UNLISTED_AT_TC)
         };
         assert!(unlisted_at_tc("tc", &[SSH, PP_UDP]));

@@ -20,7 +20,10 @@ use anyhow::Context as _;
 
 use super::{
     Bed, HTTP_PORT, Metric,
-    measure::{Figures, cpu_seconds, iperf, percentile, process_tree_cpu_seconds},
+    measure::{
+        Figures, cpu_seconds, iperf, mac, percentile, process_tree_cpu_seconds, trafgen,
+        trafgen_ran,
+    },
 };
 
 /// The spoofed sources count up from here, one per SYN: a range no
@@ -114,46 +117,24 @@ fn write_conf(bed: &Bed, target: &str, conf: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("writing {}", conf.display()))
 }
 
-fn mac(ns: &Netns, dev: &str) -> anyhow::Result<String> {
-    let out = ns.run("ip", &["-br", "link", "show", dev])?;
-    out.split_whitespace()
-        .nth(2)
-        .map(str::to_owned)
-        .context("no MAC in `ip -br link`")
-}
-
 /// trafgen on one CPU for `duration` (timeout ends it).
 fn start_trafgen(cli: &Netns, conf: &Path, duration: Duration) -> anyhow::Result<Child> {
     let seconds = format!("{:.1}", duration.as_secs_f64());
-    cli.command(
-        "timeout",
-        &[
-            "--kill-after=2",
-            &seconds,
-            "trafgen",
-            "--dev",
-            addr::CLI_IF,
-            "--conf",
-            &conf.to_string_lossy(),
-            "--cpus",
-            "1",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .context("starting trafgen")
+    trafgen(cli, conf, &seconds)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting trafgen")
 }
 
 /// trafgen's end: `timeout` ending it is the normal case.
 fn wait(child: Child) -> anyhow::Result<String> {
     let out = child.wait_with_output().context("waiting for trafgen")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0 | 124 | 137) => Ok("ran its time".into()),
-        _ if stderr.contains("Flushing TX_RING failed") => Ok("ran its time".into()),
-        _ => anyhow::bail!("trafgen failed ({}): {}", out.status, stderr.trim()),
+    if !trafgen_ran(out.status, &stderr) {
+        anyhow::bail!("trafgen failed ({}): {}", out.status, stderr.trim());
     }
+    Ok("ran its time".into())
 }
 
 /// What the real client saw.

@@ -267,13 +267,6 @@ const UDP_FLOOD_ATTEMPTS: u32 = 3;
 /// a rate over `seconds`.
 fn udp_flood(bed: &Bed, target: &str, seconds: u64) -> anyhow::Result<(u64, u64)> {
     let topology = &bed.topology;
-    let mac = |ns: &Netns, dev: &str| -> anyhow::Result<String> {
-        let out = ns.run("ip", &["-br", "link", "show", dev])?;
-        out.split_whitespace()
-            .nth(2)
-            .map(str::to_owned)
-            .context("no MAC in `ip -br link`")
-    };
     let edge_mac = mac(&topology.edge, addr::EDGE_CLI_IF)?;
     let cli_mac = mac(&topology.cli, addr::CLI_IF)?;
     let conf = bed.work.join("udp64.trafgen");
@@ -312,33 +305,13 @@ fn flood_once(bed: &Bed, conf: &Path, seconds: u64) -> anyhow::Result<Result<(u6
     wait_for_line(&mut sink, "sink ready")?;
     let sent_before = sent_packets(&topology.cli, addr::CLI_IF)?;
     let started = Instant::now();
-    let trafgen = topology
-        .cli
-        .command(
-            "timeout",
-            &[
-                // Should trafgen ever ignore SIGTERM, it does not run on.
-                "--kill-after=2",
-                &seconds.to_string(),
-                "trafgen",
-                "--dev",
-                addr::CLI_IF,
-                "--conf",
-                &conf.to_string_lossy(),
-                "--cpus",
-                "1",
-            ],
-        )
+    let trafgen = trafgen(&topology.cli, conf, &seconds.to_string())
         .output()
         .context("starting trafgen")?;
     let ran = started.elapsed();
-    // timeout ends trafgen: 124 is the normal end. Stopped with a full TX
-    // ring, trafgen may also fail to flush it on the way out: harmless
-    // here, the sink counts what arrived.
+    // The sink counts what arrived, however trafgen ended.
     let stderr = String::from_utf8_lossy(&trafgen.stderr);
-    let ended_by_timeout = matches!(trafgen.status.code(), Some(124 | 137))
-        || (trafgen.status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"));
-    if !trafgen.status.success() && !ended_by_timeout {
+    if !trafgen_ran(trafgen.status, &stderr) {
         bail!("trafgen failed ({}): {}", trafgen.status, stderr.trim());
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -358,6 +331,44 @@ fn flood_once(bed: &Bed, conf: &Path, seconds: u64) -> anyhow::Result<Result<(u6
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("no count from the sink:\n{log}"))?;
     Ok(Ok((sent, count)))
+}
+
+/// The MAC address of `dev` in `ns` (`ip -br link`).
+pub(super) fn mac(ns: &Netns, dev: &str) -> anyhow::Result<String> {
+    let out = ns.run("ip", &["-br", "link", "show", dev])?;
+    out.split_whitespace()
+        .nth(2)
+        .map(str::to_owned)
+        .context("no MAC in `ip -br link`")
+}
+
+/// trafgen sending `conf` out of `cli`'s interface on one CPU for
+/// `seconds`, ended by `timeout`.
+pub(super) fn trafgen(cli: &Netns, conf: &Path, seconds: &str) -> Command {
+    cli.command(
+        "timeout",
+        &[
+            // Should trafgen ever ignore SIGTERM, it does not run on.
+            "--kill-after=2",
+            seconds,
+            "trafgen",
+            "--dev",
+            addr::CLI_IF,
+            "--conf",
+            &conf.to_string_lossy(),
+            "--cpus",
+            "1",
+        ],
+    )
+}
+
+/// Whether trafgen ran its time: `timeout` ending it (124, or 137 after
+/// the kill) is the normal end; stopped with a full TX ring, trafgen may
+/// also fail to flush it on the way out, which is harmless.
+pub(super) fn trafgen_ran(status: std::process::ExitStatus, stderr: &str) -> bool {
+    status.success()
+        || matches!(status.code(), Some(124 | 137))
+        || (status.code() == Some(1) && stderr.contains("Flushing TX_RING failed"))
 }
 
 /// Packets `dev` in `ns` has put on the wire (`ip -s -j link`): a veth
