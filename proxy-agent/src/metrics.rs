@@ -63,7 +63,8 @@ enum Meaning {
 /// to the edge's stack, which has no socket for it and resets it);
 /// `conn_limited` and `client_limited` (refused at once); `bad_reply` (an
 /// origin datagram dropped); `rst_invalid` and `stray_syn` (a blind reset
-/// or an origin-side SYN, dropped). `unlisted` is no app's: a packet of
+/// or an origin-side SYN, dropped); `syn_cookie_bad` and
+/// `syn_proxy_origin_failed` (the SYN proxy's refusals). `unlisted` is no app's: a packet of
 /// no app, as `no_listener`. Not drops: `too_big` (the kernel fragments what it may),
 /// `conn_timeout` (an ordinary end), the verdicts of packets of no app
 /// (`no_listener`, `not_ip`, `malformed`, `fragment`, `other_protocol`,
@@ -94,7 +95,9 @@ const fn meaning(verdict: Verdict) -> Meaning {
         | V::BadReply
         | V::RstInvalid
         | V::StraySyn
-        | V::ClientLimited => Meaning::Drop,
+        | V::ClientLimited
+        | V::SynCookieBad
+        | V::SynProxyOriginFailed => Meaning::Drop,
         V::TlsFailed => Meaning::TlsFailure,
         V::OriginFailed => Meaning::OriginFailure,
         V::NoListener
@@ -108,7 +111,12 @@ const fn meaning(verdict: Verdict) -> Meaning {
         // Packets of no app, in the global row, as `no_listener`.
         | V::Unlisted
         // The TC hook counts the same packet as it forwards it.
-        | V::ToTc => Meaning::Other,
+        | V::ToTc
+        // The SYN proxy's own packets: answered at the edge, or the
+        // origin's SYN sent again; a flow it opens counts `flow_opened`.
+        | V::SynCookieSent
+        | V::SynProxyOpened
+        | V::SynProxyPending => Meaning::Other,
     }
 }
 
@@ -709,6 +717,8 @@ mod tests {
                 "rst_invalid",
                 "stray_syn",
                 "client_limited",
+                "syn_cookie_bad",
+                "syn_proxy_origin_failed",
             ]
         );
         for (name, id) in [

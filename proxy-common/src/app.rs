@@ -44,6 +44,10 @@ flags! {
         /// The fast path's NAT runs at TC ingress, not in XDP (XDP still
         /// applies the access rules first, then passes the packet up).
         const TC = 1 << 2;
+        /// Fast-path TCP: the edge answers SYNs itself with SYN cookies and
+        /// opens the origin's side only for a client whose ACK carries a
+        /// valid one (`syn_proxy`, on by default).
+        const SYN_PROXY = 1 << 3;
     }
 }
 

@@ -72,6 +72,21 @@ pub const FLOW_RST: u8 = 1 << 2;
 /// the origin's SYN-ACK is let through, and the flow has `tcp_new`'s
 /// timeout until the client's ACK.
 pub const FLOW_HANDSHAKE: u8 = 1 << 3;
+/// `FlowValue::state` bit, on both halves: the flow was opened by the SYN
+/// proxy. Its origin-side sequence numbers differ from those the client
+/// knows (`seq_adj`), and so may its timestamps (`ts_adj`) and window
+/// scale (`origin_ws`, `edge_ws`): the fast path translates every packet.
+pub const FLOW_SYN_PROXY: u8 = 1 << 4;
+/// `FlowValue::state` bit, on both halves, with `FLOW_SYN_PROXY`: the
+/// client's cookie was good and the edge's SYN went to the origin; its
+/// SYN-ACK has not come yet (the flow is embryonic).
+pub const FLOW_ORIGIN_PENDING: u8 = 1 << 5;
+
+/// `FlowValue::syn_opts` bits: what the client offered in its SYN (the SYN
+/// proxy keeps it, from the cookie's timestamp, for the origin's SYN).
+pub const SYN_OPT_SACK: u8 = 1 << 0;
+pub const SYN_OPT_TIMESTAMPS: u8 = 1 << 1;
+pub const SYN_OPT_WSCALE: u8 = 1 << 2;
 
 /// Value of `FLOWS`: how to rewrite a packet of this direction.
 #[repr(C)]
@@ -107,6 +122,30 @@ pub struct FlowValue {
     pub hop_ifindex: u32,
     pub hop_dmac: [u8; 6],
     pub hop_smac: [u8; 6],
+    /// SYN proxy (`FLOW_SYN_PROXY`): the edge's initial sequence number
+    /// (the cookie) minus the origin's. Added to the sequence number of
+    /// origin -> client packets, taken from the acknowledgement number and
+    /// SACK blocks of client -> origin ones. While `FLOW_ORIGIN_PENDING`:
+    /// the cookie itself (to-client half) and the client's initial
+    /// sequence number (to-origin half).
+    pub seq_adj: u32,
+    /// SYN proxy: the edge's timestamp clock minus the origin's, added to
+    /// TSval origin -> client, taken from TSecr client -> origin. While
+    /// `FLOW_ORIGIN_PENDING`: the edge's TSval in its SYN-ACK (to-client
+    /// half) and the client's latest TSval (to-origin half).
+    pub ts_adj: u32,
+    /// SYN proxy: the MSS the client announced (as the cookie kept it).
+    pub syn_mss: u16,
+    /// SYN proxy: window scale of the origin (from its SYN-ACK) and the
+    /// one the edge announced to the client; the origin's windows are
+    /// rescaled when they differ.
+    pub origin_ws: u8,
+    pub edge_ws: u8,
+    /// SYN proxy: `SYN_OPT_*` the client offered (window scale in
+    /// `client_ws`).
+    pub syn_opts: u8,
+    pub client_ws: u8,
+    pub _pad2: [u8; 2],
 }
 
 impl FlowValue {
@@ -173,7 +212,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
         assert_eq!(
             size_of::<FlowValue>(),
-            16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 1 + 1 + 4 + 4 + 6 + 6
+            16 + 16 + 2 + 2 + 4 + 8 + 1 + 1 + 1 + 1 + 4 + 4 + 6 + 6 + 4 + 4 + 2 + 1 + 1 + 1 + 1 + 2
         );
     }
 

@@ -140,6 +140,23 @@ verdict_table! {
         /// serves (`edge.unlisted: drop`): dropped, so the edge answers no
         /// scan with a RST or an ICMP error.
         Unlisted = 34 => "unlisted",
+        /// SYN proxy: a client's SYN answered by the edge with a SYN-ACK whose
+        /// sequence number is a SYN cookie; nothing stored, nothing sent on.
+        SynCookieSent = 35 => "syn_cookie_sent",
+        /// SYN proxy: an ACK of no flow whose cookie the kernel's check
+        /// refuses (spoofed, stale, or for a flow long gone): dropped.
+        SynCookieBad = 36 => "syn_cookie_bad",
+        /// SYN proxy: the origin answered the edge's SYN; both halves of the
+        /// flow are up and its sequence numbers are translated from now on.
+        SynProxyOpened = 37 => "syn_proxy_opened",
+        /// SYN proxy: the origin refused the edge's SYN (RST; the client gets a
+        /// RST) or did not answer it in `tcp_new` (the collector removes it).
+        SynProxyOriginFailed = 38 => "syn_proxy_origin_failed",
+        /// SYN proxy: a client packet while the origin's handshake is under
+        /// way: the edge's SYN to the origin is sent again in its place (the
+        /// client's window is still 0, so it carries no data the client has
+        /// not kept).
+        SynProxyPending = 39 => "syn_proxy_pending",
     }
 }
 
