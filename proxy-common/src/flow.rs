@@ -145,7 +145,10 @@ pub struct FlowValue {
     /// `client_ws`).
     pub syn_opts: u8,
     pub client_ws: u8,
-    pub _pad2: [u8; 2],
+    /// SYN proxy, to-origin half while `FLOW_ORIGIN_PENDING`: the raw window
+    /// of the client's ACK (scaled by `client_ws`), for the edge's ACK to
+    /// the origin.
+    pub client_win: u16,
 }
 
 impl FlowValue {

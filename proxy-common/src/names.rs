@@ -20,6 +20,10 @@ pub mod map_names {
     pub const ORIGIN_SOURCES: &str = "ORIGIN_SOURCES";
     pub const CLIENTS: &str = "CLIENTS";
     pub const CLIENT_LIMITS: &str = "CLIENT_LIMITS";
+    /// The SYN proxy's program arrays (slot 0: `SYN_PROXY_PROGRAM`,
+    /// `SYN_PROXY_TC_PROGRAM`), which the packet path tail-calls.
+    pub const SYN_PROXY_XDP: &str = "SYN_PROXY_XDP";
+    pub const SYN_PROXY_TC: &str = "SYN_PROXY_TC";
 }
 
 /// The sk_lookup program that steers agent-path apps to the agent's sockets
@@ -27,6 +31,11 @@ pub mod map_names {
 pub const STEER_PROGRAM: &str = "steer";
 /// The name of the XDP program in the object file.
 pub const XDP_PROGRAM: &str = "proxy";
+/// The SYN proxy's handshakes at XDP and at TC ingress, tail-called from
+/// `XDP_PROGRAM` and `TC_PROGRAM` (a stack of their own: the packet path's
+/// is full).
+pub const SYN_PROXY_PROGRAM: &str = "syn_proxy";
+pub const SYN_PROXY_TC_PROGRAM: &str = "syn_proxy_tc";
 /// The benchmark's minimal router (fib lookup + redirect, no NAT).
 pub const ROUTER_PROGRAM: &str = "router";
 /// Its TC-ingress counterpart (fib lookup + bpf_redirect_neigh, no NAT).

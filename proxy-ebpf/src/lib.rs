@@ -17,6 +17,7 @@ pub mod path;
 pub mod pools;
 pub mod rules;
 pub mod stats;
+pub mod synproxy;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -237,6 +237,11 @@ fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
         if app.nat_at_tc {
             flags |= AppFlags::TC;
         }
+        // Temporary, until `syn_proxy` is in the config: on for every
+        // fast-path TCP app.
+        if app.protocol.ip_proto() == proxy_common::ip_proto::TCP {
+            flags |= AppFlags::SYN_PROXY;
+        }
     }
     AppValue {
         flags,
@@ -404,7 +409,7 @@ mod tests {
         assert_eq!(
             maps.apps,
             vec![AppValue {
-                flags: AppFlags::FAST_PATH,
+                flags: AppFlags::FAST_PATH | AppFlags::SYN_PROXY,
                 edge_port_start: 1000,
                 origins_v4: 1,
                 origins_v6: 0,
@@ -494,7 +499,7 @@ mod tests {
         assert_eq!(
             flags,
             vec![
-                AppFlags::FAST_PATH | AppFlags::TC,
+                AppFlags::FAST_PATH | AppFlags::TC | AppFlags::SYN_PROXY,
                 AppFlags::FAST_PATH,
                 AppFlags::NONE
             ],
