@@ -180,7 +180,7 @@ impl Agent {
         } else {
             info!("no app needs XDP (no fast path there, no ip_firewall): not attached");
         }
-        if config.needs_tc() {
+        if config.attaches_tc() {
             kernel.attach_tc(&config.edge.interfaces)?;
         }
         // Steering after XDP: every packet that reaches the agent's sockets has
