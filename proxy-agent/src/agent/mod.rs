@@ -319,6 +319,7 @@ impl Agent {
             match conntrack_gc::record_expired(&mut self.kernel, &removed) {
                 Ok(()) => debug!(
                     expired = ?removed.per_app(),
+                    syn_proxy_origin_failed = ?removed.origin_failed(),
                     "expired flows removed (app slot: count)"
                 ),
                 Err(err) => warn!("counting expired flows: {err:#}"),
