@@ -11,3 +11,4 @@ pub mod ring;
 pub mod rst;
 pub mod rules;
 pub mod stats;
+pub mod sysctl;
