@@ -48,8 +48,8 @@ use rows::*;
 for_both_hooks!(
     ipv4_handshake_and_data,
     ipv6_handshake_and_data,
-    ipv4_syn_without_timestamps,
-    ipv6_syn_without_timestamps,
+    ipv4_syn_with_fewer_options,
+    ipv6_syn_with_fewer_options,
     ipv4_origin_refuses,
     ipv6_origin_refuses,
 );
@@ -83,12 +83,12 @@ fn ipv6_handshake_and_data(hook: Hook) {
     handshake_and_data(hook, &V6);
 }
 
-fn ipv4_syn_without_timestamps(hook: Hook) {
-    syn_without_timestamps(hook, &V4);
+fn ipv4_syn_with_fewer_options(hook: Hook) {
+    syn_with_fewer_options(hook, &V4);
 }
 
-fn ipv6_syn_without_timestamps(hook: Hook) {
-    syn_without_timestamps(hook, &V6);
+fn ipv6_syn_with_fewer_options(hook: Hook) {
+    syn_with_fewer_options(hook, &V6);
 }
 
 fn ipv4_origin_refuses(hook: Hook) {
@@ -104,39 +104,43 @@ fn handshake_and_data(hook: Hook, family: &'static Family) {
     let Some((_ns, mut tester)) = setup("sphand", hook, family) else {
         return;
     };
-    let mut flow = Flow::new(family, 25000);
-    syn_gets_a_cookie(&mut tester, hook, &mut flow, true);
+    let mut flow = Flow::new(family, 25000, EVERYTHING);
+    syn_gets_a_cookie(&mut tester, hook, &mut flow);
     tester.check_rows(hook, &cookie_ack_rows(&flow));
     origin_syn_ack_opens_the_flow(&mut tester, hook, &flow);
     tester.check_rows(hook, &data_rows(&flow));
 }
 
-/// Step 1 and 2 for a client offering no timestamps: the SYN-ACK offers
-/// no window scale and no SACK (NOPs in their place), and the origin's
-/// SYN carries only the family's default MSS.
-fn syn_without_timestamps(hook: Hook, family: &'static Family) {
-    let Some((_ns, mut tester)) = setup("spnots", hook, family) else {
+/// Steps 1 and 2 for clients offering less: without timestamps the
+/// SYN-ACK offers no window scale and no SACK (NOPs in their place), and
+/// the origin's SYN carries only the family's default MSS; with
+/// timestamps but no window scale, everything else is kept.
+fn syn_with_fewer_options(hook: Hook, family: &'static Family) {
+    let Some((_ns, mut tester)) = setup("spfewer", hook, family) else {
         return;
     };
-    let mut flow = Flow::new(family, 25002);
-    syn_gets_a_cookie(&mut tester, hook, &mut flow, false);
-    tester.check_rows(
-        hook,
-        &[Row {
-            name: "ACK without timestamps: the origin's SYN with the default MSS only".into(),
-            ingress: CLI0,
-            input: flow.cookie_ack(false, 0),
-            action: XDP_REDIRECT,
-            moves: vec![(Some(0), "to_origin")],
-            output: Rewritten(flow.origin_syn(false)),
-        }],
-    );
-    let pending = flow_state(&mut tester, &flow);
-    assert_eq!(
-        pending.map(|(state, _)| state),
-        Some(FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING),
-        "the cookie ACK opens an embryonic, pending flow"
-    );
+    for (port, timestamps, wscale) in [(25002, false, true), (25003, true, false)] {
+        let offer = Offer { timestamps, wscale };
+        let mut flow = Flow::new(family, port, offer);
+        syn_gets_a_cookie(&mut tester, hook, &mut flow);
+        tester.check_rows(
+            hook,
+            &[Row {
+                name: format!("{offer:?}: ACK -> the origin's SYN with what the cookie kept"),
+                ingress: CLI0,
+                input: flow.cookie_ack(0),
+                action: XDP_REDIRECT,
+                moves: vec![(Some(0), "to_origin")],
+                output: Rewritten(flow.origin_syn()),
+            }],
+        );
+        let pending = flow_state(&mut tester, &flow);
+        assert_eq!(
+            pending.map(|(state, _)| state),
+            Some(FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING),
+            "{offer:?}: the cookie ACK opens an embryonic, pending flow"
+        );
+    }
 }
 
 /// Step 5: the origin's RST to a pending flow becomes the client's, and
@@ -145,18 +149,18 @@ fn origin_refuses(hook: Hook, family: &'static Family) {
     let Some((_ns, mut tester)) = setup("sprst", hook, family) else {
         return;
     };
-    let mut flow = Flow::new(family, 25001);
-    syn_gets_a_cookie(&mut tester, hook, &mut flow, true);
+    let mut flow = Flow::new(family, 25001, EVERYTHING);
+    syn_gets_a_cookie(&mut tester, hook, &mut flow);
     tester.check_rows(
         hook,
         &[
             Row {
                 name: "ACK with the cookie: the edge's SYN to the origin".into(),
                 ingress: CLI0,
-                input: flow.cookie_ack(true, 0),
+                input: flow.cookie_ack(0),
                 action: XDP_REDIRECT,
                 moves: vec![(Some(0), "to_origin")],
-                output: Rewritten(flow.origin_syn(true)),
+                output: Rewritten(flow.origin_syn()),
             },
             Row {
                 name: "the origin's RST: a RST to the client from cookie + 1".into(),
@@ -177,9 +181,9 @@ fn origin_refuses(hook: Hook, family: &'static Family) {
 
 /// Step 1: the SYN's answer, from which the flow learns the cookie and
 /// the edge's TSval; nothing is kept.
-fn syn_gets_a_cookie(tester: &mut Tester, hook: Hook, flow: &mut Flow, timestamps: bool) {
-    let name = format!("SYN (timestamps: {timestamps})");
-    let input = flow.client_syn(timestamps);
+fn syn_gets_a_cookie(tester: &mut Tester, hook: Hook, flow: &mut Flow) {
+    let name = format!("SYN ({:?})", flow.offer);
+    let input = flow.client_syn();
     assert!(checksums_verify(&input), "{name}: bad input fixture");
     let ran = tester.run_counted(hook, CLI0, &input, None);
     assert_eq!(
@@ -190,19 +194,19 @@ fn syn_gets_a_cookie(tester: &mut Tester, hook: Hook, flow: &mut Flow, timestamp
     );
     let answer = parse_tcp(&ran.out).unwrap_or_else(|| panic!("{name}: {}", hex(&ran.out)));
     flow.cookie = answer.seq;
-    match (timestamps, answer.timestamps()) {
+    match (flow.offer.timestamps, answer.timestamps()) {
         (true, Some((tsval, _))) => {
             assert_eq!(
                 tsval & TS_LOW_BITS,
-                TS_CLIENT_OPTS,
-                "{name}: the TSval {tsval:#x} names the client's window scale (7) and SACK"
+                flow.offer.ts_bits(),
+                "{name}: the TSval {tsval:#x} names the client's window scale and SACK"
             );
             flow.edge_ts = tsval;
         }
         (false, None) => {}
         (_, got) => panic!("{name}: SYN-ACK timestamps {got:?}"),
     }
-    assert_rewritten_to(&ran.out, &flow.edge_syn_ack(timestamps));
+    assert_rewritten_to(&ran.out, &flow.edge_syn_ack());
     assert_eq!(
         flow_state(tester, flow),
         None,
@@ -218,7 +222,7 @@ fn cookie_ack_rows(flow: &Flow) -> Vec<Row> {
         Row {
             name: "ACK acknowledging cookie + 2: a bad cookie, dropped".into(),
             ingress: CLI0,
-            input: flow.cookie_ack(true, 1),
+            input: flow.cookie_ack(1),
             action: XDP_DROP,
             moves: vec![(Some(0), "syn_cookie_bad")],
             output: Unchanged,
@@ -227,18 +231,18 @@ fn cookie_ack_rows(flow: &Flow) -> Vec<Row> {
             name: "ACK with the cookie: the edge's SYN to the origin, the client's options kept"
                 .into(),
             ingress: CLI0,
-            input: flow.cookie_ack(true, 0),
+            input: flow.cookie_ack(0),
             action: XDP_REDIRECT,
             moves: vec![(Some(0), "to_origin")],
-            output: Rewritten(flow.origin_syn(true)),
+            output: Rewritten(flow.origin_syn()),
         },
         Row {
             name: "the client's ACK again while the origin is pending: the SYN again".into(),
             ingress: CLI0,
-            input: flow.cookie_ack(true, 0),
+            input: flow.cookie_ack(0),
             action: XDP_REDIRECT,
             moves: vec![(Some(0), "syn_proxy_pending")],
-            output: Rewritten(flow.origin_syn(true)),
+            output: Rewritten(flow.origin_syn()),
         },
     ]
 }

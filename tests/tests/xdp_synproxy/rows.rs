@@ -106,21 +106,47 @@ pub const ORIGIN_WS: u8 = 9;
 pub const ORIGIN_SYN_WIN: u16 = 65160;
 /// The window scale the edge announces to a client offering one.
 pub const EDGE_WS: u8 = 7;
-/// Bits 0-4 of the edge's TSval: the client's window scale (7), SACK.
+/// Bits 0-4 of the edge's TSval: the client's window scale (0xF: none),
+/// SACK (0x10).
 pub const TS_LOW_BITS: u32 = 0x1f;
-pub const TS_CLIENT_OPTS: u32 = 0x10 | CLIENT_WS as u32;
 
-/// A SYN's options as Linux sends them: MSS, SACK_PERM, TS, NOP, WS.
-/// Without timestamps: MSS, NOP, NOP, SACK_PERM, NOP, WS.
-pub fn client_syn_options(timestamps: bool) -> Vec<TcpOpt> {
-    let mut options = vec![TcpOpt::Mss(CLIENT_MSS)];
-    if timestamps {
-        options.extend([TcpOpt::SackPerm, TcpOpt::Ts(CLIENT_TS, 0)]);
-    } else {
-        options.extend([TcpOpt::Nop, TcpOpt::Nop, TcpOpt::SackPerm]);
+/// What a client's SYN offers besides MSS 1460 and SACK_PERM.
+#[derive(Clone, Copy, Debug)]
+pub struct Offer {
+    pub timestamps: bool,
+    /// Window scale 7.
+    pub wscale: bool,
+}
+
+pub const EVERYTHING: Offer = Offer {
+    timestamps: true,
+    wscale: true,
+};
+
+impl Offer {
+    /// The SYN's options as Linux sends them: MSS, SACK_PERM, TS, NOP, WS;
+    /// without timestamps MSS, NOP, NOP, SACK_PERM, NOP, WS.
+    fn syn_options(self) -> Vec<TcpOpt> {
+        let mut options = vec![TcpOpt::Mss(CLIENT_MSS)];
+        if self.timestamps {
+            options.extend([TcpOpt::SackPerm, TcpOpt::Ts(CLIENT_TS, 0)]);
+        } else {
+            options.extend([TcpOpt::Nop, TcpOpt::Nop, TcpOpt::SackPerm]);
+        }
+        if self.wscale {
+            options.extend([TcpOpt::Nop, TcpOpt::WScale(CLIENT_WS)]);
+        }
+        options
     }
-    options.extend([TcpOpt::Nop, TcpOpt::WScale(CLIENT_WS)]);
-    options
+
+    /// Bits 0-4 of the edge's TSval for this offer.
+    pub fn ts_bits(self) -> u32 {
+        0x10 | if self.wscale {
+            u32::from(CLIENT_WS)
+        } else {
+            0xF
+        }
+    }
 }
 
 /// The SYN proxy's 24 bytes of SYN and SYN-ACK options: MSS, NOP NOP TS
@@ -165,22 +191,24 @@ fn built(frame: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// One client connection through the SYN proxy: its family and client
-/// port (also its NAT port) and, once the edge answered its SYN, the
-/// edge's cookie (its ISN) and the TSval of its SYN-ACK.
+/// One client connection through the SYN proxy: its family, client port
+/// (also its NAT port) and offer and, once the edge answered its SYN,
+/// the edge's cookie (its ISN) and the TSval of its SYN-ACK.
 #[derive(Clone, Copy)]
 pub struct Flow {
     pub family: &'static Family,
     pub port: u16,
+    pub offer: Offer,
     pub cookie: u32,
     pub edge_ts: u32,
 }
 
 impl Flow {
-    pub fn new(family: &'static Family, port: u16) -> Self {
+    pub fn new(family: &'static Family, port: u16, offer: Offer) -> Self {
         Self {
             family,
             port,
+            offer,
             cookie: 0,
             edge_ts: 0,
         }
@@ -234,27 +262,27 @@ impl Flow {
         self.frame(TO_ORG, (f.source, self.port), (f.origin, ORIGIN_PORT), tcp)
     }
 
-    /// Step 1: the client's SYN (with timestamps or without).
-    pub fn client_syn(&self, timestamps: bool) -> Vec<u8> {
+    /// Step 1: the client's SYN.
+    pub fn client_syn(&self) -> Vec<u8> {
         self.client_sends(Tcp {
             seq: CLIENT_ISN,
             flags: TCP_SYN,
             window: 64240,
-            options: client_syn_options(timestamps),
+            options: self.offer.syn_options(),
             ..Tcp::default()
         })
     }
 
     /// The edge's SYN-ACK to [`Self::client_syn`]: out of the interface
     /// it came in on (the MACs swapped), window 0, the cookie as its ISN.
-    /// With timestamps it offers window scale and SACK back; without, it
-    /// cannot keep them (NOPs).
-    pub fn edge_syn_ack(&self, timestamps: bool) -> Vec<u8> {
-        let options = if timestamps {
+    /// With timestamps it offers window scale (if the client did) and
+    /// SACK back; without, it cannot keep them (NOPs).
+    pub fn edge_syn_ack(&self) -> Vec<u8> {
+        let options = if self.offer.timestamps {
             proxy_syn_options(
                 self.family.edge_mss,
                 Some((self.edge_ts, CLIENT_TS)),
-                Some(EDGE_WS),
+                self.offer.wscale.then_some(EDGE_WS),
                 true,
             )
         } else {
@@ -272,13 +300,13 @@ impl Flow {
 
     /// Step 2: the client's ACK of the SYN-ACK, acknowledging `cookie + 1 +
     /// off` (off 0: the good one).
-    pub fn cookie_ack(&self, timestamps: bool, off: u32) -> Vec<u8> {
+    pub fn cookie_ack(&self, off: u32) -> Vec<u8> {
         self.client_sends(Tcp {
             seq: CLIENT_ISN.wrapping_add(1),
             ack: self.cookie.wrapping_add(1).wrapping_add(off),
             flags: TCP_ACK,
             window: CLIENT_WIN,
-            options: if timestamps {
+            options: if self.offer.timestamps {
                 ts_options(CLIENT_TS + 1, self.edge_ts)
             } else {
                 vec![]
@@ -289,16 +317,17 @@ impl Flow {
 
     /// The edge's SYN to the origin in the cookie ACK's place: the
     /// client's ISN, its options as the edge's TSval kept them (MSS 1460,
-    /// WS 7, SACK; TSval the ACK's), its window unscaled (502 << 7).
-    /// Without timestamps: only an MSS, the family's default, and the
-    /// raw window.
-    pub fn origin_syn(&self, timestamps: bool) -> Vec<u8> {
-        let (options, window) = if timestamps {
-            let options =
-                proxy_syn_options(CLIENT_MSS, Some((CLIENT_TS + 1, 0)), Some(CLIENT_WS), true);
+    /// WS 7 if offered, SACK; TSval the ACK's), its window unscaled (502 <<
+    /// 7, or 502 without a window scale). Without timestamps: only an
+    /// MSS, the family's default, and the raw window.
+    pub fn origin_syn(&self) -> Vec<u8> {
+        let (options, window) = if self.offer.timestamps {
+            let ws = self.offer.wscale.then_some(CLIENT_WS);
+            let options = proxy_syn_options(CLIENT_MSS, Some((CLIENT_TS + 1, 0)), ws, true);
+            let shift = ws.unwrap_or(0);
             (
                 options,
-                ((u32::from(CLIENT_WIN) << CLIENT_WS).min(65535)) as u16,
+                ((u32::from(CLIENT_WIN) << shift).min(65535)) as u16,
             )
         } else {
             let options = proxy_syn_options(self.family.mss_without_ts, None, None, false);
