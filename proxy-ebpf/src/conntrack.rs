@@ -534,6 +534,17 @@ fn reverse_free(reverse: &FlowKey, now: u64, stale_ns: u64) -> bool {
     }
 }
 
+/// The to-origin half [`open`] just inserted, in `NEW_FLOWS` (its key is
+/// still in `SCRATCH_KEYS[0]`): `open` returns the scratch copy it
+/// inserted, whose changes would not reach the map.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+pub fn opened_forward() -> Option<*mut FlowValue> {
+    let key = SCRATCH_KEYS.get_ptr(0)?;
+    // SAFETY: this CPU's scratch slot, used by this program run alone.
+    NEW_FLOWS.get_ptr_mut(unsafe { &*key })
+}
+
 /// The to-client half [`open`] just inserted (its key is still in
 /// `SCRATCH_KEYS[1]`), for the SYN proxy to fill in.
 #[allow(clippy::needless_borrows_for_generic_args)]

@@ -590,12 +590,15 @@ fn cookie_ack<H: Hook>(
     if !client::admit(packet, index) {
         return (index, Verdict::ClientLimited, H::DROP);
     }
-    let forward = match conntrack::open(packet, index, app, H::HOOK) {
-        Ok(flow) => flow,
+    // `open` returns the to-origin half's scratch copy: this writes both
+    // halves in the map.
+    match conntrack::open(packet, index, app, H::HOOK) {
+        Ok(_) => {}
         Err(Verdict::NatFailed) => return (index, Verdict::NatFailed, H::DROP),
         Err(verdict) => return (index, verdict, H::DROP),
     };
-    let Some(reverse) = conntrack::opened_reverse() else {
+    let (Some(forward), Some(reverse)) = (conntrack::opened_forward(), conntrack::opened_reverse())
+    else {
         return (index, Verdict::NatFailed, H::DROP);
     };
     // SAFETY: both point into NEW_FLOWS, valid for this program run.
