@@ -43,6 +43,12 @@ pub struct Family {
     /// The MSS the origin is told when the client's ACK has no
     /// timestamps to carry the client's own.
     pub mss_without_ts: u16,
+    /// How far off a bad cookie ACK's acknowledgement number is. The
+    /// kernel's cookie holds its MSS index in its low bits, checked only
+    /// against its table's size: 1460 is the last of IPv4's four (one
+    /// more is none), but 1440 is IPv6's third, and one more a good
+    /// cookie for 8940; two more is none.
+    pub bad_cookie_off: u32,
 }
 
 pub const V4: Family = Family {
@@ -53,6 +59,7 @@ pub const V4: Family = Family {
     origin: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
     edge_mss: 1460,
     mss_without_ts: 1300,
+    bad_cookie_off: 1,
 };
 
 pub const V6: Family = Family {
@@ -63,6 +70,7 @@ pub const V6: Family = Family {
     origin: IpAddr::V6(Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2)),
     edge_mss: 1440,
     mss_without_ts: 1220,
+    bad_cookie_off: 2,
 };
 
 /// One fast-path TCP app (edge ports 1000-2000 onto origin 3000-4000),
