@@ -6,13 +6,14 @@
 //! 1. the client's SYN gets a SYN-ACK back out of its interface, its ISN
 //!    a cookie the edge keeps nothing of (window 0; the client's options
 //!    in the edge's TSval);
-//! 2. an ACK acknowledging the cookie off by one (IPv6: two) is dropped; the right
-//!    one becomes the edge's SYN to the origin (so the kernel's cookie
-//!    check accepts the kernel's cookie), sent again while the origin is
-//!    pending;
+//! 2. an ACK acknowledging the cookie off by one (IPv6: two) is dropped;
+//!    the right one becomes the edge's SYN to the origin (so the kernel's
+//!    cookie check accepts the kernel's cookie), sent again while the
+//!    origin is pending;
 //! 3. the origin's SYN-ACK: XDP hands it up to TC, which turns it into the
 //!    client's window update (and clones the edge's ACK to the origin,
-//!    which BPF_PROG_TEST_RUN cannot show: it returns one frame);
+//!    which BPF_PROG_TEST_RUN cannot show: it returns one frame; the
+//!    origin's SYN-ACK again shows it, the packet itself answered);
 //! 4. data both ways with sequence and acknowledgement numbers, SACK
 //!    blocks, timestamps and windows translated, in unusual option
 //!    layouts too;
@@ -108,6 +109,7 @@ fn handshake_and_data(hook: Hook, family: &'static Family) {
     syn_gets_a_cookie(&mut tester, hook, &mut flow);
     tester.check_rows(hook, &cookie_ack_rows(&flow));
     origin_syn_ack_opens_the_flow(&mut tester, hook, &flow);
+    origin_syn_ack_again_gets_the_edge_ack(&mut tester, hook, &flow);
     tester.check_rows(hook, &data_rows(&flow));
 }
 
@@ -300,6 +302,35 @@ fn origin_syn_ack_opens_the_flow(tester: &mut Tester, hook: Hook, flow: &Flow) {
         (flow.seq_adj(), flow.ts_adj(), ORIGIN_WS, EDGE_WS),
         "the to-origin half's offsets and scales"
     );
+}
+
+/// The origin's SYN-ACK again (the edge's ACK was lost): this time the
+/// packet itself becomes the edge's ACK, so BPF_PROG_TEST_RUN shows what
+/// the first one's clone carried. XDP hands it up to TC.
+fn origin_syn_ack_again_gets_the_edge_ack(tester: &mut Tester, hook: Hook, flow: &Flow) {
+    let input = flow.origin_syn_ack();
+    match hook {
+        Hook::Xdp => tester.check_up_to_tc(&UpToTc {
+            name: "origin SYN-ACK again",
+            ingress: "org0",
+            input,
+            xdp_moves: vec![(Some(0), "to_tc")],
+            tc_action: TC_ACT_REDIRECT,
+            tc_moves: vec![(Some(0), "to_origin")],
+            tc_out: Some(flow.edge_ack()),
+        }),
+        Hook::Tc => tester.check_rows(
+            hook,
+            &[Row {
+                name: "origin SYN-ACK again: the edge's ACK to the origin".into(),
+                ingress: ORG0,
+                input,
+                action: XDP_REDIRECT,
+                moves: vec![(Some(0), "to_origin")],
+                output: Rewritten(flow.edge_ack()),
+            }],
+        ),
+    }
 }
 
 /// Step 4: data on the established flow, both ways.

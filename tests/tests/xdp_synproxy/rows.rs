@@ -384,6 +384,20 @@ impl Flow {
         }))
     }
 
+    /// The edge's ACK of the origin's SYN-ACK, as the origin gets it: the
+    /// client's ISN + 1, the client's window (in the scale it offered),
+    /// TSval the client's, TSecr the origin's.
+    pub fn edge_ack(&self) -> Vec<u8> {
+        built(self.edge_sends_origin(Tcp {
+            seq: CLIENT_ISN.wrapping_add(1),
+            ack: ORIGIN_ISN.wrapping_add(1),
+            flags: TCP_ACK,
+            window: CLIENT_WIN,
+            options: ts_options(CLIENT_TS + 1, ORIGIN_TS),
+            ..Tcp::default()
+        }))
+    }
+
     /// Step 4: origin -> client data after `sent` bytes of it, the origin's
     /// timestamps `ORIGIN_TS + dt` and `options` around them (None: NOP
     /// NOP TS): as it arrives (`at_edge` false) or, translated, as it
