@@ -216,9 +216,9 @@ fn syn_gets_a_cookie(tester: &mut Tester, hook: Hook, flow: &mut Flow) {
     );
 }
 
-/// Step 2: a bad cookie, the good one, and a client packet while the
+/// Step 2: a bad cookie, the good one, and client packets while the
 /// origin has not answered (the client's window is 0: it sends none of
-/// its data; this is its ACK again).
+/// its data but its ACK again and window probes).
 fn cookie_ack_rows(flow: &Flow) -> Vec<Row> {
     vec![
         Row {
@@ -242,6 +242,14 @@ fn cookie_ack_rows(flow: &Flow) -> Vec<Row> {
             name: "the client's ACK again while the origin is pending: the SYN again".into(),
             ingress: CLI0,
             input: flow.cookie_ack(0),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "syn_proxy_pending")],
+            output: Rewritten(flow.origin_syn()),
+        },
+        Row {
+            name: "a window probe while the origin is pending: the SYN again, no data".into(),
+            ingress: CLI0,
+            input: flow.client_probe(),
             action: XDP_REDIRECT,
             moves: vec![(Some(0), "syn_proxy_pending")],
             output: Rewritten(flow.origin_syn()),

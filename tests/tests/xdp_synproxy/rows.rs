@@ -323,6 +323,20 @@ impl Flow {
         })
     }
 
+    /// A window probe: one byte of data past the client's zero window,
+    /// while the origin has not answered.
+    pub fn client_probe(&self) -> Vec<u8> {
+        self.client_sends(Tcp {
+            seq: CLIENT_ISN.wrapping_add(1),
+            ack: self.cookie.wrapping_add(1),
+            flags: TCP_ACK | TCP_PSH,
+            window: CLIENT_WIN,
+            options: ts_options(CLIENT_TS + 1, self.edge_ts),
+            payload: b"x".to_vec(),
+            ..Tcp::default()
+        })
+    }
+
     /// The edge's SYN to the origin in the cookie ACK's place: the
     /// client's ISN, its options as the edge's TSval kept them (MSS 1460,
     /// WS 7 if offered, SACK; TSval the ACK's), its window unscaled (502 <<
