@@ -590,16 +590,13 @@ fn cookie_ack<H: Hook>(
     if !client::admit(packet, index) {
         return (index, Verdict::ClientLimited, H::DROP);
     }
-    // `open` returns the to-origin half's scratch copy: this writes both
-    // halves in the map.
-    match conntrack::open(packet, index, app, H::HOOK) {
-        Ok(_) => {}
-        Err(Verdict::NatFailed) => return (index, Verdict::NatFailed, H::DROP),
-        Err(verdict) => return (index, verdict, H::DROP),
-    };
-    let (Some(forward), Some(reverse)) = (conntrack::opened_forward(), conntrack::opened_reverse())
-    else {
-        return (index, Verdict::NatFailed, H::DROP);
+    if let Err(verdict) = conntrack::open(packet, index, app, H::HOOK) {
+        return (index, verdict, H::DROP);
+    }
+    // Another CPU opening the same flow at once: this ACK is dropped, the
+    // client's next packet finds that flow.
+    let Some((forward, reverse)) = conntrack::opened() else {
+        return (index, Verdict::SynProxyPending, H::DROP);
     };
     // SAFETY: both point into NEW_FLOWS, valid for this program run.
     let (forward_ref, reverse_ref) = unsafe { (&mut *forward, &mut *reverse) };

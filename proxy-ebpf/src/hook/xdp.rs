@@ -231,7 +231,9 @@ impl Hook for XdpContext {
         Ok(())
     }
 
-    /// XDP_TX, the MACs swapped.
+    /// The MACs swapped, then out of the ingress interface through the
+    /// device map rather than XDP_TX: on veth, XDP_TX wakes the peer only
+    /// when the peer runs XDP itself, and a redirect always does.
     #[inline(always)]
     fn reply(&self) -> u32 {
         let Ok(eth) = ptr_at::<EthHdr>(self, 0) else {
@@ -240,7 +242,9 @@ impl Hook for XdpContext {
         unsafe {
             core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
         }
-        xdp_action::XDP_TX
+        TX_PORTS
+            .redirect(self.ingress_ifindex() as u32, 0)
+            .unwrap_or(xdp_action::XDP_TX)
     }
 
     #[inline(always)]

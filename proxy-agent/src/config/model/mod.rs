@@ -82,6 +82,17 @@ impl Config {
         self.apps.iter().any(|app| app.fast_path() && app.nat_at_tc)
     }
 
+    /// Whether the TC-ingress program is attached: some app's fast path
+    /// runs there ([`Config::needs_tc`]), or a SYN-proxied app's runs at
+    /// XDP: XDP cannot send the two packets an origin's SYN-ACK turns into
+    /// (the ACK back to the origin, the window update to the client), so it
+    /// hands that SYN-ACK up to TC. TC attached for that alone handles no
+    /// other packet of XDP's, so `tc_only` and `unlisted_at_tc` keep asking
+    /// `needs_tc`.
+    pub fn attaches_tc(&self) -> bool {
+        self.needs_tc() || (self.apps.iter()).any(|app| app.syn_proxied() && !app.nat_at_tc)
+    }
+
     /// The app whose kernel rows are slot `slot`, if one runs there.
     pub fn app_in_slot(&self, slot: u32) -> Option<&App> {
         self.apps.iter().find(|app| app.slot == slot)
@@ -246,6 +257,7 @@ mod tests {
             datapath: None,
             nat_at_tc: false,
             client_limits: ClientLimits::default(),
+            syn_proxy: true,
             slot: 0,
             created_on: None,
             modified_on: None,
@@ -346,6 +358,7 @@ mod tests {
                 tcp_proxy: TcpProxy::default(),
                 udp_proxy: UdpProxy::default(),
                 client_limits: ClientLimits::default(),
+                syn_proxy: true,
             },
             apps: vec![a],
             access_rules: vec![],

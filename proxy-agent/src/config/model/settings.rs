@@ -54,6 +54,8 @@ pub struct Edge {
     pub udp_proxy: UdpProxy,
     /// The per-client limits of apps without their own.
     pub client_limits: ClientLimits,
+    /// `edge.syn_proxy`: the SYN proxy of apps without their own setting.
+    pub syn_proxy: bool,
 }
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
