@@ -303,8 +303,12 @@ fn ours_config(tls: &TlsFiles, datapath: Datapath, syn_proxy: SynProxy) -> Strin
             r#", "syn_proxy": "off""#,
         ),
     };
+    // Every load generator is one client address: the per-client limits
+    // (1,000 new flows a second by default) would measure themselves, and
+    // the peers have none.
     format!(
         r#"{{"edge": {{"interfaces": ["{}", "{}"], "datapath": "{}",
+             "client_limits": {{"new_flows_per_second": 0, "concurrent_flows": 0}},
              "origin_source": {{"ipv4": "{source}"}}{syn_proxy}}}, "apps": [{}]}}"#,
         addr::EDGE_CLI_IF,
         addr::EDGE_ORG_IF,
