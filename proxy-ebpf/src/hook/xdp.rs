@@ -14,7 +14,7 @@ use network_types::{
 };
 use proxy_common::{FlowValue, HOOK_XDP, Verdict, csum, ip_proto};
 
-use super::{Frame, Hook, Outcome, ptr_at};
+use super::{Frame, Hook, Outcome, csum_words2, csum_words4, ptr_at};
 use crate::{
     apps,
     forward::TX_PORTS,
@@ -168,10 +168,13 @@ impl Hook for XdpContext {
     #[inline(always)]
     fn load(&self, offset: usize, dst: &mut [u8; 64], len: u32) -> Result<(), Verdict> {
         let len = len.clamp(20, 60);
-        let rc = unsafe {
-            bpf_xdp_load_bytes(self.ctx, offset as u32, dst.as_mut_ptr() as *mut _, len)
-        };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        let rc =
+            unsafe { bpf_xdp_load_bytes(self.ctx, offset as u32, dst.as_mut_ptr() as *mut _, len) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     #[inline(always)]
@@ -181,7 +184,11 @@ impl Hook for XdpContext {
             return Ok(());
         }
         let rc = unsafe { bpf_xdp_adjust_tail(self.ctx, delta as i32) };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     #[inline(always)]
@@ -201,8 +208,9 @@ impl Hook for XdpContext {
     ) -> Result<(), Verdict> {
         let at: *mut [u8; 4] = ptr_at(self, offset)?;
         let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        let (old_sum, new_sum) = csum_words4(offset, old, new);
         unsafe {
-            let value = csum::replace_4(u16::from_be_bytes(*sum), old, new);
+            let value = csum::replace_4(u16::from_be_bytes(*sum), old_sum, new_sum);
             *sum = value.to_be_bytes();
             *at = new;
         }
@@ -219,11 +227,12 @@ impl Hook for XdpContext {
     ) -> Result<(), Verdict> {
         let at: *mut [u8; 2] = ptr_at(self, offset)?;
         let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        let (old_sum, new_sum) = csum_words2(offset, old, new);
         unsafe {
             let value = csum::replace_u16(
                 u16::from_be_bytes(*sum),
-                u16::from_be_bytes(old),
-                u16::from_be_bytes(new),
+                u16::from_be_bytes(old_sum),
+                u16::from_be_bytes(new_sum),
             );
             *sum = value.to_be_bytes();
             *at = new;

@@ -6,7 +6,7 @@
 //! 1. the client's SYN gets a SYN-ACK back out of its interface, its ISN
 //!    a cookie the edge keeps nothing of (window 0; the client's options
 //!    in the edge's TSval);
-//! 2. an ACK acknowledging the cookie off by one (IPv6: two) is dropped;
+//! 2. an ACK acknowledging the cookie off by 0x100 is dropped;
 //!    the right one becomes the edge's SYN to the origin (so the kernel's
 //!    cookie check accepts the kernel's cookie), sent again while the
 //!    origin is pending;
@@ -228,7 +228,7 @@ fn syn_gets_a_cookie(tester: &mut Tester, hook: Hook, flow: &mut Flow) {
 fn cookie_ack_rows(flow: &Flow) -> Vec<Row> {
     vec![
         Row {
-            name: "ACK acknowledging the cookie off by one (v6: two): a bad cookie, dropped".into(),
+            name: "ACK acknowledging the cookie off by 0x100: a bad cookie, dropped".into(),
             ingress: CLI0,
             input: flow.cookie_ack(flow.family.bad_cookie_off),
             action: XDP_DROP,

@@ -45,9 +45,11 @@ pub struct Family {
     pub mss_without_ts: u16,
     /// How far off a bad cookie ACK's acknowledgement number is. The
     /// kernel's cookie holds its MSS index in its low bits, checked only
-    /// against its table's size: 1460 is the last of IPv4's four (one
-    /// more is none), but 1440 is IPv6's third, and one more a good
-    /// cookie for 8940; two more is none.
+    /// against its table's size (IPv4's 1460 is the last of four, IPv6's
+    /// 1440 the third of four), and it grows with the ISN: the edge also
+    /// checks an ACK as a zero-window probe (ISN = its sequence number),
+    /// so an acknowledgement a few off can still be a good cookie for the
+    /// ISN one on. 0x100 is a good cookie for neither.
     pub bad_cookie_off: u32,
 }
 
@@ -59,7 +61,7 @@ pub const V4: Family = Family {
     origin: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)),
     edge_mss: 1460,
     mss_without_ts: 1300,
-    bad_cookie_off: 1,
+    bad_cookie_off: 0x100,
 };
 
 pub const V6: Family = Family {
@@ -70,7 +72,7 @@ pub const V6: Family = Family {
     origin: IpAddr::V6(Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 2)),
     edge_mss: 1440,
     mss_without_ts: 1220,
-    bad_cookie_off: 2,
+    bad_cookie_off: 0x100,
 };
 
 /// One fast-path TCP app (edge ports 1000-2000 onto origin 3000-4000),
