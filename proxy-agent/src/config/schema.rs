@@ -98,6 +98,10 @@ pub struct EdgeFile {
     /// app's SYNs with SYN cookies itself; an app's `syn_proxy` overrides.
     #[serde(default)]
     pub syn_proxy: Option<String>,
+    /// Where the agent keeps what it writes for itself (PEM the API was
+    /// given, under `tls/`); default `/var/lib/proxy-agent`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// New flows a second, a burst, flows at once, and the prefix lengths

@@ -116,6 +116,9 @@ impl Config {
             api.token_file = base.join(&api.token_file);
         }
         resolve(&mut self.edge.geoip.asn_db);
+        if self.edge.state_dir.is_relative() {
+            self.edge.state_dir = base.join(&self.edge.state_dir);
+        }
         for app in &mut self.apps {
             resolve(&mut app.tls_cert);
             resolve(&mut app.tls_key);
@@ -165,26 +168,30 @@ impl Config {
             "api.token_file".to_string(),
             self.api.as_ref().map(|a| &a.token_file),
         );
+        // GeoIP databases are tens of MiB; the rest is PEM or a token.
+        let geoip = geoip.map(|(field, path)| (field, path, u64::MAX));
+        let small = std::iter::once(api)
+            .chain(tls)
+            .map(|(field, path)| (field, path, crate::files::PEM_LIMIT));
         geoip
             .into_iter()
-            .chain(std::iter::once(api))
-            .chain(tls)
-            .filter_map(|(field, path)| {
+            .chain(small)
+            .filter_map(|(field, path, limit)| {
                 let path = path.map(PathBuf::as_path)?;
-                let reason = unreadable(path)?;
+                let reason = unreadable(path, limit)?;
                 Some(ConfigError::new(field, path.display().to_string(), reason))
             })
             .collect()
     }
 }
 
-/// Why `path` cannot be read as a file, or None when it can.
-fn unreadable(path: &Path) -> Option<String> {
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Err(e) => Some(e.to_string()),
-        Ok(meta) if !meta.is_file() => Some("not a regular file".to_string()),
-        Ok(_) => None,
-    }
+/// Why `path` cannot be read as a file, or None when it can: the checks of
+/// the agent's one reader ([`crate::files`]), without reading (a FIFO or a
+/// device is refused, not waited on; a symlink is refused).
+fn unreadable(path: &Path, limit: u64) -> Option<String> {
+    crate::files::check_regular(path, limit)
+        .err()
+        .map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -359,6 +366,7 @@ mod tests {
                 udp_proxy: UdpProxy::default(),
                 client_limits: ClientLimits::default(),
                 syn_proxy: true,
+                state_dir: DEFAULT_STATE_DIR.into(),
             },
             apps: vec![a],
             access_rules: vec![],
@@ -378,6 +386,6 @@ mod tests {
         );
         assert_eq!(errors[0].reason, "not a regular file");
         assert!(errors[1].value.ends_with("missing-key.pem"));
-        assert!(errors[1].reason.contains("No such file"), "{}", errors[1]);
+        assert_eq!(errors[1].reason, "not found", "{}", errors[1]);
     }
 }

@@ -160,6 +160,10 @@ impl Validator {
             udp_proxy,
             client_limits,
             syn_proxy,
+            state_dir: e
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| crate::config::model::DEFAULT_STATE_DIR.into()),
         };
         (edge, pools)
     }
