@@ -47,7 +47,8 @@ use proxy_agent::{
 };
 use proxy_common::{
     DIR_TO_CLIENT, FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP,
-    SINK_PROGRAM, STEER_PROGRAM, SYN_PROXY_PROGRAM, SYN_PROXY_TC_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
+    SINK_PROGRAM, STEER_PROGRAM, SYN_PROXY_PROGRAM, SYN_PROXY_TC_PROGRAM, TC_PROGRAM,
+    TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
 };
 
 /// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
