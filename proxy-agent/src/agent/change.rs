@@ -101,6 +101,10 @@ impl Agent {
             .render()
             .map_err(|e| ChangeError::Apply(format!("rendering the config: {e:#}")))?;
         let loaded = config::load_as(&path, &new_text)?;
+        let outside = config::api_edge_ips(&on_disk.config, &loaded.config);
+        if !outside.is_empty() {
+            return Err(ChangeError::Invalid(outside));
+        }
         self.change_to(loaded.config, Some(&doc)).await?;
         Ok(id)
     }
@@ -130,6 +134,10 @@ impl Agent {
 
     /// Builds everything `next` needs without changing anything.
     async fn prepare(&mut self, mut next: Config) -> Result<Prepared, ChangeError> {
+        let taken = config::host_edge_ips(&next, &super::start::host_addresses());
+        if !taken.is_empty() {
+            return Err(ChangeError::Invalid(taken));
+        }
         for part in plan::restart_only_changes(&self.config, &next) {
             warn!("{part} changed in the file: restart to apply it; the running {part} stays");
         }
