@@ -160,15 +160,15 @@ fn a_change_that_fails_to_apply_is_rolled_back_and_leaves_the_file_byte_identica
         "expected 500, got {answer}\n{}",
         tail(&agent.log(), 30)
     );
-    assert!(
-        message.contains("SyncMaps") && message.contains("rolled back"),
-        "the answer names the step and the rollback: {message}"
-    );
     let after = std::fs::read(agent.config_path()).expect("config file");
     assert!(
         after == before,
         "a change that failed rewrote the file:\n{}",
         String::from_utf8_lossy(&after)
+    );
+    assert!(
+        message.contains("SyncMaps") && message.contains("rolled back"),
+        "the answer names the step and the rollback: {message}"
     );
     // The running config serves on: the seed app answers, the API shows
     // the app where it was, and a later change goes through.
