@@ -7,8 +7,10 @@
 //! A config change goes through one path (`change`): the new config is
 //! validated as a whole, its app slots are planned
 //! ([`plan::assign_slots`]), everything that can fail is built first (TLS
-//! configs, rule prefixes, map contents, DNS zones), then the file is
-//! written (API changes), then the steps of [`plan::plan`] run in order.
+//! configs, rule prefixes, map contents, DNS zones), then the steps of
+//! [`plan::plan`] run in order; the file is written (API changes) once
+//! every step that switches something ran, and a step that fails is
+//! rolled back with those before it.
 use std::{
     collections::{BTreeMap, BTreeSet},
     future::Future,

@@ -4,7 +4,11 @@
 //! fresh slot each, filled before any listener points to it), and which are
 //! gone ([`assign_slots`] → [`Slots`]); then the ordered steps that put it
 //! in force ([`plan`] → [`Op`]s), which the agent's change path
-//! (`agent::change`) carries out one by one.
+//! (`agent::change`) carries out one by one. The steps before
+//! [`Op::WriteFile`] can be undone and are, in reverse, when one fails;
+//! the file is written only once they all ran, and the steps after it
+//! (what cannot be undone: flows cut, resolvers stopped) cannot fail the
+//! change.
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
@@ -34,7 +38,8 @@ pub struct ChangeRequest {
 }
 
 /// Why a change was refused; the running config and the file stay as they
-/// were in every case but `Apply` after the file was written (logged).
+/// were in every case (a step that fails is rolled back before the file is
+/// written; a rollback that fails too is logged and said in `Apply`).
 #[derive(Debug)]
 pub enum ChangeError {
     /// The edit itself: unknown id, bad body.
@@ -46,7 +51,8 @@ pub enum ChangeError {
     /// The config validates but cannot be put in force as asked: a
     /// certificate or database that does not load, the maps full.
     Refused(String),
-    /// The config on disk, the kernel or the file system failed.
+    /// The config on disk, the kernel or the file system failed: which
+    /// step, why, and whether the rollback restored the running state.
     Apply(String),
 }
 
@@ -216,6 +222,9 @@ pub enum Op {
     /// The kernel maps written (new apps whole before their listeners, gone
     /// listeners before their apps: `Kernel::sync`).
     SyncMaps,
+    /// The config file written (API changes; a reload read it): once every
+    /// step before succeeded, and before any that cannot be undone.
+    WriteFile,
     /// The flows of deleted apps, by slot, cut.
     CutFlows(BTreeSet<u32>),
     /// The `dns_server` answers replaced.
@@ -232,9 +241,9 @@ pub enum Op {
 /// The steps that take the agent from `running` to `next` (slots assigned
 /// as `slots` says; `resolved`: the origin addresses `next`'s apps start
 /// with, by slot), in an order that never shows a listener whose app is not
-/// in place: fresh slots cleared, rules, flows the rules now block, the
-/// agent's routes and origins, hooks, maps, deleted apps' flows, DNS
-/// answers, resolvers, leases.
+/// in place: fresh slots cleared, rules, the agent's routes and origins,
+/// hooks, maps; then the file; then flows the rules now block, deleted
+/// apps' flows, DNS answers, resolvers, leases.
 pub fn plan(
     running: &Config,
     next: &Config,
@@ -244,18 +253,6 @@ pub fn plan(
     let mut ops: Vec<Op> = slots.fresh.iter().map(|&s| Op::ClearCounters(s)).collect();
     if rules_change(running, next) {
         ops.push(Op::SetRules);
-    }
-    // An app that turns ip_firewall on: its old version's flows of clients
-    // the rules block go now, not when they end.
-    let firewalled: BTreeSet<u32> = running
-        .apps
-        .iter()
-        .filter(|old| !old.ip_firewall && slots.retired.contains(&old.slot))
-        .filter(|old| next.apps.iter().any(|a| a.id == old.id && a.ip_firewall))
-        .map(|old| old.slot)
-        .collect();
-    if !firewalled.is_empty() {
-        ops.push(Op::CutBlockedFlows(firewalled));
     }
     ops.push(Op::SwitchRoutes);
     ops.extend(
@@ -272,6 +269,19 @@ pub fn plan(
         ops.push(Op::AttachTc);
     }
     ops.push(Op::SyncMaps);
+    ops.push(Op::WriteFile);
+    // An app that turns ip_firewall on: its old version's flows of clients
+    // the rules block go now, not when they end.
+    let firewalled: BTreeSet<u32> = running
+        .apps
+        .iter()
+        .filter(|old| !old.ip_firewall && slots.retired.contains(&old.slot))
+        .filter(|old| next.apps.iter().any(|a| a.id == old.id && a.ip_firewall))
+        .map(|old| old.slot)
+        .collect();
+    if !firewalled.is_empty() {
+        ops.push(Op::CutBlockedFlows(firewalled));
+    }
     if !slots.removed.is_empty() {
         ops.push(Op::CutFlows(slots.removed.iter().copied().collect()));
     }

@@ -39,6 +39,11 @@ pub fn check(
 ) -> anyhow::Result<(Start, Locks)> {
     preflight::check_instance_name(instance)?;
     let config = load_config(config_path)?;
+    let taken = config::host_edge_ips(&config, &host_addresses());
+    if !taken.is_empty() {
+        let lines: Vec<String> = taken.iter().map(ToString::to_string).collect();
+        anyhow::bail!("{}:\n{}", config_path.display(), lines.join("\n"));
+    }
     preflight::require_root()?;
     for (i, name) in config.edge.interfaces.iter().enumerate() {
         preflight::interface_index(name, &format!("edge.interfaces[{i}]"))?;
@@ -89,6 +94,30 @@ pub fn check(
         _leases: lease_lock,
     };
     Ok((start, locks))
+}
+
+/// The host's interface addresses, (interface, address): what a static
+/// edge address must not be outside `edge.interfaces`. None when they
+/// cannot be read (logged): the file's own checks still hold.
+pub(super) fn host_addresses() -> Vec<(String, std::net::IpAddr)> {
+    let addrs = match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => addrs,
+        Err(err) => {
+            tracing::warn!("reading the host's interface addresses: {err}");
+            return Vec::new();
+        }
+    };
+    addrs
+        .filter_map(|a| {
+            let address = a.address?;
+            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => std::net::IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => std::net::IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            Some((a.interface_name, ip))
+        })
+        .collect()
 }
 
 /// Loads and validates a config, logging its warnings.

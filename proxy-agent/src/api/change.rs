@@ -1,5 +1,5 @@
 //! A change is an edit of the config document handed to the agent's main
-//! loop, which validates, writes and applies it; here the edit is sent
+//! loop, which validates, applies and then writes it; here the edit is sent
 //! and the outcome awaited, and a refused change becomes the envelope's
 //! errors (one per problem).
 use std::{sync::Arc, time::Duration};

@@ -10,8 +10,9 @@
 //!
 //! A change is an edit of the config document sent to the agent's main
 //! loop ([`crate::agent::plan::ChangeRequest`]), which validates the whole config,
-//! writes the file back and applies the change live; the answer says how
-//! it went.
+//! applies the change live and only then writes the file back (a change
+//! that fails to apply is rolled back, the file untouched); the answer
+//! says how it went.
 //!
 //! Here: the router, its state, the token check and the accept loop. The
 //! envelope and refusals are in `error`, what handlers take from a request

@@ -13,8 +13,8 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use self::validate::{api_edge_ips, host_edge_ips, validate, validate_with_leases};
 pub(crate) use self::validate::{canonical_name, in_zone};
-pub use self::validate::{validate, validate_with_leases};
 pub use model::*;
 
 /// A validated configuration and what was accepted with a warning.

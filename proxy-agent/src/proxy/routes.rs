@@ -104,10 +104,18 @@ impl<R> Routes<R> {
         Self::table_for(&self.current(), config, serves, make)
     }
 
-    /// Puts `table` in force for new connections and flows.
-    pub fn install(&self, table: Table<R>) {
-        if let Ok(mut current) = self.table.write() {
-            *current = Arc::new(table);
+    /// Puts `table` in force for new connections and flows; returns the
+    /// table it replaced, for a change that is rolled back.
+    pub fn install(&self, table: Table<R>) -> Arc<Table<R>> {
+        self.reinstate(Arc::new(table))
+    }
+
+    /// Puts back a table [`Self::install`] replaced; returns the one it
+    /// replaces in turn.
+    pub fn reinstate(&self, table: Arc<Table<R>>) -> Arc<Table<R>> {
+        match self.table.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, table),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), table),
         }
     }
 

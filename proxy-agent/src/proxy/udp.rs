@@ -154,8 +154,14 @@ impl UdpProxyState {
 
     /// Puts routes from [`Self::prepare`] in force for new flows; flows in
     /// progress keep the app they started with.
-    pub fn install(&self, table: Table<Route>) {
-        self.routes.install(table);
+    /// Returns the routes it replaced (see [`Self::reinstate`]).
+    pub fn install(&self, table: Table<Route>) -> Arc<Table<Route>> {
+        self.routes.install(table)
+    }
+
+    /// Puts back routes [`Self::install`] replaced: a change rolled back.
+    pub fn reinstate(&self, table: Arc<Table<Route>>) {
+        self.routes.reinstate(table);
     }
 
     /// Counts since the last call, as kernel counter rows.

@@ -156,9 +156,47 @@ fn an_unchanged_config_names_no_slot_and_loads_no_rules() {
             // For the SYN proxy of the apps (on by default).
             Op::AttachTc,
             Op::SyncMaps,
+            Op::WriteFile,
             Op::WriteRunningApps
         ]
     );
+}
+
+/// The steps that can fail or be undone, and the ones that cannot.
+fn reversible(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ClearCounters(_)
+            | Op::SetRules
+            | Op::SwitchRoutes
+            | Op::SetOrigins(_)
+            | Op::AttachXdp
+            | Op::AttachTc
+            | Op::SyncMaps
+    )
+}
+
+#[test]
+fn the_file_is_written_after_every_step_that_can_be_undone_and_before_every_other() {
+    let running = config_with(BLOCK_RULE, &[&app("a", 22), &app("b", 22), &app("c", 22)]);
+    // c deleted, b turns ip_firewall on, d new, the rules gone.
+    let mut next = config(&[
+        &app("a", 22),
+        &app_with("b", r#", "ip_firewall": true"#),
+        &app("d", 22),
+    ]);
+    let (_, ops) = replay(&running, &mut next, &[3, 4]);
+    let write = at(&ops, &Op::WriteFile);
+    assert!(ops[..write].iter().all(reversible), "{ops:?}");
+    assert!(!ops[write + 1..].iter().any(reversible), "{ops:?}");
+    for op in [
+        Op::CutBlockedFlows(BTreeSet::from([1])),
+        Op::CutFlows(BTreeSet::from([2])),
+        Op::StopResolver(2),
+    ] {
+        assert!(write < at(&ops, &op), "{op:?} after the file: {ops:?}");
+    }
+    assert!(at(&ops, &Op::SetRules) < write && at(&ops, &Op::SyncMaps) < write);
 }
 
 #[test]
@@ -231,8 +269,10 @@ fn turning_ip_firewall_on_cuts_blocked_clients_flows_of_the_old_version() {
     let cut = Op::CutBlockedFlows(BTreeSet::from([1]));
     // The rules did not change: the ones in force decide.
     assert!(!ops.contains(&Op::SetRules), "{ops:?}");
-    assert!(at(&ops, &Op::ClearCounters(2)) < at(&ops, &cut));
-    assert!(at(&ops, &cut) < at(&ops, &Op::SwitchRoutes));
+    // Once the new version serves and the change is in the file: cut
+    // flows cannot be undone.
+    assert!(at(&ops, &Op::SyncMaps) < at(&ops, &cut), "{ops:?}");
+    assert!(at(&ops, &Op::WriteFile) < at(&ops, &cut), "{ops:?}");
 }
 
 #[test]
@@ -255,11 +295,8 @@ fn new_rules_load_after_fresh_slots_clear_and_before_blocked_flows_are_cut() {
     let mut next = config_with(BLOCK_RULE, &[&app_with("a", r#", "ip_firewall": true"#)]);
     let (_, ops) = replay(&running, &mut next, &[]);
     let cut = Op::CutBlockedFlows(BTreeSet::from([0]));
-    assert_eq!(
-        &ops[..3],
-        &[Op::ClearCounters(1), Op::SetRules, cut],
-        "{ops:?}"
-    );
+    assert_eq!(&ops[..2], &[Op::ClearCounters(1), Op::SetRules], "{ops:?}");
+    assert!(at(&ops, &Op::SetRules) < at(&ops, &cut), "{ops:?}");
 }
 
 #[test]
@@ -331,9 +368,10 @@ fn dns_answers_and_leases_follow_the_maps_and_the_running_apps_come_last() {
     let (_, ops) = replay(&running, &mut next, &[]);
     let n = ops.len();
     assert_eq!(
-        &ops[n - 6..n - 1],
+        &ops[n - 7..n - 1],
         &[
             Op::SyncMaps,
+            Op::WriteFile,
             Op::CutFlows(BTreeSet::from([1])),
             Op::UpdateDns,
             Op::StopResolver(1),

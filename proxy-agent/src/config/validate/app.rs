@@ -236,7 +236,8 @@ impl Validator {
 
     pub(super) fn static_ip(&self, text: &str, pools: &Pools) -> Result<IpAddr, String> {
         let ip: IpAddr = text.parse().map_err(|_| "not an IP address".to_string())?;
-        if ip.is_unspecified() || ip.is_multicast() {
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || ip.is_multicast() || broadcast {
             return Err("an edge address must be a unicast address".to_string());
         }
         if let IpAddr::V6(v6) = ip
@@ -245,6 +246,19 @@ impl Validator {
             return Err(format!(
                 "an IPv4-mapped IPv6 address is the IPv4 address {v4} to the data path: write {v4}"
             ));
+        }
+        // The host's own: sk_lookup and XDP would take over its services.
+        if ip.is_loopback() {
+            return Err("a loopback address is the host's own, not an edge address".to_string());
+        }
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        if link_local {
+            return Err(
+                "a link-local address is not routed to the edge; use a routed address".to_string(),
+            );
         }
         let family = Family::of(ip);
         match pools.get(family) {

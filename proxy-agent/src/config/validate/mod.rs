@@ -3,7 +3,8 @@
 //! Each check records its errors and goes on, so one run reports every
 //! problem in the file, not just the first. The checks are `Validator`
 //! methods, one file per concern: `edge`, `app`, `origin`, `listeners`
-//! (across apps), `rules`; `parse` holds the value parsers they share.
+//! (across apps), `rules`; `parse` holds the value parsers they share;
+//! `host` the checks against the host's interfaces and the API's rule.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -333,10 +334,13 @@ impl Validator {
 
 mod app;
 mod edge;
+mod host;
 mod listeners;
 mod origin;
 mod parse;
 mod rules;
+
+pub use host::{api_edge_ips, host_edge_ips};
 
 #[cfg(test)]
 mod tests;

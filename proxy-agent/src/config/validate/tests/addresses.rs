@@ -246,3 +246,110 @@ fn static_ips_checked() {
         "expected all, ipv4 or ipv6",
     );
 }
+
+/// `config` without the IPv4 pool: static IPv4 addresses are the file's.
+fn without_v4_pool(apps: Vec<Value>) -> Value {
+    let mut file = config(apps);
+    file["edge"]["address_pool"] = json!({"ipv6": "2001:db8:e::/64"});
+    file
+}
+
+#[test]
+fn host_only_addresses_are_refused_as_static_edge_ips_even_without_a_pool() {
+    for (text, reason) in [
+        ("127.0.0.1", "loopback"),
+        ("127.1.2.3", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("0.0.0.0", "unicast"),
+        ("255.255.255.255", "unicast"),
+        ("224.0.0.1", "unicast"),
+    ] {
+        only_error(
+            without_v4_pool(vec![static_ips(tcp_app(), &[text])]),
+            None,
+            "apps[0].edge_ips.ips[0]",
+            text,
+            reason,
+        );
+    }
+    for (text, reason) in [("::1", "loopback"), ("fe80::1", "link-local")] {
+        let mut file = config(vec![static_ips(tcp_app(), &[text])]);
+        file["edge"]["address_pool"] = json!({});
+        only_error(file, None, "apps[0].edge_ips.ips[0]", text, reason);
+    }
+    // A routed address outside any pool is still the operator's to name.
+    accepted(without_v4_pool(vec![static_ips(
+        tcp_app(),
+        &["192.0.2.80"],
+    )]));
+}
+
+#[test]
+fn a_static_edge_address_on_a_non_edge_interface_is_refused() {
+    let (config, _) = accepted(without_v4_pool(vec![
+        static_ips(tcp_app(), &["192.0.2.80"]),
+        dynamic(udp_app(), "ipv6"),
+    ]));
+    let host = |name: &str, text: &str| (name.to_owned(), ip(text));
+    // The management interface's address: refused, naming it.
+    let errors = host_edge_ips(&config, &[host("mgmt0", "192.0.2.80")]);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        (errors[0].field.as_str(), errors[0].value.as_str()),
+        ("apps[0].edge_ips.ips", "192.0.2.80")
+    );
+    assert!(errors[0].reason.contains("mgmt0"), "{}", errors[0]);
+    // On an edge interface (`eth0`) or elsewhere: fine.
+    assert!(host_edge_ips(&config, &[host("eth0", "192.0.2.80")]).is_empty());
+    assert!(host_edge_ips(&config, &[host("mgmt0", "192.0.2.81")]).is_empty());
+    // Pool addresses are the pool's business, not checked here.
+    let pool_ip = config.apps[1].edge_addrs[0].to_string();
+    assert!(host_edge_ips(&config, &[host("mgmt0", &pool_ip)]).is_empty());
+}
+
+#[test]
+fn the_api_gives_apps_addresses_of_the_pools_only() {
+    let file = |apps: Vec<Value>| accepted(without_v4_pool(apps)).0;
+    let ssh = |ips: &[&str]| {
+        with(
+            static_ips(tcp_app(), ips),
+            "id",
+            json!("11111111111111111111111111111111"),
+        )
+    };
+    let before = file(vec![ssh(&["192.0.2.80"])]);
+    // Left as the operator wrote it: fine, though there is no IPv4 pool.
+    assert!(api_edge_ips(&before, &before).is_empty());
+    let mut renamed = before.clone();
+    renamed.apps[0].dns.name = "other.example.com".into();
+    assert!(api_edge_ips(&before, &renamed).is_empty());
+    // Moved to another IPv4 address: no pool for IPv4.
+    let errors = api_edge_ips(&before, &file(vec![ssh(&["192.0.2.81"])]));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        (errors[0].field.as_str(), errors[0].value.as_str()),
+        ("apps[0].edge_ips.ips", "192.0.2.81")
+    );
+    assert!(
+        errors[0].reason.contains("no edge.address_pool.ipv4"),
+        "{}",
+        errors[0]
+    );
+    // A new app in the IPv6 pool is fine; outside it, refused naming it.
+    let empty = file(vec![]);
+    assert!(api_edge_ips(&empty, &file(vec![ssh(&["2001:db8:e::9"])])).is_empty());
+    // (The file's own check refuses that too: built by hand here.)
+    let mut outside = file(vec![ssh(&["2001:db8:e::9"])]);
+    outside.apps[0].edge_addrs = vec![ip("2001:db8:f::9")];
+    let errors = api_edge_ips(&empty, &outside);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("\"2001:db8:f::9\": outside edge.address_pool.ipv6 2001:db8:e::/64"),
+        "{}",
+        errors[0]
+    );
+    // Dynamic addresses come from the pool by construction.
+    assert!(api_edge_ips(&empty, &file(vec![dynamic(udp_app(), "ipv6")])).is_empty());
+}
