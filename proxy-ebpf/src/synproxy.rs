@@ -86,7 +86,13 @@ static SYN_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// The window scale the edge announces to clients that offer one.
 pub const EDGE_WS: u8 = 7;
 /// MSS values the TSval can name (3 bits): the client's is rounded down.
-const MSS_TABLE: [u16; 8] = [536, 1220, 1300, 1360, 1400, 1440, 1460, 8940];
+/// Every value of the kernel's own cookie tables is one of them, so the
+/// kernel's choice (the cookie's MSS index) follows from the TSval too.
+const MSS_TABLE: [u16; 8] = [536, 1220, 1300, 1400, 1420, 1440, 1460, 8940];
+/// The kernel's SYN-cookie MSS tables (`msstab` in syncookies.c and
+/// `msstab6`... in ipv6/syncookies.c): a cookie holds an index into them.
+const KERNEL_MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];
+const KERNEL_MSS_V6: [u16; 4] = [1220, 1420, 1440, 8940];
 /// The MSS the origin is told when the client's ACK has no timestamps.
 const MSS_NO_TS_V4: u16 = 1300;
 const MSS_NO_TS_V6: u16 = 1220;
@@ -179,19 +185,72 @@ fn check_cookie<H: Hook>(ctx: &H, packet: &Packet) -> Option<u32> {
         };
         rc == 0
     };
-    if check(tcp) {
-        return Some(packet.tcp_seq.wrapping_sub(1));
-    }
+    let as_ack = check(tcp);
     let scratch = SYN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, used by this program run alone.
     let probe = unsafe { &mut (*scratch).probe };
     *probe = unsafe { *tcp };
-    let seq = packet.tcp_seq.wrapping_add(1).to_be_bytes();
-    probe[4] = seq[0];
-    probe[5] = seq[1];
-    probe[6] = seq[2];
-    probe[7] = seq[3];
-    check(probe as *mut [u8; 20]).then_some(packet.tcp_seq)
+    set4(probe, 4, packet.tcp_seq.wrapping_add(1));
+    let as_probe = check(probe as *mut [u8; 20]);
+    let (ack_isn, probe_isn) = (packet.tcp_seq.wrapping_sub(1), packet.tcp_seq);
+    match (as_ack, as_probe) {
+        (true, false) => Some(ack_isn),
+        (false, true) => Some(probe_isn),
+        (false, false) => None,
+        // Both readings pass when the cookie's MSS index one up (or down)
+        // is in the table too (the cookie grows with the ISN). The index
+        // the kernel chose follows from the MSS the TSval names: read as
+        // an ACK, the cookie less that index + 1 is one below index 0 and
+        // fails; read as a probe it is index 0 and passes.
+        (true, true) => {
+            let Some(index) = kernel_mss_index(ctx, packet) else {
+                return Some(ack_isn);
+            };
+            *probe = unsafe { *tcp };
+            set4(probe, 8, packet.tcp_ack.wrapping_sub(index + 1));
+            if check(probe as *mut [u8; 20]) {
+                Some(probe_isn)
+            } else {
+                Some(ack_isn)
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn set4(bytes: &mut [u8; 20], at: usize, value: u32) {
+    let b = value.to_be_bytes();
+    bytes[at & 15] = b[0];
+    bytes[(at + 1) & 15] = b[1];
+    bytes[(at + 2) & 15] = b[2];
+    bytes[(at + 3) & 15] = b[3];
+}
+
+/// The index into the kernel's MSS table its cookie holds, from the MSS
+/// the edge's TSval names (echoed in the ACK's TSecr); None without
+/// timestamps.
+#[inline(never)]
+fn kernel_mss_index<H: Hook>(ctx: &H, packet: &Packet) -> Option<u32> {
+    let (tcp, len) = read_tcp(ctx, packet)?;
+    let opts = options(tcp, len)?;
+    if opts.ts_at == 0 {
+        return None;
+    }
+    let (mss, _, _) = decode_ts(opts.tsecr);
+    let table = if packet.ipv6 {
+        &KERNEL_MSS_V6
+    } else {
+        &KERNEL_MSS_V4
+    };
+    let mut index = 0u32;
+    let mut i = 0;
+    while i < table.len() {
+        if table[i] <= mss {
+            index = i as u32;
+        }
+        i += 1;
+    }
+    Some(index)
 }
 
 /// What a segment's options say.

@@ -53,6 +53,8 @@ for_both_hooks!(
     ipv6_syn_with_fewer_options,
     ipv4_origin_refuses,
     ipv6_origin_refuses,
+    ipv4_odd_packets_around_the_handshake,
+    ipv6_odd_packets_around_the_handshake,
 );
 
 /// The config for `hook` with both programs loaded: the SYN-ACK of the
@@ -90,6 +92,14 @@ fn ipv4_syn_with_fewer_options(hook: Hook) {
 
 fn ipv6_syn_with_fewer_options(hook: Hook) {
     syn_with_fewer_options(hook, &V6);
+}
+
+fn ipv4_odd_packets_around_the_handshake(hook: Hook) {
+    odd_packets_around_the_handshake(hook, &V4);
+}
+
+fn ipv6_odd_packets_around_the_handshake(hook: Hook) {
+    odd_packets_around_the_handshake(hook, &V6);
 }
 
 fn ipv4_origin_refuses(hook: Hook) {
@@ -143,6 +153,61 @@ fn syn_with_fewer_options(hook: Hook, family: &'static Family) {
             "{offer:?}: the cookie ACK opens an embryonic, pending flow"
         );
     }
+}
+
+/// What must not pass or hang: a SYN with FIN set is dropped before any
+/// flow opens; a client whose cookie ACK was lost opens the flow with its
+/// zero-window probe (sequence number = its ISN); a RST from the origin's
+/// address that does not answer the edge's SYN changes nothing.
+fn odd_packets_around_the_handshake(hook: Hook, family: &'static Family) {
+    let Some((_ns, mut tester)) = setup("spodd", hook, family) else {
+        return;
+    };
+    let mut flow = Flow::new(family, 25004, EVERYTHING);
+    tester.check_rows(
+        hook,
+        &[Row {
+            name: "SYN|FIN: dropped, no flow, nothing to the origin".into(),
+            ingress: CLI0,
+            input: flow.syn_fin(),
+            action: XDP_DROP,
+            moves: vec![(Some(0), "stray_syn")],
+            output: Unchanged,
+        }],
+    );
+    assert_eq!(
+        flow_state(&mut tester, &flow),
+        None,
+        "SYN|FIN opens no flow"
+    );
+    syn_gets_a_cookie(&mut tester, hook, &mut flow);
+    tester.check_rows(
+        hook,
+        &[
+            Row {
+                name: "the cookie ACK lost, the client's zero-window probe: the origin's SYN"
+                    .into(),
+                ingress: CLI0,
+                input: flow.lost_ack_probe(),
+                action: XDP_REDIRECT,
+                moves: vec![(Some(0), "to_origin")],
+                output: Rewritten(flow.origin_syn()),
+            },
+            Row {
+                name: "a RST from the origin's address not answering the SYN: dropped".into(),
+                ingress: ORG0,
+                input: flow.origin_rst_off(),
+                action: XDP_DROP,
+                moves: vec![(Some(0), "rst_invalid")],
+                output: Unchanged,
+            },
+        ],
+    );
+    assert_eq!(
+        flow_state(&mut tester, &flow).map(|(state, _)| state),
+        Some(FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING),
+        "the flow is still pending"
+    );
 }
 
 /// Step 5: the origin's RST to a pending flow becomes the client's, and
@@ -374,6 +439,15 @@ fn data_rows(flow: &Flow) -> Vec<Row> {
             action: XDP_REDIRECT,
             moves: vec![(Some(0), "to_origin")],
             output: Rewritten(flow.client_data(15, &sacks, 10, nop_ts_nop_sack, true)),
+        },
+        Row {
+            name: "client NOP SACK NOP TS: every word at an odd offset, checksum still right"
+                .into(),
+            ingress: CLI0,
+            input: flow.client_data(15, &sacks, 10, nop_sack_nop_ts, false),
+            action: XDP_REDIRECT,
+            moves: vec![(Some(0), "to_origin")],
+            output: Rewritten(flow.client_data(15, &sacks, 10, nop_sack_nop_ts, true)),
         },
         Row {
             name: "client SACK before TS, no NOPs: both translated".into(),

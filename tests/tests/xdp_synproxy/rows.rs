@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tests::packet::{
-    Macs, TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN, Tcp, TcpOpt, tcp_frame_of, with_ipv4_fields,
+    Macs, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, Tcp, TcpOpt, tcp_frame_of, with_ipv4_fields,
 };
 
 use crate::fixture::Hook;
@@ -325,6 +325,39 @@ impl Flow {
         })
     }
 
+    /// A zero-window probe as Linux sends one when the cookie ACK was
+    /// lost: no data, sequence number snd_una - 1 (the ISN itself).
+    pub fn lost_ack_probe(&self) -> Vec<u8> {
+        self.client_sends(Tcp {
+            seq: CLIENT_ISN,
+            ack: self.cookie.wrapping_add(1),
+            flags: TCP_ACK,
+            window: CLIENT_WIN,
+            options: ts_options(CLIENT_TS + 1, self.edge_ts),
+            ..Tcp::default()
+        })
+    }
+
+    /// The client's SYN with FIN set too (no handshake starts that way).
+    pub fn syn_fin(&self) -> Vec<u8> {
+        self.client_sends(Tcp {
+            seq: CLIENT_ISN,
+            flags: TCP_SYN | TCP_FIN,
+            window: CLIENT_WIN,
+            ..Tcp::default()
+        })
+    }
+
+    /// A RST from the origin's address that acknowledges something other
+    /// than the edge's SYN (ISN + 2): not the origin's answer.
+    pub fn origin_rst_off(&self) -> Vec<u8> {
+        self.origin_sends(Tcp {
+            ack: CLIENT_ISN.wrapping_add(2),
+            flags: TCP_RST | TCP_ACK,
+            ..Tcp::default()
+        })
+    }
+
     /// A window probe: one byte of data past the client's zero window,
     /// while the origin has not answered.
     pub fn client_probe(&self) -> Vec<u8> {
@@ -520,6 +553,12 @@ pub fn nop_ts_nop_sack(ts: TcpOpt, sack: TcpOpt) -> Vec<TcpOpt> {
 /// boundary of its values.
 pub fn sack_then_ts(ts: TcpOpt, sack: TcpOpt) -> Vec<TcpOpt> {
     vec![sack, ts]
+}
+
+/// One NOP, SACK, one NOP, TS: every translated word at an odd offset of
+/// the segment (the checksum update must swap its bytes).
+pub fn nop_sack_nop_ts(ts: TcpOpt, sack: TcpOpt) -> Vec<TcpOpt> {
+    vec![TcpOpt::Nop, sack, TcpOpt::Nop, ts]
 }
 
 /// NOP NOP TS.
