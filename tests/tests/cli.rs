@@ -79,7 +79,7 @@ fn check_reports_unreadable_files() {
     let (ok, stdout, _) = agent(&["check", &workspace_file("tests/fixtures/missing-cert.json")]);
     assert!(!ok);
     assert!(
-        stdout.contains("apps[0].tls_cert") && stdout.contains("No such file"),
+        stdout.contains("apps[0].tls_cert") && stdout.contains("not found"),
         "{stdout}"
     );
 }
