@@ -5,7 +5,7 @@
 //! flows and apps up to it (`to_tc`).
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
 use network_types::{
@@ -183,12 +183,23 @@ impl Hook for XdpContext {
         if delta == 0 {
             return Ok(());
         }
-        let rc = unsafe { bpf_xdp_adjust_tail(self.ctx, delta as i32) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(Verdict::Malformed)
+        let delta = delta as i32;
+        if unsafe { bpf_xdp_adjust_tail(self.ctx, delta) } == 0 {
+            return Ok(());
         }
+        // No tailroom (veth hands XDP a small skb's own buffer): grow at
+        // the head, which XDP always has room for; the Ethernet header
+        // moves to the new start, the caller rewrites what follows it.
+        if delta < 0 {
+            return Err(Verdict::Malformed);
+        }
+        let eth: [u8; 14] = unsafe { *ptr_at::<[u8; 14]>(self, 0)? };
+        if unsafe { bpf_xdp_adjust_head(self.ctx, -delta) } != 0 {
+            return Err(Verdict::Malformed);
+        }
+        let at: *mut [u8; 14] = ptr_at(self, 0)?;
+        unsafe { *at = eth };
+        Ok(())
     }
 
     #[inline(always)]
