@@ -51,6 +51,12 @@ pub struct DnsServerFile {
     /// Seconds; default 30.
     #[serde(default)]
     pub ttl: Option<u64>,
+    /// UDP responses a second per client /24 or /56 (RRL); default 20, 0: off.
+    #[serde(default)]
+    pub responses_per_second: Option<u64>,
+    /// TCP connections at once; default 256.
+    #[serde(default)]
+    pub max_tcp_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]

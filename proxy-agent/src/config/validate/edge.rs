@@ -267,6 +267,28 @@ impl Validator {
                 "expected 1 to 86400 seconds",
             ),
         }
+        let mut responses_per_second = DEFAULT_DNS_RESPONSES_PER_SECOND;
+        match d.responses_per_second {
+            None => {}
+            Some(n @ 0..=1_000_000) => responses_per_second = n as u32,
+            Some(n) => self.error(
+                None,
+                "dns_server.responses_per_second",
+                n.to_string(),
+                "expected 0 (no limit) to 1000000 responses a second per client prefix",
+            ),
+        }
+        let mut max_tcp_connections = DEFAULT_DNS_MAX_TCP_CONNECTIONS;
+        match d.max_tcp_connections {
+            None => {}
+            Some(n @ 1..=65_536) => max_tcp_connections = n as usize,
+            Some(n) => self.error(
+                None,
+                "dns_server.max_tcp_connections",
+                n.to_string(),
+                "expected 1 to 65536 connections",
+            ),
+        }
         if self.errors.len() > errors {
             return None;
         }
@@ -309,6 +331,8 @@ impl Validator {
             zones,
             nameserver,
             ttl,
+            responses_per_second,
+            max_tcp_connections,
         })
     }
 

@@ -136,6 +136,8 @@ fn dns_server_checked() {
             zones: vec!["example.com".into()],
             nameserver: "ns.example.com".into(),
             ttl: DEFAULT_DNS_TTL,
+            responses_per_second: DEFAULT_DNS_RESPONSES_PER_SECOND,
+            max_tcp_connections: DEFAULT_DNS_MAX_TCP_CONNECTIONS,
         })
     );
     file["dns_server"]["zones"] = json!(["other.net"]);
@@ -169,6 +171,20 @@ fn dns_server_checked() {
             "dns_server.listen[1]",
             "10.0.1.1:53",
             "twice",
+        ),
+        (
+            json!({"listen": ["10.0.1.1"], "zones": ["example.com"],
+                   "responses_per_second": 2_000_000}),
+            "dns_server.responses_per_second",
+            "2000000",
+            "0 (no limit) to 1000000",
+        ),
+        (
+            json!({"listen": ["10.0.1.1"], "zones": ["example.com"],
+                   "max_tcp_connections": 0}),
+            "dns_server.max_tcp_connections",
+            "0",
+            "1 to 65536",
         ),
         (
             json!({"listen": ["10.0.1.1"]}),
