@@ -378,3 +378,216 @@ fn accept_local_is_put_back_when_the_agent_stops() {
         );
     }
 }
+
+const DNS_ZONE: &str = "example.test";
+
+/// The DNS server on the edge's cli-facing IPv4 address with
+/// `responses_per_second` and `max_tcp_connections`, and the API (for
+/// its counters).
+fn dns_config(token_file: &std::path::Path, per_second: u32, max_tcp: u32) -> String {
+    let mut config = ConfigBuilder::new()
+        .dns_server(&[addr::EDGE_CLI_V4], DNS_ZONE, 30)
+        .api(API_PORT, token_file, ZONE)
+        .app(AppJson::tcp(PORT, &format!("app.{DNS_ZONE}")).origin_direct([org4("tcp", 3000)]))
+        .value();
+    config["dns_server"]["responses_per_second"] = per_second.into();
+    config["dns_server"]["max_tcp_connections"] = max_tcp.into();
+    config.to_string()
+}
+
+/// An A query for `app.example.test` with id `id`.
+fn dns_query(id: u16) -> Vec<u8> {
+    let mut query = id.to_be_bytes().to_vec();
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in ["app", "example", "test"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    query
+}
+
+/// `count` UDP queries from `ns` at once to the DNS server; the replies
+/// with answers and the truncated (TC=1) ones.
+fn udp_burst(ns: &Netns, count: u16) -> (usize, usize) {
+    let enter = ns.enter_handle();
+    std::thread::spawn(move || {
+        enter().expect("enter");
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        socket
+            .connect(format!("{}:53", addr::EDGE_CLI_V4))
+            .expect("connect");
+        for id in 0..count {
+            socket.send(&dns_query(id)).expect("send");
+        }
+        // Replies come at once; 2 s of quiet ends the count (a hang
+        // guard on a loaded machine, not a measurement).
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let (mut full, mut truncated) = (0, 0);
+        let mut reply = [0u8; 1500];
+        while let Ok(n) = socket.recv(&mut reply) {
+            if n < 12 {
+                continue;
+            }
+            let answers = u16::from_be_bytes([reply[6], reply[7]]);
+            if reply[2] & 0x02 != 0 {
+                assert_eq!(answers, 0, "a truncated reply has no records");
+                truncated += 1;
+            } else if answers > 0 {
+                full += 1;
+            }
+        }
+        (full, truncated)
+    })
+    .join()
+    .expect("client thread")
+}
+
+/// `/metrics` through the API, from `cli`.
+fn metrics(cli: &Netns) -> String {
+    let enter = cli.enter_handle();
+    std::thread::spawn(move || {
+        enter().expect("enter cli");
+        let mut stream = TcpStream::connect((addr::EDGE_CLI_V4, API_PORT)).expect("connect");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .join()
+    .expect("client thread")
+}
+
+/// The value of the metrics line that starts with `series`.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_udp_query_flood_from_one_prefix_is_rate_limited_and_counted() {
+    let Some(topology) = Topology::for_test(
+        "a_udp_query_flood_from_one_prefix_is_rate_limited_and_counted",
+        "rrl",
+    ) else {
+        return;
+    };
+    let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
+    write_token_file(&path, TOKEN);
+    let agent = Agent::start(&topology.edge, &dns_config(&path, 10, 256), "native").expect("agent");
+    servers::wait_listening(&topology.edge, "u", 53).expect("DNS listens");
+    const FLOOD: u16 = 200;
+    let (full, truncated) = udp_burst(&topology.cli, FLOOD);
+    // A second's worth answered (and a few more if the burst took long on
+    // a loaded machine), of the rest every other one truncated.
+    assert!(
+        (10..=30).contains(&full),
+        "{full} answered\n{}",
+        agent.log()
+    );
+    let held = usize::from(FLOOD) - full;
+    assert!(
+        truncated.abs_diff(held / 2) <= 1,
+        "{truncated} truncated of {held} held back"
+    );
+    // Another prefix (org's /24) is answered in full meanwhile.
+    let (other, other_truncated) = udp_burst(&topology.org, 5);
+    assert_eq!((other, other_truncated), (5, 0), "{}", agent.log());
+    let text = metrics(&topology.cli);
+    let dropped = metric(&text, "spectrum_dns_limited_total{action=\"dropped\"}");
+    let counted_truncated = metric(&text, "spectrum_dns_limited_total{action=\"truncated\"}");
+    assert_eq!(counted_truncated as usize, truncated, "{text}");
+    assert_eq!((dropped + counted_truncated) as usize, held, "{text}");
+}
+
+/// A TCP connection to the DNS server from the thread's namespace.
+fn dns_tcp() -> TcpStream {
+    let stream = TcpStream::connect_timeout(
+        &format!("{}:53", addr::EDGE_CLI_V4)
+            .parse()
+            .expect("address"),
+        Duration::from_secs(10),
+    )
+    .expect("connect");
+    // A hang guard: a served query is answered at once.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream
+}
+
+/// Sends one query over `stream`; whether an answer came back (false: the
+/// server closed it).
+fn tcp_query(stream: &mut TcpStream, id: u16) -> bool {
+    let query = dns_query(id);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    if stream.write_all(&framed).is_err() {
+        return false;
+    }
+    let mut len = [0u8; 2];
+    if stream.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).is_ok() && reply[..2] == id.to_be_bytes()
+}
+
+#[test]
+fn dns_tcp_connections_beyond_the_cap_are_closed_and_idle_ones_time_out() {
+    let Some(topology) = Topology::for_test(
+        "dns_tcp_connections_beyond_the_cap_are_closed_and_idle_ones_time_out",
+        "dnstcp",
+    ) else {
+        return;
+    };
+    let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
+    write_token_file(&path, TOKEN);
+    let agent = Agent::start(&topology.edge, &dns_config(&path, 0, 4), "native").expect("agent");
+    servers::wait_listening(&topology.edge, "t", 53).expect("DNS listens");
+    let enter = topology.cli.enter_handle();
+    let log = std::thread::spawn(move || {
+        enter().expect("enter cli");
+        // Four connections, each answered, held open.
+        let mut held: Vec<TcpStream> = (0..4).map(|_| dns_tcp()).collect();
+        for (i, stream) in held.iter_mut().enumerate() {
+            assert!(tcp_query(stream, i as u16), "connection {i} answered");
+        }
+        // A fifth is closed without an answer.
+        let mut fifth = dns_tcp();
+        assert!(!tcp_query(&mut fifth, 5), "over the cap, yet answered");
+        // One goes: a new connection is served again.
+        drop(held.pop());
+        let served = eventually(SOON, || tcp_query(&mut dns_tcp(), 6));
+        assert!(served, "a freed slot serves no connection");
+        // An idle connection is closed by the server (its 5 s timeout;
+        // the 30 s read timeout is a hang guard).
+        let mut idle = dns_tcp();
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        let closed = matches!(idle.read(&mut byte), Ok(0));
+        assert!(
+            closed && started.elapsed() < Duration::from_secs(30),
+            "idle connection kept"
+        );
+    })
+    .join();
+    let text = metrics(&topology.cli);
+    let refused = metric(&text, "spectrum_dns_limited_total{action=\"tcp_refused\"}");
+    let (_, agent_log) = agent.stop().expect("stop");
+    log.unwrap_or_else(|_| panic!("client failed\n{agent_log}"));
+    assert!(refused >= 1, "{text}");
+    assert!(
+        agent_log.contains("over the TCP connection limit"),
+        "{agent_log}"
+    );
+}
