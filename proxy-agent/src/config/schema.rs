@@ -33,6 +33,11 @@ pub struct ApiFile {
     /// The zone id the apps live in (`/zones/{zone}/...`).
     #[serde(default)]
     pub zone: Option<String>,
+    /// PEM certificate chain and private key: HTTPS instead of HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The embedded authoritative DNS server.

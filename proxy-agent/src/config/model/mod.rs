@@ -110,10 +110,17 @@ impl Config {
             }
         };
         resolve(&mut self.edge.geoip.country_db);
-        if let Some(api) = &mut self.api
-            && api.token_file.is_relative()
-        {
-            api.token_file = base.join(&api.token_file);
+        if let Some(api) = &mut self.api {
+            if api.token_file.is_relative() {
+                api.token_file = base.join(&api.token_file);
+            }
+            if let Some(tls) = &mut api.tls {
+                for path in [&mut tls.cert, &mut tls.key] {
+                    if path.is_relative() {
+                        *path = base.join(&*path);
+                    }
+                }
+            }
         }
         resolve(&mut self.edge.geoip.asn_db);
         for app in &mut self.apps {
@@ -165,17 +172,40 @@ impl Config {
             "api.token_file".to_string(),
             self.api.as_ref().map(|a| &a.token_file),
         );
+        let api_tls = self.api.as_ref().and_then(|a| a.tls.as_ref());
+        let api_tls = [
+            ("api.tls_cert".to_string(), api_tls.map(|t| &t.cert)),
+            ("api.tls_key".to_string(), api_tls.map(|t| &t.key)),
+        ];
         geoip
             .into_iter()
             .chain(std::iter::once(api))
+            .chain(api_tls)
             .chain(tls)
             .filter_map(|(field, path)| {
                 let path = path.map(PathBuf::as_path)?;
-                let reason = unreadable(path)?;
+                let reason = unreadable(path).or_else(|| {
+                    // Secrets: readable by their owner only (as sshd wants
+                    // of private keys), at start and at each reload.
+                    let secret = field == "api.token_file" || field == "api.tls_key";
+                    secret.then(|| open_to_others(path)).flatten()
+                })?;
                 Some(ConfigError::new(field, path.display().to_string(), reason))
             })
             .collect()
     }
+}
+
+/// Why a secret at `path` is refused: group or others may read it.
+fn open_to_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "mode {:04o} lets group or others read it; make it readable by its owner only (chmod 600)",
+            mode & 0o7777
+        )
+    })
 }
 
 /// Why `path` cannot be read as a file, or None when it can.

@@ -10,6 +10,15 @@ pub struct Api {
     pub token_file: PathBuf,
     /// The zone id in the paths (`/zones/{zone}/spectrum/apps`).
     pub zone: String,
+    /// HTTPS with this certificate chain and key (PEM files); None: HTTP.
+    pub tls: Option<ApiTls>,
+}
+
+/// `api.tls_cert` and `api.tls_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `dns_server`: answers for the apps' `dns.name`s with their edge

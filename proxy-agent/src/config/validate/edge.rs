@@ -371,12 +371,38 @@ impl Validator {
                 "expected a zone id: 1-64 letters, digits or '-'",
             );
         }
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(ApiTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                self.error(
+                    None,
+                    "api.tls_key",
+                    "",
+                    format!("required with api.tls_cert ({})", cert.display()),
+                );
+                None
+            }
+            (None, Some(key)) => {
+                self.error(
+                    None,
+                    "api.tls_cert",
+                    "",
+                    format!("required with api.tls_key ({})", key.display()),
+                );
+                None
+            }
+        };
         if self.errors.len() > errors {
             return None;
         }
         Some(Api {
             listen: listen?,
             token_file: a.token_file.clone()?,
+            tls,
             zone,
         })
     }

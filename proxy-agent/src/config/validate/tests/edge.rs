@@ -78,6 +78,18 @@ fn api_checked() {
     let api = config_.api.expect("api");
     assert_eq!(api.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(api.zone, "z-1");
+    assert_eq!(api.tls, None);
+    let mut tls = file.clone();
+    tls["api"]["tls_cert"] = json!("api.pem");
+    tls["api"]["tls_key"] = json!("api.key");
+    let (config_, _) = accepted(tls);
+    assert_eq!(
+        config_.api.expect("api").tls,
+        Some(ApiTls {
+            cert: "api.pem".into(),
+            key: "api.key".into()
+        })
+    );
     // On an app's address and port, XDP would take the API's packets.
     file["api"]["listen"] = json!("198.51.100.1:22");
     only_error(
@@ -111,6 +123,20 @@ fn api_checked() {
             "api.zone",
             "a/b",
             "zone id",
+        ),
+        (
+            json!({"listen": "127.0.0.1:80", "token_file": "t", "zone": "z",
+                   "tls_cert": "api.pem"}),
+            "api.tls_key",
+            "",
+            "required with api.tls_cert (api.pem)",
+        ),
+        (
+            json!({"listen": "127.0.0.1:80", "token_file": "t", "zone": "z",
+                   "tls_key": "api.key"}),
+            "api.tls_cert",
+            "",
+            "required with api.tls_key (api.key)",
         ),
     ] {
         let mut file = config(vec![tcp_app()]);
