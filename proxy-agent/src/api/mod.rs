@@ -198,21 +198,58 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `stop` resolves, then lets the
-/// requests in progress finish (the caller bounds how long).
+/// Serves `router` on `listener` (over TLS with `tls`, see
+/// [`tls_config`]) until `stop` resolves, then lets the requests in
+/// progress finish (the caller bounds how long).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, router(state), stop, HEADER_READ_TIMEOUT).await
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    serve_with(listener, router(state), tls, stop, HEADER_READ_TIMEOUT).await
 }
 
-/// HTTP/1.1 on `listener`, a connection per task; a client that has not
-/// sent a request's headers within `header_timeout` is disconnected.
+/// The API's TLS (`api.tls_cert`, `api.tls_key`): TLS 1.2 and 1.3 with the
+/// edge's suites; fails naming the field when a file does not load.
+// TODO(h21): read the files through the bounded, no-follow config file
+// reader (the issue's "paths only from the config file" item) once merged;
+// plain reads here, at start only.
+pub fn tls_config(tls: &crate::config::model::ApiTls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&tls.key)
+        .map_err(|e| anyhow::anyhow!("api.tls_key {}: {e}", tls.key.display()))?
+        .permissions()
+        .mode();
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "api.tls_key {}: mode {:04o} lets group or others read the key; \
+         make it readable by its owner only (chmod 600)",
+        tls.key.display(),
+        mode & 0o7777
+    );
+    crate::proxy::tls::edge_server_config(&[crate::proxy::tls::CertKeyPaths {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+    }])
+    .with_context(|| {
+        format!(
+            "api.tls_cert {} / api.tls_key {}",
+            tls.cert.display(),
+            tls.key.display()
+        )
+    })
+}
+
+/// HTTP/1.1 on `listener` (in TLS with `tls`), a connection per task; a
+/// client that has not finished the TLS handshake, then sent a request's
+/// headers, within `header_timeout` each is disconnected.
 async fn serve_with(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     header_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -241,9 +278,33 @@ async fn serve_with(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    let stream = match tokio::time::timeout(header_timeout, tls.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            return tracing::debug!(%peer, "management API: TLS handshake: {err}");
+                        }
+                        Err(_) => {
+                            return tracing::debug!(%peer, "management API: TLS handshake timed out");
+                        }
+                    };
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(err) = served {
                 tracing::debug!("management API connection: {err}");
             }
         });

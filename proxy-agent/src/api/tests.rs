@@ -537,6 +537,7 @@ async fn slow_headers_are_cut_and_requests_answered() {
     let server = tokio::spawn(serve_with(
         listener,
         router(state()),
+        None,
         async move {
             let _ = stop_rx.await;
         },
