@@ -591,3 +591,89 @@ fn dns_tcp_connections_beyond_the_cap_are_closed_and_idle_ones_time_out() {
         "{agent_log}"
     );
 }
+
+/// `curl` in `cli` for the API's `/metrics` at `url` with `args`; its
+/// exit and output (the HTTP status last).
+fn curl(cli: &Netns, url: &str, args: &[&str]) -> (bool, String) {
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let resolve = format!("api.test:{API_PORT}:{}", addr::EDGE_CLI_V4);
+    // --max-time: a hang guard on a loaded machine.
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "30",
+        "-H",
+        &auth,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_code}",
+    ];
+    all.extend_from_slice(args);
+    all.push(url);
+    let out = cli.command("curl", &all).output().expect("curl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_api_serves_https_with_its_certificate() {
+    let Some(topology) = Topology::for_test("the_api_serves_https_with_its_certificate", "apitls")
+    else {
+        return;
+    };
+    let dir = scratch_dir().join(format!("{}-pki", topology.edge.name()));
+    let pki = tests::certs::Pki::new(&dir).expect("pki");
+    let pair = pki.leaf("api.test").expect("leaf");
+    let chmod = |mode| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&pair.key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
+    write_token_file(&path, TOKEN);
+    let mut config = ConfigBuilder::new()
+        .api(API_PORT, &path, ZONE)
+        .app(app().origin_direct([org4("tcp", 3000)]))
+        .value();
+    config["api"]["tls_cert"] = pair.cert.display().to_string().into();
+    config["api"]["tls_key"] = pair.key.display().to_string().into();
+    let config = config.to_string();
+    // A key others can read is refused, naming it.
+    chmod(0o644);
+    match Agent::start(&topology.edge, &config, "native") {
+        Ok(agent) => panic!("started with a 0644 API key\n{}", agent.log()),
+        Err(err) => {
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("api.tls_key") && err.contains("mode 0644"),
+                "{err}"
+            );
+        }
+    }
+    chmod(0o600);
+    let agent = Agent::start(&topology.edge, &config, "native").expect("agent");
+    servers::wait_listening(&topology.edge, "t", API_PORT).expect("API listens");
+    let ca = pki.ca.cert.display().to_string();
+    let https = format!("https://api.test:{API_PORT}/metrics");
+    let (ok, out) = curl(&topology.cli, &https, &["--cacert", &ca]);
+    assert!(
+        ok && out.ends_with("\n200") && out.contains("spectrum_"),
+        "{out}\n{}",
+        agent.log()
+    );
+    // Without the CA, curl refuses the certificate; plain HTTP gets no
+    // answer from a TLS port.
+    let (ok, out) = curl(&topology.cli, &https, &[]);
+    assert!(!ok, "an unknown CA was accepted: {out}");
+    let (ok, out) = curl(
+        &topology.cli,
+        &format!("http://api.test:{API_PORT}/metrics"),
+        &[],
+    );
+    assert!(!ok || !out.ends_with("\n200"), "plain HTTP answered: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
