@@ -184,28 +184,11 @@ impl Config {
             .chain(tls)
             .filter_map(|(field, path)| {
                 let path = path.map(PathBuf::as_path)?;
-                let reason = unreadable(path).or_else(|| {
-                    // Secrets: readable by their owner only (as sshd wants
-                    // of private keys), at start and at each reload.
-                    let secret = field == "api.token_file" || field == "api.tls_key";
-                    secret.then(|| open_to_others(path)).flatten()
-                })?;
+                let reason = unreadable(path)?;
                 Some(ConfigError::new(field, path.display().to_string(), reason))
             })
             .collect()
     }
-}
-
-/// Why a secret at `path` is refused: group or others may read it.
-fn open_to_others(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "mode {:04o} lets group or others read it; make it readable by its owner only (chmod 600)",
-            mode & 0o7777
-        )
-    })
 }
 
 /// Why `path` cannot be read as a file, or None when it can.
