@@ -206,6 +206,11 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsLimitedLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DnsLabels {
     rcode: String,
     qtype: String,
@@ -444,6 +449,19 @@ pub fn render(
         );
         for (rcode, qtype, n) in dns.snapshot() {
             answers.get_or_create(&DnsLabels { rcode, qtype }).inc_by(n);
+        }
+        let limited = Family::<DnsLimitedLabels, Counter>::default();
+        registry.register(
+            "dns_limited",
+            "What the embedded DNS server held back: UDP responses over a client \
+             prefix's rate (action dropped or truncated, TC=1) and TCP connections \
+             over dns_server.max_tcp_connections (tcp_refused)",
+            limited.clone(),
+        );
+        for (action, n) in dns.limited() {
+            limited
+                .get_or_create(&DnsLimitedLabels { action })
+                .inc_by(n);
         }
     }
 

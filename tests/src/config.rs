@@ -49,7 +49,8 @@ impl ConfigBuilder {
         self.edge("resolver", ip)
     }
 
-    /// The management API on the edge's `cli`-facing address.
+    /// The management API on the edge's `cli`-facing address (its token
+    /// file written by [`write_token_file`]).
     pub fn api(self, port: u16, token_file: &Path, zone: &str) -> Self {
         self.section(
             "api",
@@ -184,4 +185,13 @@ fn into_map(value: Value) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// Writes an API token file as the agent wants it: readable by its owner
+/// only (the agent refuses a token group or others may read).
+pub fn write_token_file(path: &Path, token: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, format!("{token}\n")).expect("token file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }

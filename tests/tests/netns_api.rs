@@ -62,7 +62,7 @@ fn the_api_answers_with_cloudflares_envelope_and_metrics_move_with_traffic() {
     let (cli, org) = (&topology.cli, &topology.org);
     let _origin = servers::tcp_echo(org, 2201).expect("origin");
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    tests::config::write_token_file(&token_file, TOKEN);
     let config = ConfigBuilder::new()
         .api(PORT, &token_file, ZONE)
         .app(AppJson::tcp(22, "ssh.example.test").origin_direct([org4("tcp", 2201)]))

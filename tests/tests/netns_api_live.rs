@@ -276,7 +276,7 @@ fn edge_v4(app: &Value) -> String {
 /// in a fresh file); the test adds its apps.
 fn with_api(topology: &Topology) -> ConfigBuilder {
     let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
-    std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
+    tests::config::write_token_file(&path, TOKEN);
     ConfigBuilder::new().api(API_PORT, &path, ZONE)
 }
 

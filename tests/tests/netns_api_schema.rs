@@ -306,7 +306,7 @@ fn the_api_answers_schemathesis_without_server_errors() {
     let topology = Topology::new("apist").expect("topology");
     let _servers = start_org_side(&topology);
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    tests::config::write_token_file(&token_file, TOKEN);
     let agent = Agent::start(&topology.edge, &config(&token_file), "native").expect("agent");
     let apps = format!("/zones/{ZONE}/spectrum/apps");
     assert_eq!(get_status(&topology.cli, &apps), 200, "{}", agent.log());

@@ -254,7 +254,7 @@ fn flow_entries(cli: &Netns, state: &str) -> Option<f64> {
 /// The API's token file and a config builder with the API on.
 fn with_api(topology: &Topology) -> ConfigBuilder {
     let token_file = scratch_dir().join(format!("{}-token", topology.edge.name()));
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    tests::config::write_token_file(&token_file, TOKEN);
     ConfigBuilder::new().api(API_PORT, &token_file, ZONE)
 }
 

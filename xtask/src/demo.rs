@@ -91,8 +91,7 @@ pub fn demo() -> anyhow::Result<()> {
     // of this run (the example's `change-me` is refused on purpose).
     let token = format!("demo-{}-{}", std::process::id(), nanos());
     let token_file = tests::scratch_dir().join("demo-api-token");
-    std::fs::write(&token_file, &token)
-        .with_context(|| format!("writing {}", token_file.display()))?;
+    tests::config::write_token_file(&token_file, &token);
     let mut config: serde_json::Value = serde_json::from_str(&config)?;
     config["api"] = serde_json::json!({
         "listen": format!("{}:{API_PORT}", addr::EDGE_CLI_V4),

@@ -169,10 +169,11 @@ impl Agent {
         let api = match &config.api {
             Some(settings) => {
                 let token = api::read_token(&settings.token_file)?;
+                let tls = settings.tls.as_ref().map(api::tls_config).transpose()?;
                 let listener = TcpListener::bind(settings.listen)
                     .await
                     .with_context(|| format!("api.listen {}: cannot bind", settings.listen))?;
-                Some((settings.clone(), token, listener))
+                Some((settings.clone(), token, tls, listener))
             }
             None => None,
         };
@@ -214,7 +215,7 @@ impl Agent {
         let (published, config_rx) = watch::channel(Arc::new(config.clone()));
         let (flow_entries, flow_entries_rx) = watch::channel(conntrack_gc::FlowView::default());
         let (change_tx, change_rx) = mpsc::channel::<ChangeRequest>(CHANGE_QUEUE);
-        let api_task = api.map(|(settings, token, listener)| {
+        let api_task = api.map(|(settings, token, tls, listener)| {
             let pin = paths.stats_pin.clone();
             let counters: api::CounterSource = Arc::new(move |slots| {
                 let map = stats::open_pinned(&pin)?;
@@ -228,8 +229,9 @@ impl Agent {
             let stop = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            info!(listen = %settings.listen, zone = %settings.zone, "management API serving");
-            tokio::spawn(api::serve(listener, state, stop))
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            info!(listen = %settings.listen, zone = %settings.zone, scheme, "management API serving");
+            tokio::spawn(api::serve(listener, state, tls, stop))
         });
         // Counters pinned last: their presence means ready.
         kernel.pin_stats(&paths.stats_pin)?;

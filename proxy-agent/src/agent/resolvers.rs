@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::model::{Config, Origin, OriginDns},
-    proxy::origin::{OriginResolver, refresh_after},
+    proxy::origin::{AllRefused, OriginResolver, refresh_after},
 };
 
 /// After a failed lookup, the next try (the addresses in use stay).
@@ -127,6 +127,11 @@ async fn resolve_forever(
                 }
                 debug!(app = %app_name, origin = %origin.name, ttl = ?answer.ttl, next = ?wait, "origin resolved");
                 wait
+            }
+            // A refused answer was logged once by the resolver already.
+            Err(err) if err.is::<AllRefused>() => {
+                debug!(app = %app_name, origin = %origin.name, "{err:#}; keeping {} addresses, retrying in {RESOLVE_RETRY:?}", current.len());
+                RESOLVE_RETRY
             }
             Err(err) => {
                 warn!(app = %app_name, origin = %origin.name, "{err:#}; keeping {} addresses, retrying in {RESOLVE_RETRY:?}", current.len());

@@ -30,6 +30,7 @@ use axum::{
 use tokio::sync::{mpsc, watch};
 
 use crate::config::model::Config;
+use crate::proxy::routes::Throttle;
 use crate::{
     agent::plan::ChangeRequest,
     dns::DnsAnswers,
@@ -76,7 +77,14 @@ pub struct ApiState {
     dns: Option<DnsAnswers>,
     /// The flow tables' fill, as the flow collector last saw it.
     flow_entries: Option<watch::Receiver<FlowView>>,
+    /// Refused requests are logged one per 10 s, with the count of the
+    /// rest: a token guesser cannot flood the log.
+    auth_refused: Arc<Throttle>,
 }
+
+/// The client's address, put on each request by the accept loop.
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::SocketAddr);
 
 impl ApiState {
     pub fn new(
@@ -93,6 +101,7 @@ impl ApiState {
             changes: None,
             dns: None,
             flow_entries: None,
+            auth_refused: Arc::default(),
         }
     }
 
@@ -120,10 +129,28 @@ impl ApiState {
 }
 
 /// The token: the file's first line, trimmed; one shorter than
-/// MIN_TOKEN_LEN is refused.
+/// MIN_TOKEN_LEN is refused, and so is a file that group or others may
+/// read (sshd's rule for private keys: a token anyone on the host can read
+/// opens the API to them).
 pub fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("api.token_file {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("api.token_file {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "api.token_file {}: mode {:04o} lets group or others read the token; \
+         make it readable by its owner only (chmod 600)",
+        path.display(),
+        mode & 0o7777
+    );
+    // The agent's one reader: a regular file, no symlink, bounded; its
+    // errors never quote the file.
+    let bytes = crate::files::read_regular(path, TOKEN_FILE_LIMIT)
+        .map_err(|e| anyhow::anyhow!("api.token_file: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("api.token_file {}: not UTF-8 text", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     anyhow::ensure!(
         token.len() >= MIN_TOKEN_LEN,
@@ -134,6 +161,9 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
     );
     Ok(token)
 }
+
+/// The largest token file read (a token is one line of tens of bytes).
+const TOKEN_FILE_LIMIT: u64 = 4096;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -152,28 +182,80 @@ pub fn router(state: ApiState) -> Router {
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     match authorized(&state, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            if let Some(skipped) = state.auth_refused.allow() {
+                let peer = request.extensions().get::<Peer>().map(|p| p.0);
+                tracing::warn!(
+                    client = ?peer,
+                    path = %request.uri().path(),
+                    skipped,
+                    "management API: request without the right token refused (401){}",
+                    if skipped == 0 {
+                        String::new()
+                    } else {
+                        format!(" (and {skipped} more since the last such line; one line per 10 s)")
+                    }
+                );
+            }
+            refused.into_response()
+        }
     }
 }
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `stop` resolves, then lets the
-/// requests in progress finish (the caller bounds how long).
+/// Serves `router` on `listener` (over TLS with `tls`, see
+/// [`tls_config`]) until `stop` resolves, then lets the requests in
+/// progress finish (the caller bounds how long).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, router(state), stop, HEADER_READ_TIMEOUT).await
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    serve_with(listener, router(state), tls, stop, HEADER_READ_TIMEOUT).await
 }
 
-/// HTTP/1.1 on `listener`, a connection per task; a client that has not
-/// sent a request's headers within `header_timeout` is disconnected.
+/// The API's TLS (`api.tls_cert`, `api.tls_key`): TLS 1.2 and 1.3 with the
+/// edge's suites; fails naming the field when a file does not load.
+// The files go through the agent's one reader (`edge_server_config`), at
+// start only.
+pub fn tls_config(tls: &crate::config::model::ApiTls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&tls.key)
+        .map_err(|e| anyhow::anyhow!("api.tls_key {}: {e}", tls.key.display()))?
+        .permissions()
+        .mode();
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "api.tls_key {}: mode {:04o} lets group or others read the key; \
+         make it readable by its owner only (chmod 600)",
+        tls.key.display(),
+        mode & 0o7777
+    );
+    crate::proxy::tls::edge_server_config(&[crate::proxy::tls::CertKeyPaths {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+    }])
+    .with_context(|| {
+        format!(
+            "api.tls_cert {} / api.tls_key {}",
+            tls.cert.display(),
+            tls.key.display()
+        )
+    })
+}
+
+/// HTTP/1.1 on `listener` (in TLS with `tls`), a connection per task; a
+/// client that has not finished the TLS handshake, then sent a request's
+/// headers, within `header_timeout` each is disconnected.
 async fn serve_with(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     header_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -183,7 +265,7 @@ async fn serve_with(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(err) => {
                     // Out of descriptors, a connection reset while queued:
                     // wait a little rather than spin.
@@ -194,14 +276,41 @@ async fn serve_with(
             },
             () = &mut stop => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (stream, peer) = stream;
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(Peer(peer))),
+        );
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    let stream = match tokio::time::timeout(header_timeout, tls.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            return tracing::debug!(%peer, "management API: TLS handshake: {err}");
+                        }
+                        Err(_) => {
+                            return tracing::debug!(%peer, "management API: TLS handshake timed out");
+                        }
+                    };
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(err) = served {
                 tracing::debug!("management API connection: {err}");
             }
         });

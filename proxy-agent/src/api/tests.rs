@@ -537,6 +537,7 @@ async fn slow_headers_are_cut_and_requests_answered() {
     let server = tokio::spawn(serve_with(
         listener,
         router(state()),
+        None,
         async move {
             let _ = stop_rx.await;
         },
@@ -578,7 +579,27 @@ fn the_token_is_the_first_line_and_not_empty() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("token");
     std::fs::write(&file, "  0123456789abcdef  \nignored\n").unwrap();
+    let chmod = |mode| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    for open in [0o644, 0o640, 0o604, 0o660] {
+        chmod(open);
+        let err = read_token(&file).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("mode {open:04o}")) && err.contains("chmod 600"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("0123456789abcdef"),
+            "no token in errors: {err}"
+        );
+    }
+    chmod(0o600);
     assert_eq!(read_token(&file).unwrap(), "0123456789abcdef");
+    chmod(0o400);
+    assert_eq!(read_token(&file).unwrap(), "0123456789abcdef");
+    chmod(0o600);
     for short in ["\n", "change-me\n"] {
         std::fs::write(&file, short).unwrap();
         let err = read_token(&file).unwrap_err().to_string();

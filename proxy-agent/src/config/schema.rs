@@ -33,6 +33,11 @@ pub struct ApiFile {
     /// The zone id the apps live in (`/zones/{zone}/...`).
     #[serde(default)]
     pub zone: Option<String>,
+    /// PEM certificate chain and private key: HTTPS instead of HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The embedded authoritative DNS server.
@@ -51,6 +56,12 @@ pub struct DnsServerFile {
     /// Seconds; default 30.
     #[serde(default)]
     pub ttl: Option<u64>,
+    /// UDP responses a second per client /24 or /56 (RRL); default 20, 0: off.
+    #[serde(default)]
+    pub responses_per_second: Option<u64>,
+    /// TCP connections at once; default 256.
+    #[serde(default)]
+    pub max_tcp_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! response handler that counts what it sends, whoever built the answer.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hickory_server::net::NetError;
@@ -20,10 +21,36 @@ use super::handler::question_points_into_header;
 /// response codes, hickory's record type names with `Unknown` for every
 /// type it does not know, `-` for no single question): a client choosing
 /// query types cannot make the number of series grow past a few hundred.
+///
+/// Also what the server held back: responses over a client prefix's rate
+/// (dropped, truncated) and TCP connections over the cap (refused).
 #[derive(Clone, Debug, Default)]
-pub struct DnsAnswers(Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>);
+pub struct DnsAnswers(
+    Arc<Mutex<BTreeMap<(&'static str, &'static str), u64>>>,
+    Arc<[AtomicU64; 3]>,
+);
+
+/// What [`DnsAnswers::limited`] names its counts.
+pub const LIMITED: [&str; 3] = ["dropped", "truncated", "tcp_refused"];
+
+/// Which of [`LIMITED`] one held-back response or connection is.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Limited {
+    Dropped = 0,
+    Truncated = 1,
+    TcpRefused = 2,
+}
 
 impl DnsAnswers {
+    pub(super) fn count_limited(&self, what: Limited) {
+        self.1[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (what, how many) for each of [`LIMITED`], so far.
+    pub fn limited(&self) -> [(&'static str, u64); 3] {
+        std::array::from_fn(|i| (LIMITED[i], self.1[i].load(Ordering::Relaxed)))
+    }
+
     /// One more answer with `rcode` to a question of `qtype`.
     fn count(&self, rcode: ResponseCode, qtype: &'static str) {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -19,7 +19,8 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use tracing::warn;
 
 use super::answers::Answers;
-use super::counts::{Counted, DnsAnswers, counted_qtype};
+use super::counts::{Counted, DnsAnswers, Limited, counted_qtype};
+use super::rrl::{Action, ResponseLimit};
 use super::zone::{ZoneSet, zone_records};
 use crate::config::Config;
 
@@ -32,6 +33,8 @@ pub struct Authority {
     /// Outlives [`replace`](Self::replace): counters are cumulative
     /// across reloads, as Prometheus expects of a counter.
     counts: DnsAnswers,
+    /// Response-rate limiting of UDP answers (none: every one is sent).
+    limit: Option<Arc<ResponseLimit>>,
 }
 
 impl Authority {
@@ -39,7 +42,15 @@ impl Authority {
         Ok(Authority {
             current: Arc::new(RwLock::new(Arc::new(Answers::new(zones)?))),
             counts: DnsAnswers::default(),
+            limit: None,
         })
+    }
+
+    /// Limits UDP responses to `per_second` per client prefix (see
+    /// [`super::rrl`]); 0: no limit.
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.limit = (per_second > 0).then(|| Arc::new(ResponseLimit::new(per_second)));
+        self
     }
 
     /// The answers counted so far, and from now on (a shared handle).
@@ -73,9 +84,23 @@ impl Authority {
     /// response (QR=1). Input it cannot parse past the header gets FORMERR,
     /// as in hickory's server loop, which this mirrors.
     pub async fn answer(&self, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        self.answer_over(query, src, Protocol::Udp).await
+    }
+
+    /// [`Self::answer`] for a query that came over `protocol` (TCP: no
+    /// size limit but the message's 64 KiB, and no rate limit).
+    pub(super) async fn answer_over(
+        &self,
+        query: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
         let header = Header::read(&mut BinDecoder::new(query)).ok()?;
-        let capture = Capture::default();
-        match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
+        let capture = Capture {
+            tcp: protocol == Protocol::Tcp,
+            ..Capture::default()
+        };
+        match Request::from_bytes(query.to_vec(), src, protocol) {
             Ok(request) => {
                 if request.metadata.message_type == MessageType::Response {
                     return None;
@@ -111,6 +136,31 @@ impl RequestHandler for Authority {
             counts: self.counts.clone(),
             qtype: counted_qtype(request),
         };
+        if request.protocol() == Protocol::Udp
+            && let Some(limit) = &self.limit
+        {
+            match limit.check(request.src().ip()) {
+                Action::Send => {}
+                Action::Drop => {
+                    self.counts.count_limited(Limited::Dropped);
+                    return serve_failed(request);
+                }
+                Action::Truncate => {
+                    self.counts.count_limited(Limited::Truncated);
+                    // The header and question only, TC=1: a real client
+                    // asks again over TCP.
+                    let mut metadata = Metadata::response_from_request(&request.metadata);
+                    metadata.truncation = true;
+                    if question_points_into_header(request.queries.as_bytes()) {
+                        return match Queries::read(&mut BinDecoder::new(&[]), 0) {
+                            Ok(none) => send(request, &none, metadata, &[], counted).await,
+                            Err(_) => serve_failed(request),
+                        };
+                    }
+                    return send(request, &request.queries, metadata, &[], counted).await;
+                }
+            }
+        }
         self.respond::<_, T>(request, counted).await
     }
 }
@@ -263,13 +313,20 @@ fn serve_failed(request: &Request) -> ResponseInfo {
     })
 }
 
-/// A response handler that keeps the encoded reply (as UDP would send it).
+/// A response handler that keeps the encoded reply (as UDP, or TCP when
+/// `tcp`, would send it).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+struct Capture {
+    reply: Arc<Mutex<Option<Vec<u8>>>>,
+    tcp: bool,
+}
 
 impl Capture {
     fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.reply
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -289,7 +346,11 @@ impl ResponseHandler for Capture {
         // As hickory's `MessageResponse::encode` for UDP: the EDNS payload
         // size or 512 bytes, and SERVFAIL when the message cannot be built.
         let id = response.metadata().id;
-        let max_size = response.edns().map_or(512, Edns::max_payload);
+        let max_size = if self.tcp {
+            u16::MAX
+        } else {
+            response.edns().map_or(512, Edns::max_payload)
+        };
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max_size);
@@ -311,7 +372,7 @@ impl ResponseHandler for Capture {
                 ResponseInfo::from(header)
             }
         };
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+        *self.reply.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
         Ok(info)
     }
 }

@@ -11,7 +11,9 @@ mod bind;
 mod counts;
 mod handler;
 mod reverse;
+mod rrl;
 mod server;
+mod tcp;
 mod zone;
 
 #[cfg(test)]
@@ -22,5 +24,6 @@ pub use bind::needs_freebind;
 pub use counts::DnsAnswers;
 pub use handler::Authority;
 pub use reverse::{MAX_POOL_REVERSE_ZONES, pool_reverse_zones, reverse_name, reverse_zone};
-pub use server::{DnsServer, TCP_TIMEOUT};
+pub use server::DnsServer;
+pub use tcp::TCP_TIMEOUT;
 pub use zone::{SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Zone, ZoneSet, zone_records};

@@ -1,8 +1,11 @@
 //! The running server: hickory's server loop on the `dns_server.listen`
-//! sockets, answering from an [`Authority`] that a reload replaces.
+//! UDP sockets and ours ([`super::tcp`], bounded) on their TCP listeners,
+//! answering from an [`Authority`] that a reload replaces.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use anyhow::{Context as _, anyhow, bail};
 use hickory_server::Server;
@@ -14,18 +17,15 @@ use super::handler::Authority;
 use super::zone::{ZoneSet, zone_records};
 use crate::config::{self, Config};
 
-/// A TCP connection that sends no query for this long is closed.
-pub const TCP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
-
 /// How long [`DnsServer::shutdown`] waits for the listeners to stop.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running server: a UDP socket and a TCP listener per listen address.
 pub struct DnsServer {
     server: Server<Authority>,
+    /// The TCP accept loops, and what stops them.
+    tcp: Vec<tokio::task::JoinHandle<()>>,
+    stop_tcp: watch::Sender<bool>,
     authority: Authority,
     listen: Vec<SocketAddr>,
     local_addrs: Vec<SocketAddr>,
@@ -43,7 +43,7 @@ impl DnsServer {
         pool: &config::AddressPool,
         zones: &ZoneSet,
     ) -> anyhow::Result<Self> {
-        let authority = Authority::new(zones)?;
+        let authority = Authority::new(zones)?.with_rate_limit(settings.responses_per_second);
         let mut sockets = Vec::with_capacity(settings.listen.len());
         for (k, &addr) in settings.listen.iter().enumerate() {
             let freebind = needs_freebind(addr, pool);
@@ -54,22 +54,33 @@ impl DnsServer {
         }
         let mut server = Server::new(authority.clone());
         let mut local_addrs = Vec::with_capacity(sockets.len());
+        let (stop_tcp, stop) = watch::channel(false);
+        let mut tcp_loops = Vec::with_capacity(sockets.len());
         for (k, (udp, tcp, local)) in sockets.into_iter().enumerate() {
             let context = || format!("dns_server.listen[{k}] {local}");
             let udp = tokio::net::UdpSocket::from_std(udp).with_context(context)?;
             let tcp = tokio::net::TcpListener::from_std(tcp).with_context(context)?;
             server.register_socket(udp);
-            server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
+            tcp_loops.push(tokio::spawn(super::tcp::serve(
+                tcp,
+                authority.clone(),
+                settings.max_tcp_connections,
+                stop.clone(),
+            )));
             local_addrs.push(local);
         }
         info!(
             listen = ?local_addrs,
             zones = ?zones.origins(),
             names = zones.names(),
+            responses_per_second = settings.responses_per_second,
+            max_tcp_connections = settings.max_tcp_connections,
             "DNS server started"
         );
         Ok(DnsServer {
             server,
+            tcp: tcp_loops,
+            stop_tcp,
             authority,
             listen: settings.listen.clone(),
             local_addrs,
@@ -127,6 +138,12 @@ impl DnsServer {
 
     /// Stops accepting queries and waits (briefly) for the listeners to end.
     pub async fn shutdown(mut self) {
+        let _ = self.stop_tcp.send(true);
+        for task in std::mem::take(&mut self.tcp) {
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, task).await.is_err() {
+                warn!("DNS server: a TCP listener did not stop in time");
+            }
+        }
         match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.server.shutdown_gracefully()).await {
             Ok(Ok(())) => info!("DNS server stopped"),
             Ok(Err(error)) => warn!(%error, "DNS server stopped with an error"),

@@ -54,6 +54,9 @@ pub struct Kernel {
     tc_attached: bool,
     /// `CLIENT_LIMITS` as last written (the recount's prefix lengths).
     client_limits: std::sync::Arc<std::sync::Mutex<Vec<ClientLimitValue>>>,
+    /// `accept_local` as it was on the XDP interfaces, put back when the
+    /// kernel side goes (after `ebpf`, which detaches the programs).
+    sysctls: Vec<super::sysctl::Restore>,
 }
 
 struct LoadedRules {
@@ -81,6 +84,7 @@ impl Kernel {
             pinned: None,
             rules: None,
             xdp_attached: false,
+            sysctls: Vec::new(),
             tc_attached: false,
             client_limits: Default::default(),
         })
@@ -147,7 +151,8 @@ impl Kernel {
             return Ok(());
         }
         for interface in interfaces {
-            allow_local_source(interface);
+            self.sysctls
+                .extend(super::sysctl::allow_local_source(interface));
         }
         let program = self.program()?;
         for interface in interfaces {
@@ -565,19 +570,6 @@ impl Kernel {
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the object"))?;
         T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
-    }
-}
-
-/// Rewritten packets whose next hop is not resolved yet go up the kernel's
-/// forwarding path with the edge's own address as source; IPv4 drops such
-/// packets as martians unless `accept_local` is set on the interface.
-fn allow_local_source(interface: &str) {
-    let path = format!("/proc/sys/net/ipv4/conf/{interface}/accept_local");
-    match fs::write(&path, "1") {
-        Ok(()) => info!(interface, "accept_local=1 (fast-path packets awaiting ARP)"),
-        Err(err) => {
-            warn!(interface, %err, "could not set accept_local: the first packet of a flow to an unresolved neighbour may be lost")
-        }
     }
 }
 

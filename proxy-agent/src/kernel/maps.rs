@@ -329,6 +329,8 @@ mod tests {
             zones: vec!["example.com".into()],
             nameserver: "ns.example.com".into(),
             ttl: 30,
+            responses_per_second: 20,
+            max_tcp_connections: 256,
         });
         let (pools, pass) = unlisted(&config);
         let v4: IpAddr = "198.51.100.0".parse().unwrap();

@@ -7,6 +7,11 @@
 //! SYN cookies; with them off, a full SYN queue drops legitimate clients.
 //! The fast path's SYN proxy does not depend on it (it calls the cookie
 //! helpers itself).
+//!
+//! `net.ipv4.conf.<interface>.accept_local` on each XDP interface: see
+//! [`allow_local_source`]. Each change is a [`Restore`] its owner keeps
+//! for as long as the setting is needed, so a clean exit leaves the host
+//! as the agent found it.
 use std::{fs, path::PathBuf};
 
 use tracing::{info, warn};
@@ -58,6 +63,33 @@ pub fn enable_syncookies() -> Option<Restore> {
         Ok(None) => None,
         Err(err) => {
             warn!(%err, "could not read or set net.ipv4.tcp_syncookies: the agent's TCP path may have no SYN cookies under a SYN flood");
+            None
+        }
+    }
+}
+
+/// Rewritten packets whose next hop is not resolved yet go up the kernel's
+/// forwarding path with the edge's own address as source; IPv4 drops such
+/// packets as martians unless `accept_local` is set on the interface. Set
+/// to 1 when it is 0 (what to put back then); anything else is left.
+pub fn allow_local_source(interface: &str) -> Option<Restore> {
+    // A name with a slash or dots would leave the interface's directory.
+    if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
+        warn!(interface, "not an interface name: accept_local left alone");
+        return None;
+    }
+    let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{interface}/accept_local"));
+    match set_when(path, "0", "1") {
+        Ok(Some(restore)) => {
+            info!(
+                interface,
+                "accept_local=1 while the agent runs (fast-path packets awaiting ARP)"
+            );
+            Some(restore)
+        }
+        Ok(None) => None,
+        Err(err) => {
+            warn!(interface, %err, "could not set accept_local: the first packet of a flow to an unresolved neighbour may be lost");
             None
         }
     }

@@ -2,6 +2,13 @@
 //! from to reach them (the fast path's NAT source when
 //! `edge.origin_source` is not set), and the addresses `origin_dns` names
 //! resolve to.
+//!
+//! A name's answer is the resolver's to give, and whoever controls the
+//! name (or spoofs its resolver) would otherwise aim the agent at the
+//! host's own services: loopback, unspecified, link-local (cloud metadata
+//! at 169.254.169.254), multicast and broadcast answers, also written as
+//! IPv4-mapped IPv6, are refused ([`refused_origin`]); an answer with
+//! nothing else left fails, and the addresses in use stay.
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
@@ -15,7 +22,7 @@ use hickory_resolver::{
     net::runtime::TokioRuntimeProvider,
 };
 use proxy_common::MAX_ORIGINS_PER_FAMILY;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::model::{Config, Origin, OriginDns, OriginFamily};
 
@@ -72,6 +79,63 @@ pub fn fill_origin_sources(
 /// the system's configuration (/etc/resolv.conf and /etc/hosts).
 pub struct OriginResolver {
     resolver: TokioResolver,
+    /// The refused addresses last logged, per name: a refusal is logged
+    /// once per name and change of answer, not at each refresh.
+    refused_logged: std::sync::Mutex<std::collections::HashMap<String, Vec<IpAddr>>>,
+}
+
+/// An answer whose every address was refused ([`refused_origin`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{name} resolved only to addresses an origin may not have: {refused:?}")]
+pub struct AllRefused {
+    pub name: String,
+    pub refused: Vec<IpAddr>,
+}
+
+/// Bounds the names remembered for logging (one per `origin_dns` app
+/// version at most; past it the memory starts again).
+const MAX_LOGGED_NAMES: usize = 4096;
+
+/// Why `ip` may not be an origin from a DNS answer (`None`: it may):
+/// an address of the host itself or of no single host.
+pub fn refused_origin(ip: IpAddr) -> Option<&'static str> {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.octets()[0] == 0 {
+                Some("unspecified (0.0.0.0/8)")
+            } else if v4.is_link_local() {
+                Some("link-local")
+            } else if v4.is_multicast() {
+                Some("multicast")
+            } else if v4.is_broadcast() {
+                Some("broadcast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if v6.is_unicast_link_local() {
+                Some("link-local")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else {
+                // IPv4-compatible ::a.b.c.d (deprecated) is judged as the
+                // IPv4 address it carries.
+                let o = v6.octets();
+                if o[..12].iter().all(|&b| b == 0) {
+                    refused_origin(IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15])))
+                } else {
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// How long one lookup may take before it counts as failed.
@@ -103,7 +167,10 @@ impl OriginResolver {
         // Each refresh must ask again, not answer from our own cache.
         options.cache_size = 0;
         let resolver = builder.build().context("building the DNS resolver")?;
-        Ok(Self { resolver })
+        Ok(Self {
+            resolver,
+            refused_logged: Default::default(),
+        })
     }
 
     /// The addresses an origin uses now, and how long the answer holds
@@ -119,10 +186,44 @@ impl OriginResolver {
         let ttl = lookup
             .valid_until()
             .saturating_duration_since(std::time::Instant::now());
-        Ok(Resolution {
-            ips: usable_addresses(lookup.iter(), origin.family),
-            ttl,
-        })
+        let (refused, allowed): (Vec<IpAddr>, Vec<IpAddr>) =
+            usable_addresses(lookup.iter(), origin.family)
+                .into_iter()
+                .partition(|ip| refused_origin(*ip).is_some());
+        self.log_refused(&origin.name, &refused);
+        if allowed.is_empty() && !refused.is_empty() {
+            return Err(AllRefused {
+                name: origin.name.clone(),
+                refused,
+            }
+            .into());
+        }
+        Ok(Resolution { ips: allowed, ttl })
+    }
+
+    /// Warns of `refused` addresses in `name`'s answer when they differ
+    /// from those last warned of.
+    fn log_refused(&self, name: &str, refused: &[IpAddr]) {
+        let Ok(mut logged) = self.refused_logged.lock() else {
+            return;
+        };
+        if logged
+            .get(name)
+            .map_or(refused.is_empty(), |last| last == refused)
+        {
+            return;
+        }
+        if !refused.is_empty() {
+            let why: Vec<String> = refused
+                .iter()
+                .map(|ip| format!("{ip} ({})", refused_origin(*ip).unwrap_or("?")))
+                .collect();
+            warn!(origin = %name, refused = ?why, "origin_dns answer refused: an origin may not be a loopback, unspecified, link-local, multicast or broadcast address (the other addresses, or else the last good answer, stay in use)");
+        }
+        if logged.len() >= MAX_LOGGED_NAMES && !logged.contains_key(name) {
+            logged.clear();
+        }
+        logged.insert(name.to_owned(), refused.to_vec());
     }
 }
 
@@ -204,6 +305,41 @@ mod tests {
             usable_addresses(many, OriginFamily::Any).len(),
             MAX_ORIGINS_PER_FAMILY as usize
         );
+    }
+
+    #[test]
+    fn host_and_non_unicast_answers_are_refused_as_origins() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        for bad in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "0.1.2.3",
+            "169.254.169.254",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "::127.0.0.1",
+        ] {
+            assert!(refused_origin(ip(bad)).is_some(), "{bad} must be refused");
+        }
+        for good in [
+            "192.0.2.1",
+            "10.0.0.1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "fec0::1",
+        ] {
+            assert_eq!(refused_origin(ip(good)), None, "{good} is an origin");
+        }
     }
 
     #[test]

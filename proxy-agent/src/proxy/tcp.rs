@@ -48,6 +48,10 @@ pub struct Route {
     slots: Arc<Semaphore>,
     /// Limits the app's refusal warnings (a flood is one line per 10 s).
     warnings: Throttle,
+    /// Likewise for its failed connections (client TLS, origin refused or
+    /// unreachable, I/O errors): a client or a dead origin can make one
+    /// per connection, so each 10 s gets one line and the count of the rest.
+    failures: Throttle,
 }
 
 /// Everything the connection tasks share.
@@ -58,6 +62,9 @@ pub struct TcpProxyState {
     slots: Arc<Semaphore>,
     /// Per-client bounds (`client_limits`) of every app.
     clients: Arc<Clients>,
+    /// Limits the warnings about connections to no app and failed accepts.
+    unrouted: Throttle,
+    accept_failed: Throttle,
 }
 
 /// Whether the agent's TCP path serves `app`.
@@ -77,6 +84,8 @@ impl TcpProxyState {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             clients: Arc::default(),
+            unrouted: Throttle::default(),
+            accept_failed: Throttle::default(),
         })
     }
 
@@ -161,6 +170,7 @@ impl Route {
             origin_tls,
             slots: Arc::new(Semaphore::new(max_connections)),
             warnings: Throttle::default(),
+            failures: Throttle::default(),
         })
     }
 }
@@ -229,7 +239,9 @@ pub async fn serve(
                 }
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
-                    warn!(%err, "accept failed");
+                    if let Some(skipped) = state.accept_failed.allow() {
+                        warn!(%err, skipped, "accept failed{}", more(skipped));
+                    }
                     sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -303,7 +315,10 @@ async fn connection(
         Err(err) => return debug!(%err, "connection gone before it was read"),
     };
     let Some(entry) = state.routes.route_for(edge) else {
-        return warn!(client = %peer, %edge, "connection to no agent-path app: closed");
+        if let Some(skipped) = state.unrouted.allow() {
+            warn!(client = %peer, %edge, skipped, "connection to no agent-path app: closed{}", more(skipped));
+        }
+        return;
     };
     let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
@@ -350,8 +365,21 @@ async fn connection(
             info!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: idle timeout")
         }
         End::ClientTls(err) | End::OriginConnect(err, _) | End::OriginTls(err) | End::Io(err) => {
-            warn!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: {err}")
+            if let Some(skipped) = route.failures.allow() {
+                warn!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, skipped, "disconnect: {err}{}", more(skipped))
+            } else {
+                debug!(app = %target.name, client = %peer, %edge, status, "disconnect: {err}")
+            }
         }
+    }
+}
+
+/// What a throttled warning adds for the ones it stood for.
+fn more(skipped: u64) -> String {
+    if skipped == 0 {
+        String::new()
+    } else {
+        format!(" (and {skipped} more since the last such line; one line per 10 s)")
     }
 }
 

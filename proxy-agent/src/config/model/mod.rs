@@ -110,10 +110,17 @@ impl Config {
             }
         };
         resolve(&mut self.edge.geoip.country_db);
-        if let Some(api) = &mut self.api
-            && api.token_file.is_relative()
-        {
-            api.token_file = base.join(&api.token_file);
+        if let Some(api) = &mut self.api {
+            if api.token_file.is_relative() {
+                api.token_file = base.join(&api.token_file);
+            }
+            if let Some(tls) = &mut api.tls {
+                for path in [&mut tls.cert, &mut tls.key] {
+                    if path.is_relative() {
+                        *path = base.join(&*path);
+                    }
+                }
+            }
         }
         resolve(&mut self.edge.geoip.asn_db);
         if self.edge.state_dir.is_relative() {
@@ -170,7 +177,13 @@ impl Config {
         );
         // GeoIP databases are tens of MiB; the rest is PEM or a token.
         let geoip = geoip.map(|(field, path)| (field, path, u64::MAX));
+        let api_tls = self.api.as_ref().and_then(|a| a.tls.as_ref());
+        let api_tls = [
+            ("api.tls_cert".to_string(), api_tls.map(|t| &t.cert)),
+            ("api.tls_key".to_string(), api_tls.map(|t| &t.key)),
+        ];
         let small = std::iter::once(api)
+            .chain(api_tls)
             .chain(tls)
             .map(|(field, path)| (field, path, crate::files::PEM_LIMIT));
         geoip

@@ -10,6 +10,15 @@ pub struct Api {
     pub token_file: PathBuf,
     /// The zone id in the paths (`/zones/{zone}/spectrum/apps`).
     pub zone: String,
+    /// HTTPS with this certificate chain and key (PEM files); None: HTTP.
+    pub tls: Option<ApiTls>,
+}
+
+/// `api.tls_cert` and `api.tls_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `dns_server`: answers for the apps' `dns.name`s with their edge
@@ -25,10 +34,21 @@ pub struct DnsServer {
     pub nameserver: String,
     /// TTL of every answer, and the SOA minimum (negative caching).
     pub ttl: u32,
+    /// UDP responses a second per client prefix (/24, /56) before
+    /// response-rate limiting drops or truncates them; 0: no limit.
+    pub responses_per_second: u32,
+    /// TCP connections served at once; one more is closed at once.
+    pub max_tcp_connections: usize,
 }
 
 /// TTL of the embedded DNS server's answers unless `dns_server.ttl` says.
 pub const DEFAULT_DNS_TTL: u32 = 30;
+/// `dns_server.responses_per_second` unless set: above what one resolver
+/// asks of an authoritative server for a handful of names, far below a
+/// reflection flood.
+pub const DEFAULT_DNS_RESPONSES_PER_SECOND: u32 = 20;
+/// `dns_server.max_tcp_connections` unless set.
+pub const DEFAULT_DNS_MAX_TCP_CONNECTIONS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {

@@ -271,6 +271,28 @@ impl Validator {
                 "expected 1 to 86400 seconds",
             ),
         }
+        let mut responses_per_second = DEFAULT_DNS_RESPONSES_PER_SECOND;
+        match d.responses_per_second {
+            None => {}
+            Some(n @ 0..=1_000_000) => responses_per_second = n as u32,
+            Some(n) => self.error(
+                None,
+                "dns_server.responses_per_second",
+                n.to_string(),
+                "expected 0 (no limit) to 1000000 responses a second per client prefix",
+            ),
+        }
+        let mut max_tcp_connections = DEFAULT_DNS_MAX_TCP_CONNECTIONS;
+        match d.max_tcp_connections {
+            None => {}
+            Some(n @ 1..=65_536) => max_tcp_connections = n as usize,
+            Some(n) => self.error(
+                None,
+                "dns_server.max_tcp_connections",
+                n.to_string(),
+                "expected 1 to 65536 connections",
+            ),
+        }
         if self.errors.len() > errors {
             return None;
         }
@@ -313,6 +335,8 @@ impl Validator {
             zones,
             nameserver,
             ttl,
+            responses_per_second,
+            max_tcp_connections,
         })
     }
 
@@ -351,12 +375,38 @@ impl Validator {
                 "expected a zone id: 1-64 letters, digits or '-'",
             );
         }
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(ApiTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                self.error(
+                    None,
+                    "api.tls_key",
+                    "",
+                    format!("required with api.tls_cert ({})", cert.display()),
+                );
+                None
+            }
+            (None, Some(key)) => {
+                self.error(
+                    None,
+                    "api.tls_cert",
+                    "",
+                    format!("required with api.tls_key ({})", key.display()),
+                );
+                None
+            }
+        };
         if self.errors.len() > errors {
             return None;
         }
         Some(Api {
             listen: listen?,
             token_file: a.token_file.clone()?,
+            tls,
             zone,
         })
     }

@@ -14,7 +14,8 @@ use ipnet::IpNet;
 
 use super::leases::Leases;
 use super::model::{
-    AccessRule, AddressPool, Api, App, AppId, ClientLimits, Config, ConfigError, DEFAULT_DNS_TTL,
+    AccessRule, AddressPool, Api, ApiTls, App, AppId, ClientLimits, Config, ConfigError,
+    DEFAULT_DNS_MAX_TCP_CONNECTIONS, DEFAULT_DNS_RESPONSES_PER_SECOND, DEFAULT_DNS_TTL,
     DEFAULT_NAT_PORTS, DatapathMode, Dns, DnsKind, DnsServer, ERR_DNS_EDGE_IPS, ERR_ORIGIN_ADDR,
     ERR_ORIGIN_CHOICE, ERR_ORIGIN_DNS, Edge, FlowTimeouts, GeoIp, MIN_NAT_PORTS,
     MIN_ORIGIN_DNS_TTL, Origin, OriginAddr, OriginDns, OriginFamily, OriginSource, PortRange,

@@ -78,6 +78,18 @@ fn api_checked() {
     let api = config_.api.expect("api");
     assert_eq!(api.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(api.zone, "z-1");
+    assert_eq!(api.tls, None);
+    let mut tls = file.clone();
+    tls["api"]["tls_cert"] = json!("api.pem");
+    tls["api"]["tls_key"] = json!("api.key");
+    let (config_, _) = accepted(tls);
+    assert_eq!(
+        config_.api.expect("api").tls,
+        Some(ApiTls {
+            cert: "api.pem".into(),
+            key: "api.key".into()
+        })
+    );
     // On an app's address and port, XDP would take the API's packets.
     file["api"]["listen"] = json!("198.51.100.1:22");
     only_error(
@@ -112,6 +124,20 @@ fn api_checked() {
             "a/b",
             "zone id",
         ),
+        (
+            json!({"listen": "127.0.0.1:80", "token_file": "t", "zone": "z",
+                   "tls_cert": "api.pem"}),
+            "api.tls_key",
+            "",
+            "required with api.tls_cert (api.pem)",
+        ),
+        (
+            json!({"listen": "127.0.0.1:80", "token_file": "t", "zone": "z",
+                   "tls_key": "api.key"}),
+            "api.tls_cert",
+            "",
+            "required with api.tls_key (api.key)",
+        ),
     ] {
         let mut file = config(vec![tcp_app()]);
         file["api"] = api;
@@ -136,6 +162,8 @@ fn dns_server_checked() {
             zones: vec!["example.com".into()],
             nameserver: "ns.example.com".into(),
             ttl: DEFAULT_DNS_TTL,
+            responses_per_second: DEFAULT_DNS_RESPONSES_PER_SECOND,
+            max_tcp_connections: DEFAULT_DNS_MAX_TCP_CONNECTIONS,
         })
     );
     file["dns_server"]["zones"] = json!(["other.net"]);
@@ -169,6 +197,20 @@ fn dns_server_checked() {
             "dns_server.listen[1]",
             "10.0.1.1:53",
             "twice",
+        ),
+        (
+            json!({"listen": ["10.0.1.1"], "zones": ["example.com"],
+                   "responses_per_second": 2_000_000}),
+            "dns_server.responses_per_second",
+            "2000000",
+            "0 (no limit) to 1000000",
+        ),
+        (
+            json!({"listen": ["10.0.1.1"], "zones": ["example.com"],
+                   "max_tcp_connections": 0}),
+            "dns_server.max_tcp_connections",
+            "0",
+            "1 to 65536",
         ),
         (
             json!({"listen": ["10.0.1.1"]}),
