@@ -533,3 +533,55 @@ fn reverse_free(reverse: &FlowKey, now: u64, stale_ns: u64) -> bool {
         None => true,
     }
 }
+
+/// The to-client half [`open`] just inserted (its key is still in
+/// `SCRATCH_KEYS[1]`), for the SYN proxy to fill in.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+pub fn opened_reverse() -> Option<*mut FlowValue> {
+    let key = SCRATCH_KEYS.get_ptr(1)?;
+    // SAFETY: this CPU's scratch slot, used by this program run alone.
+    NEW_FLOWS.get_ptr_mut(unsafe { &*key })
+}
+
+/// The other half of a flow entry, established or embryonic, when it
+/// points back at the packet's sender.
+#[inline(always)]
+pub fn peer(entry: &FlowValue, packet: &Packet) -> Option<&'static mut FlowValue> {
+    match peer_of(entry, packet, false) {
+        Some(peer) => Some(peer),
+        None => peer_of(entry, packet, true),
+    }
+}
+
+/// Moves an embryonic flow (the packet's entry and its other half) to
+/// `FLOWS`, counted opened: the SYN proxy's, once the origin answered.
+/// Returns the packet's entry in `FLOWS`.
+#[inline(never)]
+pub(crate) fn establish(entry_ptr: *mut FlowValue, packet: &Packet) -> Option<*mut FlowValue> {
+    // SAFETY: points into NEW_FLOWS, valid for this program run.
+    let entry = unsafe { &*entry_ptr };
+    let peer = peer_of(entry, packet, true)?;
+    match promote(entry_ptr, peer, packet) {
+        Seen::Send(established) => Some(established),
+        _ => None,
+    }
+}
+
+/// Removes a flow: the packet's own entry and, given, its other half
+/// (whose key is read before anything is removed), from both tables.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(never)]
+pub fn remove_flow(packet: &Packet, entry: Option<&FlowValue>) {
+    if let Some(entry) = entry
+        && let Some(key) = SCRATCH_KEYS.get_ptr_mut(1)
+    {
+        // SAFETY: this CPU's scratch slot, used by this program run alone.
+        let key = unsafe { &mut *key };
+        *key = entry.peer_key(packet.proto);
+        let _ = FLOWS.remove(&*key);
+        let _ = NEW_FLOWS.remove(&*key);
+    }
+    remove_own(packet, false);
+    remove_own(packet, true);
+}

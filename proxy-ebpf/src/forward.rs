@@ -98,11 +98,38 @@ pub fn route(
 /// Returns the hook's action and, when the packet did not leave directly,
 /// the verdict that says why. The next hop comes from the flow entry when
 /// it has one, else from a route lookup, whose answer the entry then keeps.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn send<H: Hook>(
     ctx: &H,
     packet: &Packet,
     flow: *mut FlowValue,
+) -> (H::Action, Option<Verdict>) {
+    send_as(ctx, packet, flow, H::route_len(packet))
+}
+
+/// [`send`] for a packet the SYN proxy built, `ip_len` bytes from the IP
+/// header on (the parsed packet's length is the one it replaced).
+#[inline(always)]
+pub(crate) fn send_built<H: Hook>(
+    ctx: &H,
+    packet: &Packet,
+    flow: *mut FlowValue,
+    ip_len: usize,
+) -> (H::Action, Option<Verdict>) {
+    let len = if H::route_len(packet) == 0 {
+        0
+    } else {
+        ip_len as u16
+    };
+    send_as(ctx, packet, flow, len)
+}
+
+#[inline(never)]
+fn send_as<H: Hook>(
+    ctx: &H,
+    packet: &Packet,
+    flow: *mut FlowValue,
+    route_len: u16,
 ) -> (H::Action, Option<Verdict>) {
     // SAFETY: a flow map entry or this CPU's scratch slot.
     let flow = unsafe { &mut *flow };
@@ -110,7 +137,7 @@ pub(crate) fn send<H: Hook>(
         return ctx.redirect(flow.hop_ifindex, &flow.hop_dmac, &flow.hop_smac);
     }
     let mut params: FibParams = unsafe { core::mem::zeroed() };
-    let leaving = Leaving::flow(flow, H::route_len(packet));
+    let leaving = Leaving::flow(flow, route_len);
     let rc = route(&mut params, ctx, ctx.ingress(), packet, &leaving);
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return (H::neighbor_pending(&params), Some(Verdict::NeighborPending));

@@ -18,9 +18,10 @@ use crate::hook::{Frame, ptr_at};
 const VLAN_HDR_LEN: usize = 4;
 /// IPv4 flags+offset: "more fragments" bit and the 13-bit offset.
 pub const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
-/// Deepest offset the parser and the NAT read at: Ethernet, two VLAN tags,
-/// IPv4 with the longest options, and the TCP header.
-pub const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 20;
+/// Deepest offset the parser, the NAT and the SYN proxy read at: Ethernet,
+/// two VLAN tags, IPv4 with the longest options, and the TCP header with
+/// the longest options.
+pub const MAX_HEADER_OFFSET: usize = 14 + 8 + 60 + 60;
 
 /// What the data path needs to know about a TCP or UDP packet. It lives in
 /// a per-CPU map slot rather than on the 512-byte BPF stack: its addresses,
@@ -81,6 +82,15 @@ pub fn parse(ctx: &impl Frame) -> Result<&'static Packet, Verdict> {
         _ => return Err(Verdict::NotIp),
     }
     Ok(packet)
+}
+
+/// The packet [`parse`] parsed last on this CPU: a program tail-called
+/// after it finds it there.
+#[inline(always)]
+pub fn current() -> Option<&'static Packet> {
+    let packet = PACKET.get_ptr(0)?;
+    // SAFETY: this CPU's slot, used by this program run alone.
+    Some(unsafe { &*packet })
 }
 
 /// The IP protocol (IPv4) or first next header (IPv6) of an untagged

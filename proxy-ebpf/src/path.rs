@@ -18,7 +18,8 @@
 //! protocol it has alone, its apps, and the flows it rewrites).
 use aya_log_ebpf::warn;
 use proxy_common::{
-    AppFlags, DIR_TO_ORIGIN, FlowValue, GLOBAL_SLOT, HOOK_TC, HOOK_XDP, Verdict, ip_proto,
+    AppFlags, DIR_TO_ORIGIN, FLOW_SYN_PROXY, FlowValue, GLOBAL_SLOT, HOOK_TC, HOOK_XDP, TCP_ACK,
+    TCP_FIN, TCP_RST, TCP_SYN, Verdict, ip_proto,
 };
 
 use crate::{
@@ -29,6 +30,7 @@ use crate::{
     listener,
     parse::{self, Packet},
     pools, rules, stats,
+    synproxy::{self, HAND_ACK, HAND_FLOW, HAND_SYN},
 };
 
 /// The program: the packet's outcome counted, and the hook's action.
@@ -58,7 +60,8 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     let tagged = ctx.tagged(packet);
     if !tagged && let Some(flow) = conntrack::lookup(packet) {
         // SAFETY: a flow map entry.
-        let (hook, app) = unsafe { ((*flow.entry).hook, (*flow.entry).app) };
+        let (hook, app, state) =
+            unsafe { ((*flow.entry).hook, (*flow.entry).app, (*flow.entry).state) };
         let other = if H::HOOK == HOOK_XDP {
             HOOK_TC
         } else {
@@ -68,6 +71,11 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
             && let Some(outcome) = H::hand_on(app)
         {
             return Some(outcome);
+        }
+        if state & FLOW_SYN_PROXY != 0 {
+            // Its numbers are translated: only the SYN proxy carries it.
+            synproxy::hand(ctx, HAND_FLOW, app);
+            return Some((app, Verdict::Malformed, H::DROP));
         }
         match conntrack::touch(flow, packet) {
             Seen::Send(entry) => return Some(rewrite_and_send(ctx, packet, entry)),
@@ -121,6 +129,16 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     if app_hook != H::HOOK {
         return H::hand_on(index);
     }
+    if packet.proto == ip_proto::TCP && app.flags.contains(AppFlags::SYN_PROXY) {
+        // Its own program answers SYNs and checks the cookies of ACKs;
+        // back here only when the agent left it out (then as without).
+        let flags = packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN);
+        if flags == TCP_SYN {
+            synproxy::hand(ctx, HAND_SYN, index);
+        } else if flags == TCP_ACK {
+            synproxy::hand(ctx, HAND_ACK, index);
+        }
+    }
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {
         return Some((index, Verdict::NoFlow, pass));
     }
@@ -137,7 +155,7 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
 }
 
 #[inline(always)]
-fn rewrite_and_send<H: Hook>(
+pub(crate) fn rewrite_and_send<H: Hook>(
     ctx: &H,
     packet: &Packet,
     flow: *mut FlowValue,

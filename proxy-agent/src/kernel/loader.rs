@@ -16,7 +16,7 @@ pub type FlowTable = HashMap<MapData, FlowKey, FlowValue>;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf, SockMap,
+        Array, DevMapHash, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, SockMap,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{SchedClassifier, SkLookup, TcAttachType, Xdp, XdpMode},
@@ -25,7 +25,8 @@ use proxy_common::{
     AGENT_TCP_SOCKET, AGENT_UDP_SOCKET, AppValue, ClientKey, ClientLimitValue, ClientValue,
     Counter, FlowKey, FlowValue, ListenerKey, ListenerValue, MAX_APPS, MAX_ORIGINS_PER_FAMILY,
     OriginValue, PoolValue, RULE_ALLOW, RULE_BLOCK, RuleKey, RuleState, RuleValue, STEER_PROGRAM,
-    Settings, SourceSet, TC_PROGRAM, XDP_PROGRAM, map_names, origin_index, source_index,
+    SYN_PROXY_PROGRAM, SYN_PROXY_TC_PROGRAM, Settings, SourceSet, TC_PROGRAM, XDP_PROGRAM,
+    map_names, origin_index, source_index,
 };
 use tracing::{info, warn};
 
@@ -100,8 +101,41 @@ impl Kernel {
             .try_into()?;
         if program.fd().is_err() {
             program.load().context("verifying the XDP program")?;
+            self.load_syn_proxy(false)?;
         }
-        Ok(program)
+        self.ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?
+            .try_into()
+            .map_err(Into::into)
+    }
+
+    /// Loads the SYN proxy program of a hook and puts it in the program
+    /// array its packet path tail-calls (`SYN_PROXY_XDP`/`_TC`, slot 0).
+    fn load_syn_proxy(&mut self, tc: bool) -> anyhow::Result<()> {
+        let (name, array) = if tc {
+            (SYN_PROXY_TC_PROGRAM, map_names::SYN_PROXY_TC)
+        } else {
+            (SYN_PROXY_PROGRAM, map_names::SYN_PROXY_XDP)
+        };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+        let fd = if tc {
+            let program: &mut SchedClassifier = program.try_into()?;
+            program.load().context("verifying the TC SYN proxy")?;
+            program.fd()?.try_clone()?
+        } else {
+            let program: &mut Xdp = program.try_into()?;
+            program.load().context("verifying the XDP SYN proxy")?;
+            program.fd()?.try_clone()?
+        };
+        let mut slots: ProgramArray<_> = self.map(array)?;
+        slots
+            .set(0, &fd, 0)
+            .with_context(|| format!("putting {name} in {array}"))?;
+        Ok(())
     }
 
     /// Attaches the program to each interface, once (a second call does
@@ -141,8 +175,13 @@ impl Kernel {
             .try_into()?;
         if program.fd().is_err() {
             program.load().context("verifying the TC program")?;
+            self.load_syn_proxy(true)?;
         }
-        Ok(program)
+        self.ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or_else(|| anyhow!("program {TC_PROGRAM} missing from the object"))?
+            .try_into()
+            .map_err(Into::into)
     }
 
     /// Attaches the TC-ingress NAT to each interface, once (apps with

@@ -95,4 +95,44 @@ pub trait Hook: Frame + EbpfContext {
         dmac: &[u8; 6],
         smac: &[u8; 6],
     ) -> (Self::Action, Option<Verdict>);
+
+    /// Tail-calls this hook's SYN proxy program ([`crate::synproxy`]);
+    /// returns only when it could not.
+    fn syn_proxy(&self);
+
+    /// Copies `len` (20 to 60) bytes at `offset` into `dst`.
+    fn load(&self, offset: usize, dst: &mut [u8; 64], len: u32) -> Result<(), Verdict>;
+
+    /// Makes the packet `len` bytes long (from the Ethernet header on).
+    fn set_len(&self, len: u32) -> Result<(), Verdict>;
+
+    /// Writes `bytes` at `offset` (a header the SYN proxy built, its
+    /// checksums included).
+    fn put<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), Verdict>;
+
+    /// Replaces 4 bytes of the TCP segment at `offset`, and the TCP
+    /// checksum at `check` with them.
+    fn replace4(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 4],
+        new: [u8; 4],
+    ) -> Result<(), Verdict>;
+
+    /// [`Hook::replace4`] for 2 bytes.
+    fn replace2(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 2],
+        new: [u8; 2],
+    ) -> Result<(), Verdict>;
+
+    /// Back out of the interface it came in on, its MACs swapped.
+    fn reply(&self) -> Self::Action;
+
+    /// A copy out of `ifindex` with these MACs, the packet itself left to
+    /// go on (TC); nothing where the hook cannot copy (XDP).
+    fn clone_out(&self, ifindex: u32, dmac: &[u8; 6], smac: &[u8; 6]);
 }

@@ -9,10 +9,12 @@
 //! `bpf_redirect_neigh` while the next hop's MAC is not known.
 use aya_ebpf::{
     bindings::{
-        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_SHOT,
         bpf_fib_lookup as FibParams, bpf_redir_neigh,
     },
-    helpers::{bpf_redirect, bpf_redirect_neigh},
+    helpers::{
+        bpf_clone_redirect, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail, bpf_skb_load_bytes,
+    },
     programs::TcContext,
 };
 use proxy_common::{AF_INET, FlowValue, HOOK_TC, Verdict, ip_proto};
@@ -21,6 +23,7 @@ use super::{Frame, Hook, Outcome};
 use crate::{
     nat::{check_offset, low4},
     parse::{MAX_HEADER_OFFSET, Packet},
+    synproxy::SYN_PROXY_TC,
 };
 
 /// Offsets in the IPv4 header: checksum, source, destination; and of the
@@ -227,5 +230,97 @@ impl Hook for TcContext {
             return (TC_ACT_OK, Some(Verdict::Malformed));
         }
         (unsafe { bpf_redirect(ifindex, 0) } as i32, None)
+    }
+
+    #[inline(always)]
+    fn syn_proxy(&self) {
+        // SAFETY: a tail call; on success it does not return.
+        unsafe { SYN_PROXY_TC.tail_call(self, 0) };
+    }
+
+    #[inline(always)]
+    fn load(&self, offset: usize, dst: &mut [u8; 64], len: u32) -> Result<(), Verdict> {
+        let len = len.clamp(20, 60);
+        let rc = unsafe {
+            bpf_skb_load_bytes(
+                self.skb.skb as *const _,
+                offset as u32,
+                dst.as_mut_ptr() as *mut _,
+                len,
+            )
+        };
+        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+    }
+
+    #[inline(always)]
+    fn set_len(&self, len: u32) -> Result<(), Verdict> {
+        if self.len() == len {
+            return Ok(());
+        }
+        let rc = unsafe { bpf_skb_change_tail(self.skb.skb, len, 0) };
+        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+    }
+
+    /// By `bpf_skb_store_bytes`, which keeps a CHECKSUM_COMPLETE skb's sum
+    /// right.
+    #[inline(always)]
+    fn put<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), Verdict> {
+        self.store(offset, bytes, BPF_F_RECOMPUTE_CSUM as u64)
+            .map_err(|_| Verdict::Malformed)
+    }
+
+    #[inline(always)]
+    fn replace4(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 4],
+        new: [u8; 4],
+    ) -> Result<(), Verdict> {
+        let (from, to) = (u32::from_ne_bytes(old) as u64, u32::from_ne_bytes(new) as u64);
+        self.l4_csum_replace(check, from, to, 4)
+            .map_err(|_| Verdict::Malformed)?;
+        self.store(offset, &new, 0).map_err(|_| Verdict::Malformed)
+    }
+
+    #[inline(always)]
+    fn replace2(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 2],
+        new: [u8; 2],
+    ) -> Result<(), Verdict> {
+        let (from, to) = (u16::from_ne_bytes(old) as u64, u16::from_ne_bytes(new) as u64);
+        self.l4_csum_replace(check, from, to, 2)
+            .map_err(|_| Verdict::Malformed)?;
+        self.store(offset, &new, 0).map_err(|_| Verdict::Malformed)
+    }
+
+    /// Out of the ingress interface again, the MACs swapped.
+    #[inline(always)]
+    fn reply(&self) -> i32 {
+        let Ok(macs) = TcContext::load::<[u8; 12]>(self, 0) else {
+            return TC_ACT_SHOT;
+        };
+        let swapped = [
+            macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2],
+            macs[3], macs[4], macs[5],
+        ];
+        if self.store(0, &swapped, 0).is_err() {
+            return TC_ACT_SHOT;
+        }
+        unsafe { bpf_redirect(self.ingress(), 0) as i32 }
+    }
+
+    #[inline(always)]
+    fn clone_out(&self, ifindex: u32, dmac: &[u8; 6], smac: &[u8; 6]) {
+        let macs = [
+            dmac[0], dmac[1], dmac[2], dmac[3], dmac[4], dmac[5], smac[0], smac[1], smac[2],
+            smac[3], smac[4], smac[5],
+        ];
+        if self.store(0, &macs, 0).is_ok() {
+            unsafe { bpf_clone_redirect(self.skb.skb, ifindex, 0) };
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! flows and apps up to it (`to_tc`).
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
 use network_types::{
@@ -19,6 +20,7 @@ use crate::{
     forward::TX_PORTS,
     nat::{check_offset, low4, replace_addr},
     parse::{self, Packet},
+    synproxy::SYN_PROXY_XDP,
 };
 
 impl Frame for XdpContext {
@@ -156,4 +158,91 @@ impl Hook for XdpContext {
             Err(_) => (xdp_action::XDP_PASS, Some(Verdict::NoRoute)),
         }
     }
+
+    #[inline(always)]
+    fn syn_proxy(&self) {
+        // SAFETY: a tail call; on success it does not return.
+        unsafe { SYN_PROXY_XDP.tail_call(self, 0) };
+    }
+
+    #[inline(always)]
+    fn load(&self, offset: usize, dst: &mut [u8; 64], len: u32) -> Result<(), Verdict> {
+        let len = len.clamp(20, 60);
+        let rc = unsafe {
+            bpf_xdp_load_bytes(self.ctx, offset as u32, dst.as_mut_ptr() as *mut _, len)
+        };
+        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+    }
+
+    #[inline(always)]
+    fn set_len(&self, len: u32) -> Result<(), Verdict> {
+        let delta = len as i64 - (self.data_end() - self.data()) as i64;
+        if delta == 0 {
+            return Ok(());
+        }
+        let rc = unsafe { bpf_xdp_adjust_tail(self.ctx, delta as i32) };
+        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+    }
+
+    #[inline(always)]
+    fn put<const N: usize>(&self, offset: usize, bytes: &[u8; N]) -> Result<(), Verdict> {
+        let at: *mut [u8; N] = ptr_at(self, offset)?;
+        unsafe { *at = *bytes };
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn replace4(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 4],
+        new: [u8; 4],
+    ) -> Result<(), Verdict> {
+        let at: *mut [u8; 4] = ptr_at(self, offset)?;
+        let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        unsafe {
+            let value = csum::replace_4(u16::from_be_bytes(*sum), old, new);
+            *sum = value.to_be_bytes();
+            *at = new;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn replace2(
+        &self,
+        check: usize,
+        offset: usize,
+        old: [u8; 2],
+        new: [u8; 2],
+    ) -> Result<(), Verdict> {
+        let at: *mut [u8; 2] = ptr_at(self, offset)?;
+        let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        unsafe {
+            let value = csum::replace_u16(
+                u16::from_be_bytes(*sum),
+                u16::from_be_bytes(old),
+                u16::from_be_bytes(new),
+            );
+            *sum = value.to_be_bytes();
+            *at = new;
+        }
+        Ok(())
+    }
+
+    /// XDP_TX, the MACs swapped.
+    #[inline(always)]
+    fn reply(&self) -> u32 {
+        let Ok(eth) = ptr_at::<EthHdr>(self, 0) else {
+            return xdp_action::XDP_DROP;
+        };
+        unsafe {
+            core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
+        }
+        xdp_action::XDP_TX
+    }
+
+    #[inline(always)]
+    fn clone_out(&self, _ifindex: u32, _dmac: &[u8; 6], _smac: &[u8; 6]) {}
 }

@@ -14,7 +14,7 @@ mod program {
         macros::{classifier, xdp},
         programs::{TcContext, XdpContext},
     };
-    use proxy_ebpf::path;
+    use proxy_ebpf::{path, synproxy};
 
     #[xdp]
     pub fn proxy(ctx: XdpContext) -> u32 {
@@ -24,6 +24,18 @@ mod program {
     #[classifier]
     pub fn proxy_tc(ctx: TcContext) -> i32 {
         path::run(&ctx)
+    }
+
+    /// Tail-called from `proxy` (`SYN_PROXY_XDP`).
+    #[xdp]
+    pub fn syn_proxy(ctx: XdpContext) -> u32 {
+        synproxy::run(&ctx)
+    }
+
+    /// Tail-called from `proxy_tc` (`SYN_PROXY_TC`).
+    #[classifier]
+    pub fn syn_proxy_tc(ctx: TcContext) -> i32 {
+        synproxy::run(&ctx)
     }
 }
 
