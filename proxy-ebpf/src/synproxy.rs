@@ -503,12 +503,16 @@ fn syn<H: Hook>(ctx: &H, packet: &Packet, app: u32) -> (u32, Verdict, H::Action)
         let Ok(ip) = ptr_at::<[u8; 40]>(ctx, packet.l3_offset) else {
             return drop;
         };
-        unsafe { bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut _, tcp.as_mut_ptr() as *mut _, len as u32) }
+        unsafe {
+            bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut _, tcp.as_mut_ptr() as *mut _, len as u32)
+        }
     } else {
         let Ok(ip) = ptr_at::<[u8; 20]>(ctx, packet.l3_offset) else {
             return drop;
         };
-        unsafe { bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut _, tcp.as_mut_ptr() as *mut _, len as u32) }
+        unsafe {
+            bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut _, tcp.as_mut_ptr() as *mut _, len as u32)
+        }
     };
     if cookie < 0 {
         return drop;
@@ -804,7 +808,9 @@ fn origin_refused<H: Hook>(
     if ctx
         .replace4(check_at, seq_at, old_seq, seq.to_be_bytes())
         .is_err()
-        || ctx.replace2(check_at, flags_at, old_flags, new_flags).is_err()
+        || ctx
+            .replace2(check_at, flags_at, old_flags, new_flags)
+            .is_err()
     {
         return (app, Verdict::Malformed, H::DROP);
     }
@@ -988,7 +994,12 @@ fn translate<H: Hook>(ctx: &H, packet: &Packet, entry: *mut FlowValue) -> Result
     if flow.direction == DIR_TO_ORIGIN {
         if packet.tcp_flags & TCP_ACK != 0 {
             let ack = get4(tcp, 8);
-            ctx.replace4(check, l4 + 8, ack.to_be_bytes(), ack.wrapping_sub(adj).to_be_bytes())?;
+            ctx.replace4(
+                check,
+                l4 + 8,
+                ack.to_be_bytes(),
+                ack.wrapping_sub(adj).to_be_bytes(),
+            )?;
         }
         if sack_at != 0 {
             let mut i = 0;
@@ -998,7 +1009,12 @@ fn translate<H: Hook>(ctx: &H, packet: &Packet, entry: *mut FlowValue) -> Result
                     break;
                 }
                 let edge = get4(tcp, at);
-                ctx.replace4(check, l4 + at, edge.to_be_bytes(), edge.wrapping_sub(adj).to_be_bytes())?;
+                ctx.replace4(
+                    check,
+                    l4 + at,
+                    edge.to_be_bytes(),
+                    edge.wrapping_sub(adj).to_be_bytes(),
+                )?;
                 i += 1;
             }
         }
@@ -1009,7 +1025,12 @@ fn translate<H: Hook>(ctx: &H, packet: &Packet, entry: *mut FlowValue) -> Result
         }
     } else {
         let seq = get4(tcp, 4);
-        ctx.replace4(check, l4 + 4, seq.to_be_bytes(), seq.wrapping_add(adj).to_be_bytes())?;
+        ctx.replace4(
+            check,
+            l4 + 4,
+            seq.to_be_bytes(),
+            seq.wrapping_add(adj).to_be_bytes(),
+        )?;
         if ts_at != 0 && flow.ts_adj != 0 {
             let at = ts_at + 2;
             let new = opts.tsval.wrapping_add(flow.ts_adj);

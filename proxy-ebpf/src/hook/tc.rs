@@ -13,7 +13,8 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, bpf_redir_neigh,
     },
     helpers::{
-        bpf_clone_redirect, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail, bpf_skb_load_bytes,
+        bpf_clone_redirect, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail,
+        bpf_skb_load_bytes,
     },
     programs::TcContext,
 };
@@ -249,7 +250,11 @@ impl Hook for TcContext {
                 len,
             )
         };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     #[inline(always)]
@@ -258,7 +263,11 @@ impl Hook for TcContext {
             return Ok(());
         }
         let rc = unsafe { bpf_skb_change_tail(self.skb.skb, len, 0) };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     /// By `bpf_skb_store_bytes`, which keeps a CHECKSUM_COMPLETE skb's sum
@@ -277,7 +286,10 @@ impl Hook for TcContext {
         old: [u8; 4],
         new: [u8; 4],
     ) -> Result<(), Verdict> {
-        let (from, to) = (u32::from_ne_bytes(old) as u64, u32::from_ne_bytes(new) as u64);
+        let (from, to) = (
+            u32::from_ne_bytes(old) as u64,
+            u32::from_ne_bytes(new) as u64,
+        );
         self.l4_csum_replace(check, from, to, 4)
             .map_err(|_| Verdict::Malformed)?;
         self.store(offset, &new, 0).map_err(|_| Verdict::Malformed)
@@ -291,7 +303,10 @@ impl Hook for TcContext {
         old: [u8; 2],
         new: [u8; 2],
     ) -> Result<(), Verdict> {
-        let (from, to) = (u16::from_ne_bytes(old) as u64, u16::from_ne_bytes(new) as u64);
+        let (from, to) = (
+            u16::from_ne_bytes(old) as u64,
+            u16::from_ne_bytes(new) as u64,
+        );
         self.l4_csum_replace(check, from, to, 2)
             .map_err(|_| Verdict::Malformed)?;
         self.store(offset, &new, 0).map_err(|_| Verdict::Malformed)

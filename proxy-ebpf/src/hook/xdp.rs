@@ -168,10 +168,13 @@ impl Hook for XdpContext {
     #[inline(always)]
     fn load(&self, offset: usize, dst: &mut [u8; 64], len: u32) -> Result<(), Verdict> {
         let len = len.clamp(20, 60);
-        let rc = unsafe {
-            bpf_xdp_load_bytes(self.ctx, offset as u32, dst.as_mut_ptr() as *mut _, len)
-        };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        let rc =
+            unsafe { bpf_xdp_load_bytes(self.ctx, offset as u32, dst.as_mut_ptr() as *mut _, len) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     #[inline(always)]
@@ -181,7 +184,11 @@ impl Hook for XdpContext {
             return Ok(());
         }
         let rc = unsafe { bpf_xdp_adjust_tail(self.ctx, delta as i32) };
-        if rc == 0 { Ok(()) } else { Err(Verdict::Malformed) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Verdict::Malformed)
+        }
     }
 
     #[inline(always)]
