@@ -631,8 +631,15 @@ fn reset_within(cli: &Netns, to: SocketAddr, limit: Duration) -> Result<String, 
         let started = Instant::now();
         let mut stream = match TcpStream::connect_timeout(&to, limit) {
             Ok(stream) => stream,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Ok(format!("connect refused after {:?}", started.elapsed()));
+            // Refused (the RST met the SYN_SENT socket) or reset (the
+            // cookie SYN-ACK completed the connect first): a RST either way.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Ok(format!("connect: {e} after {:?}", started.elapsed()));
             }
             Err(e) => return Err(format!("connect: {e}")),
         };
