@@ -7,7 +7,8 @@
 //! live changes as ordered steps), `kernel` (model -> map contents, loading,
 //! counters, flow expiry), `access` (rules and GeoIP), `proxy` (the agent's
 //! TCP and UDP paths: TLS, PROXY/SPP headers, origins), `dns`, `api`,
-//! `metrics`, `cli`. Dependencies point down: `config` knows nothing of maps
+//! `metrics`, `cli`, `files` (the safe reader of files the config
+//! names). Dependencies point down: `config` knows nothing of maps
 //! or sockets; `kernel::maps` is a pure function of the config model; only
 //! `kernel::loader` talks to the kernel.
 
@@ -17,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod files;
 pub mod kernel;
 pub mod metrics;
 pub mod preflight;

@@ -97,11 +97,27 @@ pub fn lock_leases(lease_file: &Path) -> anyhow::Result<std::fs::File> {
     })
 }
 
-/// An exclusive, non-blocking flock on `path` (created if need be).
+/// An exclusive, non-blocking flock on `path` (created if need be). The
+/// file is opened without following a symlink and never truncated, and
+/// must be a regular file: a link planted at the lock's name (in a
+/// directory others can write, e.g. beside a state file) cannot make the
+/// root agent create or clobber the file it points to.
 fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::fd::AsRawFd as _;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(crate::files::FileError::from)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        bail!("the lock file {} is not a regular file", path.display());
+    }
     // SAFETY: a valid fd owned by `file`.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         bail!("{}", std::io::Error::last_os_error());
@@ -128,11 +144,9 @@ pub fn write_running_apps(instance: &str, config: &crate::config::Config) {
         .map(|a| (a.slot, a.id.to_string()))
         .collect();
     let path = running_apps_path(instance);
-    let temp = path.with_extension("json.tmp");
     let written = serde_json::to_string(&pairs)
         .map_err(std::io::Error::other)
-        .and_then(|text| std::fs::write(&temp, text))
-        .and_then(|()| std::fs::rename(&temp, &path));
+        .and_then(|text| crate::config::write_atomically(&path, text.as_bytes(), 0o644));
     if let Err(err) = written {
         tracing::warn!(
             "writing {}: {err}; `apps` may misname counters",
@@ -193,5 +207,29 @@ mod tests {
         for bad in ["", ".", "..", "../etc", "a/b", "a b"] {
             assert!(check_instance_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_name_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("proxy-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let leases = dir.join("leases.json");
+        std::os::unix::fs::symlink(&target, dir.join("leases.json.lock")).unwrap();
+        let err = format!("{:#}", lock_leases(&leases).unwrap_err());
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        // A dangling link is not created through either.
+        let missing = dir.join("created-through-link");
+        std::os::unix::fs::symlink(&missing, dir.join("other.json.lock")).unwrap();
+        assert!(lock_leases(&dir.join("other.json")).is_err());
+        assert!(!missing.exists());
+        // A plain lock file works, and a second holder is refused.
+        let held = lock_leases(&dir.join("plain.json")).unwrap();
+        assert!(lock_leases(&dir.join("plain.json")).is_err());
+        drop(held);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

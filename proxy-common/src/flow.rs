@@ -87,6 +87,11 @@ pub const FLOW_ORIGIN_PENDING: u8 = 1 << 5;
 pub const SYN_OPT_SACK: u8 = 1 << 0;
 pub const SYN_OPT_TIMESTAMPS: u8 = 1 << 1;
 pub const SYN_OPT_WSCALE: u8 = 1 << 2;
+/// The client offered a window scale, the origin declined it: neither
+/// side scales, but the client was told the edge does, so the client's
+/// windows are scaled up for the origin (and the origin's down for the
+/// client, `origin_ws` 0).
+pub const SYN_OPT_ORIGIN_NO_WS: u8 = 1 << 3;
 
 /// Value of `FLOWS`: how to rewrite a packet of this direction.
 #[repr(C)]

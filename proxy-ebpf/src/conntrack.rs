@@ -534,14 +534,18 @@ fn reverse_free(reverse: &FlowKey, now: u64, stale_ns: u64) -> bool {
     }
 }
 
-/// The to-client half [`open`] just inserted (its key is still in
-/// `SCRATCH_KEYS[1]`), for the SYN proxy to fill in.
+/// The two halves [`open`] just inserted, in `NEW_FLOWS` (their keys are
+/// still in `SCRATCH_KEYS`; `open` returns the scratch copy), for the SYN
+/// proxy to fill in: (to origin, to client).
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
-pub fn opened_reverse() -> Option<*mut FlowValue> {
-    let key = SCRATCH_KEYS.get_ptr(1)?;
-    // SAFETY: this CPU's scratch slot, used by this program run alone.
-    NEW_FLOWS.get_ptr_mut(unsafe { &*key })
+pub fn opened() -> Option<(*mut FlowValue, *mut FlowValue)> {
+    let forward = SCRATCH_KEYS.get_ptr(0)?;
+    let reverse = SCRATCH_KEYS.get_ptr(1)?;
+    // SAFETY: this CPU's scratch slots, used by this program run alone.
+    let forward = NEW_FLOWS.get_ptr_mut(unsafe { &*forward })?;
+    let reverse = NEW_FLOWS.get_ptr_mut(unsafe { &*reverse })?;
+    Some((forward, reverse))
 }
 
 /// The other half of a flow entry, established or embryonic, when it

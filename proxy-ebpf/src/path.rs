@@ -137,6 +137,10 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
             synproxy::hand(ctx, HAND_SYN, index);
         } else if flags == TCP_ACK {
             synproxy::hand(ctx, HAND_ACK, index);
+        } else if flags & TCP_SYN != 0 {
+            // SYN with FIN or RST: no handshake starts that way, and the
+            // NAT below would open a flow for it.
+            return Some((index, Verdict::StraySyn, H::DROP));
         }
     }
     if packet.proto == ip_proto::TCP && !packet.is_tcp_open() {

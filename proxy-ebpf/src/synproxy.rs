@@ -33,9 +33,9 @@ use aya_ebpf::{
     maps::{PerCpuArray, ProgramArray},
 };
 use proxy_common::{
-    AppValue, DIR_TO_ORIGIN, FLOW_FIN, FLOW_ORIGIN_PENDING, FLOW_RST, FLOW_SYN_PROXY, FlowValue,
-    SYN_OPT_SACK, SYN_OPT_TIMESTAMPS, SYN_OPT_WSCALE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Verdict,
-    csum,
+    DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE, FLOW_ORIGIN_PENDING, FLOW_RST, FLOW_SYN_PROXY,
+    FlowValue, SYN_OPT_ORIGIN_NO_WS, SYN_OPT_SACK, SYN_OPT_TIMESTAMPS, SYN_OPT_WSCALE, TCP_ACK,
+    TCP_FIN, TCP_RST, TCP_SYN, Verdict, csum,
 };
 
 use crate::{
@@ -75,6 +75,9 @@ struct Scratch {
     out: [u8; 128],
     options: Options,
     segment: Segment,
+    /// A TCP header with its sequence number moved on by one, for the
+    /// cookie check of a zero-window probe.
+    probe: [u8; 20],
 }
 
 #[map]
@@ -132,14 +135,63 @@ fn handle<H: Hook>(ctx: &H) -> Outcome<H::Action> {
     let (kind, index) = unsafe { ((*handoff).kind, (*handoff).app) };
     let packet = parse::current()?;
     if kind == HAND_FLOW {
+        // Here, not under `flow_packet`: opening a flow takes the stack
+        // of a call chain of its own.
+        if let Some((index, isn)) = reopened(ctx, packet) {
+            return Some(cookie_ack(ctx, packet, index, isn));
+        }
         return Some(flow_packet(ctx, packet));
     }
-    let app = apps::app_for(index, packet.proto)?;
+    apps::app_for(index, packet.proto)?;
     Some(if kind == HAND_SYN {
         syn(ctx, packet, index)
     } else {
-        cookie_ack(ctx, packet, index, app)
+        match check_cookie(ctx, packet) {
+            Some(isn) => cookie_ack(ctx, packet, index, isn),
+            None => (index, Verdict::SynCookieBad, H::DROP),
+        }
     })
+}
+
+/// The client's initial sequence number when the pure ACK `packet`
+/// carries a cookie the kernel's check accepts. The check takes the ISN as
+/// the ACK's sequence number - 1; a zero-window probe (the client's window
+/// is 0 until the origin is up) carries the ISN itself (snd_una - 1), so it
+/// is checked again with its sequence number moved on by one: a lost ACK
+/// leaves the client probing, and its probe opens the flow.
+#[inline(never)]
+fn check_cookie<H: Hook>(ctx: &H, packet: &Packet) -> Option<u32> {
+    if packet.tcp_flags & (TCP_SYN | TCP_RST | TCP_FIN | TCP_ACK) != TCP_ACK {
+        return None;
+    }
+    let tcp: *mut [u8; 20] = ptr_at(ctx, packet.l4_offset).ok()?;
+    let check = |th: *mut [u8; 20]| -> bool {
+        let rc = if packet.ipv6 {
+            let Ok(ip) = ptr_at::<[u8; 40]>(ctx, packet.l3_offset) else {
+                return false;
+            };
+            unsafe { bpf_tcp_raw_check_syncookie_ipv6(ip as *mut _, th as *mut _) }
+        } else {
+            let Ok(ip) = ptr_at::<[u8; 20]>(ctx, packet.l3_offset) else {
+                return false;
+            };
+            unsafe { bpf_tcp_raw_check_syncookie_ipv4(ip as *mut _, th as *mut _) }
+        };
+        rc == 0
+    };
+    if check(tcp) {
+        return Some(packet.tcp_seq.wrapping_sub(1));
+    }
+    let scratch = SYN_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, used by this program run alone.
+    let probe = unsafe { &mut (*scratch).probe };
+    *probe = unsafe { *tcp };
+    let seq = packet.tcp_seq.wrapping_add(1).to_be_bytes();
+    probe[4] = seq[0];
+    probe[5] = seq[1];
+    probe[6] = seq[2];
+    probe[7] = seq[3];
+    check(probe as *mut [u8; 20]).then_some(packet.tcp_seq)
 }
 
 /// What a segment's options say.
@@ -554,36 +606,21 @@ fn syn<H: Hook>(ctx: &H, packet: &Packet, app: u32) -> (u32, Verdict, H::Action)
     (app, Verdict::SynCookieSent, ctx.reply())
 }
 
-/// A client's ACK of no flow: a good cookie opens the flow and becomes
-/// the edge's SYN to the origin.
+/// A client's ACK of no flow whose cookie is good (`isn` its initial
+/// sequence number): it opens the flow and becomes the edge's SYN to the
+/// origin. A client refused now (its limits, no NAT port, no origin)
+/// believes it is connected: it gets a RST, which costs nothing kept.
 #[inline(never)]
 fn cookie_ack<H: Hook>(
     ctx: &H,
     packet: &Packet,
     index: u32,
-    app: &AppValue,
+    isn: u32,
 ) -> (u32, Verdict, H::Action) {
     let bad = (index, Verdict::SynCookieBad, H::DROP);
-    if packet.tcp_flags & (TCP_SYN | TCP_RST | TCP_FIN | TCP_ACK) != TCP_ACK {
-        return bad;
-    }
-    let Ok(tcp20) = ptr_at::<[u8; 20]>(ctx, packet.l4_offset) else {
-        return bad;
+    let Some(app) = apps::app_for(index, packet.proto) else {
+        return (index, Verdict::NoListener, H::DROP);
     };
-    let checked = if packet.ipv6 {
-        let Ok(ip) = ptr_at::<[u8; 40]>(ctx, packet.l3_offset) else {
-            return bad;
-        };
-        unsafe { bpf_tcp_raw_check_syncookie_ipv6(ip as *mut _, tcp20 as *mut _) }
-    } else {
-        let Ok(ip) = ptr_at::<[u8; 20]>(ctx, packet.l3_offset) else {
-            return bad;
-        };
-        unsafe { bpf_tcp_raw_check_syncookie_ipv4(ip as *mut _, tcp20 as *mut _) }
-    };
-    if checked != 0 {
-        return bad;
-    }
     let Some((tcp, len)) = read_tcp(ctx, packet) else {
         return bad;
     };
@@ -592,15 +629,15 @@ fn cookie_ack<H: Hook>(
     };
     let window = u16::from_be_bytes([tcp[14], tcp[15]]);
     if !client::admit(packet, index) {
-        return (index, Verdict::ClientLimited, H::DROP);
+        return refuse(ctx, packet, index, Verdict::ClientLimited);
     }
-    let forward = match conntrack::open(packet, index, app, H::HOOK) {
-        Ok(flow) => flow,
-        Err(Verdict::NatFailed) => return (index, Verdict::NatFailed, H::DROP),
-        Err(verdict) => return (index, verdict, H::DROP),
-    };
-    let Some(reverse) = conntrack::opened_reverse() else {
-        return (index, Verdict::NatFailed, H::DROP);
+    if let Err(verdict) = conntrack::open(packet, index, app, H::HOOK) {
+        return refuse(ctx, packet, index, verdict);
+    }
+    // Another CPU opening the same flow at once: this ACK is dropped, the
+    // client's next packet finds that flow.
+    let Some((forward, reverse)) = conntrack::opened() else {
+        return (index, Verdict::SynProxyPending, H::DROP);
     };
     // SAFETY: both point into NEW_FLOWS, valid for this program run.
     let (forward_ref, reverse_ref) = unsafe { (&mut *forward, &mut *reverse) };
@@ -625,7 +662,10 @@ fn cookie_ack<H: Hook>(
     let edge_ws = if ws != 0xFF { EDGE_WS } else { 0 };
     let state = FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING;
     forward_ref.state = state;
-    forward_ref.seq_adj = packet.tcp_seq.wrapping_sub(1);
+    // The client's next sequence number, tracked as any flow's; the SYN
+    // the edge sends (again) is built from it.
+    forward_ref.seq = isn.wrapping_add(1);
+    forward_ref.seq_adj = isn;
     forward_ref.ts_adj = opts.tsval;
     forward_ref.syn_mss = mss;
     forward_ref.syn_opts = syn_opts;
@@ -639,6 +679,42 @@ fn cookie_ack<H: Hook>(
     reverse_ref.client_ws = forward_ref.client_ws;
     reverse_ref.edge_ws = edge_ws;
     send_origin_syn(ctx, packet, forward, Verdict::ToOrigin)
+}
+
+/// A RST in place of the packet, back to where it came from with the
+/// sequence number its sender acknowledged: to a client refused after a
+/// good cookie, or to an origin answering the edge's SYN with an ACK of
+/// another connection (a stale one on the NAT tuple; RFC 9293 3.10.7.3).
+#[inline(never)]
+fn reset_sender<H: Hook>(ctx: &H, packet: &Packet) -> Result<(), Verdict> {
+    let segment = segment(
+        &packet.dst,
+        &packet.src,
+        packet.dst_port,
+        packet.src_port,
+        packet.tcp_ack,
+        0,
+        TCP_RST,
+        0,
+    )
+    .ok_or(Verdict::Malformed)?;
+    let out = out_buf().ok_or(Verdict::Malformed)?;
+    let total = build(out, packet.ipv6, segment);
+    emit(ctx, packet.ipv6, total)
+}
+
+/// Refuses a client whose cookie was good (`verdict` says why): a RST.
+#[inline(never)]
+fn refuse<H: Hook>(
+    ctx: &H,
+    packet: &Packet,
+    index: u32,
+    verdict: Verdict,
+) -> (u32, Verdict, H::Action) {
+    if reset_sender(ctx, packet).is_err() {
+        return (index, verdict, H::DROP);
+    }
+    (index, verdict, ctx.reply())
 }
 
 /// The edge's SYN to the origin, in place of the client's packet, from
@@ -665,7 +741,10 @@ fn send_origin_syn<H: Hook>(
         &flow.new_dst,
         flow.new_src_port,
         flow.new_dst_port,
-        flow.seq_adj,
+        // The ISN from the tracked next sequence number, which nothing
+        // rewrites while pending (`seq_adj` changes once the origin
+        // answers, maybe on another CPU while this runs).
+        flow.seq.wrapping_sub(1),
         0,
         TCP_SYN,
         window,
@@ -711,25 +790,99 @@ fn flow_packet<H: Hook>(ctx: &H, packet: &Packet) -> (u32, Verdict, H::Action) {
             }
             return send_origin_syn(ctx, packet, entry_ptr, Verdict::SynProxyPending);
         }
-        if flags & TCP_RST != 0 {
-            return origin_refused(ctx, packet, entry_ptr);
-        }
-        if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-            return origin_synack(ctx, packet, entry_ptr, true);
-        }
-        return (app, Verdict::StraySyn, H::DROP);
+        return origin_pending(ctx, packet, entry_ptr);
     }
     if flags & TCP_SYN != 0 {
         if !to_origin && flags & TCP_ACK != 0 {
             // The origin's SYN-ACK again: the edge's ACK was lost.
             return origin_synack(ctx, packet, entry_ptr, false);
         }
-        if to_origin && flags & TCP_ACK == 0 {
-            return client_syn_again(ctx, packet, entry_ptr);
+        if to_origin && flags & (TCP_ACK | TCP_RST | TCP_FIN) == 0 && closing(entry, packet) {
+            // A new connection on a closing tuple: a cookie of its own.
+            // The old flow stays until that cookie comes back (a blind
+            // FIN, FIN, SYN cannot end a live flow); the mark says to look
+            // for it.
+            entry.state |= FLOW_HANDSHAKE;
+            return syn(ctx, packet, app);
         }
         return (app, Verdict::StraySyn, H::DROP);
     }
     carry(ctx, packet, tracked)
+}
+
+/// Whether a flow is closing: a RST either way, or a FIN both ways.
+#[inline(never)]
+fn closing(entry: &FlowValue, packet: &Packet) -> bool {
+    let Some(peer) = conntrack::peer(entry, packet) else {
+        return true;
+    };
+    (entry.state | peer.state) & FLOW_RST != 0 || (entry.state & peer.state) & FLOW_FIN != 0
+}
+
+/// The client's ACK of a new cookie on a closing tuple (marked
+/// `FLOW_HANDSHAKE` when its SYN got the cookie): the old flow ends,
+/// counted expired, and (app, the new ISN) is returned for the new one.
+#[inline(never)]
+fn reopened<H: Hook>(ctx: &H, packet: &Packet) -> Option<(u32, u32)> {
+    if packet.tcp_flags & (TCP_SYN | TCP_RST | TCP_FIN | TCP_ACK) != TCP_ACK {
+        return None;
+    }
+    let tracked = conntrack::lookup(packet)?;
+    // SAFETY: a flow map entry, valid for this program run.
+    let entry = unsafe { &*tracked.entry };
+    if entry.direction != DIR_TO_ORIGIN
+        || entry.state & FLOW_HANDSHAKE == 0
+        || entry.state & FLOW_ORIGIN_PENDING != 0
+        || !closing(entry, packet)
+    {
+        return None;
+    }
+    let isn = check_cookie(ctx, packet)?;
+    let (index, hook) = (entry.app, entry.hook);
+    crate::stats::count(index, Verdict::flow_expired(hook), 0);
+    conntrack::remove_flow(packet, Some(entry));
+    Some((index, isn))
+}
+
+/// A packet from the origin while the edge's SYN waits for its answer.
+#[inline(never)]
+fn origin_pending<H: Hook>(
+    ctx: &H,
+    packet: &Packet,
+    entry_ptr: *mut FlowValue,
+) -> (u32, Verdict, H::Action) {
+    // SAFETY: a flow map entry, valid for this program run.
+    let reverse = unsafe { &*entry_ptr };
+    let app = reverse.app;
+    let flags = packet.tcp_flags;
+    let Some(forward) = conntrack::peer(reverse, packet) else {
+        return (app, Verdict::NoFlow, H::DROP);
+    };
+    // What answers the edge's SYN acknowledges its ISN + 1.
+    let answers = flags & TCP_ACK != 0 && packet.tcp_ack == forward.seq;
+    if flags & TCP_RST != 0 {
+        if answers {
+            return origin_refused(ctx, packet, entry_ptr);
+        }
+        return (app, Verdict::RstInvalid, H::DROP);
+    }
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+        if !answers {
+            return (app, Verdict::StraySyn, H::DROP);
+        }
+        return origin_synack(ctx, packet, entry_ptr, true);
+    }
+    if flags & (TCP_SYN | TCP_ACK) == TCP_ACK && !answers {
+        // A stale connection of the origin's on the NAT tuple: reset it;
+        // the client's next probe brings the SYN again.
+        if reset_sender(ctx, packet).is_ok() {
+            let forward_ptr = forward as *mut FlowValue;
+            let total = if packet.ipv6 { 40 } else { 20 } + ACK_TCP_LEN;
+            let (action, failed) = forward::send_built(ctx, packet, forward_ptr, total);
+            return (app, failed.unwrap_or(Verdict::SynProxyPending), action);
+        }
+    }
+    (app, Verdict::StraySyn, H::DROP)
 }
 
 /// A packet of an established SYN-proxied flow: the flow's checks, the
@@ -745,7 +898,8 @@ fn carry<H: Hook>(
     match conntrack::touch(tracked, packet) {
         Seen::Send(entry) => {
             if translate(ctx, packet, entry).is_err() {
-                return (app, Verdict::Malformed, H::PASS);
+                // Untranslated, the stack would answer with a RST.
+                return (app, Verdict::Malformed, H::DROP);
             }
             path::rewrite_and_send(ctx, packet, entry)
         }
@@ -754,31 +908,6 @@ fn carry<H: Hook>(
         // ACK of no flow carries no cookie).
         Seen::Gone => (app, Verdict::NoFlow, H::DROP),
     }
-}
-
-/// A client SYN on an established SYN-proxied tuple: a new connection
-/// once the old one is closing (the old flow goes, the SYN gets a cookie
-/// of its own), else dropped.
-#[inline(never)]
-fn client_syn_again<H: Hook>(
-    ctx: &H,
-    packet: &Packet,
-    entry_ptr: *mut FlowValue,
-) -> (u32, Verdict, H::Action) {
-    // SAFETY: a flow map entry, valid for this program run.
-    let entry = unsafe { &*entry_ptr };
-    let app = entry.app;
-    let Some(peer) = conntrack::peer(entry, packet) else {
-        conntrack::remove_flow(packet, None);
-        return syn(ctx, packet, app);
-    };
-    let either = entry.state | peer.state;
-    let both = entry.state & peer.state;
-    if either & FLOW_RST != 0 || both & FLOW_FIN != 0 {
-        conntrack::remove_flow(packet, Some(entry));
-        return syn(ctx, packet, app);
-    }
-    (app, Verdict::StraySyn, H::DROP)
 }
 
 /// The origin refused the edge's SYN: the client gets a RST (its
@@ -860,7 +989,7 @@ fn origin_synack<H: Hook>(
         }
         let cookie = reverse.seq_adj;
         let edge_ts = reverse.ts_adj;
-        let client_isn = forward.seq_adj;
+        let client_isn = forward.seq.wrapping_sub(1);
         let client_ts = forward.ts_adj;
         let seq_adj = cookie.wrapping_sub(origin_isn);
         let timestamps = forward.syn_opts & SYN_OPT_TIMESTAMPS != 0 && opts.ts_at != 0;
@@ -869,16 +998,27 @@ fn origin_synack<H: Hook>(
         } else {
             0
         };
-        let origin_ws = if forward.syn_opts & SYN_OPT_WSCALE != 0 && opts.ws != 0xFF {
+        let client_scales = forward.syn_opts & SYN_OPT_WSCALE != 0;
+        let origin_ws = if client_scales && opts.ws != 0xFF {
             opts.ws
         } else {
             0
         };
+        let declined = if client_scales && opts.ws == 0xFF {
+            SYN_OPT_ORIGIN_NO_WS
+        } else {
+            0
+        };
+        // The origin's ISN is its tracked sequence number (RSTs are judged
+        // by it); a RST seen while pending says nothing of the connection
+        // now up.
+        reverse.seq = origin_isn;
         for half in [&mut *forward, &mut *reverse] {
-            half.state &= !FLOW_ORIGIN_PENDING;
+            half.state &= !(FLOW_ORIGIN_PENDING | FLOW_RST);
             half.seq_adj = seq_adj;
             half.ts_adj = ts_adj;
             half.origin_ws = origin_ws;
+            half.syn_opts |= declined;
         }
         // The ACK to the origin first (a clone), then this packet becomes
         // the client's window update.
@@ -890,7 +1030,7 @@ fn origin_synack<H: Hook>(
             client_isn.wrapping_add(1),
             origin_isn.wrapping_add(1),
             TCP_ACK,
-            forward.client_win,
+            client_window_for_origin(forward, forward.client_win),
         ) else {
             return drop;
         };
@@ -935,7 +1075,11 @@ fn origin_synack<H: Hook>(
     }
     // A retransmitted SYN-ACK: the edge's ACK again, to the origin. The
     // SYN-ACK acknowledges the client's next sequence number as the origin
-    // knows it, and echoes the client's TSval in its TSecr.
+    // knows it, and echoes the client's TSval in its TSecr. Only the
+    // origin's own (its ISN), not any SYN-ACK on the tuple.
+    if origin_isn != reverse.seq {
+        return (app, Verdict::StraySyn, H::DROP);
+    }
     let Some(ack) = segment(
         &packet.dst,
         &packet.src,
@@ -944,7 +1088,7 @@ fn origin_synack<H: Hook>(
         packet.tcp_ack,
         origin_isn.wrapping_add(1),
         TCP_ACK,
-        forward.client_win,
+        client_window_for_origin(forward, forward.client_win),
     ) else {
         return drop;
     };
@@ -963,10 +1107,21 @@ fn origin_synack<H: Hook>(
     (app, failed.unwrap_or(Verdict::ToOrigin), action)
 }
 
+/// A client window field as the origin reads it: the same, unless the
+/// origin declined window scaling the client was told the edge does.
+#[inline(always)]
+fn client_window_for_origin(forward: &FlowValue, window: u16) -> u16 {
+    if forward.syn_opts & SYN_OPT_ORIGIN_NO_WS == 0 {
+        return window;
+    }
+    ((window as u32) << (forward.client_ws & 15)).min(65535) as u16
+}
+
 /// Sends a copy of the packet (the edge's ACK, built in place) to the
 /// origin: TC's clone, with the next hop from a route lookup. Best
-/// effort: when it cannot go, the origin sends its SYN-ACK again.
-#[inline(always)]
+/// effort: when it cannot go, the origin sends its SYN-ACK again. Not
+/// inlined: its route lookup's parameters take a stack frame of their own.
+#[inline(never)]
 fn clone_to_origin<H: Hook>(ctx: &H, packet: &Packet, forward: &FlowValue) {
     let mut params: FibParams = unsafe { core::mem::zeroed() };
     let leaving = Leaving::flow(forward, 0);
@@ -1022,6 +1177,11 @@ fn translate<H: Hook>(ctx: &H, packet: &Packet, entry: *mut FlowValue) -> Result
             let at = ts_at + 6;
             let new = opts.tsecr.wrapping_sub(flow.ts_adj);
             ctx.replace4(check, l4 + at, opts.tsecr.to_be_bytes(), new.to_be_bytes())?;
+        }
+        if flow.syn_opts & SYN_OPT_ORIGIN_NO_WS != 0 {
+            let old = [tcp[14], tcp[15]];
+            let window = client_window_for_origin(flow, u16::from_be_bytes(old));
+            ctx.replace2(check, l4 + 14, old, window.to_be_bytes())?;
         }
     } else {
         let seq = get4(tcp, 4);

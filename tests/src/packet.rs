@@ -271,6 +271,183 @@ pub fn syn(src: IpAddr, dst: IpAddr, dst_port: u16) -> Vec<u8> {
     frame_between(src, dst, PROTO_TCP, tcp_flags(40000, dst_port, 0x02, b""))
 }
 
+/// A TCP option as [`tcp_header`] writes it and [`parse_tcp`] reads it
+/// (kinds and lengths of RFC 9293, 7323 and 2018).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpOpt {
+    /// End of option list (kind 0): [`tcp_header`] pads with it.
+    Eol,
+    Nop,
+    Mss(u16),
+    WScale(u8),
+    SackPerm,
+    /// SACK blocks: (left edge, right edge).
+    Sack(Vec<(u32, u32)>),
+    /// (TSval, TSecr).
+    Ts(u32, u32),
+}
+
+impl TcpOpt {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Eol => out.push(0),
+            Self::Nop => out.push(1),
+            Self::Mss(mss) => {
+                out.extend_from_slice(&[2, 4]);
+                out.extend_from_slice(&mss.to_be_bytes());
+            }
+            Self::WScale(shift) => out.extend_from_slice(&[3, 3, *shift]),
+            Self::SackPerm => out.extend_from_slice(&[4, 2]),
+            Self::Sack(blocks) => {
+                out.extend_from_slice(&[5, 2 + 8 * blocks.len() as u8]);
+                for (left, right) in blocks {
+                    out.extend_from_slice(&left.to_be_bytes());
+                    out.extend_from_slice(&right.to_be_bytes());
+                }
+            }
+            Self::Ts(val, ecr) => {
+                out.extend_from_slice(&[8, 10]);
+                out.extend_from_slice(&val.to_be_bytes());
+                out.extend_from_slice(&ecr.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// A TCP segment's fields, for [`tcp_header`] to write and [`parse_tcp`]
+/// to read back.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Tcp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// 0x01 FIN, 0x02 SYN, 0x04 RST, 0x08 PSH, 0x10 ACK.
+    pub flags: u8,
+    pub window: u16,
+    /// In wire order; [`tcp_header`] pads them with EOL to 32 bits.
+    pub options: Vec<TcpOpt>,
+    pub payload: Vec<u8>,
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// `tcp`'s header, options and payload, checksum zero (see
+/// [`tcp_frame_of`]).
+pub fn tcp_header(tcp: &Tcp) -> Vec<u8> {
+    let mut options = Vec::new();
+    for option in &tcp.options {
+        option.write(&mut options);
+    }
+    while options.len() % 4 != 0 {
+        options.push(0);
+    }
+    assert!(options.len() <= 40, "TCP options over 40 bytes");
+    let mut h = Vec::with_capacity(20 + options.len() + tcp.payload.len());
+    h.extend_from_slice(&tcp.src_port.to_be_bytes());
+    h.extend_from_slice(&tcp.dst_port.to_be_bytes());
+    h.extend_from_slice(&tcp.seq.to_be_bytes());
+    h.extend_from_slice(&tcp.ack.to_be_bytes());
+    h.extend_from_slice(&[(((20 + options.len()) / 4) as u8) << 4, tcp.flags]);
+    h.extend_from_slice(&tcp.window.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h.extend(options);
+    h.extend_from_slice(&tcp.payload);
+    h
+}
+
+/// An untagged frame carrying `tcp` from `src` to `dst` (one family), IPv4
+/// as [`ipv4`] builds it, checksums filled in.
+pub fn tcp_frame_of(macs: Macs, src: IpAddr, dst: IpAddr, tcp: &Tcp) -> Vec<u8> {
+    with_l4_checksum(ip_frame(macs, src, dst, PROTO_TCP, &tcp_header(tcp)))
+}
+
+/// An untagged IPv4 frame with its IP header's identification, flags and
+/// fragment offset (0x4000: DF), TTL and TOS set, the header checksum
+/// computed again (the TCP/UDP checksum does not cover them).
+pub fn with_ipv4_fields(mut frame: Vec<u8>, tos: u8, id: u16, frags: u16, ttl: u8) -> Vec<u8> {
+    assert_eq!(frame[14] >> 4, 4, "an IPv4 frame");
+    let end = 14 + ((frame[14] & 0x0f) as usize) * 4;
+    frame[15] = tos;
+    frame[18..20].copy_from_slice(&id.to_be_bytes());
+    frame[20..22].copy_from_slice(&frags.to_be_bytes());
+    frame[22] = ttl;
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let sum = checksum(&frame[14..end]);
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// The TCP segment of an untagged IPv4 or IPv6 frame (no extension
+/// headers), its options decoded (None: not TCP, cut short, or an option
+/// running past the header). EOL ends the options; the bytes after it are
+/// not read.
+pub fn parse_tcp(frame: &[u8]) -> Option<Tcp> {
+    if frame.len() < 14 + 20 {
+        return None;
+    }
+    let (_, l4, proto) = layout(frame);
+    let seg = frame.get(l4..)?;
+    if proto != PROTO_TCP || seg.len() < 20 {
+        return None;
+    }
+    let be16 = |at: usize| u16::from_be_bytes([seg[at], seg[at + 1]]);
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let data = usize::from(seg[12] >> 4) * 4;
+    let raw = seg.get(20..data)?;
+    let mut options = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let kind = raw[at];
+        if kind == 0 {
+            options.push(TcpOpt::Eol);
+            break;
+        }
+        if kind == 1 {
+            options.push(TcpOpt::Nop);
+            at += 1;
+            continue;
+        }
+        let len = usize::from(*raw.get(at + 1)?);
+        let body = raw.get(at + 2..at + len.max(2))?;
+        options.push(match (kind, len) {
+            (2, 4) => TcpOpt::Mss(u16::from_be_bytes([body[0], body[1]])),
+            (3, 3) => TcpOpt::WScale(body[0]),
+            (4, 2) => TcpOpt::SackPerm,
+            (5, _) if len >= 10 && (len - 2) % 8 == 0 => {
+                TcpOpt::Sack(body.chunks(8).map(|b| (be32(b, 0), be32(b, 4))).collect())
+            }
+            (8, 10) => TcpOpt::Ts(be32(body, 0), be32(body, 4)),
+            _ => return None,
+        });
+        at += len;
+    }
+    Some(Tcp {
+        src_port: be16(0),
+        dst_port: be16(2),
+        seq: be32(seg, 4),
+        ack: be32(seg, 8),
+        flags: seg[13],
+        window: be16(14),
+        options,
+        payload: seg.get(data..)?.to_vec(),
+    })
+}
+
+impl Tcp {
+    /// The timestamp option's (TSval, TSecr), if any.
+    pub fn timestamps(&self) -> Option<(u32, u32)> {
+        self.options.iter().find_map(|option| match option {
+            TcpOpt::Ts(val, ecr) => Some((*val, *ecr)),
+            _ => None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +501,71 @@ mod tests {
         assert_eq!(
             frame6(Ipv6Addr::LOCALHOST, PROTO_UDP, &udp(1, 2, b"x")).len(),
             14 + 40 + 9
+        );
+    }
+
+    #[test]
+    fn tcp_options_round_trip_and_checksums_verify() {
+        let tcp = Tcp {
+            src_port: 25000,
+            dst_port: 1000,
+            seq: 0xdead_beef,
+            ack: 7,
+            flags: TCP_SYN | TCP_ACK,
+            window: 0,
+            options: vec![
+                TcpOpt::Mss(1460),
+                TcpOpt::SackPerm,
+                TcpOpt::Ts(1, 2),
+                TcpOpt::Nop,
+                TcpOpt::WScale(7),
+                TcpOpt::Sack(vec![(10, 20), (30, 40)]),
+            ],
+            payload: b"x".to_vec(),
+        };
+        let src: IpAddr = "fd00:1::2".parse().unwrap();
+        let dst: IpAddr = "fd00:100::1".parse().unwrap();
+        let frame = tcp_frame_of(DEFAULT_MACS, src, dst, &tcp);
+        assert!(checksums_verify(&frame));
+        // 4 + 2 + 10 + 1 + 3 + 18 = 38 option bytes, padded to 40.
+        assert_eq!(frame.len(), 14 + 40 + 60 + 1);
+        let mut back = parse_tcp(&frame).expect("a TCP frame");
+        assert_eq!(back.options.pop(), Some(TcpOpt::Eol));
+        assert_eq!(back, tcp);
+        assert_eq!(back.timestamps(), Some((1, 2)));
+        let v4 = tcp_frame_of(
+            DEFAULT_MACS,
+            Ipv4Addr::new(10, 0, 1, 2).into(),
+            Ipv4Addr::new(10, 0, 100, 1).into(),
+            &tcp,
+        );
+        let v4 = with_ipv4_fields(v4, 0, 0, 0x4000, 64);
+        assert!(checksums_verify(&v4));
+        assert_eq!((v4[18..22].to_vec(), v4[22]), (vec![0, 0, 0x40, 0], 64));
+    }
+
+    #[test]
+    fn the_tcp_checksum_covers_the_pseudo_header() {
+        // One hand-summed case: 10.0.0.1 -> 10.0.0.2, a 20-byte header
+        // from port 1 to port 2, seq 0, ack 0, data offset 5, SYN, window
+        // 0. Sum of the 16-bit words: addresses 0x0a00 + 0x0001 + 0x0a00 +
+        // 0x0002, protocol 6, length 20; header 0x0001 + 0x0002 + 0x5002.
+        let tcp = Tcp {
+            src_port: 1,
+            dst_port: 2,
+            flags: TCP_SYN,
+            ..Tcp::default()
+        };
+        let frame = tcp_frame_of(
+            DEFAULT_MACS,
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            Ipv4Addr::new(10, 0, 0, 2).into(),
+            &tcp,
+        );
+        let sum: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + 20 + 0x0001 + 0x0002 + 0x5002;
+        assert_eq!(
+            frame[14 + 20 + 16..14 + 20 + 18],
+            (!(sum as u16)).to_be_bytes()
         );
     }
 }

@@ -51,7 +51,8 @@ enum Task {
         quick: bool,
         /// Comma-separated systems (direct, xdp-router, tc-router,
         /// tc-router-xdp, haproxy, nginx, spectrum-xdp, spectrum-tc,
-        /// spectrum-auto), metrics (tcp_1_stream, tcp_4_streams,
+        /// spectrum-auto, spectrum-xdp-synproxy-off,
+        /// spectrum-tc-synproxy-off), metrics (tcp_1_stream, tcp_4_streams,
         /// tls_rsa_2048, ...) and/or `access-rules`.
         #[arg(long)]
         only: Option<String>,

@@ -33,7 +33,7 @@ use crate::{
     api,
     config::model::Config,
     dns::{self, DnsServer},
-    kernel::{conntrack_gc, loader::Kernel, maps, nat_use, ring, stats},
+    kernel::{conntrack_gc, loader::Kernel, maps, nat_use, ring, stats, sysctl},
     proxy::{
         origin::fill_origin_sources,
         tcp::{self, TcpProxyState},
@@ -94,6 +94,9 @@ pub struct Agent {
     /// Warnings for NAT tuples near their capacity, rate-limited.
     nat_warnings: nat_use::NatWarnings,
     paths: RunPaths,
+    /// `tcp_syncookies` as it was, when the agent had to turn it on: put
+    /// back when the agent (stopping) drops it.
+    _syncookies: Option<sysctl::Restore>,
 }
 
 impl Agent {
@@ -180,13 +183,16 @@ impl Agent {
         } else {
             info!("no app needs XDP (no fast path there, no ip_firewall): not attached");
         }
-        if config.needs_tc() {
+        if config.attaches_tc() {
             kernel.attach_tc(&config.edge.interfaces)?;
         }
         // Steering after XDP: every packet that reaches the agent's sockets has
         // passed the access rules. Both sockets always exist, so an app added
         // live on either path is served at once.
         let (stop_paths, paths_stopped) = watch::channel(false);
+        // The listener's backlog is deep (`tcp::listener`); the kernel's
+        // SYN cookies take over when even that overflows.
+        let syncookies = sysctl::enable_syncookies();
         let tcp_listener = tcp::listener()?;
         let udp_socket = udp::socket()?;
         kernel.steer_to(Some(&tcp_listener), Some(&udp_socket))?;
@@ -244,6 +250,7 @@ impl Agent {
             flow_entries,
             nat_warnings: nat_use::NatWarnings::default(),
             paths,
+            _syncookies: syncookies,
         };
         let inputs = Inputs {
             resolved: resolved_rx,
@@ -319,6 +326,7 @@ impl Agent {
             match conntrack_gc::record_expired(&mut self.kernel, &removed) {
                 Ok(()) => debug!(
                     expired = ?removed.per_app(),
+                    syn_proxy_origin_failed = ?removed.origin_failed(),
                     "expired flows removed (app slot: count)"
                 ),
                 Err(err) => warn!("counting expired flows: {err:#}"),

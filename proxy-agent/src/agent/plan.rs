@@ -156,6 +156,9 @@ pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str
     edge.lease_file.clone_from(&running.edge.lease_file);
     // Live: `SyncMaps` rewrites `POOLS`, and XDP is attached if it must be.
     edge.unlisted = running.edge.unlisted;
+    // Live: each app holds the value it gets (`App::syn_proxy`), and a
+    // changed one is a new version of the app in a fresh slot.
+    edge.syn_proxy = running.edge.syn_proxy;
     // Reloaded live, with the access rules.
     edge.geoip = running.edge.geoip.clone();
     let mut changed = Vec::new();
@@ -265,7 +268,7 @@ pub fn plan(
     if next.needs_xdp() {
         ops.push(Op::AttachXdp);
     }
-    if next.needs_tc() {
+    if next.attaches_tc() {
         ops.push(Op::AttachTc);
     }
     ops.push(Op::SyncMaps);

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::change::{self, submit};
 use super::error::{ApiError, CODE_APPLY, CODE_NOT_FOUND, Envelope};
 use super::extract::{Collection, Object, Page, Zone, json_body};
+use super::pem;
 use super::{APPS, ApiState};
 use crate::config::model::{App, Config, Origin, OriginFamily};
 
@@ -183,6 +184,7 @@ pub async fn create(
 ) -> Result<Envelope<AppJson>, ApiError> {
     zone?;
     let body = json_body(&body)?;
+    let body = pem::store_app_pem(&state.config().edge.state_dir, body).await?;
     let (config, id) = submit(&state, move |doc, now| doc.add_app(body, now)).await?;
     app_answer(&config, &id)
 }
@@ -194,6 +196,7 @@ pub async fn replace(
 ) -> Result<Envelope<AppJson>, ApiError> {
     let Object { id, .. } = app?;
     let body = json_body(&body)?;
+    let body = pem::store_app_pem(&state.config().edge.state_dir, body).await?;
     let (config, id) = submit(&state, move |doc, now| {
         doc.replace_app(&id, body, now)?;
         Ok(id)

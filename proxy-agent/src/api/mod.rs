@@ -41,6 +41,7 @@ mod change;
 mod error;
 mod extract;
 mod metrics;
+mod pem;
 mod rules;
 #[cfg(test)]
 mod tests;

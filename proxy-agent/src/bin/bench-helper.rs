@@ -12,7 +12,8 @@
 //!   NAT, checksums, FIB lookup; at XDP and at TC ingress), a packet to no
 //!   listener and a non-IP frame; prints JSON.
 //! - `verifier-insns`: how many instructions the verifier walked for each
-//!   production program (XDP, TC ingress, sk_lookup); prints JSON.
+//!   production program (XDP, TC ingress, their SYN proxies, sk_lookup);
+//!   prints JSON.
 //! - `rule-cost --database FILE`: the access rules' cost per packet
 //!   (BPF_PROG_TEST_RUN, blocked and allowed clients) with no rules, 10 and
 //!   1,000,000 prefixes and a whole country of the database loaded, and the
@@ -46,7 +47,8 @@ use proxy_agent::{
 };
 use proxy_common::{
     DIR_TO_CLIENT, FLOW_REPLIED, FlowKey, FlowValue, PASS_PROGRAM, ROUTER_PROGRAM, SINK_COUNT_MAP,
-    SINK_PROGRAM, STEER_PROGRAM, TC_PROGRAM, TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
+    SINK_PROGRAM, STEER_PROGRAM, SYN_PROXY_PROGRAM, SYN_PROXY_TC_PROGRAM, TC_PROGRAM,
+    TC_ROUTER_PROGRAM, XDP_PROGRAM, ip_proto,
 };
 
 /// The benchmark's eBPF object (`proxy-ebpf`'s `bench` binary, built by
@@ -443,11 +445,23 @@ fn verifier_insns() -> anyhow::Result<()> {
         .try_into()?;
     steer.load()?;
     let steer = count(steer.info()?);
+    // Loaded with the main programs (their tail-call targets).
+    let mut loaded = |name: &str| -> anyhow::Result<Option<u32>> {
+        let program = kernel
+            .ebpf_mut()
+            .program(name)
+            .ok_or_else(|| anyhow!("no {name} program"))?;
+        Ok(count(program.info()?))
+    };
+    let syn_proxy = loaded(SYN_PROXY_PROGRAM)?;
+    let syn_proxy_tc = loaded(SYN_PROXY_TC_PROGRAM)?;
     println!(
         "{}",
         serde_json::json!({
             XDP_PROGRAM: xdp,
             TC_PROGRAM: tc,
+            SYN_PROXY_PROGRAM: syn_proxy,
+            SYN_PROXY_TC_PROGRAM: syn_proxy_tc,
             STEER_PROGRAM: steer,
         })
     );

@@ -1311,6 +1311,38 @@ edge_ips = { type = "static", ips = ["198.51.100.200"] }
     }
 
     #[test]
+    fn write_atomic_never_writes_through_a_planted_temp_name() {
+        let dir = temp_dir("planted");
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let path = dir.join("proxy.json");
+        std::fs::write(&path, JSON_DOC).unwrap();
+        // The names a predictable scheme would use (`.<name>.<pid>.<n>.tmp`,
+        // `<name>.tmp`), each a symlink to a file the writer must not touch.
+        let pid = std::process::id();
+        let mut planted: Vec<String> = (0..512)
+            .map(|n| format!(".proxy.json.{pid}.{n}.tmp"))
+            .collect();
+        planted.push("proxy.json.tmp".to_string());
+        for name in &planted {
+            std::os::unix::fs::symlink(&target, dir.join(name)).unwrap();
+        }
+        let mut doc = pinned(JSON_DOC, false);
+        doc.delete_app(SSH_ID).unwrap();
+        doc.write_atomic(&path).unwrap();
+        let kept = std::fs::read_to_string(&target).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        let links = planted
+            .iter()
+            .filter(|name| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_symlink()))
+            .count();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(kept, "keep me", "the symlink's target is untouched");
+        assert_eq!(written, doc.render().unwrap());
+        assert_eq!(links, planted.len(), "every planted link is left as it was");
+    }
+
+    #[test]
     fn write_atomic_fails_cleanly_in_a_missing_directory() {
         let doc = pinned(JSON_DOC, false);
         let err = doc

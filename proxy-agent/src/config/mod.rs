@@ -136,43 +136,55 @@ pub fn load_as(path: &Path, text: &str) -> Result<Loaded, LoadError> {
 /// leaves the old file or the new one, never a torn one. The file keeps
 /// its permissions (and, best effort, its owner); a new one gets
 /// `new_mode` (less the umask).
+///
+/// The temporary file has a random name and is created exclusively
+/// (`O_CREAT|O_EXCL`, which never follows a symlink) with mode 0600 from
+/// the start: a file or symlink planted in the directory is never written
+/// through, and the bytes are never readable by others before the mode is
+/// set.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8], new_mode: u32) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = crate::files::parent_dir(path);
     let name = path
         .file_name()
         .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{sequence}.tmp", std::process::id()));
     let old = std::fs::metadata(path).ok();
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(new_mode)
-            .open(&tmp)?;
-        if let Some(old) = &old {
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    // Dropping `file` on an error removes the temporary file.
+    match &old {
+        Some(old) => {
             // Best effort: only a privileged process may give a file away.
             // Before the mode, as a change of owner clears set-id bits.
-            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-            file.set_permissions(old.permissions())?;
+            let _ = std::os::unix::fs::fchown(file.as_file(), Some(old.uid()), Some(old.gid()));
+            file.as_file().set_permissions(old.permissions())?;
         }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        None => {
+            let umask = current_umask();
+            let mode = std::fs::Permissions::from_mode(new_mode & !umask & 0o7777);
+            file.as_file().set_permissions(mode)?;
+        }
     }
-    result
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|err| err.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The process's umask, from `/proc/self/status` (setting it to read it
+/// would race with other threads creating files); 022 if unreadable.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Parses and validates text; `toml` chooses the format.

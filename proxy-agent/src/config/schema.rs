@@ -94,6 +94,14 @@ pub struct EdgeFile {
     /// overrides them key by key.
     #[serde(default)]
     pub client_limits: ClientLimitsFile,
+    /// `on` (default) | `off`: whether the kernel answers a fast-path TCP
+    /// app's SYNs with SYN cookies itself; an app's `syn_proxy` overrides.
+    #[serde(default)]
+    pub syn_proxy: Option<String>,
+    /// Where the agent keeps what it writes for itself (PEM the API was
+    /// given, under `tls/`); default `/var/lib/proxy-agent`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// New flows a second, a burst, flows at once, and the prefix lengths
@@ -276,6 +284,10 @@ pub struct AppFile {
     /// `edge.client_limits` (not a Cloudflare field).
     #[serde(default)]
     pub client_limits: Option<ClientLimitsFile>,
+    /// `on` | `off`: this app's SYN proxy, over `edge.syn_proxy` (not a
+    /// Cloudflare field; only fast-path TCP apps have one).
+    #[serde(default)]
+    pub syn_proxy: Option<String>,
     /// Read-only fields of an app exported from Cloudflare's API: accepted
     /// and ignored, so an export can be used as it is.
     #[serde(default)]

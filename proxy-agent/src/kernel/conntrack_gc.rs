@@ -3,6 +3,10 @@
 //! clients new access rules block, and counts the established ones per
 //! app (`flow_expired`, or `flow_expired_tc` for flows opened at TC
 //! ingress: the kernel counts a flow opened when it becomes established).
+//! A SYN-proxied flow whose origin never answered (`FLOW_ORIGIN_PENDING`
+//! past `tcp_new`) is counted `syn_proxy_origin_failed` instead, and its
+//! client, whose handshake the kernel completed, is sent a RST
+//! (`kernel::rst`): nothing in the kernel would ever tell it.
 //!
 //! The collector runs on a thread of its own ([`spawn`]), so a flood
 //! never holds up the agent's main loop (signals, reloads, the API), and
@@ -11,8 +15,9 @@
 //! `get`, `insert`, `remove` and a `get_next_key` walk from the start),
 //! so the walk is resumed with `BPF_MAP_GET_NEXT_KEY` directly.
 use proxy_common::{
-    ClientKey, ClientLimitValue, ClientValue, Counter, DIR_TO_ORIGIN, FLOW_FIN, FLOW_HANDSHAKE,
-    FLOW_RST, FlowKey, FlowValue, MAX_FLOW_ENTRIES, MAX_NEW_FLOW_ENTRIES, Verdict, ip_proto,
+    ClientKey, ClientLimitValue, ClientValue, Counter, DIR_TO_CLIENT, DIR_TO_ORIGIN, FLOW_FIN,
+    FLOW_HANDSHAKE, FLOW_ORIGIN_PENDING, FLOW_RST, FlowKey, FlowValue, MAX_FLOW_ENTRIES,
+    MAX_NEW_FLOW_ENTRIES, Verdict, ip_proto,
 };
 use std::{
     collections::BTreeMap,
@@ -27,6 +32,7 @@ use tracing::warn;
 use super::{
     loader::{FlowTable, Kernel},
     nat_use::{NatUse, nat_use},
+    rst::{Rst, RstSender},
 };
 use crate::config::model::FlowTimeouts;
 
@@ -44,6 +50,10 @@ pub const KEYS_PER_PASS: usize = 32_768;
 /// Live flows one complete walk gathers for the recount at most: both
 /// tables' flows (a walk that restarts may list some twice).
 const MAX_LIVE: usize = (MAX_FLOW_ENTRIES + MAX_NEW_FLOW_ENTRIES) as usize;
+/// RSTs to clients of SYN-proxied flows whose origin never answered, per
+/// pass at most: a flood of good cookies toward a dead origin is a burst
+/// of these; the rest are counted, not answered.
+pub const MAX_RSTS_PER_PASS: usize = 1024;
 
 /// Whether a flow entry (with its other direction, if still there) has been
 /// idle longer than its state allows. Embryonic entries (`NEW_FLOWS`) have
@@ -155,7 +165,8 @@ impl Collector {
 
     /// One bounded pass: up to `max_keys` keys of each table, from where
     /// the last pass stopped; expired flows removed (both halves). Returns
-    /// the established flows removed.
+    /// the established flows removed, and the pending SYN-proxied ones
+    /// with the RSTs their clients are owed (`Removed::rsts`).
     pub fn pass(&mut self, timeouts: &Timeouts, max_keys: usize) -> Removed {
         let now = monotonic_now_ns();
         let mut removed = Removed::default();
@@ -263,6 +274,9 @@ fn collect_one(
     // halves carry the same app and hook.
     if gone && !walk.embryonic {
         removed.add(&value);
+    }
+    if gone && walk.embryonic {
+        removed.embryonic_gone(&value, peer.as_ref());
     }
     None
 }
@@ -384,6 +398,13 @@ pub fn spawn(
 ) -> std::io::Result<Running> {
     let (stop, stopped) = std_mpsc::channel::<()>();
     let mut collector = Collector::new(tables);
+    let (sender, errors) = RstSender::open();
+    for err in errors {
+        warn!(
+            "raw socket for SYN proxy RSTs: {err}: clients of origins that never answer get none"
+        );
+    }
+    let mut rst_errors = RstErrors::default();
     let thread = std::thread::Builder::new()
         .name("flow-gc".into())
         .spawn(move || {
@@ -392,7 +413,13 @@ pub fn spawn(
             let mut pending = Removed::default();
             let mut nat = None;
             while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                pending.merge(collector.pass(&timeouts, KEYS_PER_PASS));
+                let mut removed = collector.pass(&timeouts, KEYS_PER_PASS);
+                for rst in std::mem::take(&mut removed.rsts) {
+                    if let Err(err) = sender.send(&rst) {
+                        rst_errors.failed(&rst, &err);
+                    }
+                }
+                pending.merge(removed);
                 if let Some(live) = collector.finished_live.take() {
                     recount.run(&live);
                     nat = Some(nat_use(&live));
@@ -420,34 +447,101 @@ pub fn spawn(
     })
 }
 
-/// Flows removed, per (app slot, hook that opened them).
+/// RSTs that could not be sent: said at most once a minute, with how many.
+#[derive(Default)]
+struct RstErrors {
+    since_warning: u64,
+    last_warning: Option<Instant>,
+}
+
+impl RstErrors {
+    fn failed(&mut self, rst: &Rst, err: &std::io::Error) {
+        self.since_warning += 1;
+        if self
+            .last_warning
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_warning = Some(Instant::now());
+        warn!(
+            to = %rst.to,
+            from = %rst.from,
+            failed = std::mem::take(&mut self.since_warning),
+            "RST to a SYN-proxied client whose origin never answered not sent: {err}"
+        );
+    }
+}
+
+/// Flows removed, per (app slot, hook that opened them); and the
+/// SYN-proxied flows whose origin never answered, per app slot, with the
+/// RSTs still to send to their clients.
 #[derive(Debug, Default)]
-pub struct Removed(BTreeMap<(u32, u8), u64>);
+pub struct Removed {
+    expired: BTreeMap<(u32, u8), u64>,
+    origin_failed: BTreeMap<u32, u64>,
+    /// At most [`MAX_RSTS_PER_PASS`] (the collector's thread sends them).
+    pub rsts: Vec<Rst>,
+}
 
 impl Removed {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expired.is_empty() && self.origin_failed.is_empty()
     }
 
     fn add(&mut self, flow: &FlowValue) {
-        *self.0.entry((flow.app, flow.hook)).or_default() += 1;
+        *self.expired.entry((flow.app, flow.hook)).or_default() += 1;
     }
 
-    /// Adds `other`'s counts to these.
-    fn merge(&mut self, other: Removed) {
-        for (key, count) in other.0 {
-            *self.0.entry(key).or_default() += count;
+    /// An expired embryonic flow (`flow`, the half met, and its `peer`):
+    /// a SYN-proxied one still waiting for its origin is counted, and its
+    /// client owed a RST (from the to-client half, which has the cookie).
+    fn embryonic_gone(&mut self, flow: &FlowValue, peer: Option<&FlowValue>) {
+        if !origin_never_answered(flow) {
+            return;
+        }
+        *self.origin_failed.entry(flow.app).or_default() += 1;
+        let to_client = [Some(flow), peer]
+            .into_iter()
+            .flatten()
+            .find(|half| half.direction == DIR_TO_CLIENT);
+        if self.rsts.len() < MAX_RSTS_PER_PASS
+            && let Some(rst) = to_client.and_then(Rst::for_pending)
+        {
+            self.rsts.push(rst);
         }
     }
 
-    /// Per app slot, whichever hook.
+    /// Adds `other`'s counts to these (its RSTs are sent, not kept).
+    fn merge(&mut self, other: Removed) {
+        for (key, count) in other.expired {
+            *self.expired.entry(key).or_default() += count;
+        }
+        for (app, count) in other.origin_failed {
+            *self.origin_failed.entry(app).or_default() += count;
+        }
+    }
+
+    /// Expired flows per app slot, whichever hook.
     pub fn per_app(&self) -> BTreeMap<u32, u64> {
         let mut per_app = BTreeMap::new();
-        for ((app, _), count) in &self.0 {
+        for ((app, _), count) in &self.expired {
             *per_app.entry(*app).or_default() += count;
         }
         per_app
     }
+
+    /// SYN-proxied flows whose origin never answered, per app slot.
+    pub fn origin_failed(&self) -> &BTreeMap<u32, u64> {
+        &self.origin_failed
+    }
+}
+
+/// Whether an expired embryonic entry is a SYN-proxied flow whose origin
+/// never sent its SYN-ACK (the kernel's own refusals, an origin RST, are
+/// counted there and remove the flow).
+pub fn origin_never_answered(flow: &FlowValue) -> bool {
+    flow.state & FLOW_ORIGIN_PENDING != 0
 }
 
 /// Removes the flows (both directions, either table) whose client `cut`
@@ -490,16 +584,18 @@ pub fn ip_of(addr: [u8; 16]) -> IpAddr {
     IpAddr::from(addr).to_canonical()
 }
 
-/// Adds to the per-CPU `flow_expired` / `flow_expired_tc` counters.
+/// Adds to the per-CPU `flow_expired` / `flow_expired_tc` and
+/// `syn_proxy_origin_failed` counters.
 pub fn record_expired(kernel: &mut Kernel, removed: &Removed) -> anyhow::Result<()> {
-    let rows = removed.0.iter().map(|((app, hook), count)| {
-        let counter = Counter {
-            packets: *count,
-            bytes: 0,
-        };
-        (*app, Verdict::flow_expired(*hook), counter)
-    });
-    super::stats::add(kernel, rows)
+    let counter = |count: &u64| Counter {
+        packets: *count,
+        bytes: 0,
+    };
+    let expired = (removed.expired.iter())
+        .map(|((app, hook), count)| (*app, Verdict::flow_expired(*hook), counter(count)));
+    let failed = (removed.origin_failed.iter())
+        .map(|(app, count)| (*app, Verdict::SynProxyOriginFailed, counter(count)));
+    super::stats::add(kernel, expired.chain(failed))
 }
 
 #[cfg(test)]
@@ -582,6 +678,105 @@ mod tests {
             (121 + SLACK) * S,
             &long
         ));
+    }
+
+    /// A SYN-proxied flow waiting for its origin's SYN-ACK is embryonic:
+    /// it goes at `tcp_new` like any other, is counted
+    /// `syn_proxy_origin_failed` in its app's row, and its client is owed
+    /// a RST from the to-client half, whichever half the walk meets.
+    #[test]
+    fn a_pending_syn_proxied_flow_goes_at_tcp_new_counted_with_a_rst_for_its_client() {
+        use proxy_common::{FLOW_SYN_PROXY, HOOK_TC};
+        let t = Timeouts::default();
+        let pending = FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING;
+        let edge: IpAddr = "198.51.100.7".parse().unwrap();
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let to_client = FlowValue {
+            new_src: crate::kernel::maps::addr16(edge),
+            new_dst: crate::kernel::maps::addr16(client),
+            new_src_port: 443,
+            new_dst_port: 40000,
+            direction: DIR_TO_CLIENT,
+            seq_adj: 1000,
+            app: 3,
+            hook: HOOK_TC,
+            ..entry(pending, 100)
+        };
+        let to_origin = FlowValue {
+            direction: DIR_TO_ORIGIN,
+            seq_adj: 555,
+            ..to_client
+        };
+        let tcp = ip_proto::TCP;
+        let at = |s: u64| s * S;
+        assert!(!is_expired(
+            &to_origin,
+            Some(&to_client),
+            tcp,
+            EMBRYONIC,
+            at(104 + SLACK),
+            &t
+        ));
+        assert!(is_expired(
+            &to_origin,
+            Some(&to_client),
+            tcp,
+            EMBRYONIC,
+            at(106 + SLACK),
+            &t
+        ));
+        let expected = Rst {
+            from: std::net::SocketAddr::new(edge, 443),
+            to: std::net::SocketAddr::new(client, 40000),
+            seq: 1001,
+        };
+        for (met, peer) in [
+            (&to_origin, Some(&to_client)),
+            (&to_client, Some(&to_origin)),
+        ] {
+            let mut removed = Removed::default();
+            removed.embryonic_gone(met, peer);
+            assert_eq!(removed.origin_failed(), &BTreeMap::from([(3, 1)]));
+            assert_eq!(removed.rsts, [expected]);
+            assert!(removed.per_app().is_empty(), "not an expired flow");
+            assert!(!removed.is_empty());
+        }
+        // Its to-client half already gone: counted, no RST (no cookie).
+        let mut removed = Removed::default();
+        removed.embryonic_gone(&to_origin, None);
+        assert_eq!(removed.origin_failed(), &BTreeMap::from([(3, 1)]));
+        assert!(removed.rsts.is_empty());
+        // An ordinary embryonic flow (a SYN the origin never answered, or a
+        // SYN-proxied flow its origin did answer): neither.
+        for state in [0, FLOW_SYN_PROXY] {
+            let mut removed = Removed::default();
+            let half = FlowValue { state, ..to_client };
+            removed.embryonic_gone(&half, Some(&half));
+            assert!(removed.is_empty() && removed.rsts.is_empty());
+        }
+    }
+
+    #[test]
+    fn rsts_per_pass_are_bounded_and_the_rest_still_counted() {
+        use proxy_common::FLOW_SYN_PROXY;
+        let half = FlowValue {
+            direction: DIR_TO_CLIENT,
+            new_src: proxy_common::v4_mapped([198, 51, 100, 7]),
+            new_dst: proxy_common::v4_mapped([203, 0, 113, 9]),
+            ..entry(FLOW_SYN_PROXY | FLOW_ORIGIN_PENDING, 0)
+        };
+        let mut removed = Removed::default();
+        for _ in 0..MAX_RSTS_PER_PASS + 10 {
+            removed.embryonic_gone(&half, None);
+        }
+        assert_eq!(removed.rsts.len(), MAX_RSTS_PER_PASS);
+        let count = (MAX_RSTS_PER_PASS + 10) as u64;
+        assert_eq!(removed.origin_failed(), &BTreeMap::from([(0, count)]));
+        // Merged counts add up; RSTs are not carried over.
+        let mut total = Removed::default();
+        total.merge(removed);
+        assert_eq!(total.origin_failed()[&0], count);
+        assert!(total.rsts.is_empty());
     }
 
     #[test]

@@ -237,9 +237,7 @@ fn app_value(app: &App, origins_v4: u8, origins_v6: u8) -> AppValue {
         if app.nat_at_tc {
             flags |= AppFlags::TC;
         }
-        // Temporary, until `syn_proxy` is in the config: on for every
-        // fast-path TCP app.
-        if app.protocol.ip_proto() == proxy_common::ip_proto::TCP {
+        if app.syn_proxied() {
             flags |= AppFlags::SYN_PROXY;
         }
     }
@@ -505,6 +503,87 @@ mod tests {
             ],
             "TCP at TC under auto, UDP in XDP, the agent's app neither"
         );
+    }
+
+    /// `AppFlags::SYN_PROXY`: fast-path TCP apps with `syn_proxy` on (the
+    /// default, per app over the edge's), never UDP or the agent's apps.
+    #[test]
+    fn the_syn_proxy_flag_follows_the_config_on_fast_path_tcp_apps() {
+        let flags = |edge: &str, apps: &[&str]| {
+            let text = format!(
+                r#"{{"edge": {{"interfaces": ["eth0"]{edge},
+                    "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+                   "apps": [{}]}}"#,
+                apps.join(",")
+            );
+            let config = load_str(&text, false).expect("valid").config;
+            let maps = map_contents(&config).expect("fits");
+            let flags: Vec<bool> = (maps.apps.iter())
+                .map(|a| a.flags.contains(AppFlags::SYN_PROXY))
+                .collect();
+            flags
+        };
+        const SSH: &str = r#"{"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:22"]}"#;
+        const SSH_OFF: &str = r#"{"protocol": "tcp/23", "dns": {"type": "CNAME", "name": "t.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:23"], "syn_proxy": "off"}"#;
+        const SSH_ON: &str = r#"{"protocol": "tcp/24", "dns": {"type": "CNAME", "name": "u.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:24"], "syn_proxy": "on"}"#;
+        const DNS: &str = r#"{"protocol": "udp/53", "dns": {"type": "CNAME", "name": "dns.example.com"},
+            "origin_direct": ["udp://192.0.2.53:53"]}"#;
+        const PP: &str = r#"{"protocol": "tcp/25", "dns": {"type": "CNAME", "name": "mail.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:25"], "proxy_protocol": "v1"}"#;
+        assert_eq!(
+            flags("", &[SSH, SSH_OFF, SSH_ON, DNS, PP]),
+            [true, false, true, false, false]
+        );
+        assert_eq!(
+            flags(r#", "syn_proxy": "off""#, &[SSH, SSH_OFF, SSH_ON, DNS, PP]),
+            [false, false, true, false, false]
+        );
+    }
+
+    /// TC ingress is attached for a fast path that runs there, and for the
+    /// SYN proxy of an app that runs at XDP (its origin SYN-ACK is finished
+    /// at TC); `needs_tc` (TC_ONLY, unlisted at TC) keeps its meaning.
+    #[test]
+    fn tc_attaches_for_the_syn_proxy_of_xdp_apps_without_taking_over() {
+        let config = |datapath: &str, apps: &[&str]| {
+            let text = format!(
+                r#"{{"edge": {{"interfaces": ["eth0"], "datapath": "{datapath}",
+                    "address_pool": {{"ipv4": "198.51.100.0/24", "ipv6": "2001:db8:e::/64"}}}},
+                   "apps": [{}]}}"#,
+                apps.join(",")
+            );
+            load_str(&text, false).expect("valid").config
+        };
+        const SSH: &str = r#"{"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:22"]}"#;
+        const SSH_OFF: &str = r#"{"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:22"], "syn_proxy": "off"}"#;
+        const DNS: &str = r#"{"protocol": "udp/53", "dns": {"type": "CNAME", "name": "dns.example.com"},
+            "origin_direct": ["udp://192.0.2.53:53"]}"#;
+        const TLS: &str = r#"{"protocol": "tcp/443", "dns": {"type": "CNAME", "name": "w.example.com"},
+            "origin_direct": ["tcp://192.0.2.1:443"], "tls": "flexible",
+            "tls_cert": "c.pem", "tls_key": "k.pem"}"#;
+        // A SYN-proxied TCP app at XDP: TC attached, but it has no
+        // protocol alone and XDP keeps dropping what no app serves.
+        let c = config("xdp", &[SSH]);
+        assert!(c.attaches_tc() && !c.needs_tc());
+        assert!(!c.tc_only(Protocol::Tcp) && !c.tc_only(Protocol::Udp));
+        assert!(!c.unlisted_at_tc() && c.needs_xdp());
+        // Its SYN proxy off, UDP or the agent's path: nothing for TC.
+        for apps in [&[SSH_OFF][..], &[DNS], &[TLS], &[SSH_OFF, DNS, TLS]] {
+            let c = config("xdp", apps);
+            assert!(!c.attaches_tc(), "{apps:?}");
+        }
+        // A fast path at TC attaches it as before, the SYN proxy or not.
+        for apps in [&[SSH][..], &[SSH_OFF], &[DNS]] {
+            let c = config("tc", apps);
+            assert!(c.attaches_tc() && c.needs_tc(), "{apps:?}");
+        }
+        let c = config("auto", &[SSH_OFF, DNS]);
+        assert!(c.attaches_tc() && c.tc_only(Protocol::Tcp));
     }
 
     /// `SettingsFlags::TC_ONLY_*`: TC has a protocol alone when some app's fast

@@ -8,5 +8,7 @@ pub mod loader;
 pub mod maps;
 pub mod nat_use;
 pub mod ring;
+pub mod rst;
 pub mod rules;
 pub mod stats;
+pub mod sysctl;

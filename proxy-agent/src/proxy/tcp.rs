@@ -172,6 +172,12 @@ fn origin_name(app: &App) -> Option<String> {
     }
 }
 
+/// The TCP listener's backlog (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default): deep enough for a burst of
+/// clients; a SYN queue that overflows it is where the kernel's SYN cookies
+/// (`tcp_syncookies`, which the agent turns on: `kernel::sysctl`) start.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// A dual-stack listening socket for every agent-path TCP app. sk_lookup
 /// hands it the apps' connections whatever their address and port. It is
 /// bound to `[::]` (the kernel makes a socket bound to a specific IPv6
@@ -192,7 +198,7 @@ pub fn listener() -> anyhow::Result<std::net::TcpListener> {
     socket
         .bind(&addr.into())
         .context("binding the TCP listener")?;
-    socket.listen(4096).context("listening")?;
+    socket.listen(LISTEN_BACKLOG).context("listening")?;
     Ok(socket.into())
 }
 

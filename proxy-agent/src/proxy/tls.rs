@@ -26,6 +26,8 @@ use rustls::{
 };
 use tracing::warn;
 
+use crate::files;
+
 /// The PEM files of one edge certificate chain (leaf first) and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertKeyPaths {
@@ -155,16 +157,46 @@ fn load_certified_key(
     Ok(certified)
 }
 
+/// The bytes of a PEM file the config names, through the agent's one safe
+/// reader ([`files::read_off_loop`]: regular files only, no symlink, at
+/// most [`files::PEM_LIMIT`], off the control loop).
+fn read_pem_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    files::read_off_loop(path, files::PEM_LIMIT).map_err(|problem| file_error(what, path, &problem))
+}
+
+fn file_error(what: &str, path: &Path, problem: &dyn fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "{}",
+        files::NamedFileError {
+            what,
+            path,
+            problem
+        }
+    )
+}
+
+/// What is wrong with a file's PEM, in words that never quote the file
+/// (rustls's own messages carry the offending line).
+pub(crate) fn pem_problem(err: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+    match err {
+        Error::MissingSectionEnd { .. } => "not valid PEM: a section has no END line",
+        Error::IllegalSectionStart { .. } => "not valid PEM: a malformed BEGIN line",
+        Error::Base64Decode(_) => "not valid PEM: a section is not valid base64",
+        Error::SectionTooLarge => "not valid PEM: a section is too large",
+        _ => "not valid PEM",
+    }
+}
+
 /// Every certificate of a PEM file, in file order; an error names the file
 /// and what is wrong (unreadable, malformed, no certificate in it).
 fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let file_error = |err: &dyn fmt::Display| anyhow!("{what} file {}: {err}", path.display());
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|err| file_error(&format_args!("cannot read: {err}")))?
+    let bytes = read_pem_file(path, what)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| file_error(&format_args!("bad PEM: {err}")))?;
+        .map_err(|err| file_error(what, path, &pem_problem(&err)))?;
     if certs.is_empty() {
-        return Err(file_error(&"no PEM certificate in it"));
+        return Err(file_error(what, path, &"no PEM certificate in it"));
     }
     Ok(certs)
 }
@@ -172,14 +204,19 @@ fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateD
 /// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 fn read_private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     use rustls::pki_types::pem::Error;
-    PrivateKeyDer::from_pem_file(path).map_err(|err| {
+    const WHAT: &str = "edge private key";
+    let mut bytes = read_pem_file(path, WHAT)?;
+    let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| {
         let problem = match err {
-            Error::NoItemsFound => "no PEM private key in it".to_owned(),
-            Error::Io(err) => format!("cannot read: {err}"),
-            err => format!("bad PEM: {err}"),
+            Error::NoItemsFound => "no PEM private key in it",
+            err => pem_problem(&err),
         };
-        anyhow!("edge private key file {}: {problem}", path.display())
-    })
+        file_error(WHAT, path, &problem)
+    });
+    // The key's text is not left in freed memory.
+    bytes.iter_mut().for_each(|byte| *byte = 0);
+    std::hint::black_box(&bytes);
+    key
 }
 
 /// The trust anchors of a configured CA bundle; every certificate in it
@@ -562,7 +599,7 @@ mod tests {
             key: pki.alpha.paths.key.clone(),
         }]));
         assert!(text.contains(&missing.display().to_string()), "{text}");
-        assert!(text.contains("cannot read"), "{text}");
+        assert!(text.contains("not found"), "{text}");
 
         let missing = pki.dir.0.join("missing.key");
         let text = error_text(edge_server_config(&[CertKeyPaths {
@@ -570,7 +607,7 @@ mod tests {
             key: missing.clone(),
         }]));
         assert!(text.contains(&missing.display().to_string()), "{text}");
-        assert!(text.contains("cannot read"), "{text}");
+        assert!(text.contains("not found"), "{text}");
     }
 
     #[test]
@@ -599,6 +636,43 @@ mod tests {
             key: pki.alpha.paths.key.clone(),
         }]));
         assert!(text.contains(&empty.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn edge_refuses_symlinks_devices_and_bad_pem_without_echoing_them() {
+        let pki = TestPki::new();
+        let link = pki.dir.0.join("link.key");
+        std::os::unix::fs::symlink(&pki.alpha.paths.key, &link).unwrap();
+        let secret = "SECRETLINE";
+        let bad = pki.dir.write(
+            "bad.key",
+            &format!("-----BEGIN PRIVATE KEY {secret}\nAAAA\n-----END PRIVATE KEY-----\n"),
+        );
+        let bad_b64 = pki.dir.write(
+            "bad64.crt",
+            &format!("-----BEGIN CERTIFICATE-----\n{secret}!!\n-----END CERTIFICATE-----\n"),
+        );
+        let cert = pki.alpha.paths.cert.clone();
+        for (pair, want) in [
+            ((cert.clone(), link.clone()), "symlink"),
+            (
+                (cert.clone(), PathBuf::from("/dev/zero")),
+                "not a regular file",
+            ),
+            (
+                (cert.clone(), PathBuf::from("/dev/urandom")),
+                "not a regular file",
+            ),
+            ((cert.clone(), bad), "not valid PEM"),
+            ((bad_b64, pki.alpha.paths.key.clone()), "not valid PEM"),
+        ] {
+            let (cert, key) = pair;
+            let text = error_text(edge_server_config(&[CertKeyPaths { cert, key }]));
+            assert!(text.contains(want), "{text}");
+            assert!(!text.contains(secret), "{text}");
+        }
+        let text = error_text(origin_client_config(OriginVerify::CaBundle(link)));
+        assert!(text.contains("symlink"), "{text}");
     }
 
     #[test]

@@ -39,6 +39,30 @@ pub fn ptr_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Verdict> {
     Ok((start + offset) as *mut T)
 }
 
+/// A field at an odd offset of the segment straddles the checksum's
+/// 16-bit words: its bytes count in the other half of each word, so the
+/// incremental update takes them swapped within each pair (the frame's
+/// TCP header starts at an even offset: Ethernet 14, IP a multiple of 4).
+#[inline(always)]
+pub fn csum_words4(offset: usize, old: [u8; 4], new: [u8; 4]) -> ([u8; 4], [u8; 4]) {
+    if offset & 1 == 0 {
+        return (old, new);
+    }
+    (
+        [old[1], old[0], old[3], old[2]],
+        [new[1], new[0], new[3], new[2]],
+    )
+}
+
+/// [`csum_words4`] for 2 bytes.
+#[inline(always)]
+pub fn csum_words2(offset: usize, old: [u8; 2], new: [u8; 2]) -> ([u8; 2], [u8; 2]) {
+    if offset & 1 == 0 {
+        return (old, new);
+    }
+    ([old[1], old[0]], [new[1], new[0]])
+}
+
 /// A hook the packet path runs at.
 pub trait Hook: Frame + EbpfContext {
     /// The program's return code (`xdp_action`, `TC_ACT_*`).

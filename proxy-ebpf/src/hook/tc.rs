@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use proxy_common::{AF_INET, FlowValue, HOOK_TC, Verdict, ip_proto};
 
-use super::{Frame, Hook, Outcome};
+use super::{Frame, Hook, Outcome, csum_words2, csum_words4};
 use crate::{
     nat::{check_offset, low4},
     parse::{MAX_HEADER_OFFSET, Packet},
@@ -286,9 +286,10 @@ impl Hook for TcContext {
         old: [u8; 4],
         new: [u8; 4],
     ) -> Result<(), Verdict> {
+        let (old_sum, new_sum) = csum_words4(offset, old, new);
         let (from, to) = (
-            u32::from_ne_bytes(old) as u64,
-            u32::from_ne_bytes(new) as u64,
+            u32::from_ne_bytes(old_sum) as u64,
+            u32::from_ne_bytes(new_sum) as u64,
         );
         self.l4_csum_replace(check, from, to, 4)
             .map_err(|_| Verdict::Malformed)?;
@@ -303,9 +304,10 @@ impl Hook for TcContext {
         old: [u8; 2],
         new: [u8; 2],
     ) -> Result<(), Verdict> {
+        let (old_sum, new_sum) = csum_words2(offset, old, new);
         let (from, to) = (
-            u16::from_ne_bytes(old) as u64,
-            u16::from_ne_bytes(new) as u64,
+            u16::from_ne_bytes(old_sum) as u64,
+            u16::from_ne_bytes(new_sum) as u64,
         );
         self.l4_csum_replace(check, from, to, 2)
             .map_err(|_| Verdict::Malformed)?;

@@ -14,7 +14,7 @@ use network_types::{
 };
 use proxy_common::{FlowValue, HOOK_XDP, Verdict, csum, ip_proto};
 
-use super::{Frame, Hook, Outcome, ptr_at};
+use super::{Frame, Hook, Outcome, csum_words2, csum_words4, ptr_at};
 use crate::{
     apps,
     forward::TX_PORTS,
@@ -208,8 +208,9 @@ impl Hook for XdpContext {
     ) -> Result<(), Verdict> {
         let at: *mut [u8; 4] = ptr_at(self, offset)?;
         let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        let (old_sum, new_sum) = csum_words4(offset, old, new);
         unsafe {
-            let value = csum::replace_4(u16::from_be_bytes(*sum), old, new);
+            let value = csum::replace_4(u16::from_be_bytes(*sum), old_sum, new_sum);
             *sum = value.to_be_bytes();
             *at = new;
         }
@@ -226,11 +227,12 @@ impl Hook for XdpContext {
     ) -> Result<(), Verdict> {
         let at: *mut [u8; 2] = ptr_at(self, offset)?;
         let sum: *mut [u8; 2] = ptr_at(self, check)?;
+        let (old_sum, new_sum) = csum_words2(offset, old, new);
         unsafe {
             let value = csum::replace_u16(
                 u16::from_be_bytes(*sum),
-                u16::from_be_bytes(old),
-                u16::from_be_bytes(new),
+                u16::from_be_bytes(old_sum),
+                u16::from_be_bytes(new_sum),
             );
             *sum = value.to_be_bytes();
             *at = new;
@@ -238,7 +240,9 @@ impl Hook for XdpContext {
         Ok(())
     }
 
-    /// XDP_TX, the MACs swapped.
+    /// The MACs swapped, then out of the ingress interface through the
+    /// device map rather than XDP_TX: on veth, XDP_TX wakes the peer only
+    /// when the peer runs XDP itself, and a redirect always does.
     #[inline(always)]
     fn reply(&self) -> u32 {
         let Ok(eth) = ptr_at::<EthHdr>(self, 0) else {
@@ -247,7 +251,9 @@ impl Hook for XdpContext {
         unsafe {
             core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
         }
-        xdp_action::XDP_TX
+        TX_PORTS
+            .redirect(self.ingress_ifindex() as u32, 0)
+            .unwrap_or(xdp_action::XDP_TX)
     }
 
     #[inline(always)]

@@ -35,14 +35,15 @@ pub const CLI0: Option<&str> = Some("cli0");
 pub const ORG0: Option<&str> = Some("org0");
 
 /// Four apps (three fast-path ones, then the agent's), the NAT at `hook`,
-/// NAT ports from `nat_ports`.
+/// NAT ports from `nat_ports`. The SYN proxy is off: these rows are the
+/// NAT's own (a SYN opens a flow); `xdp_synproxy` has the SYN proxy's.
 pub fn config(hook: Hook, nat_ports: &str) -> String {
     let datapath = hook.edge_setting();
     format!(
         r#"{{
   "edge": {{"interfaces": ["cli0", "org0"], {datapath}
     "origin_source": {{"ipv4": "{SOURCE4}", "ipv6": "{SOURCE6}"}},
-    "nat_ports": "{nat_ports}"}},
+    "nat_ports": "{nat_ports}", "syn_proxy": "off"}},
   "apps": [
     {{"protocol": "tcp/1000-2000", "dns": {{"type": "ADDRESS", "name": "range.test"}},
       "edge_ips": {{"type": "static", "ips": ["{RANGE4}", "{RANGE6}"]}},

@@ -6,7 +6,9 @@
 //! XDP and at TC ingress (FIB lookup + redirect, no NAT: the ceilings of
 //! any eBPF design at each hook); HAProxy (tcp mode); nginx stream; and
 //! this proxy three times, one per `edge.datapath` (its fast path in XDP,
-//! at TC ingress, or `auto`: TCP at TC, UDP in XDP; its agent for TLS).
+//! at TC ingress, or `auto`: TCP at TC, UDP in XDP; its agent for TLS),
+//! with its SYN proxy on (the default), and twice more with it off (XDP
+//! and TC, on the runs the SYN proxy changes: its cost, side by side).
 //!
 //! The file tree follows a run: [`peers`] starts each system with an
 //! equivalent generated config, [`measure`] drives the real clients,
@@ -15,6 +17,7 @@
 //! Access rules (no topology): the XDP program's cost per packet with no
 //! rules, 10 and 1,000,000 prefixes and a whole country of the GeoIP
 //! database loaded, and how long expanding and loading each set takes.
+mod bed;
 mod flood;
 mod measure;
 mod peers;
@@ -27,12 +30,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ::tests::{
-    netns::{Topology, addr},
-    process::Background,
-    scratch_dir, servers,
-};
+use ::tests::{netns::addr, process::Background};
 use anyhow::bail;
+pub use bed::Bed;
 
 use crate::{build_agent, cmd::target_dir, cmd::workspace_root, setup};
 
@@ -96,6 +96,16 @@ impl Datapath {
         }
     }
 
+    /// [`Datapath::origin_source`] of the same datapath with the SYN proxy
+    /// off: its own address too, so its origin TIME_WAITs stay apart.
+    pub fn origin_source_syn_proxy_off(self) -> &'static str {
+        match self {
+            Datapath::Xdp => "10.0.2.14",
+            Datapath::Tc => "10.0.2.15",
+            Datapath::Auto => "10.0.2.16",
+        }
+    }
+
     /// The minimal router at the hook that carries `metric`'s traffic
     /// (`auto`: the TC router for TCP, the XDP router for UDP).
     pub fn router(self, metric: Metric) -> System {
@@ -118,10 +128,33 @@ pub enum System {
     Nginx,
     /// This proxy with its fast path at one hook.
     Ours(Datapath),
+    /// The same with `edge.syn_proxy: "off"`: the SYN proxy's cost and
+    /// what it buys, on the runs it changes ([`SYN_PROXY_OFF_RUNS`]).
+    OursSynProxyOff(Datapath),
 }
 
+/// The datapaths measured with the SYN proxy off too: one per
+/// implementation of it (`auto`'s TCP apps run at TC, as `tc`'s do).
+pub const SYN_PROXY_OFF_DATAPATHS: [Datapath; 2] = [Datapath::Xdp, Datapath::Tc];
+
+/// The runs the SYN proxy changes, measured with it off: TCP bulk (every
+/// segment's numbers translated), conn/s (the handshake the edge completes
+/// first) and the SYN flood (whether it reaches the origin).
+pub const SYN_PROXY_OFF_RUNS: [Measurement; 4] = [
+    Measurement::Tcp {
+        streams: 1,
+        mode: LinkMode::Wire,
+    },
+    Measurement::Tcp {
+        streams: 4,
+        mode: LinkMode::Wire,
+    },
+    Measurement::ConnRate,
+    Measurement::SynFlood,
+];
+
 impl System {
-    pub const ALL: [System; 9] = [
+    pub const ALL: [System; 11] = [
         System::Direct,
         System::XdpRouter,
         System::TcRouter,
@@ -131,6 +164,8 @@ impl System {
         System::Ours(Datapath::Xdp),
         System::Ours(Datapath::Tc),
         System::Ours(Datapath::Auto),
+        System::OursSynProxyOff(SYN_PROXY_OFF_DATAPATHS[0]),
+        System::OursSynProxyOff(SYN_PROXY_OFF_DATAPATHS[1]),
     ];
 
     pub fn name(self) -> &'static str {
@@ -144,12 +179,15 @@ impl System {
             System::Ours(Datapath::Xdp) => "spectrum-xdp",
             System::Ours(Datapath::Tc) => "spectrum-tc",
             System::Ours(Datapath::Auto) => "spectrum-auto",
+            System::OursSynProxyOff(Datapath::Xdp) => "spectrum-xdp-synproxy-off",
+            System::OursSynProxyOff(Datapath::Tc) => "spectrum-tc-synproxy-off",
+            System::OursSynProxyOff(Datapath::Auto) => "spectrum-auto-synproxy-off",
         }
     }
 
-    /// This proxy, whatever its datapath.
+    /// This proxy, whatever its datapath and SYN proxy.
     pub fn is_ours(self) -> bool {
-        matches!(self, System::Ours(_))
+        matches!(self, System::Ours(_) | System::OursSynProxyOff(_))
     }
 
     /// Where clients connect: the origin itself for the routing baselines,
@@ -261,6 +299,9 @@ pub fn support(measurement: Measurement, system: System) -> Support {
             System::XdpRouter | System::Ours(Datapath::Xdp),
         ) => NotSupported("an XDP redirect forwards CHECKSUM_PARTIAL frames unfinished"),
         (Measurement::Tls(_), s) if s.is_router() => NotApplicable("a router terminates no TLS"),
+        (m, System::OursSynProxyOff(_)) if !SYN_PROXY_OFF_RUNS.contains(&m) => NotApplicable(
+            "the SYN proxy off is compared on TCP bulk, conn/s and the SYN flood only",
+        ),
         _ => Yes,
     }
 }
@@ -297,6 +338,8 @@ pub enum Metric {
     FloodHandshakeP99,
     /// Packets that reached the origin during the flood.
     FloodAtOrigin,
+    /// The flood's own SYNs among them (none should, with the SYN proxy).
+    FloodSpoofedAtOrigin,
     /// Interrupt and softirq time plus the proxy's own, during the flood.
     FloodEdgeCpu,
     /// One established stream while the flood runs.
@@ -304,7 +347,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 20] = [
+    pub const ALL: [Metric; 21] = [
         Metric::Tcp1,
         Metric::Tcp4,
         Metric::Tcp8,
@@ -323,6 +366,7 @@ impl Metric {
         Metric::FloodHandshakeP50,
         Metric::FloodHandshakeP99,
         Metric::FloodAtOrigin,
+        Metric::FloodSpoofedAtOrigin,
         Metric::FloodEdgeCpu,
         Metric::FloodTcp1,
     ];
@@ -347,6 +391,7 @@ impl Metric {
             Metric::FloodHandshakeP50 => "syn_flood_handshake_p50",
             Metric::FloodHandshakeP99 => "syn_flood_handshake_p99",
             Metric::FloodAtOrigin => "syn_flood_at_origin",
+            Metric::FloodSpoofedAtOrigin => "syn_flood_spoofed_at_origin",
             Metric::FloodEdgeCpu => "syn_flood_edge_cpu",
             Metric::FloodTcp1 => "syn_flood_tcp_1_stream",
         }
@@ -369,6 +414,7 @@ impl Metric {
             Metric::FloodSuccess => "% completed",
             Metric::FloodHandshakeP50 | Metric::FloodHandshakeP99 => "ms",
             Metric::FloodAtOrigin => "kpps at origin",
+            Metric::FloodSpoofedAtOrigin => "flood SYNs at origin",
             Metric::FloodEdgeCpu => "% of a core",
         }
     }
@@ -384,6 +430,7 @@ impl Metric {
                 | Metric::FloodHandshakeP50
                 | Metric::FloodHandshakeP99
                 | Metric::FloodAtOrigin
+                | Metric::FloodSpoofedAtOrigin
                 | Metric::FloodEdgeCpu
         )
     }
@@ -426,6 +473,7 @@ impl Metric {
             | Metric::FloodHandshakeP50
             | Metric::FloodHandshakeP99
             | Metric::FloodAtOrigin
+            | Metric::FloodSpoofedAtOrigin
             | Metric::FloodEdgeCpu
             | Metric::FloodTcp1 => Measurement::SynFlood,
         }
@@ -563,80 +611,6 @@ pub fn run(plan: &Plan, release: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The topology, its origins, and the files the systems share.
-pub struct Bed {
-    pub topology: Topology,
-    pub work: PathBuf,
-    pub release: PathBuf,
-    pub tls: peers::TlsFiles,
-    /// The link mode in force; None after a change that failed half-way.
-    mode: std::cell::Cell<Option<LinkMode>>,
-    _origins: Vec<Background>,
-}
-
-impl Bed {
-    fn new(release: &Path) -> anyhow::Result<Bed> {
-        let topology = Topology::new("bench")?;
-        let work = scratch_dir().join("bench");
-        std::fs::create_dir_all(&work)?;
-        let tls = peers::TlsFiles::new(&work)?;
-        let org = &topology.org;
-        let iperf = org.spawn(
-            "iperf3-server",
-            "iperf3",
-            &["-s", "-p", &IPERF_PORT.to_string()],
-        )?;
-        servers::wait_listening(org, "t", IPERF_PORT)?;
-        let origins = vec![
-            iperf,
-            peers::nginx_origin(org, &work)?,
-            servers::tcp_echo(org, ECHO_PORT)?,
-        ];
-        let bed = Bed {
-            topology,
-            work,
-            release: release.to_path_buf(),
-            tls,
-            mode: std::cell::Cell::new(None),
-            _origins: origins,
-        };
-        bed.set_mode(LinkMode::Wire)?;
-        for datapath in [Datapath::Xdp, Datapath::Tc, Datapath::Auto] {
-            let address = format!("{}/24", datapath.origin_source());
-            bed.topology
-                .edge
-                .run("ip", &["addr", "add", &address, "dev", addr::EDGE_ORG_IF])?;
-        }
-        // Resolve neighbours once, so no system pays for it in its first run.
-        let t = &bed.topology;
-        t.cli.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
-        t.edge.run("ping", &["-c1", "-W2", addr::ORG_V4])?;
-        t.edge.run("ping", &["-c1", "-W2", addr::CLI_V4])?;
-        Ok(bed)
-    }
-
-    /// Sets the veths for `mode`; nothing to do when it is in force.
-    fn set_mode(&self, mode: LinkMode) -> anyhow::Result<()> {
-        if self.mode.get() == Some(mode) {
-            return Ok(());
-        }
-        self.mode.set(None);
-        let t = &self.topology;
-        let (tx, gro) = match mode {
-            LinkMode::Wire => ("off", "on"),
-            LinkMode::VethDefault => ("on", "off"),
-        };
-        for ns in [&t.cli, &t.org] {
-            ns.run("ethtool", &["-K", addr::CLI_IF, "tx", tx, "gro", gro])?;
-        }
-        for dev in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
-            t.edge.run("ethtool", &["-K", dev, "gro", gro])?;
-        }
-        self.mode.set(Some(mode));
-        Ok(())
-    }
-}
-
 /// Figures of one (metric, system): one per repetition.
 pub type Results = BTreeMap<(Metric, System), Vec<f64>>;
 /// Why the repetitions of a (metric, system) that failed did.
@@ -770,6 +744,8 @@ pub fn wait_for_line(process: &mut Background, line: &str) -> anyhow::Result<()>
 
 #[cfg(test)]
 mod tests {
+    use ::tests::scratch_dir;
+
     use super::*;
 
     fn options(only: Option<&str>) -> Options {
@@ -828,9 +804,17 @@ mod tests {
         assert!(new.is_partial() && !new.rules);
         let names: Vec<&str> = System::ALL.map(System::name).to_vec();
         assert!(
-            names.ends_with(&["spectrum-xdp", "spectrum-tc", "spectrum-auto"]),
+            names.ends_with(&[
+                "spectrum-xdp",
+                "spectrum-tc",
+                "spectrum-auto",
+                "spectrum-xdp-synproxy-off",
+                "spectrum-tc-synproxy-off"
+            ]),
             "{names:?}"
         );
+        let off = Plan::new(&options(Some("spectrum-tc-synproxy-off,tcp_conn_rate"))).unwrap();
+        assert_eq!(off.systems, [System::OursSynProxyOff(Datapath::Tc)]);
     }
 
     #[test]
@@ -846,8 +830,8 @@ mod tests {
         let plan = Plan::new(&options(None)).unwrap();
         let runs = plan.measurements();
         // tcp_8_streams and its two CPU figures, UDP rate and loss, p50 and
-        // p99, the SYN flood's six figures: one run each.
-        assert_eq!(runs.len(), Metric::ALL.len() - 4 - 5);
+        // p99, the SYN flood's seven figures: one run each.
+        assert_eq!(runs.len(), Metric::ALL.len() - 4 - 6);
         let first_veth = runs
             .iter()
             .position(|m| m.mode() == LinkMode::VethDefault)
@@ -955,6 +939,45 @@ mod tests {
                 Support::Yes
             );
         }
+    }
+
+    /// The SYN proxy off is measured where it changes something, beside
+    /// the same datapath with it on; the flood figures are every system's.
+    #[test]
+    fn the_syn_proxy_off_runs_bulk_conn_rate_and_the_flood() {
+        for datapath in SYN_PROXY_OFF_DATAPATHS {
+            let off = System::OursSynProxyOff(datapath);
+            assert!(off.is_ours() && System::ALL.contains(&off));
+            for metric in Metric::ALL {
+                let runs = SYN_PROXY_OFF_RUNS.contains(&metric.measurement());
+                assert_eq!(
+                    metric_support(metric, off) == Support::Yes,
+                    runs && metric != Metric::ProxyCpuPerGb,
+                    "{metric:?}"
+                );
+                if runs {
+                    assert_eq!(
+                        support(metric.measurement(), System::Ours(datapath)),
+                        Support::Yes
+                    );
+                }
+            }
+        }
+        for metric in [Metric::Tcp1, Metric::Tcp4, Metric::ConnRate] {
+            assert!(SYN_PROXY_OFF_RUNS.contains(&metric.measurement()));
+        }
+        for system in System::ALL {
+            assert_eq!(
+                metric_support(Metric::FloodSpoofedAtOrigin, system),
+                Support::Yes,
+                "{system:?}"
+            );
+        }
+        assert_eq!(
+            Metric::FloodSpoofedAtOrigin.measurement(),
+            Measurement::SynFlood
+        );
+        assert!(Metric::FloodSpoofedAtOrigin.lower_is_better());
     }
 
     /// The systems of ours run every metric spectrum-xdp runs (and the

@@ -67,12 +67,37 @@ impl TlsFiles {
     }
 }
 
+/// The listen backlog of every TCP listener the bench configures (the
+/// peers' and the origins'): what a deployment expecting floods sets, and
+/// no more than [`deployment_sysctls`]' `somaxconn`, which would cap it.
+/// With `tcp_syncookies` 1 the kernel answers with SYN cookies once this
+/// many handshakes are pending, so a flood cannot fill the queue.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The TCP settings of a host that serves the internet, set explicitly in
+/// `ns` (the edge, for HAProxy's and nginx's listeners; the origin) rather
+/// than left to a new namespace's defaults: SYN cookies when a listener's
+/// queue overflows (1: the kernel's default, not 2, which would send them
+/// always and lose the options a cookie without timestamps cannot carry),
+/// and queues of [`LISTEN_BACKLOG`].
+pub fn deployment_sysctls(ns: &Netns) -> anyhow::Result<()> {
+    for setting in [
+        "net.ipv4.tcp_syncookies=1".to_owned(),
+        format!("net.core.somaxconn={LISTEN_BACKLOG}"),
+        format!("net.ipv4.tcp_max_syn_backlog={LISTEN_BACKLOG}"),
+    ] {
+        ns.run("sysctl", &["-qw", &setting])?;
+    }
+    Ok(())
+}
+
 /// An HTTP origin answering `ok` and closing, for the connection and TLS
 /// rates.
 pub fn nginx_origin(org: &Netns, work: &Path) -> anyhow::Result<Background> {
     let config = format!(
         "worker_processes 1;\nevents {{ worker_connections 8192; }}\n\
-         http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport; \
+         http {{ access_log off; server {{ listen {org}:{HTTP_PORT} reuseport \
+         backlog={LISTEN_BACKLOG}; \
          keepalive_timeout 0; location / {{ return 200 \"ok\\n\"; }} }} }}\n",
         org = addr::ORG_V4,
     );
@@ -161,7 +186,12 @@ pub fn start(system: System, bed: &Bed) -> anyhow::Result<Running> {
         }
         System::Ours(datapath) => Running::Agent(Agent::start(
             edge,
-            &ours_config(&bed.tls, datapath),
+            &ours_config(&bed.tls, datapath, SynProxy::On),
+            "native",
+        )?),
+        System::OursSynProxyOff(datapath) => Running::Agent(Agent::start(
+            edge,
+            &ours_config(&bed.tls, datapath, SynProxy::Off),
             "native",
         )?),
     })
@@ -185,10 +215,11 @@ fn tcp_services() -> [(&'static str, u16, u16, Option<KeyKind>); 5] {
 
 fn haproxy_config(tls: &TlsFiles) -> String {
     let origin = addr::ORG_V4;
-    let mut conf = "global\n  maxconn 9000\n  nbthread 2\n\
-                    defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
-                    timeout server 60s\n"
-        .to_owned();
+    let mut conf = format!(
+        "global\n  maxconn 9000\n  nbthread 2\n\
+         defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+         timeout server 60s\n  backlog {LISTEN_BACKLOG}\n"
+    );
     for (name, port, origin_port, key) in tcp_services() {
         let ssl = key.map_or(String::new(), |k| {
             format!(" ssl crt {}", tls.haproxy_pem(k).display())
@@ -214,7 +245,8 @@ fn nginx_config(tls: &TlsFiles) -> String {
             )
         });
         servers += &format!(
-            "  server {{ listen {EDGE_IP}:{port}{ssl}; proxy_pass {origin}:{origin_port}; }}\n"
+            "  server {{ listen {EDGE_IP}:{port} backlog={LISTEN_BACKLOG}{ssl}; \
+             proxy_pass {origin}:{origin_port}; }}\n"
         );
     }
     format!(
@@ -226,10 +258,20 @@ fn nginx_config(tls: &TlsFiles) -> String {
     )
 }
 
+/// Whether our config turns the SYN proxy off.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SynProxy {
+    /// The default: the config does not name it.
+    On,
+    /// `edge.syn_proxy: "off"`.
+    Off,
+}
+
 /// The same services as the peers: the plain ones on the fast path (its
 /// NAT in XDP or at TC ingress as `datapath` says), the TLS ones
-/// (flexible) on the agent. One config for every datapath but that field.
-fn ours_config(tls: &TlsFiles, datapath: Datapath) -> String {
+/// (flexible) on the agent. One config for every datapath but that field
+/// (and, with the SYN proxy off, `edge.syn_proxy`).
+fn ours_config(tls: &TlsFiles, datapath: Datapath, syn_proxy: SynProxy) -> String {
     let origin = addr::ORG_V4;
     let mut apps: Vec<String> = tcp_services()
         .into_iter()
@@ -254,13 +296,23 @@ fn ours_config(tls: &TlsFiles, datapath: Datapath) -> String {
             "edge_ips": {{"type": "static", "ips": ["{EDGE_IP}"]}},
             "origin_direct": ["udp://{origin}:{IPERF_PORT}"]}}"#
     ));
+    let (source, syn_proxy) = match syn_proxy {
+        SynProxy::On => (datapath.origin_source(), ""),
+        SynProxy::Off => (
+            datapath.origin_source_syn_proxy_off(),
+            r#", "syn_proxy": "off""#,
+        ),
+    };
+    // Every load generator is one client address: the per-client limits
+    // (1,000 new flows a second by default) would measure themselves, and
+    // the peers have none.
     format!(
         r#"{{"edge": {{"interfaces": ["{}", "{}"], "datapath": "{}",
-             "origin_source": {{"ipv4": "{}"}}}}, "apps": [{}]}}"#,
+             "client_limits": {{"new_flows_per_second": 0, "concurrent_flows": 0}},
+             "origin_source": {{"ipv4": "{source}"}}{syn_proxy}}}, "apps": [{}]}}"#,
         addr::EDGE_CLI_IF,
         addr::EDGE_ORG_IF,
         datapath.name(),
-        datapath.origin_source(),
         apps.join(",\n")
     )
 }
@@ -268,7 +320,7 @@ fn ours_config(tls: &TlsFiles, datapath: Datapath) -> String {
 /// Our config (the fast-path apps the XDP cost measurement uses among
 /// them), XDP datapath: the cost measured is the XDP program's.
 pub fn cost_config(bed: &Bed) -> String {
-    ours_config(&bed.tls, Datapath::Xdp)
+    ours_config(&bed.tls, Datapath::Xdp, SynProxy::On)
 }
 
 #[cfg(test)]
@@ -292,7 +344,7 @@ mod tests {
             assert!(haproxy.contains(&listen), "haproxy lacks {listen}");
             assert!(nginx.contains(&listen), "nginx lacks {listen}");
             for datapath in Datapath::ALL {
-                let ours = ours_config(&files, datapath);
+                let ours = ours_config(&files, datapath, SynProxy::On);
                 assert!(
                     ours.contains(&format!("tcp/{port}\"")),
                     "ours ({datapath:?}) lacks {port}"
@@ -306,7 +358,7 @@ mod tests {
         assert!(nginx.contains("ssl_certificate /w/rsa.crt"));
         assert!(nginx.contains(&format!("{EDGE_IP}:{IPERF_PORT} udp")));
         for datapath in Datapath::ALL {
-            let ours = ours_config(&files, datapath);
+            let ours = ours_config(&files, datapath, SynProxy::On);
             assert_eq!(ours.matches(r#""tls": "flexible""#).count(), 2);
             assert!(ours.contains(&format!("udp/{IPERF_PORT}\"")));
             let parsed: serde_json::Value = serde_json::from_str(&ours).expect("ours is JSON");
@@ -315,29 +367,65 @@ mod tests {
         }
     }
 
-    /// The three systems of ours differ by `edge.datapath` alone (and the
-    /// address they NAT from, each its own).
+    /// The systems of ours differ by `edge.datapath` and `edge.syn_proxy`
+    /// alone (and the address they NAT from, each its own); with the SYN
+    /// proxy on, the config leaves it to its default.
     #[test]
-    fn our_systems_differ_by_their_datapath_only() {
+    fn our_systems_differ_by_their_datapath_and_syn_proxy_only() {
         let files = files();
-        let parsed = |datapath: Datapath| -> serde_json::Value {
+        let parsed = |datapath: Datapath, syn_proxy: SynProxy| -> serde_json::Value {
             let mut config: serde_json::Value =
-                serde_json::from_str(&ours_config(&files, datapath)).unwrap();
+                serde_json::from_str(&ours_config(&files, datapath, syn_proxy)).unwrap();
             let edge = config["edge"].as_object_mut().unwrap();
             edge.remove("datapath").expect("edge.datapath is set");
             let source = edge.remove("origin_source").expect("origin_source is set");
-            assert_eq!(source["ipv4"], datapath.origin_source());
+            let named = edge.remove("syn_proxy");
+            match syn_proxy {
+                SynProxy::On => {
+                    assert_eq!(source["ipv4"], datapath.origin_source());
+                    assert_eq!(named, None);
+                }
+                SynProxy::Off => {
+                    assert_eq!(source["ipv4"], datapath.origin_source_syn_proxy_off());
+                    assert_eq!(named, Some("off".into()));
+                }
+            }
             config
         };
         let sources: std::collections::BTreeSet<&str> = Datapath::ALL
-            .map(Datapath::origin_source)
             .into_iter()
+            .flat_map(|d| [d.origin_source(), d.origin_source_syn_proxy_off()])
             .collect();
-        assert_eq!(sources.len(), 3, "one address each");
-        let xdp = parsed(Datapath::Xdp);
-        assert_eq!(parsed(Datapath::Tc), xdp);
-        assert_eq!(parsed(Datapath::Auto), xdp);
+        assert_eq!(sources.len(), 6, "one address each");
+        let xdp = parsed(Datapath::Xdp, SynProxy::On);
+        for datapath in Datapath::ALL {
+            for syn_proxy in [SynProxy::On, SynProxy::Off] {
+                assert_eq!(
+                    parsed(datapath, syn_proxy),
+                    xdp,
+                    "{datapath:?} {syn_proxy:?}"
+                );
+            }
+        }
         let names: Vec<&str> = Datapath::ALL.map(Datapath::name).to_vec();
         assert_eq!(names, ["xdp", "tc", "auto"]);
+    }
+
+    /// The peers' listeners queue as many handshakes as the kernel lets
+    /// them, so its SYN cookies engage only when a flood fills that.
+    #[test]
+    fn the_peers_listen_with_the_deployment_backlog() {
+        let files = files();
+        let haproxy = haproxy_config(&files);
+        assert!(haproxy.contains("defaults\n  mode tcp\n"), "{haproxy}");
+        assert!(
+            haproxy.contains(&format!("  backlog {LISTEN_BACKLOG}\n")),
+            "{haproxy}"
+        );
+        let nginx = nginx_config(&files);
+        for (_, port, _, _) in tcp_services() {
+            let listen = format!("listen {EDGE_IP}:{port} backlog={LISTEN_BACKLOG}");
+            assert!(nginx.contains(&listen), "{nginx}");
+        }
     }
 }

@@ -10,7 +10,8 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    ACCESS_RULES, Datapath, Errors, Failed, Metric, Plan, Results, Support, System,
+    ACCESS_RULES, Datapath, Errors, Failed, Metric, Plan, Results, SYN_PROXY_OFF_DATAPATHS,
+    Support, System,
     measure::{ALLOWED_COUNTRY, BLOCKED_COUNTRY},
     metric_support, plot,
 };
@@ -124,12 +125,14 @@ fn advantage(metric: Metric, ours: Option<f64>, base: Option<f64>) -> String {
 }
 
 /// A goal of the project, checked on every run from its medians: `system`'s
-/// [`factor`] over `baseline` on `metric` within `min..=max`.
+/// [`factor`] over `baseline` on `metric` within `min..=max`; with no
+/// baseline, `system`'s own median within `min..=max` (in the metric's
+/// unit: no flood SYN at the origin, 99% of connections through).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Target {
     pub system: System,
     pub metric: Metric,
-    pub baseline: System,
+    pub baseline: Option<System>,
     pub min: f64,
     pub max: Option<f64>,
 }
@@ -137,7 +140,9 @@ pub struct Target {
 /// The TC datapath (and `auto`, whose TCP apps run at TC) near the TC
 /// router's ceiling and well above HAProxy on TCP bulk; `auto`'s UDP, which
 /// stays in XDP, as fast as the XDP datapath's; every datapath's clients
-/// through a SYN flood as well off as HAProxy's.
+/// through a SYN flood as well off as HAProxy's and 99% of the time, and
+/// none of the flood at the origin; the SYN proxy nearly free (conn/s and
+/// bulk against the same datapath with it off).
 pub fn targets() -> Vec<Target> {
     let mut targets = Vec::new();
     for datapath in [Datapath::Tc, Datapath::Auto] {
@@ -150,7 +155,7 @@ pub fn targets() -> Vec<Target> {
                 targets.push(Target {
                     system: System::Ours(datapath),
                     metric,
-                    baseline,
+                    baseline: Some(baseline),
                     min,
                     max: None,
                 });
@@ -160,20 +165,56 @@ pub fn targets() -> Vec<Target> {
     targets.push(Target {
         system: System::Ours(Datapath::Auto),
         metric: Metric::Udp64,
-        baseline: System::Ours(Datapath::Xdp),
+        baseline: Some(System::Ours(Datapath::Xdp)),
         min: 0.95,
         max: None,
     });
     // Under a spoofed SYN flood, a real client gets through at least as
     // often as through HAProxy (kernel SYN cookies), whatever the hook.
+    // The SYN proxy's own goals: the edge completes the handshake, so the
+    // flood ends there and real clients still get through.
     for datapath in [Datapath::Xdp, Datapath::Tc, Datapath::Auto] {
-        targets.push(Target {
-            system: System::Ours(datapath),
-            metric: Metric::FloodSuccess,
-            baseline: System::Haproxy,
-            min: 1.0,
-            max: None,
-        });
+        let system = System::Ours(datapath);
+        targets.extend([
+            Target {
+                system,
+                metric: Metric::FloodSuccess,
+                baseline: Some(System::Haproxy),
+                min: 1.0,
+                max: None,
+            },
+            Target {
+                system,
+                metric: Metric::FloodSuccess,
+                baseline: None,
+                min: 99.0,
+                max: None,
+            },
+            Target {
+                system,
+                metric: Metric::FloodSpoofedAtOrigin,
+                baseline: None,
+                min: 0.0,
+                max: Some(0.0),
+            },
+        ]);
+    }
+    // What it costs: conn/s at least 0.9x and bulk 0.95x of the same
+    // datapath with it off.
+    for datapath in SYN_PROXY_OFF_DATAPATHS {
+        for (metric, min) in [
+            (Metric::ConnRate, 0.9),
+            (Metric::Tcp1, 0.95),
+            (Metric::Tcp4, 0.95),
+        ] {
+            targets.push(Target {
+                system: System::Ours(datapath),
+                metric,
+                baseline: Some(System::OursSynProxyOff(datapath)),
+                min,
+                max: None,
+            });
+        }
     }
     targets
 }
@@ -199,9 +240,14 @@ impl Verdict {
 
 impl Target {
     /// The factor from the medians of `results`, and the verdict.
+    /// Without a baseline, the figure is the system's own median.
     pub fn check(&self, results: &Results) -> (Option<f64>, Verdict) {
         let figure = |system: System| results.get(&(self.metric, system)).map(|v| median(v));
-        let Some(factor) = factor(self.metric, figure(self.system), figure(self.baseline)) else {
+        let factor = match self.baseline {
+            Some(baseline) => factor(self.metric, figure(self.system), figure(baseline)),
+            None => figure(self.system).filter(|v| v.is_finite()),
+        };
+        let Some(factor) = factor else {
             return (None, Verdict::NotMeasured);
         };
         let met = factor >= self.min && self.max.is_none_or(|max| factor <= max);
@@ -212,9 +258,20 @@ impl Target {
     }
 
     fn wanted(&self) -> String {
+        let x = if self.baseline.is_some() { "x" } else { "" };
         match self.max {
-            Some(max) => format!("{:.2}x-{max:.2}x", self.min),
-            None => format!(">= {:.2}x", self.min),
+            Some(max) if max == self.min => format!("= {max:.2}{x}"),
+            Some(max) => format!("{:.2}{x}-{max:.2}{x}", self.min),
+            None => format!(">= {:.2}{x}", self.min),
+        }
+    }
+
+    /// The factor cell: a ratio, or the system's own figure.
+    fn shown(&self, factor: Option<f64>) -> String {
+        match (factor, self.baseline) {
+            (None, _) => "n/a".into(),
+            (Some(f), Some(_)) => format!("{f:.2}x"),
+            (Some(f), None) => format!("{f:.2}"),
         }
     }
 }
@@ -251,17 +308,19 @@ fn targets_part(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             target.system.name(),
             target.metric.name(),
-            target.baseline.name(),
+            target.baseline.map_or("-", System::name),
             figure(target.metric, target.system),
-            figure(target.metric, target.baseline),
-            factor.map_or("n/a".into(), |f| format!("{f:.2}x")),
+            target
+                .baseline
+                .map_or("-".to_owned(), |b| figure(target.metric, b)),
+            target.shown(factor),
             target.wanted(),
             verdict.name(),
         )?;
         json.push(serde_json::json!({
             "system": target.system.name(),
             "scenario": target.metric.name(),
-            "baseline": target.baseline.name(),
+            "baseline": target.baseline.map(System::name),
             "factor": factor,
             "min": target.min,
             "max": target.max,
@@ -279,7 +338,12 @@ fn targets_part(
          XDP program that passes everything attached too (`tc-router-xdp`: the ceiling of \
          any design that applies access rules in XDP first, as ours does in every mode) \
          and HAProxy (at least 1.3x) on TCP bulk; `spectrum-auto`'s UDP, which stays in \
-         XDP, against `spectrum-xdp` (unchanged: at least 0.95x).\n"
+         XDP, against `spectrum-xdp` (unchanged: at least 0.95x). Under the SYN flood, \
+         every datapath of ours (SYN proxy on, the default) against HAProxy (its real \
+         clients through at least as often) and on its own, with no baseline and its own \
+         figure in the factor column: at least 99% of them through, and none of the \
+         flood's SYNs at the origin. The SYN proxy's cost: conn/s at least 0.9x and TCP \
+         bulk at least 0.95x of the same datapath with it off (`*-synproxy-off`).\n"
     )?;
     writeln!(markdown, "{table}")?;
     Ok(Some((markdown, table, serde_json::Value::Array(json))))
@@ -441,7 +505,16 @@ pub fn throughput(
            `edge.datapath` (`xdp`, `tc`, `auto`). TLS-off apps run on its fast path \
            (conntrack, NAT, checksums, redirect) in XDP, at TC ingress (after GRO), or with \
            `auto` TCP apps at TC and UDP apps in XDP; the TLS rows are its agent in all three \
-           (`tls: flexible`: TLS ends at the edge, plain HTTP to the origin).\n\
+           (`tls: flexible`: TLS ends at the edge, plain HTTP to the origin). Its SYN \
+           proxy is on (the default): the edge answers a SYN with a SYN cookie and opens \
+           the origin's handshake only for a client that completes its own.\n\
+         - spectrum-xdp-synproxy-off / spectrum-tc-synproxy-off: the same with \
+           `edge.syn_proxy: \"off\"` (each NATing from its own address), on TCP bulk (1 and \
+           4 streams), conn/s and the SYN flood only: what the SYN proxy costs and buys.\n\
+         - Every listener (HAProxy's, nginx's, the origins') has a backlog of {backlog}, and \
+           edge and origin namespaces `tcp_syncookies` 1, `somaxconn` and \
+           `tcp_max_syn_backlog` {backlog}: the kernel answers with SYN cookies once that \
+           many handshakes wait, as a host facing the internet is set up.\n\
          - tcp_*: iperf3 with 1, 4 or 8 parallel streams (`-P`), bytes received by the \
            origin. tcp_8_cpu_per_gb: CPU time of the \
            whole machine (client, edge and origin: /proc/stat, all but idle) per GB of the \
@@ -460,7 +533,16 @@ pub fn throughput(
            origin; certificates are ECDSA P-256 or RSA-2048, the same file for every system.\n\
          - latency_*: one connection to a TCP echo origin, a 32-byte message and its echo \
            1000 times a second; percentiles of the round trip in microseconds.\n\
-         - not supported: the system cannot do it (yet); n/a: the question does not apply.\n"
+         - syn_flood_*: trafgen sends SYNs at its top rate, a new spoofed source address \
+           per SYN, while a real client opens 20 connections a second (each one HTTP/1.0 \
+           request; success: answered within 3 s), then while one iperf3 stream runs. \
+           syn_flood_at_origin: every packet the origin's interface received; \
+           syn_flood_spoofed_at_origin: the flood's own SYNs among them (a count over the \
+           run; told apart by their shape, no TCP option, by a tc filter at the origin); \
+           syn_flood_edge_cpu: the machine's interrupt and softirq time plus the proxy \
+           process's.\n\
+         - not supported: the system cannot do it (yet); n/a: the question does not apply.\n",
+        backlog = super::peers::LISTEN_BACKLOG,
     )?;
     let failures: Vec<String> = failed_connections
         .iter()
@@ -687,6 +769,8 @@ mod tests {
     const XDP: System = System::Ours(Datapath::Xdp);
     const TC: System = System::Ours(Datapath::Tc);
     const AUTO: System = System::Ours(Datapath::Auto);
+    const XDP_OFF: System = System::OursSynProxyOff(Datapath::Xdp);
+    const TC_OFF: System = System::OursSynProxyOff(Datapath::Tc);
 
     /// The table row of `metric`, split into cells.
     fn row(table: &str, metric: Metric) -> Vec<&str> {
@@ -770,13 +854,21 @@ mod tests {
             (FloodSuccess, Haproxy, 100.0),
             (FloodSuccess, XDP, 97.5), // fewer than HAProxy's: not met
             (FloodSuccess, TC, 100.0),
+            (FloodSpoofedAtOrigin, XDP, 0.0), // none: met
+            (FloodSpoofedAtOrigin, TC, 3.0),  // any: not met
+            (ConnRate, XDP, 18000.0),
+            (ConnRate, XDP_OFF, 19000.0), // 0.95x: met
+            (ConnRate, TC, 17000.0),
+            (ConnRate, TC_OFF, 20000.0), // 0.85x: not met
+            (Tcp1, TC_OFF, 9.9),         // 0.97x: met
+            (Tcp4, TC_OFF, 11.0),        // 0.91x: not met
         ];
         let mut results = runs(&figures);
         // Medians, not means or last runs: 3 runs of auto's TCP 4 streams.
         results.insert((Tcp4, AUTO), vec![1.0, 9.7, 9.8]);
         let systems = [TcRouter, Haproxy, XDP, TC, AUTO];
         let all = plan(&systems, &[Tcp1, Tcp4, Udp64]);
-        let checked: Vec<(System, Metric, System, Verdict)> = targets()
+        let checked: Vec<(System, Metric, Option<System>, Verdict)> = targets()
             .into_iter()
             .map(|t| (t.system, t.metric, t.baseline, t.check(&results).1))
             .collect();
@@ -784,24 +876,37 @@ mod tests {
         assert_eq!(
             checked,
             [
-                (TC, Tcp1, TcRouter, Met),
+                (TC, Tcp1, Some(TcRouter), Met),
                 // Not in this run.
-                (TC, Tcp1, TcRouterXdp, NotMeasured),
-                (TC, Tcp1, Haproxy, Met),
-                (TC, Tcp4, TcRouter, Met),
-                (TC, Tcp4, TcRouterXdp, NotMeasured),
+                (TC, Tcp1, Some(TcRouterXdp), NotMeasured),
+                (TC, Tcp1, Some(Haproxy), Met),
+                (TC, Tcp4, Some(TcRouter), Met),
+                (TC, Tcp4, Some(TcRouterXdp), NotMeasured),
                 // No HAProxy figure for 4 streams.
-                (TC, Tcp4, Haproxy, NotMeasured),
-                (AUTO, Tcp1, TcRouter, NotMet),
-                (AUTO, Tcp1, TcRouterXdp, NotMeasured),
-                (AUTO, Tcp1, Haproxy, NotMet),
-                (AUTO, Tcp4, TcRouter, Met),
-                (AUTO, Tcp4, TcRouterXdp, NotMeasured),
-                (AUTO, Tcp4, Haproxy, NotMeasured),
-                (AUTO, Udp64, XDP, Met),
-                (XDP, FloodSuccess, Haproxy, NotMet),
-                (TC, FloodSuccess, Haproxy, Met),
-                (AUTO, FloodSuccess, Haproxy, NotMeasured),
+                (TC, Tcp4, Some(Haproxy), NotMeasured),
+                (AUTO, Tcp1, Some(TcRouter), NotMet),
+                (AUTO, Tcp1, Some(TcRouterXdp), NotMeasured),
+                (AUTO, Tcp1, Some(Haproxy), NotMet),
+                (AUTO, Tcp4, Some(TcRouter), Met),
+                (AUTO, Tcp4, Some(TcRouterXdp), NotMeasured),
+                (AUTO, Tcp4, Some(Haproxy), NotMeasured),
+                (AUTO, Udp64, Some(XDP), Met),
+                (XDP, FloodSuccess, Some(Haproxy), NotMet),
+                // Fewer than 99%.
+                (XDP, FloodSuccess, None, NotMet),
+                (XDP, FloodSpoofedAtOrigin, None, Met),
+                (TC, FloodSuccess, Some(Haproxy), Met),
+                (TC, FloodSuccess, None, Met),
+                (TC, FloodSpoofedAtOrigin, None, NotMet),
+                (AUTO, FloodSuccess, Some(Haproxy), NotMeasured),
+                (AUTO, FloodSuccess, None, NotMeasured),
+                (AUTO, FloodSpoofedAtOrigin, None, NotMeasured),
+                (XDP, ConnRate, Some(XDP_OFF), Met),
+                (XDP, Tcp1, Some(XDP_OFF), NotMeasured),
+                (XDP, Tcp4, Some(XDP_OFF), NotMeasured),
+                (TC, ConnRate, Some(TC_OFF), NotMet),
+                (TC, Tcp1, Some(TC_OFF), Met),
+                (TC, Tcp4, Some(TC_OFF), NotMet),
             ]
         );
         // Unchanged means no slower: 10% slower is not met.
@@ -840,12 +945,40 @@ mod tests {
         let json = part.json["targets"]
             .as_array()
             .expect("targets in the JSON");
-        assert_eq!(json.len(), 13);
+        // 13, and the SYN proxy's cost on bulk for xdp and tc (their
+        // baselines not in the run).
+        assert_eq!(json.len(), 17);
         assert_eq!(json[0]["result"], "met");
         assert_eq!(json[0]["baseline"], "tc-router");
 
-        // Neither tc nor auto in the run: no section.
-        let xdp_only = plan(&[XDP, Haproxy], &[Tcp1, Udp64]);
+        // Targets without a baseline show the system's own figure.
+        let flood = plan(
+            &[Haproxy, XDP, TC, XDP_OFF, TC_OFF],
+            &[FloodSuccess, FloodSpoofedAtOrigin, ConnRate],
+        );
+        let part = throughput(&flood, &results, &Errors::new(), &Failed::new(), None).unwrap();
+        let section = &part.markdown[part.markdown.find("## Targets").expect("a section")..];
+        for line in [
+            "| spectrum-xdp | syn_flood_spoofed_at_origin | - | 0.00 | - | 0.00 | = 0.00 | met |",
+            "| spectrum-tc | syn_flood_spoofed_at_origin | - | 3.00 | - | 3.00 | = 0.00 | not met |",
+            "| spectrum-xdp | syn_flood_conn_success | - | 97.50 | - | 97.50 | >= 99.00 | not met |",
+            "| spectrum-tc | syn_flood_conn_success | haproxy | 100.00 | 100.00 | 1.00x | >= 1.00x | met |",
+            "| spectrum-tc | tcp_conn_rate | spectrum-tc-synproxy-off | 17000.00 | 20000.00 | 0.85x | >= 0.90x | not met |",
+        ] {
+            assert!(section.contains(line), "{line} in {section}");
+        }
+        let json = part.json["targets"].as_array().unwrap();
+        let absolute = json
+            .iter()
+            .find(|t| t["scenario"] == "syn_flood_spoofed_at_origin")
+            .unwrap();
+        assert_eq!(absolute["baseline"], serde_json::Value::Null);
+        assert_eq!(absolute["max"], 0.0);
+
+        // No target's system and metric in the run (xdp's are on the SYN
+        // flood, conn/s and bulk against it with the SYN proxy off): no
+        // section.
+        let xdp_only = plan(&[XDP, Haproxy], &[Tcp8, Udp64]);
         let part = throughput(&xdp_only, &results, &Errors::new(), &Failed::new(), None).unwrap();
         assert!(!part.markdown.contains("## Targets"));
         assert!(part.json.get("targets").is_none());

@@ -153,6 +153,8 @@ fn an_unchanged_config_names_no_slot_and_loads_no_rules() {
         vec![
             Op::SwitchRoutes,
             Op::AttachXdp,
+            // For the SYN proxy of the apps (on by default).
+            Op::AttachTc,
             Op::SyncMaps,
             Op::WriteRunningApps
         ]
@@ -291,6 +293,31 @@ fn the_hook_a_change_needs_attaches_before_the_maps_sync() {
     let (_, ops) = replay(&next, &mut tc_only, &[]);
     assert!(!tc_only.unlisted_at_tc());
     assert!(!ops.contains(&Op::AttachXdp), "{ops:?}");
+    assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
+}
+
+#[test]
+fn turning_the_syn_proxy_on_live_attaches_tc_before_the_maps_sync() {
+    let off = r#", "syn_proxy": "off""#;
+    let running = config(&[&app_with("a", off)]);
+    assert!(!running.attaches_tc());
+    // Off stays off: no TC.
+    let mut next = config(&[&app_with("a", off), &app_with("b", off)]);
+    let (_, ops) = replay(&running, &mut next, &[]);
+    assert!(!ops.contains(&Op::AttachTc), "{ops:?}");
+    // On (the app's own value changed): a new version in a fresh slot, and
+    // TC attached before the maps give the kernel its flag.
+    let mut next = config(&[&app("a", 22)]);
+    let (slots, ops) = replay(&running, &mut next, &[]);
+    assert_eq!((slots.fresh, slots.retired), (vec![1], vec![0]));
+    assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
+    // The edge's default turned on: live too, the same way.
+    let running = config_with("", &[&app("a", 22)]);
+    let mut edge_off = running.clone();
+    edge_off.edge.syn_proxy = false;
+    edge_off.apps[0].syn_proxy = false;
+    assert!(restart_only_changes(&running, &edge_off).is_empty());
+    let (_, ops) = replay(&edge_off, &mut running.clone(), &[]);
     assert!(at(&ops, &Op::AttachTc) < at(&ops, &Op::SyncMaps), "{ops:?}");
 }
 

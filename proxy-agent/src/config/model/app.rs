@@ -265,6 +265,9 @@ pub struct App {
     pub nat_at_tc: bool,
     /// `edge.client_limits` with the app's own `client_limits` over them.
     pub client_limits: ClientLimits,
+    /// `syn_proxy` as it applies to this app: its own, or `edge.syn_proxy`.
+    /// Only in force for a fast-path TCP app ([`App::syn_proxied`]).
+    pub syn_proxy: bool,
 }
 
 impl App {
@@ -291,6 +294,13 @@ impl App {
     /// True when the kernel can proxy this app alone: TLS off and no PROXY header.
     pub fn fast_path(&self) -> bool {
         self.tls == TlsMode::Off && self.proxy_protocol == ProxyProtocol::Off
+    }
+
+    /// Whether the kernel completes this app's TCP handshakes itself (SYN
+    /// cookies, `AppFlags::SYN_PROXY`): a fast-path TCP app with
+    /// `syn_proxy` on. Agent-path apps have the kernel's own SYN cookies.
+    pub fn syn_proxied(&self) -> bool {
+        self.syn_proxy && self.fast_path() && self.protocol == Protocol::Tcp
     }
 
     /// Whether XDP has work for this app: its fast path runs there, or its

@@ -82,6 +82,17 @@ impl Config {
         self.apps.iter().any(|app| app.fast_path() && app.nat_at_tc)
     }
 
+    /// Whether the TC-ingress program is attached: some app's fast path
+    /// runs there ([`Config::needs_tc`]), or a SYN-proxied app's runs at
+    /// XDP: XDP cannot send the two packets an origin's SYN-ACK turns into
+    /// (the ACK back to the origin, the window update to the client), so it
+    /// hands that SYN-ACK up to TC. TC attached for that alone handles no
+    /// other packet of XDP's, so `tc_only` and `unlisted_at_tc` keep asking
+    /// `needs_tc`.
+    pub fn attaches_tc(&self) -> bool {
+        self.needs_tc() || (self.apps.iter()).any(|app| app.syn_proxied() && !app.nat_at_tc)
+    }
+
     /// The app whose kernel rows are slot `slot`, if one runs there.
     pub fn app_in_slot(&self, slot: u32) -> Option<&App> {
         self.apps.iter().find(|app| app.slot == slot)
@@ -105,6 +116,9 @@ impl Config {
             api.token_file = base.join(&api.token_file);
         }
         resolve(&mut self.edge.geoip.asn_db);
+        if self.edge.state_dir.is_relative() {
+            self.edge.state_dir = base.join(&self.edge.state_dir);
+        }
         for app in &mut self.apps {
             resolve(&mut app.tls_cert);
             resolve(&mut app.tls_key);
@@ -154,26 +168,30 @@ impl Config {
             "api.token_file".to_string(),
             self.api.as_ref().map(|a| &a.token_file),
         );
+        // GeoIP databases are tens of MiB; the rest is PEM or a token.
+        let geoip = geoip.map(|(field, path)| (field, path, u64::MAX));
+        let small = std::iter::once(api)
+            .chain(tls)
+            .map(|(field, path)| (field, path, crate::files::PEM_LIMIT));
         geoip
             .into_iter()
-            .chain(std::iter::once(api))
-            .chain(tls)
-            .filter_map(|(field, path)| {
+            .chain(small)
+            .filter_map(|(field, path, limit)| {
                 let path = path.map(PathBuf::as_path)?;
-                let reason = unreadable(path)?;
+                let reason = unreadable(path, limit)?;
                 Some(ConfigError::new(field, path.display().to_string(), reason))
             })
             .collect()
     }
 }
 
-/// Why `path` cannot be read as a file, or None when it can.
-fn unreadable(path: &Path) -> Option<String> {
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Err(e) => Some(e.to_string()),
-        Ok(meta) if !meta.is_file() => Some("not a regular file".to_string()),
-        Ok(_) => None,
-    }
+/// Why `path` cannot be read as a file, or None when it can: the checks of
+/// the agent's one reader ([`crate::files`]), without reading (a FIFO or a
+/// device is refused, not waited on; a symlink is refused).
+fn unreadable(path: &Path, limit: u64) -> Option<String> {
+    crate::files::check_regular(path, limit)
+        .err()
+        .map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -246,6 +264,7 @@ mod tests {
             datapath: None,
             nat_at_tc: false,
             client_limits: ClientLimits::default(),
+            syn_proxy: true,
             slot: 0,
             created_on: None,
             modified_on: None,
@@ -346,6 +365,8 @@ mod tests {
                 tcp_proxy: TcpProxy::default(),
                 udp_proxy: UdpProxy::default(),
                 client_limits: ClientLimits::default(),
+                syn_proxy: true,
+                state_dir: DEFAULT_STATE_DIR.into(),
             },
             apps: vec![a],
             access_rules: vec![],
@@ -365,6 +386,6 @@ mod tests {
         );
         assert_eq!(errors[0].reason, "not a regular file");
         assert!(errors[1].value.ends_with("missing-key.pem"));
-        assert!(errors[1].reason.contains("No such file"), "{}", errors[1]);
+        assert_eq!(errors[1].reason, "not found", "{}", errors[1]);
     }
 }

@@ -54,7 +54,15 @@ pub struct Edge {
     pub udp_proxy: UdpProxy,
     /// The per-client limits of apps without their own.
     pub client_limits: ClientLimits,
+    /// `edge.syn_proxy`: the SYN proxy of apps without their own setting.
+    pub syn_proxy: bool,
+    /// `edge.state_dir`: what the agent writes for itself (PEM from the
+    /// API in `tls/`), absolute once loaded from a file.
+    pub state_dir: PathBuf,
 }
+
+/// `edge.state_dir` unless the config says.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/proxy-agent";
 
 /// Idle time after which a fast-path flow is removed, by protocol and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -143,6 +143,7 @@ impl Validator {
             "edge.client_limits",
         );
         self.errors.extend(errors);
+        let syn_proxy = self.on_off("edge.syn_proxy", e.syn_proxy.as_deref(), true);
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -158,6 +159,11 @@ impl Validator {
             tcp_proxy,
             udp_proxy,
             client_limits,
+            syn_proxy,
+            state_dir: e
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| crate::config::model::DEFAULT_STATE_DIR.into()),
         };
         (edge, pools)
     }

@@ -51,6 +51,12 @@ pub fn validate_with_leases(
     let draft_limits: Vec<ClientLimits> = (file.apps.iter().enumerate())
         .map(|(i, app)| v.client_limits(edge.client_limits, app.client_limits.as_ref(), i))
         .collect();
+    let draft_syn_proxy: Vec<bool> = (file.apps.iter().enumerate())
+        .map(|(i, app)| {
+            let field = format!("apps[{i}].syn_proxy");
+            v.on_off(&field, app.syn_proxy.as_deref(), edge.syn_proxy)
+        })
+        .collect();
     let dns_server = file
         .dns_server
         .as_ref()
@@ -93,9 +99,22 @@ pub fn validate_with_leases(
             app.slot = slot as u32;
             app.nat_at_tc = app.datapath.unwrap_or(edge.datapath).at_tc(app.protocol);
             app.client_limits = draft_limits[slot];
+            app.syn_proxy = draft_syn_proxy[slot];
             Some(app)
         })
         .collect();
+    // `syn_proxy: on` written on an app it cannot apply to: said, not refused.
+    for app in apps.iter().flatten() {
+        let slot = app.slot as usize;
+        if file.apps[slot].syn_proxy.as_deref() == Some("on") && !app.syn_proxied() {
+            v.warn(
+                format!("apps[{slot}].syn_proxy"),
+                "on",
+                "has no effect: only fast-path TCP apps (tls off, no proxy_protocol) \
+                 have the kernel's SYN proxy; the agent's path has the kernel's own SYN cookies",
+            );
+        }
+    }
     match apps {
         Some(apps) => Ok((
             Config {
@@ -241,6 +260,7 @@ impl AppDraft {
             // Set once the edge's default is known.
             nat_at_tc: false,
             client_limits: ClientLimits::default(),
+            syn_proxy: true,
         })
     }
 }
@@ -265,6 +285,25 @@ impl Validator {
             );
         }
         mode
+    }
+
+    /// An `on`/`off` setting (`syn_proxy`): `default` when absent.
+    fn on_off(&mut self, field: &str, text: Option<&str>, default: bool) -> bool {
+        match text {
+            None => default,
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                let key = field.rsplit('.').next().unwrap_or(field);
+                self.error(
+                    None,
+                    field,
+                    other,
+                    format!("unknown {key}; expected on or off"),
+                );
+                default
+            }
+        }
     }
 
     fn error(

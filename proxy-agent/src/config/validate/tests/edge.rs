@@ -246,6 +246,80 @@ fn client_limits_edge_default_app_override_and_errors() {
 }
 
 #[test]
+fn syn_proxy_on_by_default_edge_default_app_override_and_errors() {
+    let second = |file: &mut Value| {
+        file["apps"][1]["protocol"] = json!("tcp/23");
+        file["apps"][1]["dns"]["name"] = json!("other.example.com");
+    };
+    let mut file = config(vec![tcp_app(), tcp_app()]);
+    second(&mut file);
+    let (model, warnings) = accepted(file.clone());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(model.edge.syn_proxy, "on by default");
+    assert!(model.apps.iter().all(|a| a.syn_proxy && a.syn_proxied()));
+    // The edge's value is every app's default; an app's own wins.
+    file["edge"]["syn_proxy"] = json!("off");
+    file["apps"][1]["syn_proxy"] = json!("on");
+    let (model, _) = accepted(file.clone());
+    assert!(!model.edge.syn_proxy);
+    let own: Vec<bool> = model.apps.iter().map(|a| a.syn_proxy).collect();
+    assert_eq!(own, [false, true]);
+    file["edge"]["syn_proxy"] = json!("on");
+    file["apps"][1]["syn_proxy"] = json!("off");
+    let (model, _) = accepted(file.clone());
+    let own: Vec<bool> = model.apps.iter().map(|a| a.syn_proxy).collect();
+    assert_eq!(own, [true, false]);
+    // Only "on" and "off", named with the field.
+    only_error(
+        with(config(vec![]), "edge", {
+            let mut edge = config(vec![])["edge"].clone();
+            edge["syn_proxy"] = json!("yes");
+            edge
+        }),
+        None,
+        "edge.syn_proxy",
+        "yes",
+        "unknown syn_proxy; expected on or off",
+    );
+    file["apps"][1]["syn_proxy"] = json!("On");
+    only_error(file, None, "apps[1].syn_proxy", "On", "expected on or off");
+    // Not a string: the file's shape refuses it.
+    let mut file = config(vec![tcp_app(), with(tcp_app(), "syn_proxy", json!(true))]);
+    second(&mut file);
+    assert!(serde_json::from_value::<ConfigFile>(file).is_err());
+}
+
+#[test]
+fn syn_proxy_applies_to_fast_path_tcp_apps_only_and_says_so_when_written() {
+    let tls_app = with(
+        with(
+            with(tcp_app(), "tls", json!("flexible")),
+            "tls_cert",
+            json!("/c.pem"),
+        ),
+        "tls_key",
+        json!("/k.pem"),
+    );
+    let tls_app = with(tls_app, "protocol", json!("tcp/443"));
+    let (model, warnings) = accepted(config(vec![tcp_app(), udp_app(), tls_app.clone()]));
+    let applied: Vec<bool> = model.apps.iter().map(|a| a.syn_proxied()).collect();
+    assert_eq!(applied, [true, false, false]);
+    assert!(warnings.is_empty(), "the default is no one's mistake");
+    let file = config(vec![
+        with(udp_app(), "syn_proxy", json!("on")),
+        with(tls_app, "syn_proxy", json!("on")),
+    ]);
+    let (model, warnings) = accepted(file);
+    assert!(model.apps.iter().all(|a| !a.syn_proxied()));
+    let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(fields, ["apps[0].syn_proxy", "apps[1].syn_proxy"]);
+    assert!(
+        warnings[0].message.contains("has no effect"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn tcp_proxy_default_override_and_bounds() {
     let mut file = config(vec![tcp_app()]);
     file["edge"]["tcp_proxy"] = json!({"idle_timeout": 30, "max_connections": 10});
