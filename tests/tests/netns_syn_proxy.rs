@@ -510,9 +510,10 @@ fn a_raw_client_s_early_data_is_held_off_then_echoed(datapath: Datapath) {
     }
     assert!(
         echoed_back,
-        "no greeting and echo: {:?} (reset: {})\n{}",
+        "no greeting and echo: {:?} (reset: {}); counters: {}\n{}",
         tcp.received(),
         tcp.was_reset(),
+        moved(&agent),
         agent.log()
     );
     assert!(pending >= 1, "the early data counted syn_proxy_pending");
