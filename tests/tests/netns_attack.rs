@@ -325,7 +325,12 @@ fn syn_flood_from_spoofed_sources_does_not_lock_out_others() {
     // loaded machine: half is plenty to tell).
     assert!(
         cookies >= COUNT / 2,
-        "{cookies} syn_cookie_sent for {COUNT} SYNs"
+        "{cookies} syn_cookie_sent for {COUNT} SYNs; counters: {:?}",
+        agent.stats().map(|rows| rows
+            .into_iter()
+            .filter(|row| row["packets"].as_u64().unwrap_or(0) > 0)
+            .map(|row| format!("{}/{}={}", row["app"], row["verdict"], row["packets"]))
+            .collect::<Vec<_>>())
     );
     let ((embryonic, established), during) = entries.expect("read during the flood");
     assert!(during, "the flow table was read after the flood ended");
