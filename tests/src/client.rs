@@ -141,3 +141,18 @@ pub fn tls_exchange(
         &format!("tls {ip}:{port}"),
     )
 }
+
+/// Runs `work` on a thread of its own inside `ns` (std sockets there are
+/// the namespace's) and returns what it returns.
+pub fn in_namespace<T: Send + 'static>(
+    ns: &Netns,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let enter = ns.enter_handle();
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        enter()?;
+        Ok(work())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread in the namespace panicked"))?
+}

@@ -400,6 +400,78 @@ pub fn udp_from_many(
     }
 }
 
+/// TCP segments, and among them SYNs (without ACK), to one address and
+/// port that an interface receives, recorded on a thread of its own until stopped: what reached a
+/// host. Bounded: it keeps at most `limit` distinct SYNs and stops reading
+/// at its deadline.
+pub struct SynCapture {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<SynsSeen>,
+}
+
+/// What a [`SynCapture`] saw.
+#[derive(Debug, Default)]
+pub struct SynsSeen {
+    /// TCP segments of any kind to the address and port.
+    pub tcp: u64,
+    /// SYNs, retransmissions included.
+    pub syns: u64,
+    /// Distinct (source, sequence number): connection attempts.
+    pub attempts: std::collections::BTreeSet<(SocketAddr, u32)>,
+    /// Frames of any kind the interface received.
+    pub frames: u64,
+}
+
+impl SynCapture {
+    /// Listens on `dev` in `ns` for SYNs to `dst` until stopped, or until
+    /// `limit` (a hang guard) passes.
+    pub fn start(ns: &Netns, dev: &str, dst: SocketAddr, limit: Duration) -> anyhow::Result<Self> {
+        const MAX_ATTEMPTS: usize = 1_000_000;
+        let socket = PacketSocket::listener(ns, dev)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            let mut seen = SynsSeen::default();
+            while !stop_flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                // Short reads, so that a stop is noticed at once.
+                let Some(frame) = socket.receive(Instant::now() + Duration::from_millis(100))
+                else {
+                    continue;
+                };
+                seen.frames += 1;
+                if let Some(Seen::Tcp {
+                    src,
+                    dst: to,
+                    flags,
+                    seq,
+                    ..
+                }) = parse(&frame)
+                    && to == dst
+                {
+                    seen.tcp += 1;
+                    if flags & (SYN | ACK) == SYN {
+                        seen.syns += 1;
+                        if seen.attempts.len() < MAX_ATTEMPTS {
+                            seen.attempts.insert((src, seq));
+                        }
+                    }
+                }
+            }
+            seen
+        });
+        Ok(Self { stop, handle })
+    }
+
+    /// Stops it; what it saw.
+    pub fn stop(self) -> anyhow::Result<SynsSeen> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the capture thread panicked"))
+    }
+}
+
 /// What a received IPv4 frame carries, as far as these tests care.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
@@ -558,6 +630,14 @@ impl RawTcp {
         self.segment(PSH | ACK, self.snd_nxt, self.rcv_nxt, data)?;
         self.snd_nxt = self.snd_nxt.wrapping_add(data.len() as u32);
         Ok(())
+    }
+
+    /// Sends `data` again, as the last segment [`RawTcp::send`] sent it
+    /// (the same sequence number): what a client whose segment was
+    /// dropped does.
+    pub fn retransmit(&self, data: &[u8]) -> anyhow::Result<()> {
+        let seq = self.snd_nxt.wrapping_sub(data.len() as u32);
+        self.segment(PSH | ACK, seq, self.rcv_nxt, data)
     }
 
     /// A RST (no ACK) with sequence number `seq`.
