@@ -414,6 +414,21 @@ fn udp_burst(ns: &Netns, count: u16) -> (usize, usize) {
     std::thread::spawn(move || {
         enter().expect("enter");
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        // Room for every reply even when this thread is slow to read on a
+        // loaded machine: 200 small datagrams overflow the default buffer
+        // by their truesize, and a lost reply would miscount.
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: a valid socket and option value of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
         socket
             .connect(format!("{}:53", addr::EDGE_CLI_V4))
             .expect("connect");
