@@ -7,6 +7,11 @@
 //! lookup never sees a half-loaded set. A lookup walks one trie path (at
 //! most 160 bits): its cost follows the trie's depth, not the number of
 //! rules. An allow match wins over any block match.
+//!
+//! XDP checks each packet it parses ([`check`]); sk_lookup checks the
+//! client of every connection and datagram it steers to the agent
+//! ([`check_addr`]), after the kernel's reassembly, so no packet shape
+//! XDP passes up unparsed (fragments, IPv6 extension headers) gets past.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
@@ -39,29 +44,65 @@ static LAST_EVENT_NS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// the caller's (the combined stack of the program is 512 bytes).
 #[inline(never)]
 pub fn check(packet: &Packet, app: u32) -> Option<Verdict> {
+    let (rule, verdict) = matching(packet.ipv6, packet.src)?;
+    report(packet, app, rule, verdict);
+    Some(verdict)
+}
+
+/// [`check`] for a connection or datagram sk_lookup steers: `seen` is its
+/// block event (client address `src`, `app`, ...) but for `rule` and
+/// `verdict`, which this fills in when a rule blocks the client.
+#[inline(never)]
+pub fn check_addr(ipv6: bool, seen: &BlockEvent) -> Option<Verdict> {
+    let (rule, verdict) = matching(ipv6, seen.src)?;
+    send(BlockEvent {
+        rule,
+        verdict: verdict as u8,
+        ..*seen
+    });
+    Some(verdict)
+}
+
+/// The body of both checks: the blocking rule's number and verdict.
+#[inline(always)]
+fn matching(ipv6: bool, src: [u8; 16]) -> Option<(u32, Verdict)> {
     let state = RULE_STATE.get(0)?;
     if state.has_block == 0 {
         return None;
     }
     let mut key = Key::new(
         RuleKey::FULL_LEN,
-        RuleKey::new(state.generation, RULE_ALLOW, packet.ipv6, packet.src),
+        RuleKey::new(state.generation, RULE_ALLOW, ipv6, src),
     );
     if state.has_allow != 0 && RULES.get(&key).is_some() {
         return None;
     }
     key.data.action = RULE_BLOCK;
     let rule = RULES.get(&key)?;
-    let verdict = Verdict::blocked(rule.kind);
-    report(packet, app, rule.rule, verdict);
-    Some(verdict)
+    Some((rule.rule, Verdict::blocked(rule.kind)))
+}
+
+/// Sends `packet`'s block event (see [`send`]). `rule` is `u32::MAX` for
+/// a drop no access rule made (`client_limited`).
+#[inline(always)]
+pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
+    send(BlockEvent {
+        src: packet.src,
+        dst: packet.dst,
+        src_port: packet.src_port,
+        dst_port: packet.dst_port,
+        app,
+        rule,
+        verdict: verdict as u8,
+        proto: packet.proto,
+        _pad: [0; 2],
+    });
 }
 
 /// Sends a block event unless this CPU sent one less than
 /// `BLOCK_EVENT_GAP_NS` ago (or the ring is full: the agent is behind).
-/// `rule` is `u32::MAX` for a drop no access rule made (`client_limited`).
 #[inline(always)]
-pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
+fn send(event: BlockEvent) {
     let Some(last) = LAST_EVENT_NS.get_ptr_mut(0) else {
         return;
     };
@@ -76,16 +117,6 @@ pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
     let Some(mut entry) = BLOCK_EVENTS.reserve::<BlockEvent>(0) else {
         return;
     };
-    entry.write(BlockEvent {
-        src: packet.src,
-        dst: packet.dst,
-        src_port: packet.src_port,
-        dst_port: packet.dst_port,
-        app,
-        rule,
-        verdict: verdict as u8,
-        proto: packet.proto,
-        _pad: [0; 2],
-    });
+    entry.write(event);
     entry.submit(0);
 }
