@@ -278,3 +278,71 @@ fn blocked_clients_get_nothing_through_fragments_or_extension_headers() {
     let log = agent.log();
     assert!(log.contains("blocked by an access rule"), "{log}");
 }
+
+/// A fast-path UDP app on udp/5300 with `ip_firewall`, to the origin port
+/// `origin`, under `rules`.
+fn edited_config(origin: u16, rules: serde_json::Value) -> String {
+    ConfigBuilder::new()
+        .edge("nat_ports", "20000-29999")
+        .app(
+            AppJson::udp(5300, "udp.test")
+                .ip_firewall(true)
+                .origin_direct(org_both("udp", origin)),
+        )
+        .access_rules(rules)
+        .build()
+}
+
+#[test]
+fn a_flow_opened_before_an_app_edit_is_cut_by_a_later_block_rule() {
+    let Some(topology) = Topology::for_test(
+        "a_flow_opened_before_an_app_edit_is_cut_by_a_later_block_rule",
+        "bypr",
+    ) else {
+        return;
+    };
+    let (cli, org) = (&topology.cli, &topology.org);
+    let _old = servers::udp_echo(org, 6300).expect("udp origin");
+    let _new = servers::udp_echo(org, 6301).expect("udp origin");
+    let agent =
+        Agent::start(&topology.edge, &edited_config(6300, json!([])), "native").expect("agent");
+    let edge = addr::edge4(0);
+    let exchange = |from: &str| {
+        tests::client::udp_exchange_from(cli, from, &edge, 5300, "q").expect("udp client")
+    };
+    // A flow from a fixed source port, on the app's first version.
+    assert_eq!(exchange("10.0.1.2:40000"), "origin 6300: q\n");
+
+    // The app edited: a new version in a fresh slot; the open flow stays on
+    // the old one, new flows take the new one.
+    assert!(
+        agent
+            .reload(&edited_config(6301, json!([])))
+            .expect("reload"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(exchange("10.0.1.2:40000"), "origin 6300: q\n");
+    assert_eq!(exchange("10.0.1.2:40001"), "origin 6301: q\n");
+
+    // Then the client blocked: its flows on both versions are cut.
+    let block = json!([
+        {"id": "cli", "mode": "block", "configuration": {"target": "ip", "value": addr::CLI_V4}},
+    ]);
+    assert!(
+        agent.reload(&edited_config(6301, block)).expect("reload"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        exchange("10.0.1.2:40000"),
+        "",
+        "the flow opened on the old version\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        exchange("10.0.1.2:40001"),
+        "",
+        "the flow on the new version"
+    );
+}

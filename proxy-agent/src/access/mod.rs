@@ -5,21 +5,22 @@
 pub mod geoip;
 
 use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
-use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
+use proxy_common::{BlockEvent, ListenerKey, RULE_BLOCK, Verdict};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
     config::model::{Config, RuleTarget},
     kernel::{
-        conntrack_gc::{cut_flows, ip_of},
+        conntrack_gc::{cut_flows, cut_flows_where, ip_of},
         loader::Kernel,
+        maps::map_contents,
         ring::spawn_drain,
         rules::{self, RuleSet},
     },
@@ -53,8 +54,7 @@ pub fn build(config: &Config) -> anyhow::Result<RuleSet> {
 }
 
 /// Puts `set` in force, then cuts the fast-path flows of clients it blocks
-/// on apps with `ip_firewall`: a tracked flow's packets skip the rules.
-/// (Agent-path apps have no kernel flows: each of their packets is checked.)
+/// ([`cut_blocked_by_listener`]): a tracked flow's packets skip the rules.
 pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
     let loaded = kernel.load_rules(set)?;
     info!(
@@ -63,29 +63,56 @@ pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Res
         elapsed_ms = loaded.elapsed.as_millis() as u64,
         "access rules in force"
     );
+    // Nothing can be blocked: no need to walk the flow table.
+    if !set.block.is_empty() {
+        cut_blocked_by_listener(kernel, config);
+    }
+    Ok(())
+}
+
+/// Cuts every fast-path flow whose client the rules in force block and
+/// whose app has `ip_firewall`, whichever version of the app it started
+/// on: a flow counts as the app's when it is in the app's slot or when the
+/// app now serves the flow's (protocol, edge address, port). A changed
+/// app's old version keeps its flows in a slot of its own (retired), which
+/// no app of `config` holds: judged by its slot alone, a flow opened
+/// before an edit would outlive every later block rule.
+fn cut_blocked_by_listener(kernel: &mut Kernel, config: &Config) {
     let firewalled: BTreeSet<u32> = config
         .apps
         .iter()
         .filter(|app| app.ip_firewall)
         .map(|app| app.slot)
         .collect();
-    // Nothing can be blocked: no need to walk the flow table.
-    if !set.block.is_empty() {
-        cut_blocked_flows(kernel, &firewalled);
-    }
-    Ok(())
-}
-
-/// Cuts the fast-path flows, counted in the app slots `slots`, of clients
-/// the rules in force block. A failed walk is logged, not returned: the
-/// rules are in force either way, and every new flow is checked.
-pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
-    if slots.is_empty() {
+    if firewalled.is_empty() {
         return;
     }
-    let cut = cut_flows(kernel, |kernel, client, app| {
-        slots.contains(&app) && matches!(kernel.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+    // Bounded like the kernel's listener table (the config was checked
+    // against it).
+    let listeners = match map_contents(config) {
+        Ok(contents) => contents.listeners,
+        Err(err) => {
+            warn!("cutting flows of blocked clients: {err}");
+            return;
+        }
+    };
+    let cut = cut_flows_where(kernel, |kernel, key, value| {
+        let serving = listeners
+            .get(&ListenerKey::new(key.proto, key.dst, key.dst_port))
+            .map(|listener| listener.app);
+        let firewalled = firewalled.contains(&value.app)
+            || serving.is_some_and(|slot| firewalled.contains(&slot));
+        firewalled && blocks(kernel, ip_of(key.src))
     });
+    log_cut(cut);
+}
+
+/// Whether the rules in force block `client`.
+fn blocks(kernel: &mut Kernel, client: IpAddr) -> bool {
+    matches!(kernel.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+}
+
+fn log_cut(cut: anyhow::Result<BTreeMap<u32, u64>>) {
     match cut {
         Ok(cut) if !cut.is_empty() => {
             info!(
@@ -96,6 +123,19 @@ pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
         Ok(_) => {}
         Err(err) => warn!("cutting flows of blocked clients: {err:#}"),
     }
+}
+
+/// Cuts the fast-path flows, counted in the app slots `slots`, of clients
+/// the rules in force block. A failed walk is logged, not returned: the
+/// rules are in force either way, and every new flow is checked.
+pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
+    if slots.is_empty() {
+        return;
+    }
+    let cut = cut_flows(kernel, |kernel, client, app| {
+        slots.contains(&app) && blocks(kernel, client)
+    });
+    log_cut(cut);
 }
 
 /// `access_rules[i]`, with the rule's id when it has one.
