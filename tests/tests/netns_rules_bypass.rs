@@ -346,3 +346,135 @@ fn a_flow_opened_before_an_app_edit_is_cut_by_a_later_block_rule() {
         "the flow on the new version"
     );
 }
+
+/// Holds one TCP connection (source, destination, port) and answers the
+/// test on stdout: `open` once connected; on `ping`, sends a line and
+/// prints `pong` once it is echoed (`closed` if the connection ended); on
+/// `wait`, prints `closed` when the connection ends, `open` if it is still
+/// up after 20 s (the test's hang guard; a cut takes well under that).
+const HOLD: &str = r#"
+import socket, sys
+src, dst, port = sys.argv[1:4]
+fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.bind((src, 0))
+s.settimeout(5)
+s.connect((dst, int(port)))
+print("open", flush=True)
+got = b""
+def read(want, limit):
+    global got
+    s.settimeout(limit)
+    try:
+        while want not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                return "closed"
+            got += chunk
+    except socket.timeout:
+        return "open"
+    except OSError:
+        return "closed"
+    return "pong"
+for n, line in enumerate(sys.stdin):
+    if line.strip() == "ping":
+        probe = ("ping %d\n" % n).encode()
+        try:
+            s.sendall(probe)
+        except OSError:
+            print("closed", flush=True)
+            continue
+        print(read(probe, 5), flush=True)
+    else:
+        print(read(b"\0never\0", 20), flush=True)
+"#;
+
+/// A PROXY v1 app (agent path) on tcp/25 with `ip_firewall`, to the origin
+/// port `origin`, under `rules`; idle connections live 60 s.
+fn agent_path_config(origin: u16, rules: serde_json::Value) -> String {
+    ConfigBuilder::new()
+        .edge("tcp_proxy", json!({"idle_timeout": 60}))
+        .app(
+            AppJson::tcp(25, "v1.test")
+                .proxy_protocol("v1")
+                .ip_firewall(true)
+                .origin_direct(org_both("tcp", origin)),
+        )
+        .access_rules(rules)
+        .build()
+}
+
+#[test]
+fn an_agent_connection_opened_before_an_app_edit_is_cut_by_a_later_block_rule() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let Some(topology) = Topology::for_test(
+        "an_agent_connection_opened_before_an_app_edit_is_cut_by_a_later_block_rule",
+        "bypc",
+    ) else {
+        return;
+    };
+    let (cli, org) = (&topology.cli, &topology.org);
+    let _old = servers::tcp_echo(org, 8080).expect("tcp origin");
+    let _new = servers::tcp_echo(org, 8081).expect("tcp origin");
+    let agent = Agent::start(
+        &topology.edge,
+        &agent_path_config(8080, json!([])),
+        "native",
+    )
+    .expect("agent");
+    // `timeout 90` only catches a hang.
+    let mut hold = cli
+        .command("timeout", &["90", "python3", "-c", HOLD])
+        .args([addr::CLI_V4, &addr::edge4(0), "25"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut input = hold.stdin.take().expect("stdin");
+    let mut output = BufReader::new(hold.stdout.take().expect("stdout")).lines();
+    let mut ask = |command: &str| -> String {
+        if !command.is_empty() {
+            writeln!(input, "{command}").expect("write to the client");
+        }
+        output.next().and_then(Result::ok).unwrap_or_default()
+    };
+    assert_eq!(ask(""), "open", "{}", agent.log());
+    assert_eq!(ask("ping"), "pong", "{}", agent.log());
+
+    // The app edited: the connection stays on the old version.
+    assert!(
+        agent
+            .reload(&agent_path_config(8081, json!([])))
+            .expect("reload"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(ask("ping"), "pong", "after the edit\n{}", agent.log());
+
+    // Then the client blocked: the connection is cut.
+    let block = json!([
+        {"id": "cli", "mode": "block", "configuration": {"target": "ip", "value": addr::CLI_V4}},
+    ]);
+    assert!(
+        agent
+            .reload(&agent_path_config(8081, block))
+            .expect("reload"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(
+        ask("wait"),
+        "closed",
+        "the connection opened on the old version\n{}",
+        agent.log()
+    );
+    let _ = hold.kill();
+    let _ = hold.wait();
+    assert!(
+        agent
+            .log()
+            .contains("agent-path connections of clients the rules block were cut"),
+        "{}",
+        agent.log()
+    );
+}

@@ -1,7 +1,9 @@
 //! Access rules at run time: the config's rules (ASN and country ones
 //! expanded from the GeoIP databases) become the kernel's prefix set, which
-//! is put in force at once; flows that the new set blocks are cut; and the
-//! kernel's sampled block events are logged, rate-limited.
+//! is put in force at once; flows (fast path) and connections and flows
+//! (agent path) that the new set blocks are cut, whichever version of
+//! their app they started on; and the kernel's sampled block events are
+//! logged, rate-limited.
 pub mod geoip;
 
 use std::{
@@ -11,7 +13,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use proxy_common::{BlockEvent, ListenerKey, RULE_BLOCK, Verdict};
+use proxy_common::{BlockEvent, ListenerKey, ListenerValue, RULE_BLOCK, Verdict, ip_proto};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -20,10 +22,11 @@ use crate::{
     kernel::{
         conntrack_gc::{cut_flows, cut_flows_where, ip_of},
         loader::Kernel,
-        maps::map_contents,
+        maps::{addr16, map_contents},
         ring::spawn_drain,
         rules::{self, RuleSet},
     },
+    proxy::{live::Live, tcp::TcpProxyState, udp::UdpProxyState},
 };
 
 /// The kernel prefix set of the config's rules. Fails when a GeoIP
@@ -72,39 +75,97 @@ pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Res
 
 /// Cuts every fast-path flow whose client the rules in force block and
 /// whose app has `ip_firewall`, whichever version of the app it started
-/// on: a flow counts as the app's when it is in the app's slot or when the
-/// app now serves the flow's (protocol, edge address, port). A changed
-/// app's old version keeps its flows in a slot of its own (retired), which
-/// no app of `config` holds: judged by its slot alone, a flow opened
-/// before an edit would outlive every later block rule.
+/// on (see [`Firewalled`]).
 fn cut_blocked_by_listener(kernel: &mut Kernel, config: &Config) {
-    let firewalled: BTreeSet<u32> = config
-        .apps
-        .iter()
-        .filter(|app| app.ip_firewall)
-        .map(|app| app.slot)
-        .collect();
-    if firewalled.is_empty() {
+    let Some(firewalled) = Firewalled::of(config) else {
         return;
-    }
-    // Bounded like the kernel's listener table (the config was checked
-    // against it).
-    let listeners = match map_contents(config) {
-        Ok(contents) => contents.listeners,
-        Err(err) => {
-            warn!("cutting flows of blocked clients: {err}");
-            return;
-        }
     };
     let cut = cut_flows_where(kernel, |kernel, key, value| {
-        let serving = listeners
-            .get(&ListenerKey::new(key.proto, key.dst, key.dst_port))
-            .map(|listener| listener.app);
-        let firewalled = firewalled.contains(&value.app)
-            || serving.is_some_and(|slot| firewalled.contains(&slot));
-        firewalled && blocks(kernel, ip_of(key.src))
+        firewalled.covers(key.proto, key.dst, key.dst_port, value.app)
+            && blocks(kernel, ip_of(key.src))
     });
     log_cut(cut);
+}
+
+/// After `set` is in force: cuts the agent paths' open connections (TCP)
+/// and flows (UDP) of clients it blocks, on apps with `ip_firewall`,
+/// whichever version of the app they started on. Logged once, per app slot.
+pub fn cut_blocked_connections(
+    kernel: &mut Kernel,
+    config: &Config,
+    set: &RuleSet,
+    tcp: &TcpProxyState,
+    udp: &UdpProxyState,
+) {
+    let paths: [(u8, &Live); 2] = [(ip_proto::TCP, tcp.live()), (ip_proto::UDP, udp.live())];
+    if set.block.is_empty() || paths.iter().all(|(_, live)| live.is_empty()) {
+        return;
+    }
+    let Some(firewalled) = Firewalled::of(config) else {
+        return;
+    };
+    for (proto, live) in paths {
+        let cut = live.cut_where(|client, edge, slot| {
+            firewalled.covers(proto, addr16(edge.ip()), edge.port(), slot) && blocks(kernel, client)
+        });
+        if !cut.is_empty() {
+            let path = if proto == ip_proto::TCP {
+                "connections"
+            } else {
+                "UDP flows"
+            };
+            info!(
+                ?cut,
+                "agent-path {path} of clients the rules block were cut (app slot: count)"
+            );
+        }
+    }
+}
+
+/// Which app slots the access rules cover: a flow or connection counts as
+/// an `ip_firewall` app's when it is in the app's slot or when the app now
+/// serves its (protocol, edge address, port). A changed app's old version
+/// keeps its flows and connections in a slot of its own (retired) that no
+/// app of the config holds: judged by its slot alone, one opened before an
+/// edit would outlive every later block rule.
+struct Firewalled {
+    slots: BTreeSet<u32>,
+    listeners: BTreeMap<ListenerKey, ListenerValue>,
+}
+
+impl Firewalled {
+    /// None when no app has `ip_firewall` (or the listeners do not fit,
+    /// which the config's validation already refused: logged).
+    fn of(config: &Config) -> Option<Self> {
+        let slots: BTreeSet<u32> = config
+            .apps
+            .iter()
+            .filter(|app| app.ip_firewall)
+            .map(|app| app.slot)
+            .collect();
+        if slots.is_empty() {
+            return None;
+        }
+        // As many as the kernel's listener table holds, at most.
+        match map_contents(config) {
+            Ok(contents) => Some(Self {
+                slots,
+                listeners: contents.listeners,
+            }),
+            Err(err) => {
+                warn!("cutting what the access rules block: {err}");
+                None
+            }
+        }
+    }
+
+    fn covers(&self, proto: u8, edge: [u8; 16], port: u16, slot: u32) -> bool {
+        self.slots.contains(&slot)
+            || self
+                .listeners
+                .get(&ListenerKey::new(proto, edge, port))
+                .is_some_and(|listener| self.slots.contains(&listener.app))
+    }
 }
 
 /// Whether the rules in force block `client`.
