@@ -478,3 +478,95 @@ fn an_agent_connection_opened_before_an_app_edit_is_cut_by_a_later_block_rule() 
         agent.log()
     );
 }
+
+/// `rx-vlan-hw-parse` and `rx-vlan-stag-hw-parse` of `interface` in `ns`,
+/// as `ethtool -k` prints them (`on`/`off`, with any `[fixed]`).
+fn rx_vlan_offload(ns: &Netns, interface: &str) -> Vec<String> {
+    let out = ns.run("ethtool", &["-k", interface]).expect("ethtool -k");
+    ["rx-vlan-offload:", "rx-vlan-stag-hw-parse:"]
+        .iter()
+        .map(|name| {
+            out.lines()
+                .find_map(|line| line.trim().strip_prefix(name))
+                .unwrap_or("missing")
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn rx_vlan_offload_is_off_while_the_agent_runs_and_back_on_after() {
+    let Some(topology) = Topology::for_test(
+        "rx_vlan_offload_is_off_while_the_agent_runs_and_back_on_after",
+        "vlan",
+    ) else {
+        return;
+    };
+    let (cli, edge, org) = (&topology.cli, &topology.edge, &topology.org);
+    let on = vec!["on".to_owned(), "on".to_owned()];
+    let off = vec!["off".to_owned(), "off".to_owned()];
+    for interface in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
+        edge.run(
+            "ethtool",
+            &[
+                "-K",
+                interface,
+                "rxvlan",
+                "on",
+                "rx-vlan-stag-hw-parse",
+                "on",
+            ],
+        )
+        .expect("offload on");
+        assert_eq!(rx_vlan_offload(edge, interface), on, "{interface}");
+    }
+    let _udp = servers::udp_echo(org, 6300).expect("udp origin");
+    let agent = Agent::start(edge, &edited_config(6300, json!([])), "native").expect("agent");
+    for interface in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
+        assert_eq!(rx_vlan_offload(edge, interface), off, "{interface}");
+    }
+    assert!(
+        agent.log().contains("rx VLAN offload turned off"),
+        "{}",
+        agent.log()
+    );
+    let edge_ip = addr::edge4(0);
+    // Untagged: NATed to the origin.
+    let reply =
+        tests::client::udp_exchange_from(cli, addr::CLI_V4, &edge_ip, 5300, "q").expect("udp");
+    assert_eq!(reply, "origin 6300: q\n");
+    let (status, log) = agent.stop().expect("stop");
+    assert!(status.success(), "{log}");
+    for interface in [addr::EDGE_CLI_IF, addr::EDGE_ORG_IF] {
+        assert_eq!(
+            rx_vlan_offload(edge, interface),
+            on,
+            "{interface} after stop\n{log}"
+        );
+    }
+}
+
+#[test]
+fn with_rx_vlan_offload_allowed_it_is_left_on_and_warned_about() {
+    let Some(topology) = Topology::for_test(
+        "with_rx_vlan_offload_allowed_it_is_left_on_and_warned_about",
+        "vlana",
+    ) else {
+        return;
+    };
+    let (edge, org) = (&topology.edge, &topology.org);
+    edge.run("ethtool", &["-K", addr::EDGE_CLI_IF, "rxvlan", "on"])
+        .expect("offload on");
+    let _udp = servers::udp_echo(org, 6300).expect("udp origin");
+    let config = edited_config(6300, json!([]));
+    let mut value: serde_json::Value = serde_json::from_str(&config).expect("json");
+    value["edge"]["allow_rx_vlan_offload"] = json!("on");
+    let agent = Agent::start(edge, &value.to_string(), "native").expect("agent");
+    assert_eq!(rx_vlan_offload(edge, addr::EDGE_CLI_IF)[0], "on");
+    assert!(
+        agent.log().contains("rx VLAN offload left on"),
+        "{}",
+        agent.log()
+    );
+}

@@ -54,6 +54,10 @@ pub struct Kernel {
     tc_attached: bool,
     /// `CLIENT_LIMITS` as last written (the recount's prefix lengths).
     client_limits: std::sync::Arc<std::sync::Mutex<Vec<ClientLimitValue>>>,
+    /// rx-VLAN offload turned off at attach, back on when dropped (after
+    /// `ebpf`, so after XDP is detached); `edge.allow_rx_vlan_offload`.
+    rx_vlan: Option<super::offload::RxVlan>,
+    allow_rx_vlan_offload: bool,
 }
 
 struct LoadedRules {
@@ -82,6 +86,8 @@ impl Kernel {
             rules: None,
             xdp_attached: false,
             tc_attached: false,
+            rx_vlan: None,
+            allow_rx_vlan_offload: false,
             client_limits: Default::default(),
         })
     }
@@ -138,6 +144,11 @@ impl Kernel {
         Ok(())
     }
 
+    /// `edge.allow_rx_vlan_offload`, for [`Self::attach`].
+    pub fn allow_rx_vlan_offload(&mut self, allow: bool) {
+        self.allow_rx_vlan_offload = allow;
+    }
+
     /// Attaches the program to each interface, once (a second call does
     /// nothing). The interfaces must be in the redirect map already
     /// ([`Self::add_redirect_targets`]): steering needs them even without
@@ -148,6 +159,10 @@ impl Kernel {
         }
         for interface in interfaces {
             allow_local_source(interface);
+        }
+        if self.rx_vlan.is_none() {
+            let allow = self.allow_rx_vlan_offload;
+            self.rx_vlan = Some(super::offload::turn_off(interfaces, allow)?);
         }
         let program = self.program()?;
         for interface in interfaces {
