@@ -55,11 +55,16 @@ pub fn check(packet: &Packet, app: u32) -> Option<Verdict> {
 #[inline(never)]
 pub fn check_addr(ipv6: bool, seen: &BlockEvent) -> Option<Verdict> {
     let (rule, verdict) = matching(ipv6, seen.src)?;
-    send(BlockEvent {
-        rule,
-        verdict: verdict as u8,
-        ..*seen
-    });
+    if may_send()
+        && let Some(mut entry) = BLOCK_EVENTS.reserve::<BlockEvent>(0)
+    {
+        entry.write(BlockEvent {
+            rule,
+            verdict: verdict as u8,
+            ..*seen
+        });
+        entry.submit(0);
+    }
     Some(verdict)
 }
 
@@ -82,11 +87,17 @@ fn matching(ipv6: bool, src: [u8; 16]) -> Option<(u32, Verdict)> {
     Some((rule.rule, Verdict::blocked(rule.kind)))
 }
 
-/// Sends `packet`'s block event (see [`send`]). `rule` is `u32::MAX` for
-/// a drop no access rule made (`client_limited`).
+/// Sends `packet`'s block event (see [`may_send`]). `rule` is `u32::MAX`
+/// for a drop no access rule made (`client_limited`).
 #[inline(always)]
 pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
-    send(BlockEvent {
+    if !may_send() {
+        return;
+    }
+    let Some(mut entry) = BLOCK_EVENTS.reserve::<BlockEvent>(0) else {
+        return;
+    };
+    entry.write(BlockEvent {
         src: packet.src,
         dst: packet.dst,
         src_port: packet.src_port,
@@ -97,26 +108,24 @@ pub(crate) fn report(packet: &Packet, app: u32, rule: u32, verdict: Verdict) {
         proto: packet.proto,
         _pad: [0; 2],
     });
+    entry.submit(0);
 }
 
-/// Sends a block event unless this CPU sent one less than
-/// `BLOCK_EVENT_GAP_NS` ago (or the ring is full: the agent is behind).
+/// Whether a block event may go: not when this CPU sent one less than
+/// `BLOCK_EVENT_GAP_NS` ago (then the ring's reserve may still fail: the
+/// agent is behind).
 #[inline(always)]
-fn send(event: BlockEvent) {
+fn may_send() -> bool {
     let Some(last) = LAST_EVENT_NS.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: this CPU's slot; no other program instance runs on it now.
     unsafe {
         if now.wrapping_sub(*last) < BLOCK_EVENT_GAP_NS {
-            return;
+            return false;
         }
         *last = now;
     }
-    let Some(mut entry) = BLOCK_EVENTS.reserve::<BlockEvent>(0) else {
-        return;
-    };
-    entry.write(event);
-    entry.submit(0);
+    true
 }
