@@ -1,28 +1,32 @@
 //! Access rules at run time: the config's rules (ASN and country ones
 //! expanded from the GeoIP databases) become the kernel's prefix set, which
-//! is put in force at once; flows that the new set blocks are cut; and the
-//! kernel's sampled block events are logged, rate-limited.
+//! is put in force at once; flows (fast path) and connections and flows
+//! (agent path) that the new set blocks are cut, whichever version of
+//! their app they started on; and the kernel's sampled block events are
+//! logged, rate-limited.
 pub mod geoip;
 
 use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
-use proxy_common::{BlockEvent, RULE_BLOCK, Verdict};
+use proxy_common::{BlockEvent, ListenerKey, ListenerValue, RULE_BLOCK, Verdict, ip_proto};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
     config::model::{Config, RuleTarget},
     kernel::{
-        conntrack_gc::{cut_flows, ip_of},
+        conntrack_gc::{cut_flows, cut_flows_where, ip_of},
         loader::Kernel,
+        maps::{addr16, map_contents},
         ring::spawn_drain,
         rules::{self, RuleSet},
     },
+    proxy::{live::Live, tcp::TcpProxyState, udp::UdpProxyState},
 };
 
 /// The kernel prefix set of the config's rules. Fails when a GeoIP
@@ -53,8 +57,7 @@ pub fn build(config: &Config) -> anyhow::Result<RuleSet> {
 }
 
 /// Puts `set` in force, then cuts the fast-path flows of clients it blocks
-/// on apps with `ip_firewall`: a tracked flow's packets skip the rules.
-/// (Agent-path apps have no kernel flows: each of their packets is checked.)
+/// ([`cut_blocked_by_listener`]): a tracked flow's packets skip the rules.
 pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Result<()> {
     let loaded = kernel.load_rules(set)?;
     info!(
@@ -63,29 +66,114 @@ pub fn apply(kernel: &mut Kernel, config: &Config, set: &RuleSet) -> anyhow::Res
         elapsed_ms = loaded.elapsed.as_millis() as u64,
         "access rules in force"
     );
-    let firewalled: BTreeSet<u32> = config
-        .apps
-        .iter()
-        .filter(|app| app.ip_firewall)
-        .map(|app| app.slot)
-        .collect();
     // Nothing can be blocked: no need to walk the flow table.
     if !set.block.is_empty() {
-        cut_blocked_flows(kernel, &firewalled);
+        cut_blocked_by_listener(kernel, config);
     }
     Ok(())
 }
 
-/// Cuts the fast-path flows, counted in the app slots `slots`, of clients
-/// the rules in force block. A failed walk is logged, not returned: the
-/// rules are in force either way, and every new flow is checked.
-pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
-    if slots.is_empty() {
+/// Cuts every fast-path flow whose client the rules in force block and
+/// whose app has `ip_firewall`, whichever version of the app it started
+/// on (see [`Firewalled`]).
+fn cut_blocked_by_listener(kernel: &mut Kernel, config: &Config) {
+    let Some(firewalled) = Firewalled::of(config) else {
+        return;
+    };
+    let cut = cut_flows_where(kernel, |kernel, key, value| {
+        firewalled.covers(key.proto, key.dst, key.dst_port, value.app)
+            && blocks(kernel, ip_of(key.src))
+    });
+    log_cut(cut);
+}
+
+/// After `set` is in force: cuts the agent paths' open connections (TCP)
+/// and flows (UDP) of clients it blocks, on apps with `ip_firewall`,
+/// whichever version of the app they started on. Logged once, per app slot.
+pub fn cut_blocked_connections(
+    kernel: &mut Kernel,
+    config: &Config,
+    set: &RuleSet,
+    tcp: &TcpProxyState,
+    udp: &UdpProxyState,
+) {
+    let paths: [(u8, &Live); 2] = [(ip_proto::TCP, tcp.live()), (ip_proto::UDP, udp.live())];
+    if set.block.is_empty() || paths.iter().all(|(_, live)| live.is_empty()) {
         return;
     }
-    let cut = cut_flows(kernel, |kernel, client, app| {
-        slots.contains(&app) && matches!(kernel.rule_for(client), Ok(Some((RULE_BLOCK, _))))
-    });
+    let Some(firewalled) = Firewalled::of(config) else {
+        return;
+    };
+    for (proto, live) in paths {
+        let cut = live.cut_where(|client, edge, slot| {
+            firewalled.covers(proto, addr16(edge.ip()), edge.port(), slot) && blocks(kernel, client)
+        });
+        if !cut.is_empty() {
+            let path = if proto == ip_proto::TCP {
+                "connections"
+            } else {
+                "UDP flows"
+            };
+            info!(
+                ?cut,
+                "agent-path {path} of clients the rules block were cut (app slot: count)"
+            );
+        }
+    }
+}
+
+/// Which app slots the access rules cover: a flow or connection counts as
+/// an `ip_firewall` app's when it is in the app's slot or when the app now
+/// serves its (protocol, edge address, port). A changed app's old version
+/// keeps its flows and connections in a slot of its own (retired) that no
+/// app of the config holds: judged by its slot alone, one opened before an
+/// edit would outlive every later block rule.
+struct Firewalled {
+    slots: BTreeSet<u32>,
+    listeners: BTreeMap<ListenerKey, ListenerValue>,
+}
+
+impl Firewalled {
+    /// None when no app has `ip_firewall` (or the listeners do not fit,
+    /// which the config's validation already refused: logged).
+    fn of(config: &Config) -> Option<Self> {
+        let slots: BTreeSet<u32> = config
+            .apps
+            .iter()
+            .filter(|app| app.ip_firewall)
+            .map(|app| app.slot)
+            .collect();
+        if slots.is_empty() {
+            return None;
+        }
+        // As many as the kernel's listener table holds, at most.
+        match map_contents(config) {
+            Ok(contents) => Some(Self {
+                slots,
+                listeners: contents.listeners,
+            }),
+            Err(err) => {
+                warn!("cutting what the access rules block: {err}");
+                None
+            }
+        }
+    }
+
+    fn covers(&self, proto: u8, edge: [u8; 16], port: u16, slot: u32) -> bool {
+        self.slots.contains(&slot)
+            || self
+                .listeners
+                .get(&ListenerKey::new(proto, edge, port))
+                .is_some_and(|listener| self.slots.contains(&listener.app))
+    }
+}
+
+/// Whether the rules in force block `client`.
+fn blocks(kernel: &mut Kernel, client: IpAddr) -> bool {
+    matches!(kernel.rule_for(client), Ok(Some((RULE_BLOCK, _))))
+}
+
+fn log_cut(cut: anyhow::Result<BTreeMap<u32, u64>>) {
     match cut {
         Ok(cut) if !cut.is_empty() => {
             info!(
@@ -96,6 +184,19 @@ pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
         Ok(_) => {}
         Err(err) => warn!("cutting flows of blocked clients: {err:#}"),
     }
+}
+
+/// Cuts the fast-path flows, counted in the app slots `slots`, of clients
+/// the rules in force block. A failed walk is logged, not returned: the
+/// rules are in force either way, and every new flow is checked.
+pub fn cut_blocked_flows(kernel: &mut Kernel, slots: &BTreeSet<u32>) {
+    if slots.is_empty() {
+        return;
+    }
+    let cut = cut_flows(kernel, |kernel, client, app| {
+        slots.contains(&app) && blocks(kernel, client)
+    });
+    log_cut(cut);
 }
 
 /// `access_rules[i]`, with the rule's id when it has one.

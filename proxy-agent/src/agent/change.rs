@@ -301,6 +301,8 @@ impl Agent {
             Op::SetRules => {
                 if let Some(rules) = &prepared.rules {
                     access::apply(&mut self.kernel, next, rules)?;
+                    let (tcp, udp) = (&self.proxies.tcp, &self.proxies.udp);
+                    access::cut_blocked_connections(&mut self.kernel, next, rules, tcp, udp);
                 }
             }
             Op::CutBlockedFlows(slots) => access::cut_blocked_flows(&mut self.kernel, slots),

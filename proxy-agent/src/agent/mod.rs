@@ -181,6 +181,7 @@ impl Agent {
         // The edge interfaces, which steering admits traffic from, whether or
         // not XDP attaches.
         kernel.add_redirect_targets(&config.edge.interfaces)?;
+        kernel.allow_rx_vlan_offload(config.edge.allow_rx_vlan_offload);
         if config.needs_xdp() {
             kernel.attach(&config.edge.interfaces, mode)?;
         } else {

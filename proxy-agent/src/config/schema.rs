@@ -109,6 +109,11 @@ pub struct EdgeFile {
     /// app's SYNs with SYN cookies itself; an app's `syn_proxy` overrides.
     #[serde(default)]
     pub syn_proxy: Option<String>,
+    /// `off` (default) | `on`: `on` accepts rx-VLAN offload on the edge
+    /// interfaces (left as it is, warned about) instead of the agent turning
+    /// it off at attach and refusing an interface that keeps it.
+    #[serde(default)]
+    pub allow_rx_vlan_offload: Option<String>,
     /// Where the agent keeps what it writes for itself (PEM the API was
     /// given, under `tls/`); default `/var/lib/proxy-agent`.
     #[serde(default)]

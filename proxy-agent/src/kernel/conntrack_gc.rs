@@ -552,6 +552,17 @@ pub fn cut_flows(
     kernel: &mut Kernel,
     mut cut: impl FnMut(&mut Kernel, IpAddr, u32) -> bool,
 ) -> anyhow::Result<BTreeMap<u32, u64>> {
+    cut_flows_where(kernel, |kernel, key, value| {
+        cut(kernel, ip_of(key.src), value.app)
+    })
+}
+
+/// [`cut_flows`] judged on the client-side key (client, edge address and
+/// port) and the value of each flow's to-origin direction.
+pub fn cut_flows_where(
+    kernel: &mut Kernel,
+    mut cut: impl FnMut(&mut Kernel, &FlowKey, &FlowValue) -> bool,
+) -> anyhow::Result<BTreeMap<u32, u64>> {
     let mut removed = Removed::default();
     for embryonic in [false, true] {
         let table = if embryonic {
@@ -565,7 +576,7 @@ pub fn cut_flows(
             .filter(|(_, value)| value.direction == DIR_TO_ORIGIN)
             .collect();
         for (key, value) in to_origin {
-            if !cut(kernel, ip_of(key.src), value.app) {
+            if !cut(kernel, &key, &value) {
                 continue;
             }
             let mut flows = table(kernel)?;

@@ -57,6 +57,10 @@ pub struct Kernel {
     /// `accept_local` as it was on the XDP interfaces, put back when the
     /// kernel side goes (after `ebpf`, which detaches the programs).
     sysctls: Vec<super::sysctl::Restore>,
+    /// rx-VLAN offload turned off at attach, back on when dropped (after
+    /// `ebpf`, so after XDP is detached); `edge.allow_rx_vlan_offload`.
+    rx_vlan: Option<super::offload::RxVlan>,
+    allow_rx_vlan_offload: bool,
 }
 
 struct LoadedRules {
@@ -86,6 +90,8 @@ impl Kernel {
             xdp_attached: false,
             sysctls: Vec::new(),
             tc_attached: false,
+            rx_vlan: None,
+            allow_rx_vlan_offload: false,
             client_limits: Default::default(),
         })
     }
@@ -142,6 +148,11 @@ impl Kernel {
         Ok(())
     }
 
+    /// `edge.allow_rx_vlan_offload`, for [`Self::attach`].
+    pub fn allow_rx_vlan_offload(&mut self, allow: bool) {
+        self.allow_rx_vlan_offload = allow;
+    }
+
     /// Attaches the program to each interface, once (a second call does
     /// nothing). The interfaces must be in the redirect map already
     /// ([`Self::add_redirect_targets`]): steering needs them even without
@@ -153,6 +164,10 @@ impl Kernel {
         for interface in interfaces {
             self.sysctls
                 .extend(super::sysctl::allow_local_source(interface));
+        }
+        if self.rx_vlan.is_none() {
+            let allow = self.allow_rx_vlan_offload;
+            self.rx_vlan = Some(super::offload::turn_off(interfaces, allow)?);
         }
         let program = self.program()?;
         for interface in interfaces {

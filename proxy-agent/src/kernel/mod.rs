@@ -7,6 +7,7 @@ pub mod conntrack_gc;
 pub mod loader;
 pub mod maps;
 pub mod nat_use;
+pub mod offload;
 pub mod ring;
 pub mod rst;
 pub mod rules;

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Origin, Protocol, ProxyProtocol, TcpProxy, TlsMode},
     proxy::header::{self, Endpoints, Transport},
+    proxy::live::Live,
     proxy::routes::{AppCounts, Clients, Counts, Routes, Table, Target, Throttle, unmapped},
     proxy::tls::{self, CertKeyPaths, OriginVerify},
 };
@@ -65,6 +66,8 @@ pub struct TcpProxyState {
     /// Limits the warnings about connections to no app and failed accepts.
     unrouted: Throttle,
     accept_failed: Throttle,
+    /// Open connections, for a rule change to cut.
+    live: Arc<Live>,
 }
 
 /// Whether the agent's TCP path serves `app`.
@@ -86,6 +89,7 @@ impl TcpProxyState {
             clients: Arc::default(),
             unrouted: Throttle::default(),
             accept_failed: Throttle::default(),
+            live: Arc::default(),
         })
     }
 
@@ -122,6 +126,11 @@ impl TcpProxyState {
     /// Counts since the last call, as kernel counter rows.
     pub fn take_counts(&self) -> Vec<(u32, Verdict, Counter)> {
         self.counts.take()
+    }
+
+    /// The open connections.
+    pub fn live(&self) -> &Live {
+        &self.live
     }
 
     /// Connections in progress.
@@ -280,6 +289,8 @@ enum End {
     Idle,
     /// 490-ish: read/write error on either side.
     Io(String),
+    /// 403: cut, a rule change blocks the client.
+    Blocked,
 }
 
 impl End {
@@ -292,6 +303,7 @@ impl End {
             End::OriginTls(_) => 447,
             End::Idle => 408,
             End::Io(_) => 490,
+            End::Blocked => 403,
         }
     }
 }
@@ -342,16 +354,20 @@ async fn connection(
         }
         return;
     };
+    let live = state.live.register(peer.ip(), edge, target.index);
     counts.accepted.fetch_add(1, Ordering::Relaxed);
     let _ = client.set_nodelay(true);
     let mut moved = Moved::default();
-    let end = proxy(&state, target, route, client, peer, edge, &mut moved).await;
+    let end = tokio::select! {
+        end = proxy(&state, target, route, client, peer, edge, &mut moved) => end,
+        () = live.cut() => End::Blocked,
+    };
     counts.closed.fetch_add(1, Ordering::Relaxed);
     let counter = match &end {
         End::ClientTls(_) => Some(&counts.tls_failed),
         End::OriginConnect(..) | End::OriginTls(_) => Some(&counts.origin_failed),
         End::Idle => Some(&counts.timeouts),
-        End::Closed | End::Io(_) => None,
+        End::Closed | End::Io(_) | End::Blocked => None,
     };
     if let Some(counter) = counter {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -360,6 +376,10 @@ async fn connection(
     match &end {
         End::Closed => {
             debug!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect")
+        }
+        // The cut is logged once for all its connections (`access`).
+        End::Blocked => {
+            debug!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: blocked by an access rule")
         }
         End::Idle => {
             info!(app = %target.name, client = %peer, %edge, status, up = moved.up, down = moved.down, "disconnect: idle timeout")

@@ -42,6 +42,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::model::{App, Config, Protocol, ProxyProtocol, UdpProxy},
     proxy::header::{self, Endpoints, Transport},
+    proxy::live::{Live, Registered},
     proxy::routes::{AppCounts, Clients, Counts, Entry, Routes, Table, Target, Throttle, unmapped},
 };
 
@@ -115,6 +116,8 @@ pub struct UdpProxyState {
     reply_sockets: Mutex<HashMap<SocketAddr, Weak<UdpSocket>>>,
     /// Per-client bounds (`client_limits`) of every app.
     clients: Arc<Clients>,
+    /// Live flows, for a rule change to cut.
+    live: Arc<Live>,
 }
 
 /// Whether the agent's UDP path serves `app`.
@@ -133,6 +136,7 @@ impl UdpProxyState {
             next_flow: AtomicU64::new(0),
             reply_sockets: Mutex::default(),
             clients: Arc::default(),
+            live: Arc::default(),
         })
     }
 
@@ -167,6 +171,11 @@ impl UdpProxyState {
     /// Counts since the last call, as kernel counter rows.
     pub fn take_counts(&self) -> Vec<(u32, Verdict, Counter)> {
         self.counts.take()
+    }
+
+    /// The live flows.
+    pub fn live(&self) -> &Live {
+        &self.live
     }
 
     /// Flows open now.
@@ -347,10 +356,12 @@ fn dispatch(state: &Arc<UdpProxyState>, client: SocketAddr, edge: SocketAddr, pa
     flows.insert(key, FlowEntry { id, queue });
     route.flows.fetch_add(1, Ordering::Relaxed);
     counts.accepted.fetch_add(1, Ordering::Relaxed);
+    // Listed before the task runs: a cut right after this sees it.
+    let live = state.live.register(client.ip(), edge, target.index);
     let state = Arc::clone(state);
     let first = payload.to_vec();
     tokio::spawn(async move {
-        flow(state, entry, id, client, edge, first, rx).await;
+        flow(state, entry, id, (client, edge), first, rx, live).await;
         drop(slot);
     });
 }
@@ -362,22 +373,28 @@ enum End {
     Origin(String),
     /// The reply socket could not be set up.
     Client(String),
+    /// Cut: a rule change blocks the client.
+    Blocked,
 }
 
 async fn flow(
     state: Arc<UdpProxyState>,
     entry: Entry<Route>,
     id: u64,
-    client: SocketAddr,
-    edge: SocketAddr,
+    (client, edge): FlowKey,
     first: Vec<u8>,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    live: Registered,
 ) {
     // The app as it was when the flow opened: a live change does not
     // move a flow to another app.
     let (target, route) = (&entry.0, &entry.1);
     let counts = state.counts.app(target.index);
-    let end = run(&state, target, route, client, edge, first, &mut rx).await;
+    let end = tokio::select! {
+        end = run(&state, target, route, client, edge, first, &mut rx) => end,
+        () = live.cut() => End::Blocked,
+    };
+    drop(live);
     // Out of the table before `rx` goes: a datagram that finds the queue
     // closed opens the next flow, which this one must not remove.
     if let Ok(mut flows) = state.flows.lock()
@@ -390,6 +407,10 @@ async fn flow(
     counts.closed.fetch_add(1, Ordering::Relaxed);
     let failure = match end {
         End::Idle => return debug!(app = %target.name, %client, %edge, "UDP flow ended: idle"),
+        // The cut is logged once for all its flows (`access`).
+        End::Blocked => {
+            return debug!(app = %target.name, %client, %edge, "UDP flow cut: blocked by an access rule");
+        }
         End::Origin(err) => {
             counts.origin_failed.fetch_add(1, Ordering::Relaxed);
             err

@@ -379,6 +379,7 @@ mod tests {
                 udp_proxy: UdpProxy::default(),
                 client_limits: ClientLimits::default(),
                 syn_proxy: true,
+                allow_rx_vlan_offload: false,
                 state_dir: DEFAULT_STATE_DIR.into(),
             },
             apps: vec![a],

@@ -76,6 +76,9 @@ pub struct Edge {
     pub client_limits: ClientLimits,
     /// `edge.syn_proxy`: the SYN proxy of apps without their own setting.
     pub syn_proxy: bool,
+    /// `edge.allow_rx_vlan_offload`: leave the edge interfaces' rx-VLAN
+    /// offload as it is (`kernel::offload`).
+    pub allow_rx_vlan_offload: bool,
     /// `edge.state_dir`: what the agent writes for itself (PEM from the
     /// API in `tls/`), absolute once loaded from a file.
     pub state_dir: PathBuf,

@@ -144,6 +144,11 @@ impl Validator {
         );
         self.errors.extend(errors);
         let syn_proxy = self.on_off("edge.syn_proxy", e.syn_proxy.as_deref(), true);
+        let allow_rx_vlan_offload = self.on_off(
+            "edge.allow_rx_vlan_offload",
+            e.allow_rx_vlan_offload.as_deref(),
+            false,
+        );
         let edge = Edge {
             interfaces: e.interfaces.clone(),
             xdp_mode,
@@ -160,6 +165,7 @@ impl Validator {
             udp_proxy,
             client_limits,
             syn_proxy,
+            allow_rx_vlan_offload,
             state_dir: e
                 .state_dir
                 .clone()
