@@ -301,11 +301,15 @@ impl Agent {
             Op::SetRules => {
                 if let Some(rules) = &prepared.rules {
                     access::apply(&mut self.kernel, next, rules)?;
+                }
+            }
+            Op::CutBlockedFlows(slots) => access::cut_blocked_flows(&mut self.kernel, slots),
+            Op::CutBlockedConnections => {
+                if let Some(rules) = &prepared.rules {
                     let (tcp, udp) = (&self.proxies.tcp, &self.proxies.udp);
                     access::cut_blocked_connections(&mut self.kernel, next, rules, tcp, udp);
                 }
             }
-            Op::CutBlockedFlows(slots) => access::cut_blocked_flows(&mut self.kernel, slots),
             Op::SwitchRoutes => {
                 if let Some(tcp) = prepared.tcp.take() {
                     prepared.tcp_before = Some(self.proxies.tcp.install(tcp));

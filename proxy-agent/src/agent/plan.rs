@@ -225,6 +225,9 @@ pub enum Op {
     /// The config file written (API changes; a reload read it): once every
     /// step before succeeded, and before any that cannot be undone.
     WriteFile,
+    /// The agent-path connections and UDP flows of clients the new rules
+    /// block, cut (after the file: a cut cannot be undone).
+    CutBlockedConnections,
     /// The flows of deleted apps, by slot, cut.
     CutFlows(BTreeSet<u32>),
     /// The `dns_server` answers replaced.
@@ -270,6 +273,9 @@ pub fn plan(
     }
     ops.push(Op::SyncMaps);
     ops.push(Op::WriteFile);
+    if rules_change(running, next) {
+        ops.push(Op::CutBlockedConnections);
+    }
     // An app that turns ip_firewall on: its old version's flows of clients
     // the rules block go now, not when they end.
     let firewalled: BTreeSet<u32> = running

@@ -191,6 +191,7 @@ fn the_file_is_written_after_every_step_that_can_be_undone_and_before_every_othe
     assert!(!ops[write + 1..].iter().any(reversible), "{ops:?}");
     for op in [
         Op::CutBlockedFlows(BTreeSet::from([1])),
+        Op::CutBlockedConnections,
         Op::CutFlows(BTreeSet::from([2])),
         Op::StopResolver(2),
     ] {
