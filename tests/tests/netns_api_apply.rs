@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tests::{
     agent::Agent,
     client::tcp_exchange,
-    config::{AppJson, ConfigBuilder, org4},
+    config::{AppJson, ConfigBuilder, org4, write_token_file},
     netns::{Netns, Topology, addr},
     process::Background,
     scratch_dir, servers,
@@ -89,7 +89,7 @@ fn tail(log: &str, n: usize) -> String {
 /// SYN proxy (no TC program to verify: quicker starts).
 fn with_api(topology: &Topology) -> ConfigBuilder {
     let path = scratch_dir().join(format!("{}-token", topology.edge.name()));
-    std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
+    write_token_file(&path, TOKEN);
     ConfigBuilder::new()
         .edge("syn_proxy", "off")
         .api(API_PORT, &path, ZONE)

@@ -12,7 +12,7 @@ use tests::{
     agent::Agent,
     certs::Pki,
     client::{tcp_exchange, tls_exchange},
-    config::{AppJson, ConfigBuilder, org4},
+    config::{AppJson, ConfigBuilder, org4, write_token_file},
     netns::{Netns, Topology},
     scratch_dir, servers,
 };
@@ -84,7 +84,7 @@ fn the_api_takes_pem_not_paths_and_no_file_blocks_the_control_loop() {
     );
     let state_dir = dir.join("state");
     let token_file = dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    write_token_file(&token_file, TOKEN);
     let plain = AppJson::tcp(22, "ssh.example.test").origin_direct([org4("tcp", 2301)]);
     let builder = ConfigBuilder::new()
         .api(API_PORT, &token_file, ZONE)
