@@ -110,7 +110,7 @@ impl Kernel {
             .ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?
             .try_into()?;
         if program.fd().is_err() {
-            program.load().context("verifying the XDP program")?;
+            verify(|| program.load()).context("verifying the XDP program")?;
             self.load_syn_proxy(false)?;
         }
         self.ebpf
@@ -134,11 +134,11 @@ impl Kernel {
             .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
         let fd = if tc {
             let program: &mut SchedClassifier = program.try_into()?;
-            program.load().context("verifying the TC SYN proxy")?;
+            verify(|| program.load()).context("verifying the TC SYN proxy")?;
             program.fd()?.try_clone()?
         } else {
             let program: &mut Xdp = program.try_into()?;
-            program.load().context("verifying the XDP SYN proxy")?;
+            verify(|| program.load()).context("verifying the XDP SYN proxy")?;
             program.fd()?.try_clone()?
         };
         let mut slots: ProgramArray<_> = self.map(array)?;
@@ -194,7 +194,7 @@ impl Kernel {
             .ok_or_else(|| anyhow!("program {TC_PROGRAM} missing from the object"))?
             .try_into()?;
         if program.fd().is_err() {
-            program.load().context("verifying the TC program")?;
+            verify(|| program.load()).context("verifying the TC program")?;
             self.load_syn_proxy(true)?;
         }
         self.ebpf
@@ -493,7 +493,7 @@ impl Kernel {
             .program_mut(STEER_PROGRAM)
             .ok_or_else(|| anyhow!("program {STEER_PROGRAM} missing from the object"))?
             .try_into()?;
-        program.load().context("verifying the sk_lookup program")?;
+        verify(|| program.load()).context("verifying the sk_lookup program")?;
         // The calling thread's namespace, which is where its sockets are
         // (`/proc/self` would name the main thread's, which may differ when
         // the agent runs inside another program).
@@ -598,6 +598,28 @@ impl Drop for Kernel {
             for dir in path.ancestors().skip(1).take(2) {
                 let _ = fs::remove_dir(dir);
             }
+        }
+    }
+}
+
+/// Loads a program, again when the kernel answers EAGAIN: the verifier
+/// gives up with it when a signal is pending for the loading thread (a
+/// child of another thread exiting, say), and a program that takes it
+/// seconds to verify (the SYN proxy's) meets one now and then. libbpf
+/// retries the same way.
+fn verify(
+    mut load: impl FnMut() -> Result<(), aya::programs::ProgramError>,
+) -> Result<(), aya::programs::ProgramError> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }
